@@ -1,0 +1,313 @@
+"""Reading, writing and resampling audio.
+
+Reading returns float32 samples in [-1, 1]. WAV files in 16-bit PCM are decoded
+with ``tf.audio.decode_wav``; other WAV encodings, FLAC, OGG/Vorbis and the rest
+of what libsndfile reads go through ``soundfile``; when the optional
+``tensorflow-io`` ops load (TensorFlow 2.16-2.17 only) they decode the non-WAV
+formats instead. Every failure raises :class:`AudioReadError` (a ``ValueError``)
+naming the file and the problem, or ``FileNotFoundError`` for a missing file.
+
+:func:`resample` is a polyphase resampler in ``keras.ops`` (so it runs inside a
+``tf.function`` and is differentiable) with the same Kaiser-windowed sinc filter
+as ``scipy.signal.resample_poly``.
+"""
+
+import functools
+import math
+import os
+import struct
+import warnings
+
+import numpy as np
+from keras import ops
+
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 384000
+WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+READ_BACKENDS = ("auto", "tf", "soundfile", "tfio")
+
+
+class AudioReadError(ValueError):
+    """An audio file could not be read: empty, truncated, corrupt or invalid samples."""
+
+
+def check_sample_rate(sample_rate, name="sample_rate"):
+    """Returns ``sample_rate`` as int, or raises ``ValueError`` if it is not an
+    integer between 1 kHz and 384 kHz."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float)):
+        raise ValueError(f"`{name}` must be an integer number of Hz. Received: {sample_rate!r}")
+    if float(sample_rate) != int(sample_rate):
+        raise ValueError(f"`{name}` must be a whole number of Hz. Received: {sample_rate!r}")
+    sample_rate = int(sample_rate)
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise ValueError(
+            f"Unsupported `{name}` {sample_rate} Hz: must be between "
+            f"{MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz."
+        )
+    return sample_rate
+
+
+@functools.lru_cache(maxsize=None)
+def tfio_available():
+    """True when ``tensorflow_io`` imports and its audio ops load with this TensorFlow."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import tensorflow_io as tfio
+            import tensorflow as tf
+
+            probe = tf.zeros([8, 1], tf.int16)
+            tfio.audio.encode_flac(probe, rate=8000)
+    except Exception:  # noqa: BLE001 - any failure means the optional ops are unusable
+        return False
+    return True
+
+
+def _wav_is_truncated(path):
+    """True when a RIFF/WAVE file's ``data`` chunk claims more bytes than the file holds."""
+    with open(path, "rb") as f:
+        header = f.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return False
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return False
+            chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if chunk_id == b"data":
+                remaining = os.path.getsize(path) - f.tell()
+                return size != 0xFFFFFFFF and remaining < size
+            f.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def _decode_wav_tf(path):
+    import tensorflow as tf
+
+    audio, rate = tf.audio.decode_wav(tf.io.read_file(path))
+    return audio.numpy().T, int(rate.numpy())
+
+
+def _decode_soundfile(path):
+    import soundfile as sf
+
+    data, rate = sf.read(path, dtype="float32", always_2d=True)
+    return data.T, int(rate)
+
+
+def _decode_tfio(path):
+    import tensorflow as tf
+    import tensorflow_io as tfio
+
+    audio = tfio.audio.AudioIOTensor(path)
+    data = audio.to_tensor()
+    rate = int(audio.rate.numpy())
+    if data.dtype.is_integer:
+        data = tf.cast(data, tf.float32) / float(-data.dtype.min)
+    return data.numpy().T.astype(np.float32), rate
+
+
+def read_audio(path, sample_rate=None, mono=True, backend="auto"):
+    """Reads an audio file as float32 in [-1, 1].
+
+    Args:
+        path: str or os.PathLike. The file.
+        sample_rate: int or None. Resample to this rate; None keeps the file's.
+            Defaults to None.
+        mono: bool. Average the channels. Defaults to True.
+        backend: str. "auto" (WAV 16-bit via ``tf.audio.decode_wav``, other
+            formats via tensorflow-io when its ops load, else soundfile), or
+            force "tf", "soundfile" or "tfio". Defaults to "auto".
+
+    Returns:
+        ``(samples, rate)``: ``samples`` is ``[num_samples]`` when ``mono`` else
+        ``[channels, num_samples]``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        AudioReadError: empty, truncated or corrupt file, no samples, NaN/inf
+            samples, or an unsupported sample rate.
+    """
+    path = os.fspath(path)
+    if backend not in READ_BACKENDS:
+        raise ValueError(f"`backend` must be one of {READ_BACKENDS}. Received: {backend!r}")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Audio file not found: {path}")
+    if os.path.isdir(path):
+        raise AudioReadError(f"{path}: is a directory, not an audio file")
+    if os.path.getsize(path) == 0:
+        raise AudioReadError(f"{path}: the file is empty (0 bytes)")
+    is_wav = path.lower().endswith((".wav", ".wave"))
+    if is_wav and _wav_is_truncated(path):
+        raise AudioReadError(f"{path}: truncated WAV file (the data chunk is shorter than its header says)")
+    if backend == "auto":
+        if is_wav:
+            backend = "tf"
+        elif tfio_available():
+            backend = "tfio"
+        else:
+            backend = "soundfile"
+    data = rate = None
+    try:
+        if backend == "tf":
+            try:
+                data, rate = _decode_wav_tf(path)
+            except Exception as err:  # noqa: BLE001 - re-raised below when soundfile fails too
+                if "16-bit" not in str(err) and "Bad audio format" not in str(err):
+                    raise
+        elif backend == "tfio":
+            if not tfio_available():
+                raise AudioReadError(
+                    "tensorflow-io's ops do not load with this TensorFlow "
+                    "(they need TensorFlow 2.16-2.17); use backend='soundfile'"
+                )
+            data, rate = _decode_tfio(path)
+        if data is None:
+            data, rate = _decode_soundfile(path)
+    except AudioReadError:
+        raise
+    except Exception as err:  # noqa: BLE001 - decoder errors become one clear error type
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise AudioReadError(f"{path}: could not decode audio ({message})") from err
+    try:
+        check_sample_rate(rate)
+    except ValueError as err:
+        raise AudioReadError(f"{path}: {err}") from None
+    if data.size == 0:
+        raise AudioReadError(f"{path}: the file holds no audio samples")
+    bad = np.count_nonzero(~np.isfinite(data))
+    if bad:
+        raise AudioReadError(f"{path}: {bad} of {data.size} samples are NaN or infinite")
+    data = data.astype(np.float32)
+    if mono:
+        data = data.mean(axis=0)
+    if sample_rate is not None:
+        sample_rate = check_sample_rate(sample_rate)
+        if sample_rate != rate:
+            data = ops.convert_to_numpy(resample(data, rate, sample_rate))
+            rate = sample_rate
+    return data, rate
+
+
+def write_audio(path, samples, sample_rate, subtype=None):
+    """Writes float samples to WAV, FLAC or OGG (chosen by the extension).
+
+    Args:
+        path: str or os.PathLike. Destination; parent folders are created.
+        samples: array ``[num_samples]`` or ``[channels, num_samples]``.
+        sample_rate: int. Sample rate in Hz.
+        subtype: str or None. soundfile subtype; None gives 16-bit PCM for WAV
+            and FLAC, Vorbis for OGG. Defaults to None.
+
+    Raises:
+        ValueError: unknown extension, NaN/inf samples, or samples beyond
+            [-1, 1] for an integer PCM subtype (they would be clipped silently;
+            normalise first or write ``subtype="FLOAT"`` WAV).
+    """
+    import soundfile as sf
+
+    path = os.fspath(path)
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in WRITE_FORMATS:
+        raise ValueError(
+            f"Cannot write {path}: extension must be one of {sorted(WRITE_FORMATS)}"
+        )
+    sample_rate = check_sample_rate(sample_rate)
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim not in (1, 2) or samples.size == 0:
+        raise ValueError(
+            f"`samples` must be a non-empty [samples] or [channels, samples] array. "
+            f"Received shape {samples.shape}"
+        )
+    if not np.all(np.isfinite(samples)):
+        raise ValueError(f"Cannot write {path}: samples contain NaN or infinite values")
+    subtype = subtype or ("VORBIS" if extension == ".ogg" else "PCM_16")
+    peak = float(np.max(np.abs(samples)))
+    if subtype.startswith("PCM") and peak > 1.0:
+        raise ValueError(
+            f"Cannot write {path}: peak {peak:.3f} exceeds 1.0 and {subtype} would clip it. "
+            "Normalise the audio or use subtype='FLOAT' (WAV)."
+        )
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    sf.write(path, samples.T, sample_rate, subtype=subtype, format=WRITE_FORMATS[extension])
+
+
+def kaiser_lowpass(up, down, beta=5.0, zeros_per_side=10):
+    """The anti-aliasing filter of a rational ``up/down`` resampler.
+
+    Formula: ``h[n] = up * g[n] / sum(g)``, ``g[n] = fc * sinc(fc * (n - H)) * kaiser(n; beta)``,
+    ``n = 0..2H``, ``fc = 1 / max(up, down)`` (cutoff relative to Nyquist),
+    ``H = zeros_per_side * max(up, down)``: the same design as
+    ``scipy.signal.resample_poly`` with its default ``window=("kaiser", 5.0)``.
+    """
+    max_rate = max(up, down)
+    half_length = zeros_per_side * max_rate
+    cutoff = 1.0 / max_rate
+    n = np.arange(2 * half_length + 1) - half_length
+    taps = cutoff * np.sinc(cutoff * n) * np.kaiser(2 * half_length + 1, beta)
+    return up * taps / taps.sum(), half_length
+
+
+@functools.lru_cache(maxsize=64)
+def _polyphase_plan(up, down):
+    """Filter taps arranged per phase, and the output offset matching resample_poly."""
+    taps, half_length = kaiser_lowpass(up, down)
+    pre_pad = down - half_length % down
+    pre_remove = (half_length + pre_pad) // down
+    taps_per_phase = -(-len(taps) // up)
+    table = np.zeros((up, taps_per_phase), dtype=np.float64)
+    for phase_index in range(up):
+        picked = taps[phase_index::up]
+        table[phase_index, : len(picked)] = picked
+    offset = pre_remove * down - pre_pad
+    return table.astype(np.float32), taps_per_phase, offset
+
+
+def resample(x, from_rate, to_rate):
+    """Resamples waveforms ``[..., samples]`` from ``from_rate`` to ``to_rate`` Hz.
+
+    Polyphase FIR resampling by the reduced ratio ``up/down = to/from``:
+    ``y[m] = sum_j x[floor(T_m / up) - j] * h[T_m mod up + j * up]`` with
+    ``T_m = m * down + offset``, ``h`` from :func:`kaiser_lowpass` and ``offset``
+    chosen as in ``scipy.signal.resample_poly`` so both agree sample for sample
+    (samples outside the input count as zeros). The output has
+    ``ceil(samples * up / down)`` samples. Works with a dynamic length inside
+    ``tf.function`` and is differentiable with respect to ``x``.
+
+    Example:
+    >>> y = resample(np.ones((2, 441), "float32"), 44100, 16000)
+    >>> tuple(y.shape)
+    (2, 160)
+    """
+    from_rate = check_sample_rate(from_rate, "from_rate")
+    to_rate = check_sample_rate(to_rate, "to_rate")
+    x = ops.convert_to_tensor(x)
+    if x.dtype not in ("float32", "float64"):
+        x = ops.cast(x, "float32")
+    if from_rate == to_rate:
+        return x
+    divisor = math.gcd(from_rate, to_rate)
+    up, down = to_rate // divisor, from_rate // divisor
+    table, taps_per_phase, offset = _polyphase_plan(up, down)
+    num_in = ops.shape(x)[-1]
+    num_out = (num_in * up + down - 1) // down
+    positions = ops.arange(0, num_out, dtype="int32") * down + offset
+    newest = positions // up
+    phase_index = positions - newest * up
+    inputs = newest[:, None] - ops.arange(0, taps_per_phase, dtype="int32")[None, :]
+    valid = ops.logical_and(inputs >= 0, inputs < num_in)
+    inputs = ops.clip(inputs, 0, ops.maximum(num_in - 1, 0))
+    coefficients = ops.take(ops.convert_to_tensor(table, dtype=x.dtype), phase_index, axis=0)
+    coefficients = ops.where(valid, coefficients, ops.zeros_like(coefficients))
+    gathered = ops.take(x, inputs, axis=-1)
+    return ops.sum(gathered * coefficients, axis=-1)
+
+
+__all__ = [
+    "AudioReadError",
+    "check_sample_rate",
+    "read_audio",
+    "write_audio",
+    "resample",
+    "kaiser_lowpass",
+    "tfio_available",
+]

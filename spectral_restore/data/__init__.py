@@ -1,0 +1,1 @@
+"""Clean speech sources, seeded artifacts and the tf.data pipeline."""

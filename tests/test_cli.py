@@ -1,0 +1,34 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from spectral_restore import cli
+from spectral_restore.audio_io import read_audio
+
+
+def test_version(capsys):
+    from spectral_restore import __version__
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == __version__
+
+
+def test_no_command_prints_help(capsys):
+    assert cli.main([]) == 2
+    assert "demo" in capsys.readouterr().out
+
+
+def test_demo_writes_audio_plot_and_exact_roundtrip(tmp_path):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (tests/run_tests.sh installs it)")
+    assert cli.main(["demo", "--out", str(tmp_path), "--text", "Testing one two three."]) == 0
+    clean, rate = read_audio(tmp_path / "clean.wav")
+    roundtrip, _ = read_audio(tmp_path / "roundtrip.wav")
+    assert rate == 16000 and len(clean) == len(roundtrip) > 8000
+    assert np.max(np.abs(clean - roundtrip)) < 1e-5
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["roundtrip_max_abs_error"] == pytest.approx(float(np.max(np.abs(clean - roundtrip))), abs=1e-7)
+    png = (tmp_path / "spectrograms.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000
