@@ -414,6 +414,27 @@ def bark_to_hz(barks):
     return 1960.0 * (z + 0.53) / (26.28 - z)
 
 
+def _scale_filterbank(to_scale, from_scale, num_bands, sample_rate, fft_length, fmin, fmax, shape):
+    num_bands = _check_positive_int("num_bands", num_bands)
+    fft_length = _check_positive_int("fft_length", fft_length)
+    sample_rate, fmin, fmax = _check_band_range(sample_rate, fmin, fmax)
+    bin_hz = np.linspace(0.0, sample_rate / 2.0, fft_length // 2 + 1)
+    if shape == "triangular":
+        edges = from_scale(np.linspace(to_scale(fmin), to_scale(fmax), num_bands + 2))
+        weights = _triangular_filters(edges, bin_hz)
+    elif shape == "rectangular":
+        edges = from_scale(np.linspace(to_scale(fmin), to_scale(fmax), num_bands + 1))
+        edges[0], edges[-1] = fmin, fmax
+        upper_ok = bin_hz[None, :] < edges[1:, None]
+        upper_ok[-1] = bin_hz <= edges[-1]
+        weights = ((bin_hz[None, :] >= edges[:-1, None]) & upper_ok).astype(np.float64)
+    else:
+        raise ValueError(
+            f"`shape` must be 'triangular' or 'rectangular'. Received: shape={shape!r}"
+        )
+    return weights.T.astype(np.float32)
+
+
 def bark_filterbank(num_bands, sample_rate, fft_length, fmin=0.0, fmax=None, shape="triangular"):
     """Bark-scale filterbank matrix ``[fft_length // 2 + 1, num_bands]``.
 
@@ -427,24 +448,16 @@ def bark_filterbank(num_bands, sample_rate, fft_length, fmin=0.0, fmax=None, sha
     Reference: Traunmüller, "Analytical expressions for the tonotopic sensory
     scale", JASA 88 (1990); Zwicker & Fastl, "Psychoacoustics", ch. 6.
     """
-    num_bands = _check_positive_int("num_bands", num_bands)
-    fft_length = _check_positive_int("fft_length", fft_length)
-    sample_rate, fmin, fmax = _check_band_range(sample_rate, fmin, fmax)
-    bin_hz = np.linspace(0.0, sample_rate / 2.0, fft_length // 2 + 1)
-    if shape == "triangular":
-        edges = bark_to_hz(np.linspace(hz_to_bark(fmin), hz_to_bark(fmax), num_bands + 2))
-        weights = _triangular_filters(edges, bin_hz)
-    elif shape == "rectangular":
-        edges = bark_to_hz(np.linspace(hz_to_bark(fmin), hz_to_bark(fmax), num_bands + 1))
-        edges[0], edges[-1] = fmin, fmax
-        upper_ok = bin_hz[None, :] < edges[1:, None]
-        upper_ok[-1] = bin_hz <= edges[-1]
-        weights = ((bin_hz[None, :] >= edges[:-1, None]) & upper_ok).astype(np.float64)
-    else:
-        raise ValueError(
-            f"`shape` must be 'triangular' or 'rectangular'. Received: shape={shape!r}"
-        )
-    return weights.T.astype(np.float32)
+    return _scale_filterbank(hz_to_bark, bark_to_hz, num_bands, sample_rate, fft_length, fmin, fmax, shape)
+
+
+def erb_filterbank(num_bands, sample_rate, fft_length, fmin=0.0, fmax=None, shape="triangular"):
+    """ERB-rate filterbank matrix ``[fft_length // 2 + 1, num_bands]``; as
+    :func:`bark_filterbank` with edges equally spaced on the ERB-rate scale
+    ``21.4 log10(1 + 0.00437 f)`` (Glasberg & Moore, Hearing Research 47, 1990)."""
+    from spectral_restore.weighting import erb_rate_to_hz, hz_to_erb_rate
+
+    return _scale_filterbank(hz_to_erb_rate, erb_rate_to_hz, num_bands, sample_rate, fft_length, fmin, fmax, shape)
 
 
 __all__ = [
@@ -465,4 +478,5 @@ __all__ = [
     "hz_to_bark",
     "bark_to_hz",
     "bark_filterbank",
+    "erb_filterbank",
 ]

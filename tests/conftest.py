@@ -6,13 +6,27 @@ import numpy as np
 import pytest
 
 
+def arctic_example_path():
+    """Path of the CMU ARCTIC utterance inside the installed pysptk package.
+
+    Found without importing pysptk, whose import needs pkg_resources (gone from
+    recent setuptools).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("pysptk")
+    if spec is None:
+        pytest.skip("pysptk (which ships the real speech sample) is not installed")
+    folder = os.path.join(spec.submodule_search_locations[0], "example_audio_data")
+    return os.path.join(folder, "arctic_a0007.wav")
+
+
 @pytest.fixture(scope="session")
 def speech_16k():
     """A real CMU ARCTIC utterance (shipped by pysptk), 16 kHz float32 mono."""
-    pysptk = pytest.importorskip("pysptk", reason="pysptk ships the real speech sample")
     import soundfile as sf
 
-    samples, rate = sf.read(pysptk.util.example_audio_file(), dtype="float32")
+    samples, rate = sf.read(arctic_example_path(), dtype="float32")
     assert rate == 16000
     return samples
 
