@@ -150,8 +150,13 @@ def _pad_signal(x, config):
     if config.pad_mode == "constant":
         rank = len(x.shape)
         return ops.pad(x, [(0, 0)] * (rank - 1) + [(pad, pad)])
-    length = ops.shape(x)[-1]
-    return ops.take(x, _reflect_indices(length, pad), axis=-1)
+    length = x.shape[-1]
+    if length is not None and length > pad:
+        # Static and long enough: two mirrored slices (cheaper than a gather and its gradient).
+        head = ops.flip(x[..., 1 : pad + 1], axis=-1)
+        tail = ops.flip(x[..., length - pad - 1 : length - 1], axis=-1)
+        return ops.concatenate([head, x, tail], axis=-1)
+    return ops.take(x, _reflect_indices(ops.shape(x)[-1], pad), axis=-1)
 
 
 def _check_waveform(x, name="waveform"):

@@ -6,28 +6,7 @@ from keras import ops
 from spectral_restore import spectral
 from spectral_restore.spectral import STFTConfig
 
-
-def numpy_stft(x, cfg):
-    """Independent reference: numpy padding, framing and rfft."""
-    window = cfg.window_array()
-    if cfg.center:
-        pad = cfg.fft_length // 2
-        if cfg.pad_mode == "reflect":
-            # numpy's reflect needs pad < len; repeat the mirroring otherwise.
-            while pad > 0:
-                step = min(pad, len(x) - 1) if len(x) > 1 else 0
-                if step == 0:
-                    x = np.pad(x, (pad, pad), mode="edge")
-                    break
-                x = np.pad(x, (step, step), mode="reflect")
-                pad -= step
-        else:
-            x = np.pad(x, (pad, pad))
-    frames = 1 + (len(x) - cfg.fft_length) // cfg.hop_length
-    out = np.stack(
-        [np.fft.rfft(window * x[t * cfg.hop_length : t * cfg.hop_length + cfg.fft_length]) for t in range(frames)]
-    )
-    return out
+from reference import numpy_stft
 
 
 CONFIGS = [

@@ -5,14 +5,14 @@
 #
 # Environment:
 #   SPECTRAL_RESTORE_VENV       venv folder (default: .venv in the repository)
-#   SPECTRAL_RESTORE_EXTRAS     comma-separated extras (default: test)
+#   SPECTRAL_RESTORE_EXTRAS     comma-separated extras (default: test,peers)
 #   SPECTRAL_RESTORE_PIP_EXTRA  extra pip requirements, space-separated (default: none)
 #   PYTHON                      interpreter to build the venv with (default: python3, >= 3.10)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SPECTRAL_RESTORE_VENV:-$ROOT/.venv}"
-EXTRAS="${SPECTRAL_RESTORE_EXTRAS:-test}"
+EXTRAS="${SPECTRAL_RESTORE_EXTRAS:-test,peers}"
 PIP_EXTRA="${SPECTRAL_RESTORE_PIP_EXTRA:-}"
 PYTHON="${PYTHON:-python3}"
 

@@ -237,13 +237,6 @@ class MultiResolutionSTFTLoss(keras.losses.Loss):
                 matrix = mel if matrix is None else matrix @ mel
             self._projections.append(None if matrix is None else matrix.astype(np.float32))
 
-    def _magnitudes(self, x, cfg, projection):
-        real, imag = spectral.stft(x, cfg)
-        mag = spectral.magnitude(real, imag, self.eps)
-        if projection is not None:
-            mag = ops.matmul(mag, ops.convert_to_tensor(projection, dtype=mag.dtype))
-        return mag
-
     def resolution_terms(self, y_true, y_pred):
         """Per resolution, a dict of per-example term values ``{"sc", "log_mag", "lin_mag"}``
         (only the terms with a non-zero weight)."""
@@ -251,14 +244,21 @@ class MultiResolutionSTFTLoss(keras.losses.Loss):
         y_pred = as_waveform(ops.convert_to_tensor(y_pred, self.dtype), "y_pred")
         results = []
         for cfg, projection in zip(self.configs, self._projections):
-            mag_true = self._magnitudes(y_true, cfg, projection)
-            mag_pred = self._magnitudes(y_pred, cfg, projection)
+            power_true = spectral.power(*spectral.stft(y_true, cfg), self.eps)
+            power_pred = spectral.power(*spectral.stft(y_pred, cfg), self.eps)
+            mag_true, mag_pred = ops.sqrt(power_true), ops.sqrt(power_pred)
+            if projection is not None:
+                matrix = ops.convert_to_tensor(projection, dtype=mag_true.dtype)
+                mag_true, mag_pred = ops.matmul(mag_true, matrix), ops.matmul(mag_pred, matrix)
             terms = {}
             if self.w_sc:
                 terms["sc"] = safe_norm(mag_true - mag_pred) / safe_norm(mag_true)
             if self.w_log_mag:
-                log_true = ops.log(ops.maximum(mag_true, PROJECTED_MAGNITUDE_FLOOR))
-                log_pred = ops.log(ops.maximum(mag_pred, PROJECTED_MAGNITUDE_FLOOR))
+                if projection is None:
+                    log_true, log_pred = 0.5 * ops.log(power_true), 0.5 * ops.log(power_pred)
+                else:
+                    log_true = ops.log(ops.maximum(mag_true, PROJECTED_MAGNITUDE_FLOOR))
+                    log_pred = ops.log(ops.maximum(mag_pred, PROJECTED_MAGNITUDE_FLOOR))
                 terms["log_mag"] = per_example_mean(distance(log_true, log_pred, self.distance))
             if self.w_lin_mag:
                 terms["lin_mag"] = per_example_mean(distance(mag_true, mag_pred, self.distance))

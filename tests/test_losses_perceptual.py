@@ -1,0 +1,146 @@
+import numpy as np
+import pytest
+import scipy.signal
+
+from spectral_restore import spectral, weighting
+from spectral_restore.losses import LoudnessWeightedLoss
+
+from reference import numpy_spectra
+
+# IEC 61672-1:2013 Table 3, A-weighting (dB) at nominal frequencies 31.5 Hz ... 16 kHz;
+# the table is computed at the exact base-ten frequencies 1000 * 10^(n/10).
+IEC_A = {15: -39.4, 18: -26.2, 21: -16.1, 24: -8.6, 27: -3.2, 30: 0.0, 33: 1.2, 36: 1.0, 39: -1.1, 42: -6.6}
+
+
+def test_a_weighting_matches_iec_table():
+    freqs = 10.0 ** (np.array(list(IEC_A)) / 10.0)
+    np.testing.assert_allclose(weighting.a_weighting_db(freqs), list(IEC_A.values()), atol=0.1)
+
+
+def test_k_weighting_matches_bs1770_filters():
+    # ITU-R BS.1770-4 Tables 1 and 2, evaluated with scipy.
+    shelf_b, shelf_a = [1.53512485958697, -2.69169618940638, 1.19839281085285], [1.0, -1.69065929318241, 0.73248077421585]
+    hp_b, hp_a = [1.0, -2.0, 1.0], [1.0, -1.99004745483398, 0.99007225036621]
+    freqs = np.array([20.0, 50.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0])
+    _, h1 = scipy.signal.freqz(shelf_b, shelf_a, worN=freqs, fs=48000)
+    _, h2 = scipy.signal.freqz(hp_b, hp_a, worN=freqs, fs=48000)
+    np.testing.assert_allclose(weighting.k_weighting_db(freqs), 20 * np.log10(np.abs(h1 * h2)), atol=1e-6)
+    # The shelf lifts high frequencies by about 4 dB; the high-pass cuts the lows.
+    assert 3.5 < weighting.k_weighting_db([10000.0])[0] < 4.5
+    assert weighting.k_weighting_db([20.0])[0] < -10
+
+
+def iso226_reference(phon, f_index):
+    a_f = weighting.ISO226_ALPHA[f_index]
+    l_u = weighting.ISO226_LU[f_index]
+    t_f = weighting.ISO226_TF[f_index]
+    big_a = 4.47e-3 * (10 ** (0.025 * phon) - 1.15) + (0.4 * 10 ** (((t_f + l_u) / 10) - 9)) ** a_f
+    return 10 / a_f * np.log10(big_a) - l_u + 94
+
+
+@pytest.mark.parametrize("phon", [20, 40, 60, 80])
+def test_iso226_contour(phon):
+    contour = weighting.iso226_contour(phon)
+    want = [iso226_reference(phon, i) for i in range(29)]
+    np.testing.assert_allclose(contour, want, atol=1e-9)
+    # By definition a 1 kHz tone of L phon has L dB SPL.
+    assert abs(weighting.iso226_contour(phon, [1000.0])[0] - phon) < 0.1
+    # Ears are most sensitive near 3-4 kHz and far less so at 50 Hz.
+    assert weighting.iso226_contour(phon, [3150.0])[0] < phon
+    assert weighting.iso226_contour(phon, [50.0])[0] > phon + 15
+    with pytest.raises(ValueError, match="phon"):
+        weighting.iso226_contour(120)
+
+
+def test_erb_scale_round_trip():
+    f = np.array([0.0, 100.0, 1000.0, 8000.0])
+    np.testing.assert_allclose(weighting.erb_rate_to_hz(weighting.hz_to_erb_rate(f)), f, atol=1e-9)
+    assert abs(weighting.hz_to_erb_rate(1000.0) - 15.62) < 0.05
+
+
+def numpy_loudness_loss(clean, noisy, cfg, rate, kind, bands, frame_weighting, dist, phon=60.0, c=0.23, min_w=0.1):
+    zt, zp = numpy_spectra(clean, noisy, cfg)
+    freqs = np.arange(cfg.fft_length // 2 + 1) * rate / cfg.fft_length
+    gain = 10 ** (weighting.weighting_db(kind, freqs, phon) / 10)
+    if bands is None:
+        member = np.eye(len(freqs))
+    else:
+        scale, inverse = {
+            "bark": (spectral.hz_to_bark, spectral.bark_to_hz),
+            "erb": (weighting.hz_to_erb_rate, weighting.erb_rate_to_hz),
+        }[bands]
+        lo, hi = scale(0.0), scale(rate / 2)
+        count = int(round(float(hi - lo)))
+        edges = np.linspace(lo, hi, count + 1)
+        band_of_bin = np.clip(np.searchsorted(edges, scale(freqs), side="right") - 1, 0, count - 1)
+        member = np.eye(count)[band_of_bin]
+    out = []
+    for a, b in zip(zt, zp):
+        na = (((np.abs(a) ** 2) * gain) @ member + 1e-10) ** c - 1e-10**c
+        nb = (((np.abs(b) ** 2) * gain) @ member + 1e-10) ** c - 1e-10**c
+        err = np.abs(na - nb) if dist == "l1" else (na - nb) ** 2
+        if frame_weighting:
+            frame = na.sum(axis=1)
+            err = err * np.maximum(frame / max(frame.mean(), 1e-12), min_w)[:, None]
+        out.append(err.mean())
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def pair(speech_16k):
+    rng = np.random.default_rng(2)
+    clean = np.stack([speech_16k[:16000], 0.2 * speech_16k[16000:32000]]).astype(np.float32)
+    noisy = (clean + 0.01 * rng.standard_normal(clean.shape)).astype(np.float32)
+    return clean, noisy
+
+
+@pytest.mark.parametrize(
+    "kind,bands,frame_weighting,dist",
+    [("iso226", "bark", True, "l1"), ("a", None, False, "l1"), ("k", "erb", True, "l2"), ("none", "bark", False, "l2")],
+)
+def test_loudness_weighted_loss_matches_numpy(pair, kind, bands, frame_weighting, dist):
+    clean, noisy = pair
+    cfg = spectral.STFTConfig()
+    loss = LoudnessWeightedLoss(weighting=kind, bands=bands, frame_weighting=frame_weighting, distance=dist, reduction="none")
+    want = numpy_loudness_loss(clean, noisy, cfg, 16000, kind, bands, frame_weighting, dist)
+    np.testing.assert_allclose(np.asarray(loss(clean, noisy)), want, rtol=2e-4)
+
+
+def test_audible_errors_count_more(speech_16k):
+    clean = speech_16k[None, :16000].astype(np.float32)
+    t = np.arange(16000) / 16000
+    loss = LoudnessWeightedLoss(reduction="none")
+    at_3k = float(loss(clean, clean + 0.01 * np.sin(2 * np.pi * 3000 * t).astype(np.float32))[0])
+    at_40 = float(loss(clean, clean + 0.01 * np.sin(2 * np.pi * 40 * t).astype(np.float32))[0])
+    assert at_3k > 2 * at_40
+
+
+def test_loud_frames_count_more():
+    rng = np.random.default_rng(0)
+    clean = np.zeros((1, 16000), np.float32)
+    clean[0, :8000] = 0.3 * rng.standard_normal(8000)
+    clean[0, 8000:] = 0.003 * rng.standard_normal(8000)
+    noise = np.zeros_like(clean)
+    in_loud, in_quiet = noise.copy(), noise.copy()
+    burst = 0.01 * rng.standard_normal(2000).astype(np.float32)
+    in_loud[0, 3000:5000] = burst
+    in_quiet[0, 11000:13000] = burst
+    weighted = LoudnessWeightedLoss(reduction="none")
+    flat = LoudnessWeightedLoss(frame_weighting=False, reduction="none")
+    ratio_weighted = float(weighted(clean, clean + in_loud)[0]) / float(weighted(clean, clean + in_quiet)[0])
+    ratio_flat = float(flat(clean, clean + in_loud)[0]) / float(flat(clean, clean + in_quiet)[0])
+    assert ratio_weighted > 3 * ratio_flat
+    # Noise in a silent stretch still costs something.
+    silent = np.zeros((1, 16000), np.float32)
+    assert float(weighted(silent, silent + in_quiet)[0]) > 0
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="weighting"):
+        LoudnessWeightedLoss(weighting="c")
+    with pytest.raises(ValueError, match="bands"):
+        LoudnessWeightedLoss(bands="octave")
+    with pytest.raises(ValueError, match="sample_rate"):
+        LoudnessWeightedLoss(sample_rate=100)
+    with pytest.raises(ValueError, match="compression"):
+        LoudnessWeightedLoss(compression=2.0)
