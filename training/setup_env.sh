@@ -5,14 +5,14 @@
 #
 # Environment:
 #   SPECTRAL_RESTORE_VENV       venv folder (default: .venv in the repository)
-#   SPECTRAL_RESTORE_EXTRAS     comma-separated extras (default: test,peers)
+#   SPECTRAL_RESTORE_EXTRAS     comma-separated extras (default: test,peers; empty: none)
 #   SPECTRAL_RESTORE_PIP_EXTRA  extra pip requirements, space-separated (default: none)
 #   PYTHON                      interpreter to build the venv with (default: python3, >= 3.10)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SPECTRAL_RESTORE_VENV:-$ROOT/.venv}"
-EXTRAS="${SPECTRAL_RESTORE_EXTRAS:-test,peers}"
+EXTRAS="${SPECTRAL_RESTORE_EXTRAS-test,peers}"
 PIP_EXTRA="${SPECTRAL_RESTORE_PIP_EXTRA:-}"
 PYTHON="${PYTHON:-python3}"
 
@@ -45,9 +45,11 @@ want_hash="$(printf '%s' "$want" | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_hash" ]; then
     echo "setup: $VENV is up to date"
 else
-    echo "setup: installing spectral-restore[$EXTRAS] into $VENV"
+    target="$ROOT"
+    if [ -n "$EXTRAS" ]; then target="$ROOT[$EXTRAS]"; fi
+    echo "setup: installing spectral-restore${EXTRAS:+[$EXTRAS]} into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     # shellcheck disable=SC2086
-    "$VENV/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]" $PIP_EXTRA
+    "$VENV/bin/python" -m pip install -q -e "$target" $PIP_EXTRA
     echo "$want_hash" > "$stamp"
 fi

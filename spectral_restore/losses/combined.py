@@ -116,6 +116,7 @@ class CombinedLoss(keras.losses.Loss):
     only), or use :meth:`compute_terms` in a custom ``train_step``.
 
     Example:
+    >>> import numpy as np
     >>> loss = CombinedLoss({"recon/log_mag": 1.0, "recon/sc": 0.5, "time/l1": 0.0})
     >>> x = np.random.default_rng(0).standard_normal((2, 4000)).astype("float32")
     >>> sorted(loss.compute_terms(x, 0.5 * x))

@@ -59,6 +59,13 @@ class LoudnessWeightedLoss(SpectralLoss):
         distance: str. "l1" or "l2". Defaults to "l1".
         stft_config, input_format, reduction, name, dtype: see ``SpectralLoss``.
 
+    Example:
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).standard_normal((2, 16000)).astype("float32")
+    >>> loss = LoudnessWeightedLoss(sample_rate=16000, weighting="k", bands="erb")
+    >>> float(loss(x, x))
+    0.0
+
     Reference: ISO 226:2003; IEC 61672-1 (A-weighting); ITU-R BS.1770-4
     (K-weighting); Zwicker & Fastl, "Psychoacoustics" (2007), ch. 8 (loudness).
     """

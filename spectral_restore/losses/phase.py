@@ -34,6 +34,12 @@ class ComplexSTFTLoss(SpectralLoss):
         distance: str. "l2" or "l1". Defaults to "l2".
         stft_config, input_format, reduction, name, dtype: see ``SpectralLoss``.
 
+    Example:
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).standard_normal((2, 4000)).astype("float32")
+    >>> float(ComplexSTFTLoss()(x, x))
+    0.0
+
     Reference: Cao et al., "CMGAN" (Interspeech 2022), L_RI; Lu et al.,
     "MP-SENet" (Interspeech 2023), L_Com.
     """
@@ -96,6 +102,13 @@ class PhaseConsistencyLoss(SpectralLoss):
         stft_config, input_format, reduction, name, dtype: see ``SpectralLoss``.
 
     A weight of 0 skips its term's computation.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).standard_normal((1, 4000)).astype("float32")
+    >>> terms = PhaseConsistencyLoss().terms(x, -x)  # sign flip: every phase off by pi
+    >>> round(float(terms["instantaneous_phase"][0]), 3)
+    3.142
 
     Reference: Wisdom et al., "Differentiable consistency constraints for
     improved deep speech enhancement" (ICASSP 2019); Lu et al., "MP-SENet"

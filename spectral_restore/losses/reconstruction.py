@@ -39,6 +39,7 @@ class SpectrogramMSE(SpectralLoss):
         stft_config, input_format, reduction, name, dtype: see ``SpectralLoss``.
 
     Example:
+    >>> import numpy as np
     >>> x = np.random.default_rng(0).standard_normal((2, 4000)).astype("float32")
     >>> float(SpectrogramMSE()(x, x))
     0.0
@@ -80,6 +81,13 @@ class LogSpectrogramLoss(SpectralLoss):
         eps: float. Power floor. Defaults to 1e-8.
         stft_config, input_format, reduction, name, dtype: see ``SpectralLoss``.
 
+    Example:
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).standard_normal((2, 4000)).astype("float32")
+    >>> loss = LogSpectrogramLoss(reduction="none")
+    >>> [round(float(v), 4) for v in loss(x, np.exp(1.0) * x)]  # every |X| scaled by e
+    [1.0, 1.0]
+
     Reference: Arik et al., "Fast spectrogram inversion using multi-head
     convolutional neural networks" (2018), log-magnitude loss.
     """
@@ -109,6 +117,12 @@ class SpectralConvergence(SpectralLoss):
     each example, magnitudes ``sqrt(max(|X|^2, eps))`` (eps 1e-8). Unlike
     implementations that take the norms over the whole batch, the value of an
     example does not depend on what else is in the batch.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).standard_normal((1, 4000)).astype("float32")
+    >>> round(float(SpectralConvergence()(x, 0.5 * x)), 4)
+    0.5
 
     Reference: Arik et al. (2018), eq. 3.
     """
@@ -165,6 +179,12 @@ class MultiResolutionSTFTLoss(keras.losses.Loss):
             count less. Defaults to None.
         phon: float. Loudness level for "iso226". Defaults to 60.
         eps: float. Power floor. Defaults to 1e-8.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).standard_normal((3, 8000)).astype("float32")
+    >>> tuple(MultiResolutionSTFTLoss(reduction="none")(x, 0.5 * x).shape)
+    (3,)
 
     Reference: Yamamoto et al., "Parallel WaveGAN" (ICASSP 2020), sec. 2.3;
     Steinmetz & Reiss, "auraloss" (DMRN 2020) for the mel/weighted variants.
@@ -306,6 +326,11 @@ class WaveformLoss(keras.losses.Loss):
     Args:
         distance: str. "l1" or "l2". Defaults to "l1".
         reduction, name, dtype: as for ``keras.losses.Loss``.
+
+    Example:
+    >>> import numpy as np
+    >>> float(WaveformLoss()(np.ones((2, 10), "float32"), np.zeros((2, 10), "float32")))
+    1.0
 
     Reference: Lu et al., "MP-SENet" (Interspeech 2023), L_Time.
     """
