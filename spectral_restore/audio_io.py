@@ -15,6 +15,7 @@ as ``scipy.signal.resample_poly``.
 import functools
 import math
 import os
+import re
 import struct
 import warnings
 
@@ -167,6 +168,9 @@ def read_audio(path, sample_rate=None, mono=True, backend="auto"):
         raise
     except Exception as err:  # noqa: BLE001 - decoder errors become one clear error type
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        # TensorFlow prefixes op errors with "{{function_node ...}}" and suffixes "[Op:...]".
+        message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)
+        message = re.sub(r"\s*\[Op:[^\]]*\].*$", "", message)
         raise AudioReadError(f"{path}: could not decode audio ({message})") from err
     try:
         check_sample_rate(rate)

@@ -1,0 +1,129 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow as tf
+
+import keras
+
+from spectral_restore import spectral
+from spectral_restore.data.artifacts import ArtifactChain
+from spectral_restore.data.pipeline import ArtifactLayer, ReadStats, crop_or_pad, make_dataset, normalise_level
+
+
+@pytest.fixture(scope="module")
+def clips(speech_16k):
+    return np.stack([np.roll(speech_16k, 1500 * i) for i in range(12)]).astype(np.float32)
+
+
+def test_pairs_are_shaped_finite_aligned_and_damaged(clips):
+    dataset = make_dataset(clips, batch_size=4, segment_seconds=1.5, return_record=True, seed=1)
+    batches = list(dataset)
+    assert len(batches) == 3
+    for damaged, clean, record in batches:
+        assert damaged.shape == clean.shape == (4, 24000)
+        assert np.all(np.isfinite(damaged.numpy())) and np.all(np.isfinite(clean.numpy()))
+        # Normalised to -25 dB RMS (unless the peak needed headroom).
+        rms_db = 10 * np.log10(np.mean(clean.numpy() ** 2, axis=1))
+        assert np.all(rms_db <= -25 + 0.01) and np.all(rms_db > -45)
+        assert np.max(np.abs(clean.numpy())) <= 0.99 + 1e-6
+        # Aligned: the damaged signal still correlates with the clean one sample for sample.
+        for d, c in zip(damaged.numpy(), clean.numpy()):
+            assert abs(np.corrcoef(d, c)[0, 1]) > 0.1
+            assert np.max(np.abs(d - c)) > 1e-4
+        applied = np.stack([v["applied"].numpy() for v in record.values()], axis=1)
+        assert np.all(applied.any(axis=1))
+
+
+def test_crops_come_from_the_source_and_seed_is_reproducible(clips):
+    first = [c.numpy() for _, c in make_dataset(clips, batch_size=4, segment_seconds=1.0, seed=5, level_db=None, damage="none")]
+    again = [c.numpy() for _, c in make_dataset(clips, batch_size=4, segment_seconds=1.0, seed=5, level_db=None, damage="none")]
+    other = [c.numpy() for _, c in make_dataset(clips, batch_size=4, segment_seconds=1.0, seed=6, level_db=None, damage="none")]
+    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(again))
+    assert not np.array_equal(np.concatenate(first), np.concatenate(other))
+    for segment in np.concatenate(first):
+        # Each clean segment is a verbatim slice of one of the clips.
+        found = False
+        for clip in clips:
+            for start in np.flatnonzero(clip[: len(clip) - len(segment) + 1] == segment[0]):
+                found = found or np.array_equal(clip[start : start + len(segment)], segment)
+        assert found
+
+
+def test_spectrogram_output_and_unknown_options(clips):
+    cfg = spectral.STFTConfig(400, 100, 512)
+    damaged, clean = next(iter(make_dataset(clips, batch_size=2, segment_seconds=1.0, output="spectrogram", stft_config=cfg)))
+    assert damaged.shape == clean.shape == (2, 161, 257, 2)
+    with pytest.raises(ValueError, match="output"):
+        make_dataset(clips, output="mel")
+    with pytest.raises(ValueError, match="damage"):
+        make_dataset(clips, damage="gpu")
+    with pytest.raises(ValueError, match="batch_size"):
+        make_dataset(clips, batch_size=0)
+    with pytest.raises(TypeError, match="source"):
+        make_dataset(42)
+
+
+def test_folder_with_corrupt_files_is_read_with_them_skipped_and_counted(tmp_path, speech_16k):
+    for i in range(5):
+        sf.write(tmp_path / f"good{i}.wav", np.roll(speech_16k, 700 * i), 16000)
+    sf.write(tmp_path / "sub_48k.flac", speech_16k[:20000], 48000)
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
+    (tmp_path / "empty.ogg").write_bytes(b"")
+    good = np.zeros(8000, np.float32)
+    good[100] = np.nan
+    sf.write(tmp_path / "nan.wav", good, 16000, subtype="FLOAT")
+    (tmp_path / "notes.txt").write_text("not audio")
+    stats = ReadStats()
+    batches = list(make_dataset(tmp_path, batch_size=2, segment_seconds=1.0, stats=stats, shuffle=False))
+    assert len(batches) == 3
+    assert stats.files_read == 6 and stats.files_skipped == 3
+    reasons = dict(stats.skipped)
+    assert "could not decode" in reasons[str(tmp_path / "corrupt.wav")]
+    assert "empty" in reasons[str(tmp_path / "empty.ogg")]
+    assert "NaN" in reasons[str(tmp_path / "nan.wav")]
+    assert "3 skipped" in stats.summary()
+
+
+def test_silent_segments_are_dropped(speech_16k):
+    clips = np.zeros((6, 20000), np.float32)
+    clips[::2] = speech_16k[:20000]
+    batches = list(make_dataset(clips, batch_size=1, segment_seconds=1.0, shuffle=False))
+    assert len(batches) == 3
+
+
+def test_damage_modes_and_tf_dataset_sources(clips):
+    clean_pairs = make_dataset(clips, batch_size=2, segment_seconds=1.0, damage="none")
+    for damaged, clean in clean_pairs.take(2):
+        np.testing.assert_array_equal(damaged.numpy(), clean.numpy())
+    pcm = tf.data.Dataset.from_tensor_slices({"audio": (clips * 32767).astype(np.int16)})
+    damaged, clean = next(iter(make_dataset(pcm, batch_size=2, segment_seconds=1.0)))
+    assert damaged.shape == (2, 16000)
+    short = [np.ones(3000, np.float32) * 0.1, np.ones(5000, np.float32) * 0.2]
+    _, padded = next(iter(make_dataset(short, batch_size=2, segment_seconds=0.5, shuffle=False, level_db=None, damage="none")))
+    assert padded.shape == (2, 8000)
+    assert np.all(padded.numpy()[0, 3000:] == 0)
+
+
+def test_crop_and_level_helpers():
+    wave = tf.range(100, dtype=tf.float32)
+    crop = crop_or_pad(wave, 10, tf.constant([1, 1], tf.int64)).numpy()
+    assert np.array_equal(crop, np.arange(crop[0], crop[0] + 10))
+    level = normalise_level(tf.constant(np.random.default_rng(0).standard_normal(16000) * 0.01, tf.float32), -20.0, peak=1.0)
+    assert abs(10 * np.log10(np.mean(level.numpy() ** 2)) + 20.0) < 0.01
+
+
+def test_artifact_layer_damages_only_in_training(clips):
+    layer = ArtifactLayer(chain_config=ArtifactChain([("noise", 1.0, (10.0, 10.0))]).get_config(), seed=3)
+    batch = tf.constant(clips[:2, :16000])
+    np.testing.assert_array_equal(layer(batch, training=False).numpy(), batch.numpy())
+    first = layer(batch, training=True).numpy()
+    second = layer(batch, training=True).numpy()
+    snr = 10 * np.log10(np.mean(batch.numpy() ** 2, axis=1) / np.mean((first - batch.numpy()) ** 2, axis=1))
+    np.testing.assert_allclose(snr, 10.0, atol=0.5)
+    assert not np.array_equal(first, second)
+    rebuilt = ArtifactLayer.from_config(layer.get_config())
+    assert rebuilt.chain.get_config() == layer.chain.get_config()
+    inputs = keras.Input((16000,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(ArtifactLayer()(inputs)[..., None])[..., 0])
+    model.compile("adam", "mse")
+    model.fit(clips[:4, :16000], clips[:4, :16000], epochs=1, batch_size=2, verbose=0)
