@@ -13,6 +13,7 @@ as ``scipy.signal.resample_poly``.
 """
 
 import functools
+import io
 import math
 import os
 import re
@@ -64,35 +65,33 @@ def tfio_available():
     return True
 
 
-def _wav_is_truncated(path):
-    """True when a RIFF/WAVE file's ``data`` chunk claims more bytes than the file holds."""
-    with open(path, "rb") as f:
-        header = f.read(12)
-        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-            return False
-        while True:
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return False
-            chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if chunk_id == b"data":
-                remaining = os.path.getsize(path) - f.tell()
-                return size != 0xFFFFFFFF and remaining < size
-            f.seek(size + (size & 1), os.SEEK_CUR)
+def _wav_is_truncated(data):
+    """True when RIFF/WAVE bytes have a ``data`` chunk claiming more bytes than present."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return False
+    position = 12
+    while position + 8 <= len(data):
+        chunk_id = data[position : position + 4]
+        size = struct.unpack("<I", data[position + 4 : position + 8])[0]
+        position += 8
+        if chunk_id == b"data":
+            return size != 0xFFFFFFFF and len(data) - position < size
+        position += size + (size & 1)
+    return False
 
 
-def _decode_wav_tf(path):
+def _decode_wav_tf(data):
     import tensorflow as tf
 
-    audio, rate = tf.audio.decode_wav(tf.io.read_file(path))
+    audio, rate = tf.audio.decode_wav(tf.constant(data))
     return audio.numpy().T, int(rate.numpy())
 
 
-def _decode_soundfile(path):
+def _decode_soundfile(data):
     import soundfile as sf
 
-    data, rate = sf.read(path, dtype="float32", always_2d=True)
-    return data.T, int(rate)
+    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return samples.T, int(rate)
 
 
 def _decode_tfio(path):
@@ -128,17 +127,22 @@ def read_audio(path, sample_rate=None, mono=True, backend="auto"):
         AudioReadError: empty, truncated or corrupt file, no samples, NaN/inf
             samples, or an unsupported sample rate.
     """
+    import tensorflow as tf
+
     path = os.fspath(path)
     if backend not in READ_BACKENDS:
         raise ValueError(f"`backend` must be one of {READ_BACKENDS}. Received: {backend!r}")
-    if not os.path.exists(path):
+    # tf.io.gfile rather than os: works on any filesystem TensorFlow knows (and in TFDS builders).
+    if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"Audio file not found: {path}")
-    if os.path.isdir(path):
+    if tf.io.gfile.isdir(path):
         raise AudioReadError(f"{path}: is a directory, not an audio file")
-    if os.path.getsize(path) == 0:
+    with tf.io.gfile.GFile(path, "rb") as f:
+        content = f.read()
+    if not content:
         raise AudioReadError(f"{path}: the file is empty (0 bytes)")
     is_wav = path.lower().endswith((".wav", ".wave"))
-    if is_wav and _wav_is_truncated(path):
+    if is_wav and _wav_is_truncated(content):
         raise AudioReadError(f"{path}: truncated WAV file (the data chunk is shorter than its header says)")
     if backend == "auto":
         if is_wav:
@@ -151,7 +155,7 @@ def read_audio(path, sample_rate=None, mono=True, backend="auto"):
     try:
         if backend == "tf":
             try:
-                data, rate = _decode_wav_tf(path)
+                data, rate = _decode_wav_tf(content)
             except Exception as err:  # noqa: BLE001 - re-raised below when soundfile fails too
                 if "16-bit" not in str(err) and "Bad audio format" not in str(err):
                     raise
@@ -163,7 +167,7 @@ def read_audio(path, sample_rate=None, mono=True, backend="auto"):
                 )
             data, rate = _decode_tfio(path)
         if data is None:
-            data, rate = _decode_soundfile(path)
+            data, rate = _decode_soundfile(content)
     except AudioReadError:
         raise
     except Exception as err:  # noqa: BLE001 - decoder errors become one clear error type

@@ -127,3 +127,16 @@ def test_artifact_layer_damages_only_in_training(clips):
     model = keras.Model(inputs, keras.layers.Dense(1)(ArtifactLayer()(inputs)[..., None])[..., 0])
     model.compile("adam", "mse")
     model.fit(clips[:4, :16000], clips[:4, :16000], epochs=1, batch_size=2, verbose=0)
+
+
+def test_tfds_synthetic_speech_source(tmp_path):
+    pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is in the test extras")
+    import shutil
+
+    if shutil.which("espeak-ng") is None or shutil.which("flite") is None:
+        pytest.skip("espeak-ng and flite are needed (tests/run_tests.sh installs them)")
+    batches = list(make_dataset("tfds:synthetic_speech/tiny", split="test", data_dir=str(tmp_path), batch_size=2, segment_seconds=1.0, shuffle=False))
+    assert len(batches) == 3
+    for damaged, clean in batches:
+        assert damaged.shape == clean.shape == (2, 16000)
+        assert np.all(np.isfinite(damaged.numpy()))

@@ -58,12 +58,13 @@ class ReadStats:
 
 
 def list_audio_files(folder, extensions=AUDIO_EXTENSIONS):
-    """Audio files under ``folder`` (recursive, sorted), by extension."""
+    """Audio files under ``folder`` (recursive, sorted), by extension. Uses
+    ``tf.io.gfile``, so any filesystem TensorFlow reads works."""
     folder = os.fspath(folder)
-    if not os.path.isdir(folder):
+    if not tf.io.gfile.isdir(folder):
         raise FileNotFoundError(f"Audio folder not found: {folder}")
     found = []
-    for root, _, files in os.walk(folder):
+    for root, _, files in tf.io.gfile.walk(folder):
         for name in files:
             if name.lower().endswith(extensions):
                 found.append(os.path.join(root, name))
@@ -88,6 +89,8 @@ def _file_dataset(paths, sample_rate, stats):
 
 def _tfds_dataset(name, split, data_dir, sample_rate):
     import tensorflow_datasets as tfds
+
+    import tfds_builders  # noqa: F401 - registers the project's builders with TFDS
 
     builder = tfds.builder(name, data_dir=data_dir)
     builder.download_and_prepare()

@@ -1,0 +1,1 @@
+"""synthetic_speech: clean speech synthesized offline with espeak-ng and flite."""

@@ -1,0 +1,1 @@
+"""voicebank_demand: the VoiceBank+DEMAND speech-enhancement benchmark (manual download)."""
