@@ -1,0 +1,238 @@
+"""Evaluation metrics: PESQ (reference implementation), STOI, SI-SDR, log-spectral distance.
+
+All functions take numpy arrays ``[samples]`` or batches ``[batch, samples]`` and
+return one float per example.
+
+PESQ failures: the ``pesq`` package raises ``NoUtterancesError`` (no speech found),
+``BufferTooShortError`` (under about 0.25 s) and a plain ``ValueError`` for a silent
+degraded signal. :func:`pesq_score` never lets these escape from a worker: the
+example gets ``NaN``, and :class:`PesqResult` counts the failures by reason.
+"""
+
+import concurrent.futures
+import dataclasses
+import math
+import os
+
+import numpy as np
+
+from spectral_restore.audio_io import resample
+
+PESQ_RATES = {"wb": 16000, "nb": 8000}
+
+
+@dataclasses.dataclass
+class PesqResult:
+    """Scores (NaN where PESQ failed) and failure counts by reason."""
+
+    scores: np.ndarray
+    failures: dict
+
+    @property
+    def failed(self):
+        return int(sum(self.failures.values()))
+
+    def nanmean(self):
+        valid = self.scores[np.isfinite(self.scores)]
+        return float(valid.mean()) if valid.size else math.nan
+
+
+def _as_batch(x, name):
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2:
+        raise ValueError(f"`{name}` must be [samples] or [batch, samples]; received shape {x.shape}")
+    return x
+
+
+def _pesq_one(job):
+    from pesq import pesq
+
+    clean, degraded, rate, mode = job
+    try:
+        return float(pesq(rate, clean, degraded, mode)), None
+    except Exception as err:  # noqa: BLE001 - every failure becomes NaN plus a reason
+        return math.nan, type(err).__name__
+
+
+def pesq_score(clean, degraded, sample_rate, mode="wb", processes=None):
+    """ITU-T P.862 PESQ (P.862.2 for "wb") with the reference ``pesq`` package.
+
+    Args:
+        clean, degraded: ``[samples]`` or ``[batch, samples]`` float arrays.
+        sample_rate: int. Rate of the inputs; they are resampled to 16 kHz
+            ("wb") or 8 kHz ("nb") when different.
+        mode: str. "wb" (MOS-LQO, 1.04-4.64) or "nb" (P.862.1 MOS-LQO).
+        processes: int or None. Worker processes; None uses one per CPU for
+            batches of more than 4 examples, else runs in this process.
+
+    Returns:
+        :class:`PesqResult`; examples PESQ rejects (silence, too short, silent
+        degraded signal) are NaN and counted under their error's class name.
+    """
+    if mode not in PESQ_RATES:
+        raise ValueError(f"`mode` must be 'wb' or 'nb'. Received: {mode!r}")
+    clean, degraded = _as_batch(clean, "clean"), _as_batch(degraded, "degraded")
+    if clean.shape != degraded.shape:
+        raise ValueError(f"clean {clean.shape} and degraded {degraded.shape} differ in shape")
+    rate = PESQ_RATES[mode]
+    if sample_rate != rate:
+        clean = np.asarray(resample(clean.astype(np.float32), sample_rate, rate), np.float64)
+        degraded = np.asarray(resample(degraded.astype(np.float32), sample_rate, rate), np.float64)
+    jobs = [(c, d, rate, mode) for c, d in zip(clean, degraded)]
+    if processes is None:
+        processes = (os.cpu_count() or 1) if len(jobs) > 4 else 1
+    if processes > 1:
+        with concurrent.futures.ProcessPoolExecutor(processes) as pool:
+            results = list(pool.map(_pesq_one, jobs, chunksize=max(1, len(jobs) // (4 * processes))))
+    else:
+        results = [_pesq_one(job) for job in jobs]
+    failures = {}
+    for _, reason in results:
+        if reason:
+            failures[reason] = failures.get(reason, 0) + 1
+    return PesqResult(np.array([score for score, _ in results]), failures)
+
+
+def si_sdr(reference, estimate, eps=1e-10):
+    """Scale-invariant SDR in dB (Le Roux et al., "SDR - half-baked or well done?",
+    ICASSP 2019): both signals made zero-mean, ``s = <e, r> r / ||r||^2``,
+    ``10 log10(||s||^2 / ||s - e||^2)``."""
+    reference, estimate = _as_batch(reference, "reference"), _as_batch(estimate, "estimate")
+    reference = reference - reference.mean(axis=1, keepdims=True)
+    estimate = estimate - estimate.mean(axis=1, keepdims=True)
+    scale = np.sum(estimate * reference, axis=1, keepdims=True) / (np.sum(reference**2, axis=1, keepdims=True) + eps)
+    target = scale * reference
+    return 10 * np.log10((np.sum(target**2, axis=1) + eps) / (np.sum((target - estimate) ** 2, axis=1) + eps))
+
+
+def log_spectral_distance(reference, estimate, frame_length=512, hop_length=128, floor=1e-10):
+    """Log-spectral distance in dB: ``mean_t sqrt(mean_k (10 log10(P_ref / P_est))^2)``,
+    Hann frames, power floored at ``floor``."""
+    reference, estimate = _as_batch(reference, "reference"), _as_batch(estimate, "estimate")
+    window = np.hanning(frame_length + 1)[:-1]
+
+    def power(x):
+        count = 1 + max(x.shape[1] - frame_length, 0) // hop_length
+        frames = np.stack([x[:, i * hop_length : i * hop_length + frame_length] for i in range(count)], axis=1)
+        if frames.shape[-1] < frame_length:
+            frames = np.pad(frames, ((0, 0), (0, 0), (0, frame_length - frames.shape[-1])))
+        return np.maximum(np.abs(np.fft.rfft(frames * window, axis=-1)) ** 2, floor)
+
+    difference = 10 * np.log10(power(reference) / power(estimate))
+    return np.mean(np.sqrt(np.mean(difference**2, axis=-1)), axis=-1)
+
+
+# --- STOI ---------------------------------------------------------------------------
+STOI_RATE = 10000
+STOI_FRAME = 256
+STOI_FFT = 512
+STOI_BANDS = 15
+STOI_MIN_FREQ = 150.0
+STOI_SEGMENT = 30
+STOI_BETA_DB = -15.0
+STOI_DYNAMIC_RANGE_DB = 40.0
+_EPS = np.finfo(float).eps
+
+
+def _octave_resample_filter(up, down):
+    """The anti-aliasing filter of GNU Octave's ``resample`` (60 dB rejection, roll-off
+    of 10 % of the cutoff, Kaiser window), which STOI's reference code uses."""
+    cutoff = 1.0 / (2 * max(up, down))
+    roll_off = cutoff / 10
+    rejection_db = 60.0
+    half = int(np.ceil((rejection_db - 8) / (28.714 * roll_off)))
+    t = np.arange(-half, half + 1)
+    ideal = 2 * up * cutoff * np.sinc(2 * cutoff * t)
+    beta = 0.1102 * (rejection_db - 8.7)
+    taps = np.kaiser(2 * half + 1, beta) * ideal
+    return taps / taps.sum()
+
+
+def _resample_for_stoi(x, rate):
+    import scipy.signal
+
+    divisor = math.gcd(STOI_RATE, rate)
+    up, down = STOI_RATE // divisor, rate // divisor
+    return scipy.signal.resample_poly(x, up, down, window=_octave_resample_filter(up, down))
+
+
+def _third_octave_matrix():
+    freqs = np.linspace(0, STOI_RATE, STOI_FFT + 1)[: STOI_FFT // 2 + 1]
+    k = np.arange(STOI_BANDS)
+    low = STOI_MIN_FREQ * 2.0 ** ((2 * k - 1) / 6)
+    high = STOI_MIN_FREQ * 2.0 ** ((2 * k + 1) / 6)
+    matrix = np.zeros((STOI_BANDS, len(freqs)))
+    for band in range(STOI_BANDS):
+        first = int(np.argmin((freqs - low[band]) ** 2))
+        last = int(np.argmin((freqs - high[band]) ** 2))
+        matrix[band, first:last] = 1.0
+    return matrix
+
+
+def _stoi_frames(x, window):
+    starts = range(0, len(x) - STOI_FRAME, STOI_FRAME // 2)
+    return np.array([window * x[i : i + STOI_FRAME] for i in starts])
+
+
+def _drop_silent_frames(clean, degraded, window):
+    """Frames of ``clean`` more than 40 dB below its loudest are removed from both;
+    the rest is overlap-added back (Taal et al. 2011, sec. II)."""
+    clean_frames, degraded_frames = _stoi_frames(clean, window), _stoi_frames(degraded, window)
+    if len(clean_frames) == 0:
+        return clean[:0], degraded[:0]
+    energy = 20 * np.log10(np.linalg.norm(clean_frames, axis=1) + _EPS)
+    keep = energy > energy.max() - STOI_DYNAMIC_RANGE_DB
+
+    def overlap_add(frames):
+        hop = STOI_FRAME // 2
+        out = np.zeros((len(frames) - 1) * hop + STOI_FRAME) if len(frames) else np.zeros(0)
+        for i, frame in enumerate(frames):
+            out[i * hop : i * hop + STOI_FRAME] += frame
+        return out
+
+    return overlap_add(clean_frames[keep]), overlap_add(degraded_frames[keep])
+
+
+def _stoi_one(clean, degraded, rate):
+    if rate != STOI_RATE:
+        clean, degraded = _resample_for_stoi(clean, rate), _resample_for_stoi(degraded, rate)
+    window = np.hanning(STOI_FRAME + 2)[1:-1]
+    clean, degraded = _drop_silent_frames(clean, degraded, window)
+    spec_clean = np.fft.rfft(_stoi_frames(clean, window), n=STOI_FFT) if len(clean) > STOI_FRAME else np.zeros((0, 257))
+    spec_degraded = np.fft.rfft(_stoi_frames(degraded, window), n=STOI_FFT) if len(clean) > STOI_FRAME else np.zeros((0, 257))
+    if len(spec_clean) < STOI_SEGMENT:
+        return math.nan
+    bands = _third_octave_matrix()
+    env_clean = np.sqrt(bands @ (np.abs(spec_clean.T) ** 2))
+    env_degraded = np.sqrt(bands @ (np.abs(spec_degraded.T) ** 2))
+    count = env_clean.shape[1] - STOI_SEGMENT + 1
+    total = 0.0
+    clip = 10 ** (-STOI_BETA_DB / 20)
+    for m in range(count):
+        x = env_clean[:, m : m + STOI_SEGMENT]
+        y = env_degraded[:, m : m + STOI_SEGMENT]
+        y = y * (np.linalg.norm(x, axis=1, keepdims=True) / (np.linalg.norm(y, axis=1, keepdims=True) + _EPS))
+        y = np.minimum(y, x * (1 + clip))
+        x = x - x.mean(axis=1, keepdims=True)
+        y = y - y.mean(axis=1, keepdims=True)
+        x = x / (np.linalg.norm(x, axis=1, keepdims=True) + _EPS)
+        y = y / (np.linalg.norm(y, axis=1, keepdims=True) + _EPS)
+        total += np.sum(x * y)
+    return total / (count * STOI_BANDS)
+
+
+def stoi(clean, degraded, sample_rate):
+    """Short-time objective intelligibility (Taal et al., IEEE TASLP 19(7), 2011), 0-1.
+
+    At 10 kHz: silent frames (40 dB below the loudest clean frame) removed,
+    256-sample Hann frames at 50 % overlap, 15 one-third-octave bands from 150 Hz,
+    30-frame (384 ms) envelope segments, degraded envelopes normalised to the
+    clean ones and clipped at -15 dB SDR, then the mean correlation. NaN when
+    fewer than 30 frames remain (too short or silent).
+    """
+    clean, degraded = _as_batch(clean, "clean"), _as_batch(degraded, "degraded")
+    if clean.shape != degraded.shape:
+        raise ValueError(f"clean {clean.shape} and degraded {degraded.shape} differ in shape")
+    return np.array([_stoi_one(c, d, int(sample_rate)) for c, d in zip(clean, degraded)])

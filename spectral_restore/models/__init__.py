@@ -1,0 +1,1 @@
+"""Restoration model, discriminators and the GAN trainer."""

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from spectral_restore import metrics
+
+
+@pytest.fixture(scope="module")
+def noisy_set(speech_16k):
+    rng = np.random.default_rng(0)
+    clean, noisy = [], []
+    for snr in (-5.0, 0.0, 10.0, 25.0):
+        noise = rng.standard_normal(len(speech_16k))
+        noise *= np.sqrt(np.mean(speech_16k**2) / np.mean(noise**2) / 10 ** (snr / 10))
+        clean.append(speech_16k)
+        noisy.append(speech_16k + noise)
+    return np.array(clean, np.float32), np.array(noisy, np.float32)
+
+
+def test_stoi_matches_pystoi(noisy_set):
+    pystoi = pytest.importorskip("pystoi", reason="pystoi is in the test extras")
+    clean, noisy = noisy_set
+    ours = metrics.stoi(clean, noisy, 16000)
+    theirs = [pystoi.stoi(c, n, 16000) for c, n in zip(clean, noisy)]
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    assert np.all(np.diff(ours) > 0)
+    same_rate = metrics.stoi(clean[:1, ::2], noisy[:1, ::2], 8000)
+    assert same_rate[0] == pytest.approx(pystoi.stoi(clean[0, ::2], noisy[0, ::2], 8000), abs=1e-6)
+    assert np.isnan(metrics.stoi(clean[:1, :2000], noisy[:1, :2000], 16000)[0])
+
+
+def test_pesq_matches_the_reference_and_reports_failures(noisy_set):
+    from pesq import pesq
+
+    clean, noisy = noisy_set
+    result = metrics.pesq_score(clean, noisy, 16000, "wb")
+    np.testing.assert_allclose(result.scores, [pesq(16000, c, n, "wb") for c, n in zip(clean, noisy)], atol=1e-6)
+    assert result.failed == 0 and np.all(np.diff(result.scores) > 0)
+    nb = metrics.pesq_score(clean[:1], noisy[:1], 16000, "nb")
+    assert 1.0 < nb.scores[0] < 4.6
+    silent = np.zeros_like(clean[0])
+    broken = metrics.pesq_score(
+        np.stack([clean[0], silent, clean[0, :2000].tolist() + [0.0] * (len(silent) - 2000)]),
+        np.stack([silent, clean[0], clean[0, :2000].tolist() + [0.0] * (len(silent) - 2000)]),
+        16000,
+        processes=2,
+    )
+    assert np.isnan(broken.scores[0]) and np.isnan(broken.scores[1])
+    assert broken.failures.get("ValueError") == 1 and broken.failures.get("NoUtterancesError") == 1
+    short = metrics.pesq_score(clean[:1, :2000], clean[:1, :2000], 16000)
+    assert short.failures == {"BufferTooShortError": 1} and np.isnan(short.nanmean())
+    with pytest.raises(ValueError, match="mode"):
+        metrics.pesq_score(clean, noisy, 16000, "swb")
+
+
+def test_si_sdr_and_lsd(noisy_set):
+    clean, noisy = noisy_set
+    np.testing.assert_allclose(metrics.si_sdr(clean, noisy), [-5.0, 0.0, 10.0, 25.0], atol=0.1)
+    # Scale invariance.
+    np.testing.assert_allclose(metrics.si_sdr(clean, 3 * noisy), metrics.si_sdr(clean, noisy), atol=1e-6)
+    lsd = metrics.log_spectral_distance(clean, noisy)
+    assert np.all(np.diff(lsd) < 0)
+    np.testing.assert_allclose(metrics.log_spectral_distance(clean, 2 * clean), 20 * np.log10(2), atol=1e-3)
