@@ -49,6 +49,32 @@ def _demo(args):
     return 0
 
 
+def _train(args):
+    from training.train import main as train_main
+
+    summary = train_main(args.config, args.overrides)
+    if args.evaluate:
+        from training.config import load_config
+        from training.evaluate import evaluate
+
+        config = load_config(args.config, args.overrides)
+        _, text = evaluate(summary["model"], config, config["training"]["output_dir"])
+        print(text)
+    return 0
+
+
+def _evaluate(args):
+    from training.config import load_config
+    from training.evaluate import evaluate
+
+    config = load_config(args.config, args.overrides)
+    output_dir = args.out or os.path.join(config["training"]["output_dir"], "evaluation")
+    _, text = evaluate(args.model, config, output_dir, max_batches=args.max_batches)
+    print(text)
+    print(f"written: {output_dir}/evaluation.md, evaluation.json, evaluation.png")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="spectral-restore",
@@ -65,6 +91,20 @@ def build_parser():
     demo.add_argument("--engine", default="espeak-ng", choices=["espeak-ng", "flite"])
     demo.add_argument("--sample-rate", type=int, default=16000)
     demo.set_defaults(handler=_demo)
+
+    train = commands.add_parser("train", help="train a restoration model from a YAML config")
+    train.add_argument("--config", default=None, help="config file (default: training/configs/base.yaml)")
+    train.add_argument("--evaluate", action="store_true", help="evaluate on the held-out split afterwards")
+    train.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. training.epochs=3")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="PESQ/STOI/SI-SDR/LSD before and after, per artifact")
+    evaluate.add_argument("model", help="a saved .keras model")
+    evaluate.add_argument("--config", default=None, help="config the data settings come from")
+    evaluate.add_argument("--out", default=None, help="output folder (default: <output_dir>/evaluation)")
+    evaluate.add_argument("--max-batches", type=int, default=None, help="evaluate at most this many batches per pass")
+    evaluate.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    evaluate.set_defaults(handler=_evaluate)
     return parser
 
 

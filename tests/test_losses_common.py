@@ -28,6 +28,7 @@ from spectral_restore.losses import (
 FACTORIES = {
     "mse": lambda **kw: SpectrogramMSE(**kw),
     "mse_power": lambda **kw: SpectrogramMSE(power=2, **kw),
+    "mse_compressed": lambda **kw: SpectrogramMSE(compress_exponent=0.3, **kw),
     "log_l1": lambda **kw: LogSpectrogramLoss(**kw),
     "log_l2": lambda **kw: LogSpectrogramLoss(distance="l2", **kw),
     "sc": lambda **kw: SpectralConvergence(**kw),
@@ -47,7 +48,7 @@ FACTORIES = {
         **kw,
     ),
 }
-SPECTROGRAM_CAPABLE = ["mse", "mse_power", "log_l1", "log_l2", "sc", "complex", "complex_raw_l1", "phase", "loudness", "loudness_k_erb"]
+SPECTROGRAM_CAPABLE = ["mse", "mse_power", "mse_compressed", "log_l1", "log_l2", "sc", "complex", "complex_raw_l1", "phase", "loudness", "loudness_k_erb"]
 
 
 @pytest.fixture(scope="module")

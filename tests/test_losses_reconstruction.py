@@ -34,6 +34,9 @@ def test_spectrogram_mse_matches_numpy(pair):
         want = ((mt - mp) ** 2).mean(axis=(1, 2))
         got = np.asarray(SpectrogramMSE(power=power, reduction="none")(clean, noisy))
         np.testing.assert_allclose(got, want, rtol=1e-4)
+    mt, mp = numpy_magnitude(zt, 1e-12) ** 0.3, numpy_magnitude(zp, 1e-12) ** 0.3
+    got = np.asarray(SpectrogramMSE(compress_exponent=0.3, reduction="none")(clean, noisy))
+    np.testing.assert_allclose(got, ((mt - mp) ** 2).mean(axis=(1, 2)), rtol=1e-4)
 
 
 @pytest.mark.parametrize("kind", ["l1", "l2"])

@@ -32,10 +32,14 @@ class SpectrogramMSE(SpectralLoss):
     """Mean squared error between magnitude (or power) spectrograms.
 
     Formula: ``mean_{t,k} (|Y_tk|^p - |Yhat_tk|^p)^2`` per example, ``p = 1``
-    (magnitude) or ``2`` (power); ``|X|`` is ``sqrt(max(|X|^2, 1e-12))``.
+    (magnitude) or ``2`` (power), or ``p = compress_exponent`` for power-law
+    compressed magnitudes (0.3 in MP-SENet's magnitude loss); ``|X|`` is
+    ``sqrt(max(|X|^2, 1e-12))``.
 
     Args:
         power: int. 1 for magnitude, 2 for power. Defaults to 1.
+        compress_exponent: float or None. If set, compares ``|X|^c`` instead
+            (``power`` must be 1). Defaults to None.
         stft_config, input_format, reduction, name, dtype: see ``SpectralLoss``.
 
     Example:
@@ -48,11 +52,16 @@ class SpectrogramMSE(SpectralLoss):
     "A regression approach to speech enhancement based on DNNs" (2015).
     """
 
-    def __init__(self, power=1, **kwargs):
+    def __init__(self, power=1, compress_exponent=None, **kwargs):
         super().__init__(**kwargs)
         if power not in (1, 2):
             raise ValueError(f"`power` must be 1 (magnitude) or 2 (power). Received: power={power!r}")
+        if compress_exponent is not None:
+            compress_exponent = check_non_negative("compress_exponent", compress_exponent)
+            if power != 1 or not 0.0 < compress_exponent <= 1.0:
+                raise ValueError(f"`compress_exponent` must be in (0, 1] with power=1. Received: {compress_exponent}")
         self.power = power
+        self.compress_exponent = compress_exponent
 
     def call(self, y_true, y_pred):
         rt, it, rp, ip = self.spectra(y_true, y_pred)
@@ -60,10 +69,13 @@ class SpectrogramMSE(SpectralLoss):
             a, b = spectral.power(rt, it), spectral.power(rp, ip)
         else:
             a, b = spectral.magnitude(rt, it), spectral.magnitude(rp, ip)
+            if self.compress_exponent is not None:
+                a = spectral.compress_magnitude(a, self.compress_exponent)
+                b = spectral.compress_magnitude(b, self.compress_exponent)
         return per_example_mean(ops.square(a - b))
 
     def get_config(self):
-        return {**super().get_config(), "power": self.power}
+        return {**super().get_config(), "power": self.power, "compress_exponent": self.compress_exponent}
 
 
 @register

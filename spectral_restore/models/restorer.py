@@ -16,6 +16,7 @@ import keras
 from keras import layers, ops
 
 from spectral_restore import spectral
+from spectral_restore.models.terms import LossTermsMixin
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
 
@@ -29,7 +30,7 @@ COMPRESSION = 0.3
 
 
 @register
-class SpectralRestorer(keras.Model):
+class SpectralRestorer(LossTermsMixin, keras.Model):
     """Restores waveforms ``[batch, samples]`` through their complex spectrogram.
 
     Formula: with ``C = |X|^c e^{j angle X}`` the compressed STFT of the input
@@ -47,6 +48,9 @@ class SpectralRestorer(keras.Model):
         bidirectional: bool. Bidirectional GRUs (non-causal).
         stft_config: STFTConfig or dict. Defaults to 512-sample Hann, hop 128.
         sample_rate: int. The rate the model is trained for. Defaults to 16000.
+
+    Compiled with a :class:`~spectral_restore.losses.CombinedLoss`, ``fit`` logs
+    every term by name next to ``loss`` (computed once per step).
 
     Example:
     >>> import numpy as np
