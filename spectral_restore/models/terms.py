@@ -13,12 +13,12 @@ class LossTermsMixin:
 
     def compile(self, *args, **kwargs):
         super().compile(*args, **kwargs)
-        self._term_trackers = {}
         loss = kwargs.get("loss", args[1] if len(args) > 1 else None)
+        trackers = {}
         if isinstance(loss, CombinedLoss):
-            self._term_trackers = {
-                name: keras.metrics.Mean(name=name) for name, _, weight in loss.terms if weight
-            }
+            trackers = {name: keras.metrics.Mean(name=name) for name, _, weight in loss.terms if weight}
+        # Kept out of Keras's state tracking: a loaded, already built model is recompiled.
+        self.__dict__["_term_trackers"] = trackers
 
     def compile_from_config(self, config):
         # Keras skips this for classes that override compile(); restore it explicitly.
