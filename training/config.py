@@ -33,7 +33,10 @@ def _load_file(path):
     parent = data.pop("extends", None)
     if parent is None:
         return data
-    return _merge(_load_file(os.path.join(os.path.dirname(path), parent)), data)
+    candidate = os.path.join(os.path.dirname(path), parent)
+    if not os.path.exists(candidate):
+        candidate = os.path.join(CONFIG_DIR, parent)
+    return _merge(_load_file(candidate), data)
 
 
 def parse_override(text):

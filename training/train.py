@@ -24,7 +24,7 @@ def choose_strategy():
     return tf.distribute.get_strategy()
 
 
-def make_datasets(config):
+def make_datasets(config, skip_batches=0):
     from spectral_restore.data.pipeline import ReadStats, make_dataset
 
     data, model = config["data"], config["model"]
@@ -34,7 +34,8 @@ def make_datasets(config):
         data_dir=data["data_dir"], stats=stats,
     )
     train = make_dataset(data["source"], split=data["train_split"], seed=data["seed"], repeat=True,
-                         damage="none" if data["damage"] == "model" else "pipeline", **common)
+                         damage="none" if data["damage"] == "model" else "pipeline", skip_batches=skip_batches,
+                         **common)
     validation = make_dataset(data["source"], split=data["eval_split"], seed=data["eval_seed"], repeat=True,
                               shuffle=False, **common)
     return train, validation, stats
@@ -63,11 +64,58 @@ def build_model(config, loss):
     return model
 
 
+class StopAtStep(keras.callbacks.Callback):
+    """Stops when the model has taken ``total`` optimizer steps, so a resumed run
+    takes exactly the steps the interrupted one had left."""
+
+    def __init__(self, total, step_fn):
+        super().__init__()
+        self.total = int(total)
+        self.step_fn = step_fn
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.step_fn() >= self.total:
+            self.model.stop_training = True
+
+
+def training_step(model):
+    """Steps taken so far (the GAN's own counter, else the optimizer's)."""
+    counter = getattr(model, "gan_step", None)
+    if counter is None:
+        counter = model.optimizer.iterations
+    return int(keras.ops.convert_to_numpy(counter))
+
+
+def restore_backup(model, backup_dir):
+    """Loads ``backup_dir``'s latest weights and optimizer state when a previous run
+    left them; returns the step they were saved at (0 without a backup)."""
+    path = os.path.join(backup_dir, "latest.weights.h5")
+    if not os.path.exists(path):
+        return 0
+    if getattr(model, "generator", None) is not None:
+        model.g_optimizer.build(model.generator.trainable_variables)
+        model.d_optimizer.build(model.discriminator.trainable_variables)
+    elif not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+    return training_step(model)
+
+
+def worker_output_dir(output_dir):
+    """Under MultiWorkerMirroredStrategy only the chief writes to ``output_dir``;
+    the other workers write to ``output_dir/worker_<i>``."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    task = tf_config.get("task", {})
+    if task.get("type", "worker") == "worker" and int(task.get("index", 0)) > 0:
+        return os.path.join(output_dir, f"worker_{task['index']}")
+    return output_dir
+
+
 def run(config):
     """Trains as ``config`` says; returns a summary dict. Resumes from
     ``output_dir/backup`` when a previous run of the same output_dir was interrupted."""
     training = config["training"]
-    output_dir = training["output_dir"]
+    output_dir = worker_output_dir(training["output_dir"])
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
@@ -75,16 +123,20 @@ def run(config):
     if training["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = choose_strategy()
-    train, validation, stats = make_datasets(config)
+    backup_dir = os.path.join(output_dir, "backup")
     with strategy.scope():
         loss = build_loss(config["loss"])
         model = build_model(config, loss)
         model(np.zeros((1, int(config["data"]["segment_seconds"] * config["model"]["sample_rate"])), np.float32))
+        resumed_from = restore_backup(model, backup_dir)
+    train, validation, stats = make_datasets(config, skip_batches=resumed_from)
+    total_steps = training["epochs"] * training["steps_per_epoch"]
     examples = training["audio_examples"]
     samples_damaged, samples_clean = next(iter(validation))
     time_limit = TimeLimit(training["max_minutes"])
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup"), save_freq=10, double_checkpoint=True),
+        keras.callbacks.BackupAndRestore(backup_dir, save_freq=training["backup_every_steps"], double_checkpoint=True),
+        StopAtStep(total_steps, lambda: training_step(model)),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
         time_limit,
@@ -111,6 +163,8 @@ def run(config):
         "model": model_path,
         "parameters": int(generator.count_params()),
         "minutes": round(minutes, 2),
+        "resumed_from_step": resumed_from,
+        "steps": training_step(model),
         "stopped_by_time_limit": time_limit.stopped_early,
         "epochs_run": len(history.history.get("loss", [])),
         "final": {k: float(v[-1]) for k, v in history.history.items()},

@@ -192,6 +192,7 @@ def make_dataset(
     cache=False,
     damage="pipeline",
     return_record=False,
+    skip_batches=0,
     split="train",
     data_dir=None,
     stats=None,
@@ -220,6 +221,9 @@ def make_dataset(
             Defaults to "pipeline".
         return_record: bool. Also yield the chain's record (which artifacts, how
             strong) as a third element. Defaults to False.
+        skip_batches: int. Leave out the first batches of the stream (their damage is
+            not computed): a resumed run continues with exactly the batches it
+            had not yet seen. Defaults to 0.
         split, data_dir: for "tfds:NAME" sources.
         stats: ReadStats or None. Receives the file-reading counts.
 
@@ -264,6 +268,8 @@ def make_dataset(
     if level_db is not None:
         dataset = dataset.map(lambda wave: normalise_level(wave, float(level_db)), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=True).enumerate()
+    if skip_batches:
+        dataset = dataset.skip(int(skip_batches))
     damage_seed = tf.constant([int(seed), 0xDA3A6E], tf.int64)
 
     def pair(index, clean):
@@ -281,7 +287,10 @@ def make_dataset(
         return damaged, clean
 
     dataset = dataset.map(pair, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # Under multi-worker training, shard by element (a generator or TFDS source has no files to split).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 @keras.saving.register_keras_serializable(package="spectral_restore")
