@@ -1,10 +1,9 @@
-"""The training entry point: configs, a short run, resume after a kill, multi-worker training."""
+"""The training entry point: configs and resume after a kill."""
 
 import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -79,34 +78,3 @@ def test_training_killed_mid_run_resumes_where_it_stopped(tmp_path, speech_folde
         rows = list(csv.DictReader(f))
     assert rows and all(np.isfinite(float(r["loss"])) for r in rows)
     assert os.path.exists(out / "model.keras")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.large
-def test_two_workers_end_with_identical_weights(tmp_path, speech_folder):
-    import keras
-
-    ports = [free_port(), free_port()]
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    out = tmp_path / "multi"
-    args = TINY + [
-        f"data.source={speech_folder}", f"training.output_dir={out}", "training.epochs=1",
-        "training.steps_per_epoch=4", "training.audio_examples=0", "data.batch_size=4",
-    ]
-    workers = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        workers.append(run_cli(args, env=env))
-    outputs = [w.communicate(timeout=900)[0] for w in workers]
-    for worker, output in zip(workers, outputs):
-        assert worker.returncode == 0, output[-3000:]
-    chief = keras.models.load_model(out / "model.keras")
-    other = keras.models.load_model(out / "worker_1" / "model.keras")
-    for a, b in zip(chief.get_weights(), other.get_weights()):
-        np.testing.assert_allclose(a, b, atol=1e-6)
-    assert json.loads((out / "train_summary.json").read_text())["steps"] == 4

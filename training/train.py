@@ -150,11 +150,12 @@ def run(config):
             )
         )
     started = time.monotonic()
-    history = model.fit(
-        train, epochs=training["epochs"], steps_per_epoch=training["steps_per_epoch"],
-        validation_data=validation, validation_steps=training["validation_steps"],
-        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
-    )
+    with strategy.scope():
+        history = model.fit(
+            train, epochs=training["epochs"], steps_per_epoch=training["steps_per_epoch"],
+            validation_data=validation, validation_steps=training["validation_steps"],
+            callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+        )
     minutes = (time.monotonic() - started) / 60.0
     generator = getattr(model, "generator", model)
     model_path = os.path.join(output_dir, "model.keras")
