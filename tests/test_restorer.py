@@ -51,3 +51,19 @@ def test_fit_logs_terms_and_save_load_round_trip(tmp_path):
     assert int(loaded.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy()) == 6
     again = loaded.evaluate(noisy, clean, batch_size=4, verbose=0, return_dict=True)
     assert again["loss"] == pytest.approx(model.evaluate(noisy, clean, batch_size=4, verbose=0, return_dict=True)["loss"], rel=1e-5)
+
+
+def test_input_damage_applies_in_training_only():
+    from spectral_restore.data.artifacts import ArtifactChain
+    from spectral_restore.data.pipeline import ArtifactLayer
+
+    chain = ArtifactChain([("noise", 1.0, (0.0, 0.0))]).get_config()
+    model = SpectralRestorer("small", input_damage=ArtifactLayer(chain_config=chain))
+    x = (0.1 * np.sin(np.arange(8000) / 5.0)[None]).astype(np.float32)
+    inference = np.asarray(model(x, training=False))
+    trained_view = np.asarray(model(x, training=True))
+    assert np.max(np.abs(inference - x)) < 1e-3
+    # 0 dB SNR noise: the training-time input differs from the clean one by its own power.
+    assert np.mean((trained_view - x) ** 2) > 0.5 * np.mean(x**2)
+    rebuilt = SpectralRestorer.from_config(model.get_config())
+    assert isinstance(rebuilt.input_damage, ArtifactLayer)

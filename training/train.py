@@ -45,7 +45,12 @@ def build_model(config, loss):
     from spectral_restore.models.restorer import SpectralRestorer
 
     model_config, training = config["model"], config["training"]
-    generator = SpectralRestorer(model_config["preset"], sample_rate=model_config["sample_rate"])
+    input_damage = None
+    if config["data"]["damage"] == "model":
+        from spectral_restore.data.pipeline import ArtifactLayer
+
+        input_damage = ArtifactLayer(sample_rate=model_config["sample_rate"], seed=config["data"]["seed"])
+    generator = SpectralRestorer(model_config["preset"], sample_rate=model_config["sample_rate"], input_damage=input_damage)
     optimizer = keras.optimizers.Adam(training["learning_rate"], global_clipnorm=training["clip_norm"])
     if training["gan"]:
         from spectral_restore.models.discriminators import MultiResolutionDiscriminator

@@ -48,6 +48,10 @@ class SpectralRestorer(LossTermsMixin, keras.Model):
         bidirectional: bool. Bidirectional GRUs (non-causal).
         stft_config: STFTConfig or dict. Defaults to 512-sample Hann, hop 128.
         sample_rate: int. The rate the model is trained for. Defaults to 16000.
+        input_damage: ArtifactLayer or None. Damages the input batch in training
+            only, so the damage is synthesized on the accelerator inside
+            ``train_step`` (pair with ``make_dataset(..., damage="model")``).
+            Defaults to None.
 
     Compiled with a :class:`~spectral_restore.losses.CombinedLoss`, ``fit`` logs
     every term by name next to ``loss`` (computed once per step).
@@ -69,9 +73,13 @@ class SpectralRestorer(LossTermsMixin, keras.Model):
         bidirectional=None,
         stft_config=None,
         sample_rate=16000,
+        input_damage=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if isinstance(input_damage, dict):
+            input_damage = keras.saving.deserialize_keras_object(input_damage)
+        self.input_damage = input_damage
         if preset is not None and preset not in PRESETS:
             raise ValueError(f"`preset` must be one of {sorted(PRESETS)} or None. Received: {preset!r}")
         settings = dict(PRESETS[preset]) if preset else {}
@@ -153,6 +161,8 @@ class SpectralRestorer(LossTermsMixin, keras.Model):
         waveform = ops.convert_to_tensor(waveform)
         if len(waveform.shape) != 2:
             raise ValueError(f"SpectralRestorer takes waveforms [batch, samples]; received shape {tuple(waveform.shape)}")
+        if self.input_damage is not None and training:
+            waveform = self.input_damage(waveform, training=True)
         waveform = ops.cast(waveform, self.compute_dtype)
         real, imag = spectral.stft(ops.cast(waveform, "float32"), self.stft_config)
         real, imag = spectral.compress_complex(real, imag, COMPRESSION)
@@ -180,6 +190,7 @@ class SpectralRestorer(LossTermsMixin, keras.Model):
                 "bidirectional": self.bidirectional,
                 "stft_config": self.stft_config.get_config(),
                 "sample_rate": self.sample_rate,
+                "input_damage": None if self.input_damage is None else keras.saving.serialize_keras_object(self.input_damage),
             }
         )
         return config
