@@ -446,8 +446,9 @@ class ArtifactChain:
     """A random chain of artifacts, drawn per example.
 
     For each link in order, each example is damaged with the link's probability,
-    at a strength drawn uniformly from its range; links are computed for the
-    whole batch and selected per example, so the graph is static.
+    at a strength drawn uniformly from its range; a link is computed for the whole
+    batch (only when at least one example drew it) and selected per example, so
+    the graph is static.
 
     Args:
         specs: sequence of :class:`ArtifactSpec` or ``(name, probability, (low, high))``.
@@ -498,8 +499,17 @@ class ArtifactChain:
         for index, spec in enumerate(self.specs):
             low, high = spec.strength
             strength = _uniform(batch, _seed(seed, 2000 + index), low, high)
-            damaged = ARTIFACTS[spec.name][1](wave, _seed(seed, 3000 + index), strength, self.sample_rate)
             use = applied[:, index]
+            apply = ARTIFACTS[spec.name][1]
+            link_seed = _seed(seed, 3000 + index)
+            # Computed only when some example of the batch drew it.
+            damaged = tf.cond(
+                tf.reduce_any(use),
+                lambda apply=apply, wave=wave, link_seed=link_seed, strength=strength: apply(
+                    wave, link_seed, strength, self.sample_rate
+                ),
+                lambda wave=wave: wave,
+            )
             wave = tf.where(use[:, None], damaged, wave)
             record[spec.name] = {"applied": use, "strength": strength}
         return wave, record
