@@ -422,6 +422,8 @@ ARTIFACTS = {
     "phase_noise": ("0-1", lambda w, seed, s, sr: phase_noise(w, seed, s)),
     "allpass": ("0-1", lambda w, seed, s, sr: allpass(w, seed, s)),
     "griffin_lim": ("unused", lambda w, seed, s, sr: griffin_lim_phase(w, seed)),
+    # Needs the chain's noise_pool (ArtifactChain(noise_pool=...)).
+    "noise_file": ("SNR in dB", None),
 }
 
 DEFAULT_CHAIN = (
@@ -456,12 +458,15 @@ class ArtifactChain:
         sample_rate: int. Defaults to 16000.
         ensure_one: bool. An example that drew no artifact gets the most probable
             link, so no training pair is clean/clean. Defaults to True.
+        noise_pool: array ``[clips, samples]`` or None. Noise recordings for the
+            "noise_file" link (see ``pipeline.noise_pool_from_folder``). Defaults to None.
 
     Call: ``damaged, record = chain(wave, seed)``; ``record[name]`` is
     ``{"applied": bool [batch], "strength": float [batch]}``.
     """
 
-    def __init__(self, specs=DEFAULT_CHAIN, sample_rate=16000, ensure_one=True):
+    def __init__(self, specs=DEFAULT_CHAIN, sample_rate=16000, ensure_one=True, noise_pool=None):
+        self.noise_pool = None if noise_pool is None else tf.constant(np.asarray(noise_pool, np.float32))
         parsed = []
         for spec in specs:
             if not isinstance(spec, ArtifactSpec):
@@ -472,6 +477,8 @@ class ArtifactChain:
                 raise ValueError(f"Artifact {spec.name!r}: probability must be in [0, 1], got {spec.probability}")
             if len(spec.strength) != 2 or spec.strength[0] > spec.strength[1]:
                 raise ValueError(f"Artifact {spec.name!r}: strength must be (low, high), got {spec.strength}")
+            if spec.name == "noise_file" and self.noise_pool is None:
+                raise ValueError("The 'noise_file' artifact needs noise_pool=[clips, samples] noise recordings")
             parsed.append(spec)
         if not parsed:
             raise ValueError("An ArtifactChain needs at least one artifact")
@@ -501,6 +508,8 @@ class ArtifactChain:
             strength = _uniform(batch, _seed(seed, 2000 + index), low, high)
             use = applied[:, index]
             apply = ARTIFACTS[spec.name][1]
+            if spec.name == "noise_file":
+                apply = lambda w, seed, snr, sr: add_noise_from_pool(w, seed, snr, self.noise_pool)  # noqa: E731
             link_seed = _seed(seed, 3000 + index)
             # Computed only when some example of the batch drew it.
             damaged = tf.cond(

@@ -71,6 +71,26 @@ def list_audio_files(folder, extensions=AUDIO_EXTENSIONS):
     return sorted(found)
 
 
+def noise_pool_from_folder(folder, sample_rate=16000, seconds=10.0, stats=None):
+    """Noise recordings of ``folder`` as a ``[clips, samples]`` pool for
+    ``ArtifactChain(noise_pool=...)`` and its "noise_file" link: each file resampled,
+    looped or cut to ``seconds``; unreadable files skipped and counted in ``stats``."""
+    stats = stats if stats is not None else ReadStats()
+    length = int(round(seconds * sample_rate))
+    clips = []
+    for path in list_audio_files(folder):
+        try:
+            samples, _ = read_audio(path, sample_rate=sample_rate)
+        except (AudioReadError, FileNotFoundError, OSError) as err:
+            stats.record_skip(path, err)
+            continue
+        stats.record_ok()
+        clips.append(np.tile(samples, -(-length // len(samples)))[:length])
+    if not clips:
+        raise ValueError(f"No readable noise recordings under {os.fspath(folder)}")
+    return np.stack(clips).astype(np.float32)
+
+
 def _file_dataset(paths, sample_rate, stats):
     paths = [os.fspath(p) for p in paths]
 
