@@ -196,6 +196,11 @@ def read_audio(path, sample_rate=None, mono=True, backend="auto"):
     return data, rate
 
 
+def to_pcm16(samples):
+    """Float samples in [-1, 1] as 16-bit PCM integers (rounded, saturated)."""
+    return np.clip(np.round(np.asarray(samples) * 32767.0), -32768, 32767).astype(np.int16)
+
+
 def write_audio(path, samples, sample_rate, subtype=None):
     """Writes float samples to WAV, FLAC or OGG (chosen by the extension).
 
@@ -315,6 +320,7 @@ __all__ = [
     "check_sample_rate",
     "read_audio",
     "write_audio",
+    "to_pcm16",
     "resample",
     "kaiser_lowpass",
     "tfio_available",

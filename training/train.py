@@ -137,7 +137,6 @@ def run(config):
     train, validation, stats = make_datasets(config, skip_batches=resumed_from)
     total_steps = training["epochs"] * training["steps_per_epoch"]
     examples = training["audio_examples"]
-    samples_damaged, samples_clean = next(iter(validation))
     time_limit = TimeLimit(training["max_minutes"])
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_dir, save_freq=training["backup_every_steps"], double_checkpoint=True),
@@ -147,6 +146,7 @@ def run(config):
         time_limit,
     ]
     if examples:
+        samples_damaged, samples_clean = next(iter(validation))
         generator = getattr(model, "generator", model)
         callbacks.append(
             AudioSummary(

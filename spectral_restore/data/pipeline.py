@@ -71,6 +71,18 @@ def list_audio_files(folder, extensions=AUDIO_EXTENSIONS):
     return sorted(found)
 
 
+def read_or_skip(path, sample_rate, stats):
+    """Mono samples of ``path`` at ``sample_rate``, or None when the file cannot be
+    read; either way the outcome is counted in ``stats``."""
+    try:
+        samples, _ = read_audio(path, sample_rate=sample_rate)
+    except (AudioReadError, FileNotFoundError, OSError) as err:
+        stats.record_skip(path, err)
+        return None
+    stats.record_ok()
+    return samples
+
+
 def noise_pool_from_folder(folder, sample_rate=16000, seconds=10.0, stats=None):
     """Noise recordings of ``folder`` as a ``[clips, samples]`` pool for
     ``ArtifactChain(noise_pool=...)`` and its "noise_file" link: each file resampled,
@@ -79,13 +91,9 @@ def noise_pool_from_folder(folder, sample_rate=16000, seconds=10.0, stats=None):
     length = int(round(seconds * sample_rate))
     clips = []
     for path in list_audio_files(folder):
-        try:
-            samples, _ = read_audio(path, sample_rate=sample_rate)
-        except (AudioReadError, FileNotFoundError, OSError) as err:
-            stats.record_skip(path, err)
-            continue
-        stats.record_ok()
-        clips.append(np.tile(samples, -(-length // len(samples)))[:length])
+        samples = read_or_skip(path, sample_rate, stats)
+        if samples is not None:
+            clips.append(np.tile(samples, -(-length // len(samples)))[:length])
     if not clips:
         raise ValueError(f"No readable noise recordings under {os.fspath(folder)}")
     return np.stack(clips).astype(np.float32)
@@ -96,13 +104,9 @@ def _file_dataset(paths, sample_rate, stats):
 
     def generate():
         for path in paths:
-            try:
-                samples, _ = read_audio(path, sample_rate=sample_rate)
-            except (AudioReadError, FileNotFoundError, OSError) as err:
-                stats.record_skip(path, err)
-                continue
-            stats.record_ok()
-            yield samples
+            samples = read_or_skip(path, sample_rate, stats)
+            if samples is not None:
+                yield samples
 
     return tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec([None], tf.float32))
 

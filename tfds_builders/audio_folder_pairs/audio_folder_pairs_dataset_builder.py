@@ -19,15 +19,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from spectral_restore.audio_io import AudioReadError, read_audio
-from spectral_restore.data.pipeline import list_audio_files
+from spectral_restore.audio_io import to_pcm16
+from spectral_restore.data.pipeline import ReadStats, list_audio_files, read_or_skip
 
 SAMPLE_RATE = 16000
 logger = logging.getLogger(__name__)
-
-
-def _to_pcm(samples):
-    return np.clip(np.round(samples * 32767.0), -32768, 32767).astype(np.int16)
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -43,7 +39,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.skipped = []
+        self.stats = ReadStats()
+
+    @property
+    def skipped(self):
+        """``(path, reason)`` of every file left out while preparing."""
+        return self.stats.skipped
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -69,12 +70,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         return {name: self._generate_examples(folder) for name, folder in splits.items()}
 
     def _read(self, path):
-        try:
-            return read_audio(path, sample_rate=SAMPLE_RATE)[0]
-        except (AudioReadError, OSError) as err:
-            self.skipped.append((path, str(err)))
-            logger.warning("audio_folder_pairs: skipping %s", err)
-            return None
+        return read_or_skip(path, SAMPLE_RATE, self.stats)
 
     def _generate_examples(self, folder):
         clean_root = os.path.join(folder, "clean")
@@ -91,8 +87,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             damaged_path = damaged_by_stem.get(os.path.splitext(relative)[0])
             damaged = self._read(damaged_path) if damaged_path else None
             yield relative, {
-                "audio": _to_pcm(clean),
-                "damaged": _to_pcm(damaged) if damaged is not None else np.zeros([0], np.int16),
+                "audio": to_pcm16(clean),
+                "damaged": to_pcm16(damaged) if damaged is not None else np.zeros([0], np.int16),
                 "has_damaged": damaged is not None,
                 "path": relative,
             }

@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from spectral_restore.audio_io import to_pcm16
 from spectral_restore.data.speech import synthesize
 
 SAMPLE_RATE = 16000
@@ -102,6 +103,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         for engine, voice in voices:
             for index, text in enumerate(texts):
                 samples = synthesize(text, voice=voice, engine=engine, sample_rate=SAMPLE_RATE)
-                pcm = np.clip(np.round(samples * 32767.0), -32768, 32767).astype(np.int16)
+                pcm = to_pcm16(samples)
                 key = f"{engine}_{voice}_{index:03d}"
                 yield key, {"audio": pcm, "text": text, "voice": voice, "engine": engine}

@@ -8,25 +8,18 @@ benchmark setting), ``48k`` keeps the original rate.
 The data cannot be downloaded automatically here; see MANUAL_DOWNLOAD_INSTRUCTIONS.
 """
 
-import logging
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from spectral_restore.audio_io import AudioReadError, read_audio
-from spectral_restore.data.pipeline import list_audio_files
-
-logger = logging.getLogger(__name__)
+from spectral_restore.audio_io import to_pcm16
+from spectral_restore.data.pipeline import ReadStats, list_audio_files, read_or_skip
 
 ARCHIVES = {
     "train": ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav"),
     "test": ("clean_testset_wav", "noisy_testset_wav"),
 }
-
-
-def _to_pcm(samples):
-    return np.clip(np.round(samples * 32767.0), -32768, 32767).astype(np.int16)
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -51,7 +44,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.skipped = []
+        self.stats = ReadStats()
+
+    @property
+    def skipped(self):
+        """``(path, reason)`` of every file left out while preparing."""
+        return self.stats.skipped
 
     @property
     def sample_rate(self):
@@ -91,20 +89,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         }
 
     def _read(self, path):
-        try:
-            return read_audio(path, sample_rate=self.sample_rate)[0]
-        except (AudioReadError, OSError) as err:
-            self.skipped.append((path, str(err)))
-            logger.warning("voicebank_demand: skipping %s", err)
-            return None
+        return read_or_skip(path, self.sample_rate, self.stats)
 
     def _generate_examples(self, clean_folder, noisy_folder):
         noisy_by_name = {os.path.basename(p): p for p in list_audio_files(noisy_folder)}
         for clean_path in list_audio_files(clean_folder):
             name = os.path.basename(clean_path)
             if name not in noisy_by_name:
-                self.skipped.append((clean_path, "no noisy file of the same name"))
-                logger.warning("voicebank_demand: %s has no noisy counterpart; skipped", name)
+                self.stats.record_skip(clean_path, "no noisy file of the same name")
                 continue
             clean = self._read(clean_path)
             noisy = self._read(noisy_by_name[name])
@@ -113,8 +105,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             length = min(len(clean), len(noisy))
             utterance = os.path.splitext(name)[0]
             yield utterance, {
-                "audio": _to_pcm(clean[:length]),
-                "noisy": _to_pcm(noisy[:length]),
+                "audio": to_pcm16(clean[:length]),
+                "noisy": to_pcm16(noisy[:length]),
                 "speaker": utterance.split("_")[0],
                 "id": utterance,
             }
