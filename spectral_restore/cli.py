@@ -75,6 +75,33 @@ def _evaluate(args):
     return 0
 
 
+def _export(args):
+    from spectral_restore.export import export_saved_model
+
+    metadata = export_saved_model(
+        args.model, args.out, chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds
+    )
+    print(json.dumps(metadata, indent=2))
+    print(f"SavedModel written to {args.out}; try: saved_model_cli show --dir {args.out} --all")
+    return 0
+
+
+def _restore(args):
+    from spectral_restore.inference import restore_files
+
+    results = restore_files(args.model, args.inputs, args.out, progress=not args.quiet)
+    failed = [r for r in results if r.error]
+    for result in results:
+        if result.error:
+            print(f"FAILED {result.source}: {result.error}", file=sys.stderr)
+        else:
+            clipped = f", {result.clipped_samples} samples clipped" if result.clipped_samples else ""
+            print(f"{result.source} -> {result.output} ({result.seconds} s, {result.channels} ch, "
+                  f"{result.sample_rate} Hz{clipped})")
+    print(f"{len(results) - len(failed)} restored, {len(failed)} failed")
+    return 1 if failed else 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="spectral-restore",
@@ -105,6 +132,20 @@ def build_parser():
     evaluate.add_argument("--max-batches", type=int, default=None, help="evaluate at most this many batches per pass")
     evaluate.add_argument("overrides", nargs="*", help="section.key=value overrides")
     evaluate.set_defaults(handler=_evaluate)
+
+    export = commands.add_parser("export", help="write a TensorFlow SavedModel for TF Serving")
+    export.add_argument("model", help="a saved .keras model")
+    export.add_argument("out", help="SavedModel folder to create")
+    export.add_argument("--chunk-seconds", type=float, default=10.0, help="longest input restored whole (default 10)")
+    export.add_argument("--overlap-seconds", type=float, default=0.5, help="crossfade between chunks (default 0.5)")
+    export.set_defaults(handler=_export)
+
+    restore = commands.add_parser("restore", help="restore audio files with a .keras model or a SavedModel")
+    restore.add_argument("inputs", nargs="+", metavar="IN", help="audio files (WAV, FLAC, OGG, ...; any rate; mono or multichannel)")
+    restore.add_argument("-o", "--out", required=True, help="output folder")
+    restore.add_argument("-m", "--model", required=True, help="a .keras model or a SavedModel folder")
+    restore.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    restore.set_defaults(handler=_restore)
     return parser
 
 

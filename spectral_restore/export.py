@@ -1,0 +1,198 @@
+"""TensorFlow SavedModel export of a restoration model, for TF Serving.
+
+The SavedModel's ``serving_default`` signature takes ``waveform``, a float32
+batch ``[batch, samples]`` of any length at the model's sample rate, and returns
+``restored``, the same shape. Inputs longer than one chunk are restored chunk by
+chunk (a ``tf.map_fn`` over chunks, so memory stays bounded whatever the length)
+and joined by a complementary crossfade:
+
+Formula: with chunk length L, overlap O and hop H = L - O, chunk k covers samples
+``[kH, kH + L)`` and is weighted by ``w`` (1 in the middle, ``sin^2`` ramps of O
+samples at both ends, ``sin^2 + cos^2 = 1`` across each overlap); the output is
+``y[n] = sum_k w[n - kH] f(x_k)[n - kH] / sum_k w[n - kH]``. Inputs of at most L
+samples are restored whole, exactly as the Keras model does.
+
+The export also carries, for any reader without this package:
+- ``assets/spectral_restore.json``: model version, sample rate, STFT settings,
+  preset, chunking;
+- a ``metadata`` signature returning the same JSON string and the sample rate;
+- the attributes ``sample_rate`` and ``metadata_json`` (variables) on the loaded object.
+"""
+
+import functools
+import json
+import os
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from spectral_restore import __version__
+
+EXPORT_FORMAT = 1
+METADATA_FILE = "spectral_restore.json"
+DEFAULT_CHUNK_SECONDS = 10.0
+DEFAULT_OVERLAP_SECONDS = 0.5
+
+
+def crossfade_window(chunk, overlap):
+    """The chunk weight ``w`` of the module docstring: ``[chunk]`` float32, ``sin^2``
+    ramps of ``overlap`` samples at both ends (never exactly 0, so the normalising
+    sum is positive at the edges too)."""
+    ramp = np.sin(np.pi * (np.arange(overlap) + 0.5) / (2 * overlap)) ** 2
+    window = np.ones(chunk)
+    window[:overlap] = ramp
+    window[chunk - overlap :] = ramp[::-1]
+    return window.astype(np.float32)
+
+
+def model_metadata(model, chunk, overlap):
+    """What a server or client needs to know about an exported ``model``."""
+    stft_config = getattr(model, "stft_config", None)
+    return {
+        "format": EXPORT_FORMAT,
+        "spectral_restore_version": __version__,
+        "model_class": type(model).__name__,
+        "model_name": model.name,
+        "preset": getattr(model, "preset", None),
+        "parameters": int(model.count_params()),
+        "sample_rate": int(getattr(model, "sample_rate", 16000)),
+        "stft": None if stft_config is None else stft_config.get_config(),
+        "chunk_samples": int(chunk),
+        "overlap_samples": int(overlap),
+        "input": {"name": "waveform", "dtype": "float32", "shape": [None, None]},
+        "output": {"name": "restored", "dtype": "float32", "shape": [None, None]},
+    }
+
+
+class RestorationServer(tf.Module):
+    """The exported object: the model, the chunked restore function and metadata.
+
+    Args:
+        model: keras.Model. Waveforms ``[batch, samples]`` in, same shape out.
+        chunk_seconds: float. Longest input restored in one piece. Defaults to 10.
+        overlap_seconds: float. Crossfade between chunks. Defaults to 0.5.
+    """
+
+    def __init__(self, model, chunk_seconds=DEFAULT_CHUNK_SECONDS, overlap_seconds=DEFAULT_OVERLAP_SECONDS):
+        super().__init__(name="spectral_restore_server")
+        rate = int(getattr(model, "sample_rate", 16000))
+        if not chunk_seconds or chunk_seconds <= 0:
+            raise ValueError(f"`chunk_seconds` must be > 0. Received: {chunk_seconds!r}")
+        if overlap_seconds is None or overlap_seconds <= 0 or overlap_seconds >= chunk_seconds / 2:
+            raise ValueError(
+                f"`overlap_seconds` must be in (0, chunk_seconds / 2) = (0, {chunk_seconds / 2}). "
+                f"Received: {overlap_seconds!r}"
+            )
+        # The model's TensorFlow variables are saved as a flat list and the model itself
+        # is kept out of the object graph (a partial is not tracked): saved through the
+        # Keras model's own tracking, the variables load with tf.saved_model.load but
+        # not with the TF1 loader of saved_model_cli and TF Serving.
+        self._infer = functools.partial(model, training=False)
+        self.model_variables = [variable.value for variable in model.variables]
+        self.chunk = int(round(chunk_seconds * rate))
+        self.overlap = max(1, int(round(overlap_seconds * rate)))
+        # Kept as JSON text: tf.Module would wrap a dict attribute in a trackable copy.
+        self.metadata_text = json.dumps(model_metadata(model, self.chunk, self.overlap))
+        self.sample_rate = tf.Variable(rate, dtype=tf.int32, trainable=False, name="sample_rate")
+        self.metadata_json = tf.Variable(self.metadata_text, dtype=tf.string, trainable=False, name="metadata")
+        self.window = tf.constant(crossfade_window(self.chunk, self.overlap))
+
+    def _restore_piece(self, waveform):
+        return tf.cast(self._infer(waveform), tf.float32)
+
+    def _restore_chunked(self, waveform):
+        chunk, overlap = self.chunk, self.overlap
+        hop = chunk - overlap
+        length = tf.shape(waveform)[1]
+        count = (length - overlap + hop - 1) // hop
+        padded = tf.pad(waveform, [[0, 0], [0, overlap + count * hop - length]])
+        pieces = tf.transpose(tf.signal.frame(padded, chunk, hop, axis=-1), [1, 0, 2])  # [chunks, batch, chunk]
+        restored = tf.map_fn(
+            self._restore_piece, pieces, parallel_iterations=1,
+            fn_output_signature=tf.TensorSpec([None, chunk], tf.float32),
+        )
+        weighted = tf.transpose(restored, [1, 0, 2]) * self.window
+        total = tf.signal.overlap_and_add(weighted, hop)
+        norm = tf.signal.overlap_and_add(tf.tile(self.window[None], [count, 1]), hop)
+        return total[:, :length] / norm[:length]
+
+    # The rank is left open in the signature and checked when it runs: a signature
+    # with a fixed rank does not check it, and a wrong rank then fails deep inside.
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="waveform")])
+    def restore(self, waveform):
+        """``{"restored": [batch, samples]}`` for ``waveform`` ``[batch, samples]``."""
+        waveform = tf.ensure_shape(waveform, [None, None], name="waveform_must_be_batch_by_samples")
+        length = tf.shape(waveform)[1]
+        tf.debugging.assert_positive(length, message="waveform must hold at least one sample per example")
+        tf.debugging.assert_all_finite(waveform, message="waveform holds NaN or infinite samples")
+        restored = tf.cond(
+            length <= self.chunk, lambda: self._restore_piece(waveform), lambda: self._restore_chunked(waveform)
+        )
+        return {"restored": tf.ensure_shape(restored, [None, None])}
+
+    @tf.function(input_signature=[])
+    def describe(self):
+        """``{"metadata": JSON string, "sample_rate": int32}``."""
+        return {"metadata": self.metadata_json.read_value(), "sample_rate": self.sample_rate.read_value()}
+
+
+def load_keras_model(model):
+    """``model`` itself when it is a keras.Model, else the ``.keras`` file it names."""
+    if isinstance(model, keras.Model):
+        return model
+    path = os.fspath(model)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Model file not found: {path}")
+    if not path.endswith(".keras"):
+        raise ValueError(f"Expected a Keras model file (.keras); received {path}")
+    import spectral_restore.models.restorer  # noqa: F401 - registers the classes for deserialization
+
+    return keras.saving.load_model(path, compile=False)
+
+
+def export_saved_model(model, export_dir, chunk_seconds=DEFAULT_CHUNK_SECONDS, overlap_seconds=DEFAULT_OVERLAP_SECONDS):
+    """Writes ``model`` (a Keras model or a ``.keras`` file) as a SavedModel in
+    ``export_dir`` (created; must not already hold files). Returns the metadata dict.
+
+    Example:
+    >>> import tempfile, os
+    >>> from spectral_restore.models.restorer import build_restorer
+    >>> out = os.path.join(tempfile.mkdtemp(), "restorer")
+    >>> export_saved_model(build_restorer("small"), out)["sample_rate"]
+    16000
+    """
+    model = load_keras_model(model)
+    export_dir = os.fspath(export_dir)
+    if os.path.isdir(export_dir) and os.listdir(export_dir):
+        raise FileExistsError(f"Export folder is not empty: {export_dir}")
+    if not model.built:
+        model(np.zeros((1, 1024), np.float32))
+    server = RestorationServer(model, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)
+    with tempfile.TemporaryDirectory() as scratch:
+        metadata_path = os.path.join(scratch, METADATA_FILE)
+        with open(metadata_path, "w") as f:
+            f.write(server.metadata_text)
+        server.metadata_asset = tf.saved_model.Asset(metadata_path)
+        tf.saved_model.save(
+            server,
+            export_dir,
+            signatures={
+                "serving_default": server.restore.get_concrete_function(),
+                "metadata": server.describe.get_concrete_function(),
+            },
+        )
+    return json.loads(server.metadata_text)
+
+
+def read_metadata(export_dir):
+    """The metadata JSON an export carries in its assets."""
+    path = os.path.join(os.fspath(export_dir), "assets", METADATA_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{export_dir} is not a spectral-restore SavedModel export (no assets/{METADATA_FILE})")
+    with open(path) as f:
+        return json.load(f)
+
+
+__all__ = ["RestorationServer", "export_saved_model", "load_keras_model", "read_metadata", "crossfade_window", "model_metadata"]

@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from spectral_restore import cli
+from spectral_restore.inference import Restorer, restore_files
+from spectral_restore.models.restorer import build_restorer
+
+
+@pytest.fixture(scope="module")
+def identity_model_file(tmp_path_factory):
+    """An untrained restorer: mask softplus(0.5413) = 1 + 5e-5 and residual 0, so it
+    returns its input to within 1e-4 relative; what the files go through around it shows."""
+    path = tmp_path_factory.mktemp("model") / "identity.keras"
+    build_restorer("small").save(path)
+    return str(path)
+
+
+def scipy_round_trip(samples, rate, model_rate=16000):
+    """The resampling restore_file does around the model, by scipy."""
+    if rate == model_rate:
+        return samples
+    from math import gcd
+
+    g = gcd(rate, model_rate)
+    there = resample_poly(samples, model_rate // g, rate // g, axis=-1)
+    back = resample_poly(there, rate // g, model_rate // g, axis=-1)
+    length = samples.shape[-1]
+    back = back[..., :length]
+    return np.pad(back, [(0, 0)] * (back.ndim - 1) + [(0, length - back.shape[-1])])
+
+
+def test_restore_keeps_rate_length_channels_and_format(identity_model_file, tmp_path, rng):
+    stereo = (0.3 * np.sin(2 * np.pi * 440 * np.arange(44100 * 2) / 44100)[:, None] * [1.0, 0.5]
+              + rng.normal(0, 0.01, (44100 * 2, 2)))
+    sf.write(tmp_path / "stereo.flac", stereo, 44100, subtype="PCM_24")
+    mono = rng.normal(0, 0.05, 12345)
+    sf.write(tmp_path / "mono.wav", mono, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "low.ogg", 0.2 * np.sin(2 * np.pi * 300 * np.arange(8000) / 8000), 8000)
+    results = restore_files(identity_model_file, [tmp_path / "stereo.flac", tmp_path / "mono.wav", tmp_path / "low.ogg"],
+                            tmp_path / "out", progress=False)
+    assert [r.error for r in results] == [None, None, None]
+    for name, source_rate in (("stereo.flac", 44100), ("mono.wav", 16000), ("low.ogg", 8000)):
+        before, after = sf.info(tmp_path / name), sf.info(tmp_path / "out" / name)
+        assert (after.samplerate, after.channels, after.frames, after.subtype) == (
+            before.samplerate, before.channels, before.frames, before.subtype), name
+    original, _ = sf.read(tmp_path / "stereo.flac", always_2d=True)
+    restored, _ = sf.read(tmp_path / "out" / "stereo.flac", always_2d=True)
+    expected = scipy_round_trip(original.T, 44100).T
+    assert np.max(np.abs(restored - expected)) < 1e-4
+    original, _ = sf.read(tmp_path / "mono.wav")
+    restored, _ = sf.read(tmp_path / "out" / "mono.wav")
+    assert np.max(np.abs(restored - original)) < 1e-4 * np.max(np.abs(original))
+
+
+def test_a_failing_file_is_reported_and_the_others_restored(identity_model_file, tmp_path, rng, capsys):
+    sf.write(tmp_path / "good.wav", rng.normal(0, 0.05, 8000), 16000)
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunk")
+    (tmp_path / "empty.flac").write_bytes(b"")
+    code = cli.main(["restore", str(tmp_path / "corrupt.wav"), str(tmp_path / "good.wav"), str(tmp_path / "empty.flac"),
+                     str(tmp_path / "missing.wav"), "-o", str(tmp_path / "out"), "-m", identity_model_file, "-q"])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "1 restored, 3 failed" in captured.out
+    for name in ("corrupt.wav", "empty.flac", "missing.wav"):
+        assert f"FAILED {tmp_path / name}" in captured.err
+    assert sf.info(tmp_path / "out" / "good.wav").frames == 8000
+    assert not (tmp_path / "out" / "corrupt.wav").exists()
+
+
+def test_overshoot_beyond_full_scale_is_clipped_and_counted(identity_model_file, tmp_path):
+    # A full-scale square wave at 8 kHz overshoots after resampling (Gibbs ripple).
+    square = np.where(np.sin(2 * np.pi * 250 * np.arange(8000) / 8000) >= 0, 0.999, -0.999)
+    sf.write(tmp_path / "square.wav", square, 8000, subtype="PCM_16")
+    quantised, _ = sf.read(tmp_path / "square.wav")
+    (result,) = restore_files(identity_model_file, [tmp_path / "square.wav"], tmp_path / "out", progress=False)
+    expected = int(np.count_nonzero(np.abs(scipy_round_trip(quantised, 8000)) > 1.0))
+    assert expected > 100
+    assert abs(result.clipped_samples - expected) <= 0.01 * expected
+    restored, _ = sf.read(tmp_path / "out" / "square.wav")
+    assert np.max(np.abs(restored)) <= 1.0
+
+
+def test_keras_file_and_saved_model_restore_alike(identity_model_file, tmp_path, rng):
+    from spectral_restore.export import export_saved_model
+
+    export_saved_model(identity_model_file, tmp_path / "sm")
+    from_keras, from_export = Restorer(identity_model_file), Restorer(tmp_path / "sm")
+    assert from_keras.sample_rate == from_export.sample_rate == 16000
+    wave = rng.normal(0, 0.1, (2, 20000)).astype(np.float32)
+    np.testing.assert_allclose(from_keras(wave), from_export(wave), atol=1e-6)
+    with pytest.raises(ValueError, match=r"\[batch, samples\]"):
+        from_keras(wave[0])
+    with pytest.raises(TypeError, match="float"):
+        from_keras((wave * 1000).astype(np.int16))
+
+
+def test_clashing_output_names_are_refused(identity_model_file, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        sf.write(tmp_path / folder / "take.wav", np.zeros(100), 16000)
+    with pytest.raises(ValueError, match="overwrite each other"):
+        restore_files(identity_model_file, [tmp_path / "a" / "take.wav", tmp_path / "b" / "take.wav"],
+                      tmp_path / "out", progress=False)
