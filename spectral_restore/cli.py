@@ -7,6 +7,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+DEMO_SEED = 2024
 DEMO_TEXT = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background."
 
 
@@ -14,6 +15,7 @@ def _demo(args):
     import numpy as np
 
     from spectral_restore import audio_io, spectral
+    from spectral_restore.data.artifacts import add_noise
     from spectral_restore.data.speech import synthesize
     from spectral_restore.plotting import plot_spectrograms
 
@@ -23,10 +25,15 @@ def _demo(args):
     real, imag = spectral.stft(clean[None], config)
     restored = np.asarray(spectral.istft(real, imag, config, length=len(clean)))[0]
     max_error = float(np.max(np.abs(restored - clean)))
+    # An example to restore: pink/white/brown noise at 5 dB SNR (seeded, so always the same file).
+    damaged = np.asarray(add_noise(clean[None], [DEMO_SEED, 0], 5.0))[0]
+    damaged = damaged * min(1.0, 0.99 / float(np.max(np.abs(damaged))))
     clean_path = os.path.join(args.out, "clean.wav")
     roundtrip_path = os.path.join(args.out, "roundtrip.wav")
+    damaged_path = os.path.join(args.out, "damaged.wav")
     audio_io.write_audio(clean_path, clean, args.sample_rate, subtype="FLOAT")
     audio_io.write_audio(roundtrip_path, restored, args.sample_rate, subtype="FLOAT")
+    audio_io.write_audio(damaged_path, damaged, args.sample_rate, subtype="FLOAT")
     png = plot_spectrograms(
         [("synthesized speech", clean), (f"STFT -> iSTFT round trip (max error {max_error:.2e})", restored)],
         args.sample_rate,
@@ -38,7 +45,7 @@ def _demo(args):
         "sample_rate": args.sample_rate,
         "stft": config.get_config(),
         "roundtrip_max_abs_error": max_error,
-        "files": [clean_path, roundtrip_path, png],
+        "files": [clean_path, roundtrip_path, damaged_path, png],
     }
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
@@ -89,7 +96,7 @@ def _export(args):
 def _restore(args):
     from spectral_restore.inference import restore_files
 
-    results = restore_files(args.model, args.inputs, args.out, progress=not args.quiet)
+    results = restore_files(args.model, args.inputs, args.out, progress=not args.quiet, plot=args.plot)
     failed = [r for r in results if r.error]
     for result in results:
         if result.error:
@@ -110,7 +117,7 @@ def build_parser():
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command")
     demo = commands.add_parser(
-        "demo", help="synthesize a sentence, round-trip it through the STFT, write audio and a PNG"
+        "demo", help="synthesize a sentence, round-trip it through the STFT, write audio (and a noisy copy) and a PNG"
     )
     demo.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
     demo.add_argument("--text", default=DEMO_TEXT, help="sentence to synthesize")
@@ -144,6 +151,7 @@ def build_parser():
     restore.add_argument("inputs", nargs="+", metavar="IN", help="audio files (WAV, FLAC, OGG, ...; any rate; mono or multichannel)")
     restore.add_argument("-o", "--out", required=True, help="output folder")
     restore.add_argument("-m", "--model", required=True, help="a .keras model or a SavedModel folder")
+    restore.add_argument("--plot", action="store_true", help="also write <name>.png: input and restored spectrograms")
     restore.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     restore.set_defaults(handler=_restore)
     return parser

@@ -94,10 +94,11 @@ def _output_subtype(path, output):
     return subtype if sf.check_format(WRITE_FORMATS[os.path.splitext(output)[1]], subtype) else None
 
 
-def restore_file(restorer, path, out_dir):
+def restore_file(restorer, path, out_dir, plot=False):
     """Restores ``path`` into ``out_dir`` (same name; formats the project cannot write
     become ``.wav``). Samples the restoration pushes beyond full scale are clipped
-    for integer formats and counted in ``FileResult.clipped_samples``."""
+    for integer formats and counted in ``FileResult.clipped_samples``. ``plot``
+    also writes ``<name>.png``, the input's and the restored first channel's spectrograms."""
     path = os.fspath(path)
     result = FileResult(source=path)
     samples, rate = read_audio(path, mono=False)
@@ -112,12 +113,17 @@ def restore_file(restorer, path, out_dir):
         result.clipped_samples = int(np.count_nonzero(np.abs(restored) > 1.0))
         restored = np.clip(restored, -1.0, 1.0)
     write_audio(output, restored[0] if channels == 1 else restored, rate, subtype=subtype)
+    if plot:
+        from spectral_restore.plotting import plot_spectrograms
+
+        plot_spectrograms([("input", samples[0]), ("restored", restored[0])], rate,
+                          os.path.splitext(output)[0] + ".png", title=os.path.basename(path))
     result.output, result.sample_rate, result.channels = output, rate, channels
     result.seconds = round(length / rate, 3)
     return result
 
 
-def restore_files(model, paths, out_dir, progress=True):
+def restore_files(model, paths, out_dir, progress=True, plot=False):
     """Restores every file of ``paths`` into ``out_dir``; a file that fails is
     reported in its :class:`FileResult` (``error``) and the others go on.
 
@@ -127,6 +133,7 @@ def restore_files(model, paths, out_dir, progress=True):
         out_dir: str. Output folder (created). Two inputs with the same file
             name would overwrite each other: that is a ``ValueError`` up front.
         progress: bool. Show a progress bar. Defaults to True.
+        plot: bool. Also write a spectrogram PNG per file. Defaults to False.
 
     Returns:
         list of FileResult, in the order of ``paths``.
@@ -147,7 +154,7 @@ def restore_files(model, paths, out_dir, progress=True):
     results = []
     for path in tqdm(paths, desc="restoring", unit="file", disable=not progress):
         try:
-            results.append(restore_file(restorer, path, out_dir))
+            results.append(restore_file(restorer, path, out_dir, plot=plot))
         except (OSError, ValueError, RuntimeError) as err:
             results.append(FileResult(source=path, error=f"{type(err).__name__}: {err}"))
     return results

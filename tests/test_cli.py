@@ -30,5 +30,10 @@ def test_demo_writes_audio_plot_and_exact_roundtrip(tmp_path):
     assert np.max(np.abs(clean - roundtrip)) < 1e-5
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["roundtrip_max_abs_error"] == pytest.approx(float(np.max(np.abs(clean - roundtrip))), abs=1e-7)
+    damaged, _ = read_audio(tmp_path / "damaged.wav")
+    assert len(damaged) == len(clean)
+    scale = np.dot(damaged, clean) / np.dot(clean, clean)  # the peak normalisation, if any
+    snr = 10 * np.log10(np.sum((scale * clean) ** 2) / np.sum((damaged - scale * clean) ** 2))
+    assert abs(snr - 5.0) < 0.5
     png = (tmp_path / "spectrograms.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000

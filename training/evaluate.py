@@ -24,7 +24,7 @@ def collect(model, config, max_batches=None):
         dataset = make_dataset(
             data["source"], split=data["eval_split"], seed=data["eval_seed"] + repeat, data_dir=data["data_dir"],
             sample_rate=rate, segment_seconds=data["segment_seconds"], batch_size=data["batch_size"],
-            shuffle=False, return_record=True,
+            chain=data["chain"], shuffle=False, return_record=True,
         )
         for index, (noisy, target, record) in enumerate(dataset):
             if max_batches is not None and index >= max_batches:

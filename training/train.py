@@ -31,11 +31,22 @@ def make_datasets(config, skip_batches=0):
     stats = ReadStats()
     common = dict(
         sample_rate=model["sample_rate"], segment_seconds=data["segment_seconds"], batch_size=data["batch_size"],
-        data_dir=data["data_dir"], stats=stats,
+        data_dir=data["data_dir"], chain=data["chain"], stats=stats,
     )
-    train = make_dataset(data["source"], split=data["train_split"], seed=data["seed"], repeat=True,
-                         damage="none" if data["damage"] == "model" else "pipeline", skip_batches=skip_batches,
-                         **common)
+    damage = "none" if data["damage"] == "model" else "pipeline"
+    cached = int(data["cache_batches"])
+    if cached < 0:
+        raise ValueError(f"data.cache_batches must be >= 0; received {cached}")
+    if cached:
+        # The same batches come first on every run, and the shuffle is seeded, so
+        # skipping on the repeated stream resumes exactly too.
+        train = make_dataset(data["source"], split=data["train_split"], seed=data["seed"], repeat=True,
+                             damage=damage, **common)
+        train = (train.take(cached).cache().shuffle(cached, seed=data["seed"], reshuffle_each_iteration=True)
+                 .repeat().skip(skip_batches).prefetch(tf.data.AUTOTUNE))
+    else:
+        train = make_dataset(data["source"], split=data["train_split"], seed=data["seed"], repeat=True,
+                             damage=damage, skip_batches=skip_batches, **common)
     validation = make_dataset(data["source"], split=data["eval_split"], seed=data["eval_seed"], repeat=True,
                               shuffle=False, **common)
     return train, validation, stats
@@ -49,7 +60,10 @@ def build_model(config, loss):
     if config["data"]["damage"] == "model":
         from spectral_restore.data.pipeline import ArtifactLayer
 
-        input_damage = ArtifactLayer(sample_rate=model_config["sample_rate"], seed=config["data"]["seed"])
+        from spectral_restore.data.artifacts import ArtifactChain
+
+        chain = ArtifactChain(config["data"]["chain"], sample_rate=model_config["sample_rate"])
+        input_damage = ArtifactLayer(chain.get_config(), sample_rate=model_config["sample_rate"], seed=config["data"]["seed"])
     generator = SpectralRestorer(model_config["preset"], sample_rate=model_config["sample_rate"], input_damage=input_damage)
     optimizer = keras.optimizers.Adam(training["learning_rate"], global_clipnorm=training["clip_norm"])
     if training["gan"]:

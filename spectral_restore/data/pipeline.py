@@ -229,7 +229,8 @@ def make_dataset(
         segment_seconds: float. Length of the random crops. Defaults to 3.
         batch_size: int. Defaults to 16 (the last partial batch is dropped so
             shapes are static).
-        chain: ArtifactChain, "default" or None. Defaults to "default".
+        chain: ArtifactChain, a chain name of ``artifacts.CHAINS`` ("default",
+            "denoise") or None. Defaults to "default".
         seed: int. Crops, shuffling and damage are all derived from it: the same
             seed gives the same pairs. Defaults to 0.
         output: str. "waveform" (``[batch, samples]``) or "spectrogram"
@@ -265,8 +266,8 @@ def make_dataset(
         raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
     if damage == "auto":
         damage = "model" if tf.config.list_physical_devices("GPU") else "pipeline"
-    if chain == "default":
-        chain = ArtifactChain(sample_rate=sample_rate)
+    if isinstance(chain, str):
+        chain = ArtifactChain(chain, sample_rate=sample_rate)
     if damage == "pipeline" and chain is None:
         raise ValueError("damage='pipeline' needs an ArtifactChain (chain=None: use damage='none')")
     stft_config = spectral.as_stft_config(stft_config)
