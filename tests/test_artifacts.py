@@ -278,3 +278,12 @@ def test_bad_chain_arguments():
         A.ArtifactChain([("noise", 0.5, (10, 0))])
     with pytest.raises(ValueError, match="batch"):
         A.add_noise(np.zeros(100, np.float32), SEED, 10.0)
+
+
+def test_named_chains():
+    from spectral_restore.data.artifacts import CHAINS, DENOISE_CHAIN, ArtifactChain
+
+    assert ArtifactChain("denoise").specs == DENOISE_CHAIN
+    assert ArtifactChain("default").specs == CHAINS["default"]
+    with pytest.raises(ValueError, match="Unknown chain 'reverb_only'"):
+        ArtifactChain("reverb_only")

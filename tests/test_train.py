@@ -78,3 +78,22 @@ def test_training_killed_mid_run_resumes_where_it_stopped(tmp_path, speech_folde
         rows = list(csv.DictReader(f))
     assert rows and all(np.isfinite(float(r["loss"])) for r in rows)
     assert os.path.exists(out / "model.keras")
+
+
+def test_cached_training_stream_resumes_on_the_same_batches(speech_folder):
+    """With data.cache_batches, the batches a resumed run sees (skipping the k it had
+    consumed) are exactly the batches k, k+1, ... of an uninterrupted run, across the
+    reshuffled passes over the cache."""
+    from training.train import make_datasets
+
+    config = load_config("small.yaml", TINY + [f"data.source={speech_folder}", "data.cache_batches=4"])
+    full, _, _ = make_datasets(config)
+    uninterrupted = [clean.numpy() for _, clean in full.take(11)]
+    resumed, _, _ = make_datasets(config, skip_batches=5)
+    for expected, (_, clean) in zip(uninterrupted[5:], resumed.take(6)):
+        np.testing.assert_array_equal(clean.numpy(), expected)
+    first_pass = {batch.tobytes() for batch in uninterrupted[:4]}
+    assert {batch.tobytes() for batch in uninterrupted[4:8]} == first_pass  # the same 4 batches, cycled
+    assert [b.tobytes() for b in uninterrupted[4:8]] != [b.tobytes() for b in uninterrupted[:4]]  # reshuffled
+    with pytest.raises(ValueError, match="cache_batches"):
+        make_datasets(load_config("small.yaml", TINY + [f"data.source={speech_folder}", "data.cache_batches=-1"]))
