@@ -97,3 +97,57 @@ def test_cached_training_stream_resumes_on_the_same_batches(speech_folder):
     assert [b.tobytes() for b in uninterrupted[4:8]] != [b.tobytes() for b in uninterrupted[:4]]  # reshuffled
     with pytest.raises(ValueError, match="cache_batches"):
         make_datasets(load_config("small.yaml", TINY + [f"data.source={speech_folder}", "data.cache_batches=-1"]))
+
+
+def free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.large
+def test_two_workers_on_localhost_end_with_identical_weights(tmp_path, speech_folder):
+    """MultiWorkerMirroredStrategy through TF_CONFIG: two worker processes train a few
+    steps together; the all-reduced updates leave both with the same weights, and the
+    weights moved away from their initial values."""
+    import keras
+
+    import spectral_restore.models.restorer  # noqa: F401  (registers the model class)
+
+    out = tmp_path / "run"
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    args = TINY + [
+        f"data.source={speech_folder}", f"training.output_dir={out}", "training.epochs=2",
+        "training.steps_per_epoch=2", "training.audio_examples=0",
+    ]
+    workers = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+                   CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+        workers.append(run_cli(args, env=env))
+    outputs = []
+    for worker in workers:
+        output, _ = worker.communicate(timeout=900)
+        outputs.append(output)
+    for worker, output in zip(workers, outputs):
+        assert worker.returncode == 0, output[-3000:]
+    chief = json.loads((out / "train_summary.json").read_text())
+    other = json.loads((out / "worker_1" / "train_summary.json").read_text())
+    assert chief["steps"] == other["steps"] == 4
+    first = keras.models.load_model(out / "model.keras")
+    second = keras.models.load_model(out / "worker_1" / "model.keras")
+    fresh = type(first).from_config(first.get_config())
+    fresh(np.zeros((1, 16000), np.float32))
+    zero_initialised = 0
+    for a, b, c in zip(first.weights, second.weights, fresh.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+        if a.trainable and not np.any(c.numpy()):
+            zero_initialised += 1
+            assert np.any(a.numpy()), f"{a.path} never moved from zero"
+    assert zero_initialised > 0
