@@ -7,7 +7,7 @@ from spectral_restore.losses.combined import (
     TermMetric,
     register_term,
 )
-from spectral_restore.losses.perceptual import LoudnessWeightedLoss
+from spectral_restore.losses.perceptual import LoudnessWeightedLoss, PESQLoss
 from spectral_restore.losses.phase import ComplexSTFTLoss, PhaseConsistencyLoss, anti_wrap
 from spectral_restore.losses.reconstruction import (
     LogSpectrogramLoss,
@@ -24,6 +24,7 @@ __all__ = [
     "LogSpectrogramLoss",
     "LoudnessWeightedLoss",
     "MultiResolutionSTFTLoss",
+    "PESQLoss",
     "PhaseConsistencyLoss",
     "SpectralConvergence",
     "SpectrogramMSE",

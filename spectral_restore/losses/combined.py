@@ -5,7 +5,7 @@ import re
 import keras
 from keras import ops
 
-from spectral_restore.losses.perceptual import LoudnessWeightedLoss
+from spectral_restore.losses.perceptual import LoudnessWeightedLoss, PESQLoss
 from spectral_restore.losses.phase import ComplexSTFTLoss, PhaseConsistencyLoss
 from spectral_restore.losses.reconstruction import (
     LogSpectrogramLoss,
@@ -35,6 +35,7 @@ TERM_FACTORIES = {
         instantaneous_frequency_weight=0.0,
     ),
     "perc/loudness": LoudnessWeightedLoss,
+    "perc/pesq": PESQLoss,
     "time/l1": WaveformLoss,
 }
 

@@ -11,8 +11,9 @@ re-alignment of bad intervals), which has nothing to find when the two signals
 are time-aligned, as a restoration model's input and output are.
 
 Numerical guards (they change nothing measurable on speech): the level
-alignment divides by ``max(power, 1e-12)``; every root is taken of its argument
-plus ``1e-12``, so silence and identical inputs give finite gradients.
+alignment divides by ``max(power, 1e-12)``; every L_p norm is taken of values
+divided by their (constant) maximum, plus 1e-12 under the root, so silence and
+identical inputs give finite gradients and the floor adds at most 1e-8.
 """
 
 import numpy as np
@@ -26,6 +27,7 @@ SILENCE_OF_5_SAMPLES = 500.0
 PADDING_MS = 320
 ZWICKER_POWER = 0.23
 ROOT_FLOOR = 1e-12
+SCALE_FLOOR = 1e-6
 # Frequency response (dB) of the level-alignment filter and the IRS receive filter.
 ALIGN_FILTER_DB = (
     (0, -500), (50, -500), (100, -500), (125, -500), (160, -500), (200, -500), (250, -500),
@@ -106,6 +108,16 @@ def causal_fir(x, taps):
     xr, xi = ops.rfft(x, fft_length=fft_length)
     hr, hi = ops.rfft(ops.convert_to_tensor(taps[None]), fft_length=fft_length)
     return ops.irfft((xr * hr - xi * hi, xr * hi + xi * hr), fft_length=fft_length)[:, :n]
+
+
+def weighted_lp(x, p, weights):
+    """``(sum_i weights_i x_i^p)^(1/p)`` over the last axis for ``x >= 0``, computed as
+    ``m (sum_i weights_i (x_i/m)^p + 1e-12)^(1/p)`` with ``m = max(max_i x_i, 1e-6)``
+    held constant: the root never sees 0 (finite gradients on silence and identical
+    inputs) and the floor adds at most 1e-8 to the norm."""
+    scale = ops.maximum(ops.stop_gradient(ops.max(x, axis=-1, keepdims=True)), SCALE_FLOOR)
+    total = ops.sum(weights * ops.power(x / scale, p), axis=-1)
+    return scale[..., 0] * ops.power(total + ROOT_FLOOR, 1.0 / p)
 
 
 class P862Model:
@@ -235,8 +247,7 @@ class P862Model:
     def pseudo_lp(self, x, p):
         weighted = ops.abs(x) * self.width * self.from_band_1
         total = float(np.sum(self.width[1:]))
-        mean = ops.sum(ops.power(weighted, p), axis=-1) / total
-        return ops.power(mean + ROOT_FLOOR, 1.0 / p) * total
+        return weighted_lp(weighted, p, np.full(self.bands, 1.0 / total, np.float32)) * total
 
     def aggregate(self, disturbance, start_frame, stop_frame, p_syllable=6.0, p_time=2.0):
         """L_p over split-second intervals (20 frames, every 10) then L_2 over time,
@@ -248,19 +259,19 @@ class P862Model:
         shifted = ops.take_along_axis(disturbance, ops.minimum(index, frames - 1), axis=1) * inside
         step = FRAMES_PER_SYLLABLE // 2
         syllables = -(-frames // step)
-        padded = ops.pad(ops.power(shifted, p_syllable), ((0, 0), (0, (syllables + 1) * step - frames)))
-        blocks = ops.sum(ops.reshape(padded, (-1, syllables + 1, step)), axis=-1)
-        per_syllable = (blocks[:, :-1] + blocks[:, 1:]) / FRAMES_PER_SYLLABLE
-        per_syllable = ops.power(per_syllable + ROOT_FLOOR, 1.0 / p_syllable)
+        padded = ops.pad(shifted, ((0, 0), (0, (syllables + 1) * step - frames)))
+        window = np.arange(syllables)[:, None] * step + np.arange(FRAMES_PER_SYLLABLE)[None]
+        intervals = ops.take(padded, ops.convert_to_tensor(window.astype("int32")), axis=1)
+        uniform = np.full(FRAMES_PER_SYLLABLE, 1.0 / FRAMES_PER_SYLLABLE, np.float32)
+        per_syllable = weighted_lp(intervals, p_syllable, uniform)
         starts = np.arange(syllables) * step
         valid = ops.cast(starts[None] <= (stop_frame - start_frame)[:, None], disturbance.dtype)
         # P.862 weights later intervals more in recordings of over 1000 frames (about 16 s).
         long_recording = ops.cast(stop_frame + 1 > 1000, disturbance.dtype)[:, None]
         weight = self.time_weight[np.minimum(starts, frames - 1)][None]
         weight = long_recording * weight + (1.0 - long_recording)
-        numerator = ops.sum(ops.power(weight * per_syllable, p_time) * valid, axis=-1)
-        denominator = ops.sum(ops.power(weight, p_time) * valid, axis=-1)
-        return ops.power(numerator / ops.maximum(denominator, ROOT_FLOOR) + ROOT_FLOOR, 1.0 / p_time)
+        denominator = ops.sum(ops.power(weight, p_time) * valid, axis=-1, keepdims=True)
+        return weighted_lp(weight * per_syllable, p_time, valid / ops.maximum(denominator, ROOT_FLOOR))
 
     # The whole model ---------------------------------------------------------------
 
