@@ -7,6 +7,10 @@ PESQ failures: the ``pesq`` package raises ``NoUtterancesError`` (no speech foun
 ``BufferTooShortError`` (under about 0.25 s) and a plain ``ValueError`` for a silent
 degraded signal. :func:`pesq_score` never lets these escape from a worker: the
 example gets ``NaN``, and :class:`PesqResult` counts the failures by reason.
+
+During training, :class:`ValidationPESQ` adds the reference PESQ of restored
+held-out batches to ``fit``'s epoch logs, and :class:`PESQMetric` is the same
+score as a compiled Keras metric.
 """
 
 import concurrent.futures
@@ -14,6 +18,7 @@ import dataclasses
 import math
 import os
 
+import keras
 import numpy as np
 
 from spectral_restore.audio_io import resample
@@ -236,3 +241,99 @@ def stoi(clean, degraded, sample_rate):
     if clean.shape != degraded.shape:
         raise ValueError(f"clean {clean.shape} and degraded {degraded.shape} differ in shape")
     return np.array([_stoi_one(c, d, int(sample_rate)) for c, d in zip(clean, degraded)])
+
+
+# --- PESQ during training -------------------------------------------------------------
+@keras.saving.register_keras_serializable(package="spectral_restore")
+class PESQMetric(keras.metrics.Metric):
+    """Mean reference PESQ of ``(y_true, y_pred)`` waveform batches, as a Keras metric.
+
+    The ``pesq`` package runs on the CPU through ``tf.numpy_function`` (TensorFlow
+    backend). Examples PESQ rejects (silence, under 0.25 s) are left out of the
+    mean and counted in the ``failed`` variable; the result is NaN while no example
+    has been scored. As a compiled metric (``metrics=[PESQMetric(16000)]``) it also
+    runs on every training step, on the CPU, which slows training:
+    :class:`ValidationPESQ` (once per epoch, on held-out batches) is usually better.
+
+    Args:
+        sample_rate: int. Rate of the waveforms (resampled for PESQ when not 16 kHz
+            for "wb" or 8 kHz for "nb"). Defaults to 16000.
+        mode: str. "wb" or "nb". Defaults to "wb".
+        name: str. Defaults to "pesq_wb" / "pesq_nb".
+    """
+
+    def __init__(self, sample_rate=16000, mode="wb", name=None, dtype=None):
+        if mode not in PESQ_RATES:
+            raise ValueError(f"`mode` must be 'wb' or 'nb'. Received: {mode!r}")
+        super().__init__(name=name or f"pesq_{mode}", dtype=dtype or "float32")
+        self.sample_rate, self.mode = int(sample_rate), mode
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+        self.failed = self.add_variable(shape=(), initializer="zeros", name="failed")
+
+    def _scores(self, clean, estimate):
+        return pesq_score(clean, estimate, self.sample_rate, self.mode, processes=1).scores.astype(np.float32)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        import tensorflow as tf
+
+        y_true = tf.reshape(tf.cast(y_true, tf.float32), [tf.shape(y_true)[0], -1])
+        y_pred = tf.reshape(tf.cast(y_pred, tf.float32), [tf.shape(y_pred)[0], -1])
+        scores = tf.numpy_function(self._scores, [y_true, y_pred], tf.float32, stateful=False)
+        valid = tf.math.is_finite(scores)
+        self.total.assign_add(tf.reduce_sum(tf.where(valid, scores, 0.0)))
+        self.count.assign_add(tf.reduce_sum(tf.cast(valid, tf.float32)))
+        self.failed.assign_add(tf.reduce_sum(tf.cast(tf.logical_not(valid), tf.float32)))
+
+    def result(self):
+        return keras.ops.where(self.count > 0, self.total / keras.ops.maximum(self.count, 1.0), float("nan"))
+
+    def get_config(self):
+        return {"sample_rate": self.sample_rate, "mode": self.mode, "name": self.name, "dtype": self.dtype}
+
+
+class ValidationPESQ(keras.callbacks.Callback):
+    """Adds the reference PESQ of restored held-out audio to ``fit``'s epoch logs.
+
+    Takes ``batches`` (damaged, clean) batches from ``validation_data`` once; at the
+    end of every ``every``-th epoch restores them with the model (its ``generator``
+    for a GAN) and scores them with :func:`pesq_score` over ``processes`` CPU
+    workers, after the accelerator's part is done. Logs ``val_pesq_<mode>`` (mean
+    over the scored examples) and ``val_pesq_<mode>_failed`` (examples PESQ
+    rejected). List it before ``CSVLogger``/``TensorBoard`` so they record it.
+
+    Args:
+        validation_data: tf.data.Dataset or iterable of (damaged, clean) batches.
+        sample_rate: int. Rate of the audio.
+        mode: str. "wb" or "nb". Defaults to "wb".
+        batches: int. Validation batches scored. Defaults to 2.
+        every: int. Epoch period. Defaults to 1.
+        processes: int or None. PESQ worker processes (None: one per CPU).
+    """
+
+    def __init__(self, validation_data, sample_rate, mode="wb", batches=2, every=1, processes=None):
+        super().__init__()
+        if mode not in PESQ_RATES:
+            raise ValueError(f"`mode` must be 'wb' or 'nb'. Received: {mode!r}")
+        if int(batches) < 1 or int(every) < 1:
+            raise ValueError(f"`batches` and `every` must be >= 1. Received: batches={batches}, every={every}")
+        self.sample_rate, self.mode, self.every, self.processes = int(sample_rate), mode, int(every), processes
+        taken = validation_data.take(int(batches)) if hasattr(validation_data, "take") else validation_data
+        self.batches = []
+        for damaged, clean in taken:
+            self.batches.append((np.asarray(damaged, np.float32), np.asarray(clean, np.float32)))
+            if len(self.batches) == int(batches):
+                break
+        self.last = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        network = getattr(self.model, "generator", None) or self.model
+        restored = [keras.ops.convert_to_numpy(network(damaged, training=False)) for damaged, _ in self.batches]
+        clean = np.concatenate([c for _, c in self.batches])
+        self.last = pesq_score(clean, np.concatenate(restored).reshape(clean.shape), self.sample_rate, self.mode,
+                               processes=self.processes)
+        if logs is not None:
+            logs[f"val_pesq_{self.mode}"] = self.last.nanmean()
+            logs[f"val_pesq_{self.mode}_failed"] = float(self.last.failed)

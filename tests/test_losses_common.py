@@ -19,6 +19,7 @@ from spectral_restore.losses import (
     LogSpectrogramLoss,
     LoudnessWeightedLoss,
     MultiResolutionSTFTLoss,
+    PESQLoss,
     PhaseConsistencyLoss,
     SpectralConvergence,
     SpectrogramMSE,
@@ -43,6 +44,8 @@ FACTORIES = {
     "loudness_k_erb": lambda **kw: LoudnessWeightedLoss(weighting="k", bands="erb", distance="l2", **kw),
     "loudness_a_bins": lambda **kw: LoudnessWeightedLoss(weighting="a", bands=None, frame_weighting=False, **kw),
     "waveform": lambda **kw: WaveformLoss(**kw),
+    "pesq": lambda **kw: PESQLoss(**kw),
+    "pesq_nb": lambda **kw: PESQLoss(mode="nb", **kw),
     "combined": lambda **kw: CombinedLoss(
         {"recon/log_mag": 1.0, "recon/sc": 0.5, "phase/complex": 0.1, "phase/anti_wrap": 0.3, "perc/loudness": 1.0, "time/l1": 0.2},
         **kw,
@@ -134,7 +137,7 @@ def test_finite_values_and_gradients_on_hard_inputs(key, speech_16k):
         assert grad is not None and np.all(np.isfinite(grad.numpy())), f"{key}: non-finite gradient on {case}"
 
 
-@pytest.mark.parametrize("key", ["mrstft", "combined", "loudness", "phase", "complex"])
+@pytest.mark.parametrize("key", ["mrstft", "combined", "loudness", "phase", "complex", "pesq"])
 def test_float32_inside_a_mixed_precision_model(key, pair):
     clean, noisy = pair
     previous = keras.mixed_precision.global_policy()

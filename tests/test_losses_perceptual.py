@@ -3,7 +3,8 @@ import pytest
 import scipy.signal
 
 from spectral_restore import spectral, weighting
-from spectral_restore.losses import LoudnessWeightedLoss
+from spectral_restore.data import artifacts
+from spectral_restore.losses import LoudnessWeightedLoss, PESQLoss
 
 from reference import numpy_spectra
 
@@ -144,3 +145,78 @@ def test_bad_arguments():
         LoudnessWeightedLoss(sample_rate=100)
     with pytest.raises(ValueError, match="compression"):
         LoudnessWeightedLoss(compression=2.0)
+
+
+def damaged_versions(speech):
+    """30 damaged copies of real speech: noise from -5 to 30 dB SNR, clipping,
+    band limits, reverb, dropouts and codec-like damage."""
+    x = speech[None, :48000].astype(np.float32)
+    out = []
+    for i, snr in enumerate(np.linspace(-5, 30, 8)):
+        out.append(("noise", artifacts.add_noise(x, [i, 1], float(snr), color=float(i % 3))))
+    for level in (0.01, 0.03, 0.1, 0.3):
+        out.append(("clipping", artifacts.hard_clip(x, level * float(np.max(np.abs(x))))))
+    out.append(("clipping", artifacts.soft_clip(x, 20.0)))
+    for cutoff in (1500.0, 3000.0, 5000.0):
+        out.append(("band_limit", artifacts.lowpass(x, cutoff, 16000)))
+    out.append(("band_limit", artifacts.telephone(x, 16000)))
+    for i, rt60 in enumerate((0.2, 0.5, 0.8, 1.1)):
+        out.append(("reverb", artifacts.reverb(x, [i, 2], rt60, 16000)))
+    for i, rate in enumerate((2.0, 5.0, 10.0)):
+        out.append(("dropouts", artifacts.dropouts(x, [i, 3], rate, 16000)))
+    for strength in (0.2, 0.4, 0.6, 0.8, 1.0):
+        out.append(("codec", artifacts.codec(x, strength, 16000)))
+    out.append(("none", x))
+    out.append(("scaled", 0.1 * x))
+    return x[0], [(kind, np.asarray(d)[0]) for kind, d in out]
+
+
+@pytest.mark.parametrize("mode", ["wb", "nb"])
+def test_pesq_loss_tracks_the_reference_pesq(speech_16k, mode):
+    """On 30 damaged copies of real speech the surrogate's MOS follows the `pesq`
+    package (benchmarks/pesq_surrogate.py measures 216 pairs of 10 voices)."""
+    from pesq import pesq
+    from scipy import stats
+
+    clean, versions = damaged_versions(speech_16k)
+    assert len(versions) == 30
+    reference = np.array([pesq(16000, clean, d, mode) for _, d in versions])
+    ours = np.asarray(PESQLoss(mode=mode).mos(np.stack([clean] * 30), np.stack([d for _, d in versions])))
+    assert reference.min() < 1.5 and reference.max() > 4.4  # the set spans the scale
+    assert stats.pearsonr(reference, ours)[0] >= 0.99
+    assert stats.spearmanr(reference, ours)[0] >= 0.98
+    assert np.mean(np.abs(reference - ours)) <= 0.1
+    assert np.max(np.abs(reference - ours)) <= 0.5
+
+
+def test_pesq_loss_value_gradient_and_arguments(speech_16k):
+    import tensorflow as tf
+
+    clean = speech_16k[None, :32000].astype(np.float32)
+    noisy = np.asarray(artifacts.add_noise(clean, [0, 0], 10.0, color=1.0))
+    loss = PESQLoss(reduction="none")
+    mos = float(loss.mos(clean, noisy)[0])
+    assert float(loss(clean, noisy)[0]) == pytest.approx((loss.best_mos - mos) / (loss.best_mos - 1.0), rel=1e-6)
+    assert loss.best_mos == pytest.approx(4.644, abs=1e-3)
+    assert PESQLoss(mode="nb").best_mos == pytest.approx(4.549, abs=1e-3)
+    # A gradient step on the degraded signal raises its score.
+    estimate = tf.Variable(noisy)
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(loss(clean, estimate))
+    gradient = tape.gradient(value, estimate).numpy()
+    assert np.all(np.isfinite(gradient)) and np.any(gradient != 0)
+    step = 1e-3 / np.max(np.abs(gradient))
+    assert float(loss.mos(clean, noisy - step * gradient)[0]) > mos
+    # [batch, samples, 1] is accepted; 8 kHz narrow band works.
+    assert float(loss.mos(clean[..., None], noisy[..., None])[0]) == pytest.approx(mos, abs=1e-6)
+    assert 1.0 < float(PESQLoss(8000, "nb").mos(clean[:, ::2], noisy[:, ::2])[0]) < 4.5
+    with pytest.raises(ValueError, match="mode"):
+        PESQLoss(mode="fb")
+    with pytest.raises(ValueError, match="16000"):
+        PESQLoss(sample_rate=8000, mode="wb")
+    with pytest.raises(ValueError, match="8000 and 16000"):
+        PESQLoss(sample_rate=44100)
+    with pytest.raises(ValueError, match="0.25 s"):
+        loss(clean[:, :3000], noisy[:, :3000])
+    with pytest.raises(ValueError, match="one shape"):
+        loss.mos(clean, noisy[:, :16000])

@@ -56,3 +56,35 @@ def test_si_sdr_and_lsd(noisy_set):
     lsd = metrics.log_spectral_distance(clean, noisy)
     assert np.all(np.diff(lsd) < 0)
     np.testing.assert_allclose(metrics.log_spectral_distance(clean, 2 * clean), 20 * np.log10(2), atol=1e-3)
+
+
+def test_pesq_metric_in_evaluate_and_validation_callback_in_fit(noisy_set):
+    """PESQMetric inside model.evaluate and ValidationPESQ inside fit give the
+    reference PESQ of what the model outputs; a silent example is counted, not averaged."""
+    import keras
+    import tensorflow as tf
+
+    clean, noisy = noisy_set
+    clean, noisy = clean[:, :32000], noisy[:, :32000]
+    model = keras.Sequential([keras.Input((32000,)), keras.layers.Rescaling(0.5)])
+    model.compile(loss="mse", metrics=[metrics.PESQMetric(16000)])
+    evaluated = model.evaluate(noisy, clean, batch_size=4, verbose=0, return_dict=True)
+    expected = metrics.pesq_score(clean, 0.5 * noisy, 16000, processes=1).scores
+    assert evaluated["pesq_wb"] == pytest.approx(expected.mean(), abs=1e-4)
+
+    metric = metrics.PESQMetric(16000, "wb")
+    metric.update_state(np.stack([clean[0], np.zeros_like(clean[0])]), np.stack([noisy[3], noisy[3]]))
+    assert float(metric.result()) == pytest.approx(expected[3], abs=1e-4) and float(metric.failed) == 1.0
+    assert np.isnan(float(metrics.PESQMetric().result()))
+    rebuilt = metrics.PESQMetric.from_config(metrics.PESQMetric(8000, "nb", name="p").get_config())
+    assert (rebuilt.sample_rate, rebuilt.mode, rebuilt.name) == (8000, "nb", "p")
+
+    validation = tf.data.Dataset.from_tensor_slices((noisy, clean)).batch(2)
+    callback = metrics.ValidationPESQ(validation, 16000, batches=2, processes=1)
+    history = model.fit(noisy, clean, epochs=2, batch_size=4, verbose=0, callbacks=[callback])
+    assert history.history["val_pesq_wb"][-1] == pytest.approx(expected.mean(), abs=1e-4)
+    assert history.history["val_pesq_wb_failed"] == [0.0, 0.0]
+    with pytest.raises(ValueError, match="mode"):
+        metrics.ValidationPESQ(validation, 16000, mode="fb")
+    with pytest.raises(ValueError, match="batches"):
+        metrics.ValidationPESQ(validation, 16000, batches=0)

@@ -66,16 +66,24 @@ def build_model(config, loss):
         input_damage = ArtifactLayer(chain.get_config(), sample_rate=model_config["sample_rate"], seed=config["data"]["seed"])
     generator = SpectralRestorer(model_config["preset"], sample_rate=model_config["sample_rate"], input_damage=input_damage)
     optimizer = keras.optimizers.Adam(training["learning_rate"], global_clipnorm=training["clip_norm"])
-    if training["gan"]:
-        from spectral_restore.models.discriminators import MultiResolutionDiscriminator
+    if training["gan"] or training["metric_discriminator"]:
+        from spectral_restore.models.discriminators import MetricDiscriminator, MultiResolutionDiscriminator
         from spectral_restore.models.gan import RestorationGAN
 
-        model = RestorationGAN(generator, MultiResolutionDiscriminator(), warmup_steps=training["warmup_steps"])
+        model = RestorationGAN(
+            generator,
+            MultiResolutionDiscriminator() if training["gan"] else None,
+            warmup_steps=training["warmup_steps"],
+            metric_discriminator=(MetricDiscriminator(model_config["sample_rate"])
+                                  if training["metric_discriminator"] else None),
+        )
         model.compile(
             g_optimizer=optimizer,
             d_optimizer=keras.optimizers.Adam(training["discriminator_learning_rate"], beta_1=0.8, beta_2=0.99),
+            m_optimizer=keras.optimizers.Adam(training["discriminator_learning_rate"], beta_1=0.8, beta_2=0.99),
             loss=loss, adversarial=training["adversarial"], adversarial_weight=training["adversarial_weight"],
-            feature_matching_weight=training["feature_matching_weight"], jit_compile=training["jit_compile"],
+            feature_matching_weight=training["feature_matching_weight"], metric_weight=training["metric_weight"],
+            metric_target=training["metric_target"], jit_compile=training["jit_compile"],
         )
     else:
         model = generator
@@ -112,8 +120,7 @@ def restore_backup(model, backup_dir):
     if not os.path.exists(path):
         return 0
     if getattr(model, "generator", None) is not None:
-        model.g_optimizer.build(model.generator.trainable_variables)
-        model.d_optimizer.build(model.discriminator.trainable_variables)
+        model.build_optimizers()
     elif not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     model.load_weights(path)
@@ -152,7 +159,13 @@ def run(config):
     total_steps = training["epochs"] * training["steps_per_epoch"]
     examples = training["audio_examples"]
     time_limit = TimeLimit(training["max_minutes"])
-    callbacks = [
+    callbacks = []
+    if training["pesq_batches"]:
+        from spectral_restore.metrics import ValidationPESQ
+
+        # First, so that CSVLogger and TensorBoard record val_pesq_wb.
+        callbacks.append(ValidationPESQ(validation, config["model"]["sample_rate"], batches=training["pesq_batches"]))
+    callbacks += [
         keras.callbacks.BackupAndRestore(backup_dir, save_freq=training["backup_every_steps"], double_checkpoint=True),
         StopAtStep(total_steps, lambda: training_step(model)),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")),

@@ -76,3 +76,98 @@ class MultiResolutionDiscriminator(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "resolutions": [list(r) for r in self.resolutions], "channels": self.channels}
+
+
+def resample_fft(waveform, from_rate, to_rate):
+    """Band-limited resampling of ``[batch, samples]`` by truncating or zero-padding
+    the spectrum of the whole signal (differentiable; exact for band-limited periodic
+    signals, with circular edge effects otherwise)."""
+    if from_rate == to_rate:
+        return waveform
+    length = int(waveform.shape[-1])
+    target = int(round(length * to_rate / from_rate))
+    real, imag = ops.rfft(waveform)
+    bins = target // 2 + 1
+    if bins <= real.shape[-1]:
+        real, imag = real[:, :bins], imag[:, :bins]
+    else:
+        pad = ((0, 0), (0, bins - real.shape[-1]))
+        real, imag = ops.pad(real, pad), ops.pad(imag, pad)
+    return ops.irfft((real, imag), fft_length=target) * (target / length)
+
+
+@register
+class LearnableSigmoid(keras.layers.Layer):
+    """``beta * sigmoid(slope * x)`` with a trainable slope (MetricGAN+, Fu et al.,
+    Interspeech 2021: beta = 1.2 lets the output reach slightly above 1)."""
+
+    def __init__(self, beta=1.2, **kwargs):
+        super().__init__(**kwargs)
+        self.beta = float(beta)
+
+    def build(self, input_shape):
+        self.slope = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="slope")
+
+    def call(self, x):
+        return self.beta * ops.sigmoid(self.slope * x)
+
+    def get_config(self):
+        return {**super().get_config(), "beta": self.beta}
+
+
+@register
+class MetricDiscriminator(keras.Model):
+    """A learned quality metric (MetricGAN, Fu et al., ICML 2019; CMGAN's layout):
+    ``D((clean, estimate))`` predicts the normalised PESQ of ``estimate``,
+    ``(MOS-LQO - 1) / (4.644 - 1)``, about 0..1, one value per example.
+
+    Both waveforms are resampled to 16 kHz inside (models at 22.05, 44.1 or 48 kHz
+    use it unchanged), turned into power-law compressed magnitude spectrograms
+    (``|X|^0.3``, 512-sample Hann frames, hop 128), stacked as two channels and
+    passed through four stride-2 4x4 convolutions (``channels`` x 1, 2, 4, 8, each
+    with instance normalisation and PReLU), global max pooling, a dense layer,
+    dropout 0.3, and a learnable sigmoid.
+
+    Args:
+        sample_rate: int. Rate of the waveforms it is given. Defaults to 16000.
+        channels: int. Width of the first convolution. Defaults to 16.
+    """
+
+    INTERNAL_RATE = 16000
+
+    def __init__(self, sample_rate=16000, channels=16, **kwargs):
+        super().__init__(**kwargs)
+        self.sample_rate, self.channels = int(sample_rate), int(channels)
+        if self.sample_rate < 8000:
+            raise ValueError(f"`sample_rate` must be >= 8000. Received: {sample_rate}")
+        self.stft_config = spectral.STFTConfig(frame_length=512, hop_length=128)
+        self.convs = []
+        for i, width in enumerate((1, 2, 4, 8)):
+            self.convs.append((
+                layers.Conv2D(self.channels * width, 4, strides=2, padding="same", name=f"conv_{i}"),
+                layers.GroupNormalization(groups=-1, name=f"instance_norm_{i}"),
+                layers.PReLU(shared_axes=[1, 2], name=f"prelu_{i}"),
+            ))
+        self.hidden = layers.Dense(self.channels * 4, name="dense")
+        self.hidden_activation = layers.PReLU(name="dense_prelu")
+        self.dropout = layers.Dropout(0.3)
+        self.score = layers.Dense(1, name="score")
+        self.squash = LearnableSigmoid(name="learnable_sigmoid")
+
+    def spectrogram(self, waveform):
+        waveform = resample_fft(ops.cast(waveform, "float32"), self.sample_rate, self.INTERNAL_RATE)
+        real, imag = spectral.stft(waveform, self.stft_config)
+        return spectral.compress_magnitude(spectral.magnitude(real, imag), 0.3)
+
+    def call(self, inputs, training=False):
+        clean, estimate = inputs
+        x = ops.stack([self.spectrogram(clean), self.spectrogram(estimate)], axis=-1)
+        x = ops.cast(x, self.compute_dtype)
+        for conv, norm, activation in self.convs:
+            x = activation(norm(conv(x)))
+        x = ops.max(x, axis=(1, 2))
+        x = self.dropout(self.hidden_activation(self.hidden(x)), training=training)
+        return ops.cast(self.squash(self.score(x))[:, 0], "float32")
+
+    def get_config(self):
+        return {**super().get_config(), "sample_rate": self.sample_rate, "channels": self.channels}
