@@ -147,7 +147,8 @@ def load_keras_model(model):
         raise FileNotFoundError(f"Model file not found: {path}")
     if not path.endswith(".keras"):
         raise ValueError(f"Expected a Keras model file (.keras); received {path}")
-    import spectral_restore.models.restorer  # noqa: F401 - registers the classes for deserialization
+    import spectral_restore.models.gan  # noqa: F401 - registers the classes for deserialization
+    import spectral_restore.models.restorer  # noqa: F401
 
     return keras.saving.load_model(path, compile=False)
 

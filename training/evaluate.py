@@ -98,8 +98,10 @@ def plot(table, path):
 
 def evaluate(model, config, output_dir, max_batches=None):
     """Writes evaluation.json, evaluation.md and evaluation.png to ``output_dir``."""
-    if isinstance(model, str):
-        model = keras.models.load_model(model)
+    if isinstance(model, (str, os.PathLike)):
+        from spectral_restore.export import load_keras_model
+
+        model = load_keras_model(model)
     os.makedirs(output_dir, exist_ok=True)
     rate = config["model"]["sample_rate"]
     damaged, restored, clean, applied = collect(model, config, max_batches)
