@@ -102,7 +102,7 @@ def test_resample_fft_matches_the_analytic_signal():
 @pytest.fixture(scope="module")
 def speech_pairs(speech_16k):
     rng = np.random.default_rng(1)
-    clean = np.stack([speech_16k[4000 * i : 4000 * i + 8000] for i in range(4)]).astype(np.float32)
+    clean = np.stack([speech_16k[12000 + 6000 * i : 20000 + 6000 * i] for i in range(4)]).astype(np.float32)
     damaged = (clean + 0.01 * rng.standard_normal(clean.shape)).astype(np.float32)
     return damaged, clean
 

@@ -29,7 +29,6 @@ def _maybe_loss_scaled(optimizer):
     return optimizer
 
 
-@register
 def normalised_pesq(clean, estimate, sample_rate, target):
     """``(MOS-LQO - 1) / (4.644 - 1)`` per example, wide band: from the differentiable
     surrogate (``"surrogate"``, on the accelerator, resampled to 16 kHz inside) or the
@@ -56,6 +55,7 @@ def masked_squared_error(prediction, target):
     return ops.sum(error) / ops.maximum(ops.sum(ops.cast(valid, "float32")), 1.0)
 
 
+@register
 class RestorationGAN(keras.Model):
     """A generator trained with a :class:`CombinedLoss` plus adversarial and
     feature-matching terms from a discriminator and, optionally, a metric
@@ -278,8 +278,9 @@ class RestorationGAN(keras.Model):
 
     def compile_from_config(self, config):
         config = dict(config)
-        for key in ("g_optimizer", "d_optimizer", "loss"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
+        for key in ("g_optimizer", "d_optimizer", "m_optimizer", "loss"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         self.compile(**config)
         if self.built:
             self.build_optimizers()
