@@ -127,6 +127,38 @@ def restore_backup(model, backup_dir):
     return training_step(model)
 
 
+def prepare_for_multi_worker(model, dataset, strategy):
+    """Builds every variable fit would create (optimizer slots, compiled loss and
+    metric state) from one local batch, then lets fit skip its own symbolic build.
+
+    Keras 3's TensorFlow trainer (3.15) builds a model that was created under a
+    strategy scope by averaging a *distributed* batch eagerly with
+    ``strategy.reduce``, which fails for MultiWorkerMirroredStrategy ("Attempt to
+    convert a value (PerReplica ...)"). With everything built here, fit has nothing
+    left to build; it still runs under ``strategy.scope()``, so training stays
+    distributed. Each step's logs are returned with shape [1] for the same reason.
+    """
+    local_batch = next(iter(dataset))
+    with strategy.scope():
+        if getattr(model, "generator", None) is not None:
+            model.build_optimizers()
+        else:
+            model.optimizer.build(model.trainable_variables)
+        model._symbolic_build(data_batch=local_batch)
+    model._distribute_strategy = None
+    # The same trainer averages each step's logs across workers with
+    # strategy.reduce("MEAN", value, axis=0), which needs a batch axis: scalars fail.
+    model.train_step = with_rank_one_logs(model.train_step)
+    model.test_step = with_rank_one_logs(model.test_step)
+
+
+def with_rank_one_logs(step):
+    def step_with_rank_one_logs(data):
+        return {name: tf.reshape(value, [1]) for name, value in step(data).items()}
+
+    return step_with_rank_one_logs
+
+
 def worker_output_dir(output_dir):
     """Under MultiWorkerMirroredStrategy only the chief writes to ``output_dir``;
     the other workers write to ``output_dir/worker_<i>``."""
@@ -181,12 +213,14 @@ def run(config):
                 config["model"]["sample_rate"], restore_fn=lambda x: generator(x, training=False),
             )
         )
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        prepare_for_multi_worker(model, train, strategy)
     started = time.monotonic()
     with strategy.scope():
         history = model.fit(
             train, epochs=training["epochs"], steps_per_epoch=training["steps_per_epoch"],
             validation_data=validation, validation_steps=training["validation_steps"],
-            callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+            callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2, shuffle=False,  # the stream is shuffled
         )
     minutes = (time.monotonic() - started) / 60.0
     generator = getattr(model, "generator", model)
