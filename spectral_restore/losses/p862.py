@@ -1,14 +1,19 @@
-"""A differentiable model of ITU-T P.862 (PESQ) for time-aligned signals, in keras.ops.
+"""A differentiable model of ITU-T P.862 (PESQ) in keras.ops.
 
 ``mos(clean, degraded, sample_rate, mode)`` follows the stages of the P.862
-perceptual model with the delay fixed at zero: level alignment, input filter,
-Bark-band power spectra, frequency-response and gain compensation, Zwicker
-loudness, symmetric and asymmetric disturbance with the deadzone, and the L_p
-aggregation over split-second intervals and over time, mapped to MOS-LQO
-(P.862.1 for narrow band, P.862.2 for wide band), the scale the ``pesq``
-package reports. What is left out: the delay search (utterance splitting and the
-re-alignment of bad intervals), which has nothing to find when the two signals
-are time-aligned, as a restoration model's input and output are.
+perceptual model: level alignment, input filter, a delay search, Bark-band power
+spectra, frequency-response and gain compensation, Zwicker loudness, symmetric
+and asymmetric disturbance with the deadzone, the re-alignment of bad intervals,
+and the L_p aggregation over split-second intervals and over time, mapped to
+MOS-LQO (P.862.1 for narrow band, P.862.2 for wide band), the scale the ``pesq``
+package reports.
+
+Simplified against the Recommendation: one delay per example instead of one per
+utterance (the envelope cross-correlation and the histogram of frame
+cross-correlation peaks, over the whole signal), and one re-alignment delay per
+example for all its bad intervals. Delays are found without gradient; the scores
+are differentiable in both signals. ``delay_search=False`` skips both searches
+(the signals are then taken as aligned sample for sample, about 1.6x faster).
 
 Numerical guards (they change nothing measurable on speech): the level
 alignment divides by ``max(power, 1e-12)``; every L_p norm is taken of values
@@ -50,6 +55,8 @@ BIQUAD_IMPULSE_TAPS = 1024  # poles at radius < 0.973: the tail is below 1e-12
 # Perceptual-model constants per sample rate: (bands table suffix, Sp, Sl).
 SCALES = {8000: ("8K", 2.764344e-5, 1.866055e-1), 16000: ("16K", 6.910853e-6, 1.866055e-1)}
 FRAMES_PER_SYLLABLE = 20
+BAD_FRAME_DISTURBANCE = 30.0
+MIN_BAD_INTERVAL = 5
 MOS_MAPPING = {"nb": (1.4945, 4.6607), "wb": (1.3669, 3.8224)}
 
 
@@ -132,7 +139,9 @@ class P862Model:
             )
         self.sample_rate, self.mode, self.samples = sample_rate, mode, samples
         suffix, self.sp, self.sl = SCALES[sample_rate]
-        downsample = 32 if sample_rate == 8000 else 64
+        downsample = self.downsample = 32 if sample_rate == 8000 else 64
+        self.align_fft = 512 if sample_rate == 8000 else 1024
+        self.search_padding = 75 * downsample
         self.frame_length = 8 * downsample
         self.hop = self.frame_length // 2
         self.padding = PADDING_MS * sample_rate // 1000
@@ -273,12 +282,148 @@ class P862Model:
         denominator = ops.sum(ops.power(weight, p_time) * valid, axis=-1, keepdims=True)
         return weighted_lp(weight * per_syllable, p_time, valid / ops.maximum(denominator, ROOT_FLOOR))
 
+    # Delay search -------------------------------------------------------------------
+
+    def log_envelope(self, x):
+        """P.862's voice-activity envelope: power per ``downsample`` samples, its
+        noise threshold iterated 12 times (mean + 2 std of the frames below it), and
+        ``log(P / threshold)`` above the threshold, 0 below."""
+        # P.862 pads 75 envelope frames of silence on each side; they set the floor.
+        x = ops.pad(x, ((0, 0), (self.search_padding, self.search_padding)))
+        frames = x.shape[-1] // self.downsample
+        power = ops.mean(ops.reshape(ops.square(x[:, : frames * self.downsample]), (-1, frames, self.downsample)), axis=-1)
+        peak = ops.max(power, axis=-1, keepdims=True)
+        power = ops.maximum(power, ops.where(peak > 0, peak * 1e-4, 1.0))
+        threshold = ops.mean(power, axis=-1, keepdims=True)
+        for _ in range(12):
+            below = ops.cast(power <= threshold, power.dtype)
+            count = ops.maximum(ops.sum(below, axis=-1, keepdims=True), 1.0)
+            mean = ops.sum(power * below, axis=-1, keepdims=True) / count
+            std = ops.sqrt(ops.sum(ops.square(power - mean) * below, axis=-1, keepdims=True) / count)
+            threshold = 1.001 * (mean + 2.0 * std)
+        return ops.where(power > threshold, ops.log(power / threshold), 0.0)
+
+    def estimate_delay(self, ref, deg):
+        """Samples by which ``deg`` lags ``ref`` (one per example, no gradient), in
+        P.862's two stages over the whole signal: the peak of the cross-correlation of
+        the activity envelopes (``downsample``-sample resolution), then the histogram
+        of per-frame waveform cross-correlation peaks (1024-sample Hann frames at 16
+        kHz, 512 at 8 kHz, hop a quarter frame, each peak weighted by its height^0.125,
+        smoothed by a triangle of 1/64 frame) around it."""
+        ref, deg = ops.stop_gradient(ref[:, : self.samples]), ops.stop_gradient(deg[:, : self.samples])
+        a, b = self.log_envelope(ref), self.log_envelope(deg)
+        frames = a.shape[-1]
+        size = next_pow2(2 * frames)
+        ar, ai = ops.rfft(a, fft_length=size)
+        br, bi = ops.rfft(b, fft_length=size)
+        xcorr = ops.irfft((ar * br + ai * bi, ar * bi - ai * br), fft_length=size)  # [k]: sum a[n] b[n + k]
+        lags = np.concatenate([np.arange(frames), np.arange(frames - size, 0)])
+        crude = ops.take(ops.convert_to_tensor(lags.astype("int32")), ops.argmax(xcorr, axis=-1)) * self.downsample
+
+        n = self.align_fft
+        shifted = self.shift(deg, crude)
+        hop = n // 4
+        count = (self.samples - n) // hop + 1
+        index = np.arange(count)[:, None] * hop + np.arange(n)[None]
+        window = np.hanning(n + 1)[:-1].astype(np.float32)
+        in_ref = ops.take(ref, ops.convert_to_tensor(index.astype("int32")), axis=1) * window
+        in_deg = ops.take(shifted, ops.convert_to_tensor(index.astype("int32")), axis=1) * window
+        # Frames the crude shift pushed past either signal's end carry no evidence.
+        first, last = index[None, :, 0], index[None, :, -1]
+        valid = (first >= -ops.minimum(crude, 0)[:, None]) & (last < self.samples - ops.maximum(crude, 0)[:, None])
+        rr, ri = ops.rfft(in_ref)
+        dr, di = ops.rfft(in_deg)
+        frame_xcorr = ops.abs(ops.irfft((rr * dr + ri * di, rr * di - ri * dr), fft_length=n))
+        peak = ops.max(frame_xcorr, axis=-1, keepdims=True)
+        hits = ops.cast(frame_xcorr > 0.99 * peak, "float32") * ops.power(0.99 * peak + 1e-30, 0.125)
+        histogram = ops.sum(hits * ops.cast(valid, "float32")[..., None], axis=1)
+        kernel = np.zeros(n, np.float32)
+        width = n // 64
+        kernel[:width] = 1.0 - np.arange(width) / width
+        kernel[n - width + 1 :] = kernel[1:width][::-1]
+        hr, hi = ops.rfft(histogram)
+        kr, ki = np.fft.rfft(kernel).real.astype(np.float32), np.fft.rfft(kernel).imag.astype(np.float32)
+        smoothed = ops.abs(ops.irfft((hr * kr - hi * ki, hr * ki + hi * kr), fft_length=n))
+        fine_lags = np.concatenate([np.arange(n // 2), np.arange(-n // 2, 0)]).astype("int32")
+        fine = ops.take(ops.convert_to_tensor(fine_lags), ops.argmax(smoothed, axis=-1))
+        return ops.cast(crude, "int32") + fine
+
+    def shift(self, x, delay):
+        """``y[i] = x[i + delay]`` per example, zero outside ``x``."""
+        length = x.shape[-1]
+        index = np.arange(length)[None] + ops.cast(delay, "int32")[:, None]
+        inside = ops.cast((index >= 0) & (index < length), x.dtype)
+        return ops.take_along_axis(x, ops.clip(index, 0, length - 1), axis=1) * inside
+
     # The whole model ---------------------------------------------------------------
 
-    def raw_and_mapped(self, clean, degraded):
+    def disturbances(self, p_ref, audible_ref, p_deg):
+        """Per-frame symmetric and asymmetric disturbance ``[batch, frames]`` of the
+        degraded Bark powers against the compensated reference's (before the
+        loudness weighting): gain compensation, loudness, deadzone, L_2 / L_1 over bands."""
+        scale = self.smoothed_scale((audible_ref + 5e3) / (self.audible(p_deg, 1.0) + 5e3))
+        p_deg = p_deg * scale[..., None]
+        l_ref = self.loudness(p_ref)
+        l_deg = self.loudness(p_deg)
+        difference = l_deg - l_ref
+        deadzone = 0.25 * ops.minimum(l_ref, l_deg)
+        disturbance = ops.sign(difference) * ops.maximum(ops.abs(difference) - deadzone, 0.0)
+        symmetric = self.pseudo_lp(disturbance, 2.0)
+        asymmetry = ops.power((p_deg + 50.0) / (p_ref + 50.0), 1.2)
+        asymmetry = ops.where(asymmetry < 3.0, 0.0, ops.minimum(asymmetry, 12.0))
+        return symmetric, self.pseudo_lp(disturbance * asymmetry, 1.0)
+
+    def bad_intervals(self, symmetric, stop_frame):
+        """P.862's bad intervals ``[batch, frames]`` (0/1): frames whose disturbance
+        exceeds 30, smeared over +-2 frames, in runs of at least 5 frames."""
+        bad = ops.cast(ops.stop_gradient(symmetric) > BAD_FRAME_DISTURBANCE, "float32")
+        bad = bad * ops.cast(np.arange(self.frames)[None] >= 1, "float32")
+        padded = ops.pad(bad, ((0, 0), (2, 2)))
+        frames = self.frames
+        left = ops.max(ops.stack([padded[:, k : k + frames] for k in range(3)], axis=-1), axis=-1)
+        right = ops.max(ops.stack([padded[:, 2 + k : 2 + k + frames] for k in range(3)], axis=-1), axis=-1)
+        smeared = ops.minimum(left, right)
+        inner = (np.arange(frames)[None] >= 2) & (np.arange(frames)[None] < stop_frame[:, None] - 2)
+        smeared = smeared * ops.cast(inner, "float32")
+        run = MIN_BAD_INTERVAL
+        padded = ops.pad(smeared, ((0, 0), (0, run - 1)))
+        starts_run = ops.min(ops.stack([padded[:, k : k + frames] for k in range(run)], axis=-1), axis=-1)
+        padded = ops.pad(starts_run, ((0, 0), (run - 1, 0)))
+        return ops.max(ops.stack([padded[:, k : k + frames] for k in range(run)], axis=-1), axis=-1)
+
+    def interval_delay(self, ref, deg, bad):
+        """The delay P.862 re-aligns bad intervals by, one per example here: the peak
+        of the normalised cross-correlation of |ref| and |deg| over the bad frames,
+        searched within +-4 frames; 0 when that correlation is below 0.5."""
+        ref, deg = ops.stop_gradient(ref), ops.stop_gradient(deg)
+        length = ref.shape[-1]
+        per_sample = ops.repeat(bad, self.hop, axis=1)
+        per_sample = ops.pad(per_sample, ((0, 0), (0, length - per_sample.shape[-1])))
+        # A bad frame covers a whole frame, half of it beyond its hop.
+        per_sample = ops.maximum(per_sample, ops.pad(per_sample, ((0, 0), (self.hop, 0)))[:, :length])
+        x1 = ops.abs(ref) * per_sample
+        x2 = ops.abs(deg) * per_sample
+        size = next_pow2(2 * length)
+        r1, i1 = ops.rfft(x1, fft_length=size)
+        r2, i2 = ops.rfft(x2, fft_length=size)
+        xcorr = ops.irfft((r1 * r2 + i1 * i2, r1 * i2 - i1 * r2), fft_length=size)  # [k]: sum x1[n] x2[n + k]
+        search = 4 * self.frame_length
+        lags = np.concatenate([np.arange(search), np.arange(-search, 0)]).astype("int32")
+        window = ops.concatenate([xcorr[:, :search], xcorr[:, size - search :]], axis=1)
+        norm = ops.sqrt(ops.sum(ops.square(x1), axis=-1) * ops.sum(ops.square(x2), axis=-1))
+        best = ops.argmax(ops.abs(window), axis=-1)
+        correlation = ops.max(ops.abs(window), axis=-1) / ops.maximum(norm, 1e-12)
+        delay = ops.take(ops.convert_to_tensor(lags), best)
+        return ops.where(correlation >= 0.5, delay, 0)
+
+    # The whole model ---------------------------------------------------------------
+
+    def raw_and_mapped(self, clean, degraded, delay_search=True):
         """(raw P.862 score, MOS-LQO), each ``[batch]``."""
         ref = self.input_filter(self.level_align(clean))
         deg = self.input_filter(self.level_align(degraded))
+        if delay_search:
+            deg = self.shift(deg, self.estimate_delay(ref, deg))
         start_frame, stop_frame = self.speech_range(ref)
         p_ref = self.bark_power(ref)
         p_deg = self.bark_power(deg)
@@ -294,20 +439,16 @@ class P862Model:
 
         ratio = (time_average(p_deg) + 1000.0) / (time_average(p_ref) + 1000.0)
         p_ref = p_ref * ops.clip(ratio, 0.01, 100.0)[:, None, :]
-
         audible_ref = self.audible(p_ref, 1.0)
-        scale = self.smoothed_scale((audible_ref + 5e3) / (self.audible(p_deg, 1.0) + 5e3))
-        p_deg = p_deg * scale[..., None]
-
-        l_ref = self.loudness(p_ref)
-        l_deg = self.loudness(p_deg)
-        difference = l_deg - l_ref
-        deadzone = 0.25 * ops.minimum(l_ref, l_deg)
-        disturbance = ops.sign(difference) * ops.maximum(ops.abs(difference) - deadzone, 0.0)
-        symmetric = self.pseudo_lp(disturbance, 2.0)
-        asymmetry = ops.power((p_deg + 50.0) / (p_ref + 50.0), 1.2)
-        asymmetry = ops.where(asymmetry < 3.0, 0.0, ops.minimum(asymmetry, 12.0))
-        asymmetric = self.pseudo_lp(disturbance * asymmetry, 1.0)
+        symmetric, asymmetric = self.disturbances(p_ref, audible_ref, p_deg)
+        if delay_search:
+            # Bad intervals are scored again with the degraded signal re-aligned, and
+            # each frame keeps the smaller disturbance.
+            bad = self.bad_intervals(symmetric, stop_frame)
+            realigned = self.shift(deg, self.interval_delay(ref, deg, bad))
+            symmetric_2, asymmetric_2 = self.disturbances(p_ref, audible_ref, self.bark_power(realigned))
+            symmetric = ops.where(bad > 0, ops.minimum(symmetric, symmetric_2), symmetric)
+            asymmetric = ops.where(bad > 0, ops.minimum(asymmetric, asymmetric_2), asymmetric)
 
         loudness_weight = ops.power((audible_ref + 1e5) / 1e7, 0.04)
         symmetric = ops.minimum(symmetric / loudness_weight, 45.0)
@@ -330,9 +471,10 @@ def p862_model(sample_rate, mode, samples):
     return _MODELS[key]
 
 
-def mos(clean, degraded, sample_rate=16000, mode="wb"):
-    """Predicted MOS-LQO ``[batch]`` of time-aligned ``degraded`` against ``clean``,
-    both float ``[batch, samples]`` at ``sample_rate`` (8000 or 16000; "wb" needs 16000)."""
+def mos(clean, degraded, sample_rate=16000, mode="wb", delay_search=True):
+    """Predicted MOS-LQO ``[batch]`` of ``degraded`` against ``clean``, both float
+    ``[batch, samples]`` at ``sample_rate`` (8000 or 16000; "wb" needs 16000).
+    ``delay_search=False`` assumes the two are aligned sample for sample."""
     clean = ops.convert_to_tensor(clean, "float32")
     degraded = ops.convert_to_tensor(degraded, "float32")
     if len(clean.shape) != 2 or tuple(clean.shape) != tuple(degraded.shape):
@@ -342,4 +484,4 @@ def mos(clean, degraded, sample_rate=16000, mode="wb"):
         )
     if clean.shape[-1] is None:
         raise ValueError("the number of samples must be known when the graph is built")
-    return p862_model(sample_rate, mode, clean.shape[-1]).raw_and_mapped(clean, degraded)[1]
+    return p862_model(sample_rate, mode, clean.shape[-1]).raw_and_mapped(clean, degraded, delay_search)[1]

@@ -159,8 +159,9 @@ class PESQLoss(keras.losses.Loss):
     IRS / wide-band input filter, Bark power spectra of 32 ms Hann frames,
     frequency-response and short-term gain compensation, Zwicker loudness,
     symmetric and asymmetric disturbance with the deadzone, L_6 over split-second
-    intervals and L_2 over time. The delay search is left out: restoration input
-    and output are time-aligned.
+    intervals and L_2 over time, with P.862's delay search and bad-interval
+    re-alignment simplified to one delay of each kind per example (found without
+    gradient; ``delay_search=False`` takes the signals as aligned).
 
     Formula: ``loss = (MOS_max - mos(y_true, y_pred)) / (MOS_max - 1)`` with
     ``MOS_max`` the score of identical signals (4.644 wide band, 4.549 narrow
@@ -174,6 +175,7 @@ class PESQLoss(keras.losses.Loss):
     Args:
         sample_rate: int. 8000 or 16000. Defaults to 16000.
         mode: str. "wb" (P.862.2) or "nb" (P.862). Defaults to "wb".
+        delay_search: bool. Search the delays as P.862 does. Defaults to True.
         reduction: str. Keras reduction. Defaults to "sum_over_batch_size".
         name: str. Defaults to "pesq_loss".
         dtype: compute dtype. Defaults to float32.
@@ -193,11 +195,13 @@ class PESQLoss(keras.losses.Loss):
     arXiv:2303.08233, whose loss targets narrow band only).
     """
 
-    def __init__(self, sample_rate=16000, mode="wb", reduction="sum_over_batch_size", name="pesq_loss", dtype=None):
+    def __init__(self, sample_rate=16000, mode="wb", delay_search=True, reduction="sum_over_batch_size",
+                 name="pesq_loss", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         p862.check_mode(sample_rate, mode)
         self.sample_rate = int(sample_rate)
         self.mode = mode
+        self.delay_search = bool(delay_search)
         slope, offset = p862.MOS_MAPPING[mode]
         self.best_mos = 0.999 + 4.0 / (1.0 + float(np.exp(-slope * 4.5 + offset)))
 
@@ -205,12 +209,12 @@ class PESQLoss(keras.losses.Loss):
         """Predicted MOS-LQO ``[batch]``."""
         clean = as_waveform(ops.cast(clean, "float32"), "clean")
         degraded = as_waveform(ops.cast(degraded, "float32"), "degraded")
-        return p862.mos(clean, degraded, self.sample_rate, self.mode)
+        return p862.mos(clean, degraded, self.sample_rate, self.mode, self.delay_search)
 
     def call(self, y_true, y_pred):
         return (self.best_mos - self.mos(y_true, y_pred)) / (self.best_mos - 1.0)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"sample_rate": self.sample_rate, "mode": self.mode})
+        config.update({"sample_rate": self.sample_rate, "mode": self.mode, "delay_search": self.delay_search})
         return config
