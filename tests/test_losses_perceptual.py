@@ -220,3 +220,20 @@ def test_pesq_loss_value_gradient_and_arguments(speech_16k):
         loss(clean[:, :3000], noisy[:, :3000])
     with pytest.raises(ValueError, match="one shape"):
         loss.mos(clean, noisy[:, :16000])
+
+
+def test_pesq_loss_finds_a_delay_as_pesq_does(speech_16k):
+    """A copy delayed by 12.5 ms scores as the reference scores it with the delay
+    search, and far lower when the signals are taken as aligned."""
+    from pesq import pesq
+
+    clean = speech_16k[None, :48000].astype(np.float32)
+    delayed = np.roll(clean, 200, axis=1)
+    delayed[:, :200] = 0.0
+    noisy = np.asarray(artifacts.add_noise(delayed, [5, 5], 20.0, color=1.0))
+    for degraded in (delayed, noisy):
+        reference = pesq(16000, clean[0], degraded[0], "wb")
+        assert float(PESQLoss().mos(clean, degraded)[0]) == pytest.approx(reference, abs=0.05)
+        assert float(PESQLoss(delay_search=False).mos(clean, degraded)[0]) < reference - 0.5
+    rebuilt = PESQLoss.from_config(PESQLoss(delay_search=False).get_config())
+    assert rebuilt.delay_search is False
