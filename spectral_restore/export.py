@@ -125,8 +125,13 @@ class RestorationServer(tf.Module):
         """``{"restored": [batch, samples]}`` for ``waveform`` ``[batch, samples]``."""
         waveform = tf.ensure_shape(waveform, [None, None], name="waveform_must_be_batch_by_samples")
         length = tf.shape(waveform)[1]
-        tf.debugging.assert_positive(length, message="waveform must hold at least one sample per example")
-        tf.debugging.assert_all_finite(waveform, message="waveform holds NaN or infinite samples")
+        checks = [
+            tf.debugging.assert_positive(length, message="waveform must hold at least one sample per example"),
+            tf.debugging.assert_all_finite(waveform, message="waveform holds NaN or infinite samples"),
+        ]
+        # The checks must fail before the model runs on the bad input, not race it.
+        with tf.control_dependencies(checks):
+            waveform = tf.identity(waveform)
         restored = tf.cond(
             length <= self.chunk, lambda: self._restore_piece(waveform), lambda: self._restore_chunked(waveform)
         )
