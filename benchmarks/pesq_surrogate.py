@@ -36,19 +36,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from spectral_restore.data import artifacts  # noqa: E402
-from spectral_restore.data.speech import FLITE_VOICES, synthesize  # noqa: E402
+from spectral_restore.data.speech import FLITE_VOICES, HARVARD_SENTENCES, synthesize  # noqa: E402
 from spectral_restore.losses import PESQLoss  # noqa: E402
 
 RATE = 16000
 SAMPLES = 4 * RATE
-SENTENCES = (
-    "The birch canoe slid on the smooth planks.",
-    "Glue the sheet to the dark blue background.",
-    "It's easy to tell the depth of a well.",
-    "These days a chicken leg is a rare dish.",
-    "Rice is often served in round bowls.",
-    "The juice of lemons makes fine punch.",
-)
+SENTENCES = HARVARD_SENTENCES[:6]
 ESPEAK_VOICES = ("en-us", "en-us+f3", "en-gb+m3", "en-us+m7", "de+f2", "fr+m2")
 TYPES = ("noise", "clipping", "band_limit", "reverb", "dropouts", "codec")
 
