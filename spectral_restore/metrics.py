@@ -51,6 +51,11 @@ def _as_batch(x, name):
     return x
 
 
+def _check_pesq_mode(mode):
+    if mode not in PESQ_RATES:
+        raise ValueError(f"`mode` must be 'wb' or 'nb'. Received: {mode!r}")
+
+
 def _pesq_one(job):
     from pesq import pesq
 
@@ -76,8 +81,7 @@ def pesq_score(clean, degraded, sample_rate, mode="wb", processes=None):
         :class:`PesqResult`; examples PESQ rejects (silence, too short, silent
         degraded signal) are NaN and counted under their error's class name.
     """
-    if mode not in PESQ_RATES:
-        raise ValueError(f"`mode` must be 'wb' or 'nb'. Received: {mode!r}")
+    _check_pesq_mode(mode)
     clean, degraded = _as_batch(clean, "clean"), _as_batch(degraded, "degraded")
     if clean.shape != degraded.shape:
         raise ValueError(f"clean {clean.shape} and degraded {degraded.shape} differ in shape")
@@ -263,8 +267,7 @@ class PESQMetric(keras.metrics.Metric):
     """
 
     def __init__(self, sample_rate=16000, mode="wb", name=None, dtype=None):
-        if mode not in PESQ_RATES:
-            raise ValueError(f"`mode` must be 'wb' or 'nb'. Received: {mode!r}")
+        _check_pesq_mode(mode)
         super().__init__(name=name or f"pesq_{mode}", dtype=dtype or "float32")
         self.sample_rate, self.mode = int(sample_rate), mode
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
@@ -313,8 +316,7 @@ class ValidationPESQ(keras.callbacks.Callback):
 
     def __init__(self, validation_data, sample_rate, mode="wb", batches=2, every=1, processes=None):
         super().__init__()
-        if mode not in PESQ_RATES:
-            raise ValueError(f"`mode` must be 'wb' or 'nb'. Received: {mode!r}")
+        _check_pesq_mode(mode)
         if int(batches) < 1 or int(every) < 1:
             raise ValueError(f"`batches` and `every` must be >= 1. Received: batches={batches}, every={every}")
         self.sample_rate, self.mode, self.every, self.processes = int(sample_rate), mode, int(every), processes
