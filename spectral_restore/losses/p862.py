@@ -401,13 +401,16 @@ class P862Model:
         per_sample = ops.pad(per_sample, ((0, 0), (0, length - per_sample.shape[-1])))
         # A bad frame covers a whole frame, half of it beyond its hop.
         per_sample = ops.maximum(per_sample, ops.pad(per_sample, ((0, 0), (self.hop, 0)))[:, :length])
+        search = 4 * self.frame_length
+        # The degraded side spans the bad frames plus the search range on each side.
+        spread = ops.max(ops.stack([ops.pad(per_sample, ((0, 0), (search - k, search + k)))[:, search : search + length]
+                                    for k in range(-search, search + 1, self.hop)], axis=-1), axis=-1)
         x1 = ops.abs(ref) * per_sample
-        x2 = ops.abs(deg) * per_sample
+        x2 = ops.abs(deg) * spread
         size = next_pow2(2 * length)
         r1, i1 = ops.rfft(x1, fft_length=size)
         r2, i2 = ops.rfft(x2, fft_length=size)
         xcorr = ops.irfft((r1 * r2 + i1 * i2, r1 * i2 - i1 * r2), fft_length=size)  # [k]: sum x1[n] x2[n + k]
-        search = 4 * self.frame_length
         lags = np.concatenate([np.arange(search), np.arange(-search, 0)]).astype("int32")
         window = ops.concatenate([xcorr[:, :search], xcorr[:, size - search :]], axis=1)
         norm = ops.sqrt(ops.sum(ops.square(x1), axis=-1) * ops.sum(ops.square(x2), axis=-1))
