@@ -233,7 +233,7 @@ def run(config):
         "resumed_from_step": resumed_from,
         "steps": training_step(model),
         "stopped_by_time_limit": time_limit.stopped_early,
-        "epochs_run": len(history.history.get("loss", [])),
+        "epochs_run": len(next(iter(history.history.values()), [])),  # a GAN logs g_loss, not loss
         "final": {k: float(v[-1]) for k, v in history.history.items()},
         "files_read": stats.files_read,
         "files_skipped": stats.files_skipped,
