@@ -108,13 +108,24 @@ def fft_filter(x, gain, fft_length):
     return ops.irfft((real * g, imag * g), fft_length=fft_length)
 
 
+def circular_convolution(a, b, size):
+    """``y[k] = sum_n a[n] b[(k - n) mod size]`` over the last axis, both zero-padded to ``size``."""
+    ar, ai = ops.rfft(ops.convert_to_tensor(a), fft_length=size)
+    br, bi = ops.rfft(ops.convert_to_tensor(b), fft_length=size)
+    return ops.irfft((ar * br - ai * bi, ar * bi + ai * br), fft_length=size)
+
+
+def circular_correlation(a, b, size):
+    """``y[k] = sum_n a[n] b[(n + k) mod size]`` over the last axis, both zero-padded to ``size``."""
+    ar, ai = ops.rfft(a, fft_length=size)
+    br, bi = ops.rfft(b, fft_length=size)
+    return ops.irfft((ar * br + ai * bi, ar * bi - ai * br), fft_length=size)
+
+
 def causal_fir(x, taps):
     """Linear convolution with a causal impulse response, keeping ``x``'s length."""
     n = x.shape[-1]
-    fft_length = next_pow2(n + len(taps) - 1)
-    xr, xi = ops.rfft(x, fft_length=fft_length)
-    hr, hi = ops.rfft(ops.convert_to_tensor(taps[None]), fft_length=fft_length)
-    return ops.irfft((xr * hr - xi * hi, xr * hi + xi * hr), fft_length=fft_length)[:, :n]
+    return circular_convolution(x, taps[None], next_pow2(n + len(taps) - 1))[:, :n]
 
 
 def weighted_lp(x, p, weights):
@@ -314,9 +325,7 @@ class P862Model:
         a, b = self.log_envelope(ref), self.log_envelope(deg)
         frames = a.shape[-1]
         size = next_pow2(2 * frames)
-        ar, ai = ops.rfft(a, fft_length=size)
-        br, bi = ops.rfft(b, fft_length=size)
-        xcorr = ops.irfft((ar * br + ai * bi, ar * bi - ai * br), fft_length=size)  # [k]: sum a[n] b[n + k]
+        xcorr = circular_correlation(a, b, size)
         lags = np.concatenate([np.arange(frames), np.arange(frames - size, 0)])
         crude = ops.take(ops.convert_to_tensor(lags.astype("int32")), ops.argmax(xcorr, axis=-1)) * self.downsample
 
@@ -331,9 +340,7 @@ class P862Model:
         # Frames the crude shift pushed past either signal's end carry no evidence.
         first, last = index[None, :, 0], index[None, :, -1]
         valid = (first >= -ops.minimum(crude, 0)[:, None]) & (last < self.samples - ops.maximum(crude, 0)[:, None])
-        rr, ri = ops.rfft(in_ref)
-        dr, di = ops.rfft(in_deg)
-        frame_xcorr = ops.abs(ops.irfft((rr * dr + ri * di, rr * di - ri * dr), fft_length=n))
+        frame_xcorr = ops.abs(circular_correlation(in_ref, in_deg, n))
         peak = ops.max(frame_xcorr, axis=-1, keepdims=True)
         hits = ops.cast(frame_xcorr > 0.99 * peak, "float32") * ops.power(0.99 * peak + 1e-30, 0.125)
         histogram = ops.sum(hits * ops.cast(valid, "float32")[..., None], axis=1)
@@ -341,9 +348,7 @@ class P862Model:
         width = n // 64
         kernel[:width] = 1.0 - np.arange(width) / width
         kernel[n - width + 1 :] = kernel[1:width][::-1]
-        hr, hi = ops.rfft(histogram)
-        kr, ki = np.fft.rfft(kernel).real.astype(np.float32), np.fft.rfft(kernel).imag.astype(np.float32)
-        smoothed = ops.abs(ops.irfft((hr * kr - hi * ki, hr * ki + hi * kr), fft_length=n))
+        smoothed = ops.abs(circular_convolution(histogram, kernel[None], n))
         fine_lags = np.concatenate([np.arange(n // 2), np.arange(-n // 2, 0)]).astype("int32")
         fine = ops.take(ops.convert_to_tensor(fine_lags), ops.argmax(smoothed, axis=-1))
         return ops.cast(crude, "int32") + fine
@@ -408,9 +413,7 @@ class P862Model:
         x1 = ops.abs(ref) * per_sample
         x2 = ops.abs(deg) * spread
         size = next_pow2(2 * length)
-        r1, i1 = ops.rfft(x1, fft_length=size)
-        r2, i2 = ops.rfft(x2, fft_length=size)
-        xcorr = ops.irfft((r1 * r2 + i1 * i2, r1 * i2 - i1 * r2), fft_length=size)  # [k]: sum x1[n] x2[n + k]
+        xcorr = circular_correlation(x1, x2, size)
         lags = np.concatenate([np.arange(search), np.arange(-search, 0)]).astype("int32")
         window = ops.concatenate([xcorr[:, :search], xcorr[:, size - search :]], axis=1)
         norm = ops.sqrt(ops.sum(ops.square(x1), axis=-1) * ops.sum(ops.square(x2), axis=-1))
