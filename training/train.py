@@ -113,16 +113,22 @@ def training_step(model):
     return int(keras.ops.convert_to_numpy(counter))
 
 
+def build_optimizer_state(model):
+    """Creates the optimizers' variables (a GAN's every optimizer) unless they exist:
+    a checkpoint loads into them, and state restored earlier is kept."""
+    if getattr(model, "generator", None) is not None:
+        model.build_optimizers()
+    elif not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+
+
 def restore_backup(model, backup_dir):
     """Loads ``backup_dir``'s latest weights and optimizer state when a previous run
     left them; returns the step they were saved at (0 without a backup)."""
     path = os.path.join(backup_dir, "latest.weights.h5")
     if not os.path.exists(path):
         return 0
-    if getattr(model, "generator", None) is not None:
-        model.build_optimizers()
-    elif not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+    build_optimizer_state(model)
     model.load_weights(path)
     return training_step(model)
 
@@ -140,10 +146,7 @@ def prepare_for_multi_worker(model, dataset, strategy):
     """
     local_batch = next(iter(dataset))
     with strategy.scope():
-        if getattr(model, "generator", None) is not None:
-            model.build_optimizers()
-        else:
-            model.optimizer.build(model.trainable_variables)
+        build_optimizer_state(model)
         model._symbolic_build(data_batch=local_batch)
     model._distribute_strategy = None
     # The same trainer averages each step's logs across workers with

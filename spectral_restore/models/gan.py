@@ -286,12 +286,12 @@ class RestorationGAN(keras.Model):
             self.build_optimizers()
 
     def build_optimizers(self):
-        """Creates every optimizer's state (before loading a checkpoint into it)."""
-        self.g_optimizer.build(self.generator.trainable_variables)
-        if self.discriminator is not None:
-            self.d_optimizer.build(self.discriminator.trainable_variables)
-        if self.metric_discriminator is not None:
-            self.m_optimizer.build(self.metric_discriminator.trainable_variables)
+        """Creates every optimizer's state that does not exist yet (before loading a
+        checkpoint into it); state already built is kept."""
+        for optimizer, network in ((self.g_optimizer, self.generator), (self.d_optimizer, self.discriminator),
+                                   (self.m_optimizer, self.metric_discriminator)):
+            if network is not None and not optimizer.built:
+                optimizer.build(network.trainable_variables)
 
     def get_config(self):
         return {
