@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from spectral_restore import spectral
 from spectral_restore.losses import (
+    AudioEmbeddingLoss,
     CombinedLoss,
     ComplexSTFTLoss,
     LogSpectrogramLoss,
@@ -46,6 +47,12 @@ FACTORIES = {
     "waveform": lambda **kw: WaveformLoss(**kw),
     "pesq": lambda **kw: PESQLoss(**kw),
     "pesq_nb": lambda **kw: PESQLoss(mode="nb", **kw),
+    # musicnn's pretrained weights come with the musicnn wheel, which the test set-up installs.
+    "embedding": lambda **kw: AudioEmbeddingLoss("musicnn", **kw),
+    "embedding_l2_vgg": lambda **kw: AudioEmbeddingLoss(
+        "musicnn", embedding_options={"model": "MTT_vgg"}, distance="l2", layer_weights=[1, 1, 1, 2, 4], **kw
+    ),
+    "embedding_cosine": lambda **kw: AudioEmbeddingLoss("musicnn", distance="cosine", layers=["cnn3", "penultimate"], **kw),
     "combined": lambda **kw: CombinedLoss(
         {"recon/log_mag": 1.0, "recon/sc": 0.5, "phase/complex": 0.1, "phase/anti_wrap": 0.3, "perc/loudness": 1.0, "time/l1": 0.2},
         **kw,
@@ -137,7 +144,7 @@ def test_finite_values_and_gradients_on_hard_inputs(key, speech_16k):
         assert grad is not None and np.all(np.isfinite(grad.numpy())), f"{key}: non-finite gradient on {case}"
 
 
-@pytest.mark.parametrize("key", ["mrstft", "combined", "loudness", "phase", "complex", "pesq"])
+@pytest.mark.parametrize("key", ["mrstft", "combined", "loudness", "phase", "complex", "pesq", "embedding"])
 def test_float32_inside_a_mixed_precision_model(key, pair):
     clean, noisy = pair
     previous = keras.mixed_precision.global_policy()

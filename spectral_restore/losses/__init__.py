@@ -7,6 +7,7 @@ from spectral_restore.losses.combined import (
     TermMetric,
     register_term,
 )
+from spectral_restore.losses.embedding import AudioEmbeddingLoss
 from spectral_restore.losses.perceptual import LoudnessWeightedLoss, PESQLoss
 from spectral_restore.losses.phase import ComplexSTFTLoss, PhaseConsistencyLoss, anti_wrap
 from spectral_restore.losses.reconstruction import (
@@ -18,6 +19,7 @@ from spectral_restore.losses.reconstruction import (
 )
 
 __all__ = [
+    "AudioEmbeddingLoss",
     "CombinedLoss",
     "ComplexSTFTLoss",
     "FAMILIES",

@@ -5,6 +5,7 @@ import re
 import keras
 from keras import ops
 
+from spectral_restore.losses.embedding import AudioEmbeddingLoss
 from spectral_restore.losses.perceptual import LoudnessWeightedLoss, PESQLoss
 from spectral_restore.losses.phase import ComplexSTFTLoss, PhaseConsistencyLoss
 from spectral_restore.losses.reconstruction import (
@@ -37,6 +38,8 @@ TERM_FACTORIES = {
     "perc/loudness": LoudnessWeightedLoss,
     "perc/pesq": PESQLoss,
     "time/l1": WaveformLoss,
+    "embed/musicnn": AudioEmbeddingLoss,
+    "embed/openl3": lambda: AudioEmbeddingLoss("openl3"),
 }
 
 

@@ -35,7 +35,8 @@ class _KerasModelEmbedding:
                     f"{[layer.name for layer in model.layers]}"
                 )
             outputs = {name: model.get_layer(name).output for name in layer_names}
-            self.model = keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+            inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+            self.model = keras.Model(inputs, outputs, name=f"{model.name}_features")
         self.model.trainable = False
 
     def embed(self, waveform, sample_rate):
@@ -95,8 +96,9 @@ class AudioEmbeddingLoss(keras.losses.Loss):
     of magnitude.
 
     - ``normalization="variance"``: ``N_l`` is the variance (l2) or standard
-      deviation (l1) of the clean activation over the batch, plus 1e-8: every
-      layer contributes on one scale and the loss is invariant to rescaling a layer.
+      deviation (l1) of the example's clean activation over all its elements, plus
+      1e-8: every layer contributes on one scale, the loss is invariant to rescaling
+      a layer, and an example's value does not depend on the rest of the batch.
     - ``"running_mean"``: ``N_l`` is the bias-corrected exponential moving average
       (``decay``) of the layer's batch-mean distance, updated at every call (the
       TensorFlow backend's stateful variables; it keeps each layer's term near 1).
@@ -139,7 +141,7 @@ class AudioEmbeddingLoss(keras.losses.Loss):
     >>> rng = np.random.default_rng(0)
     >>> clean = (0.3 * np.sin(np.arange(32000) * 0.05) * rng.uniform(0.5, 1, 32000))[None].astype("float32")
     >>> noisy = clean + 0.05 * rng.standard_normal(clean.shape).astype("float32")
-    >>> float(loss(clean, clean)), bool(loss(clean, noisy) > 0.1)
+    >>> round(float(loss(clean, clean)), 6), bool(loss(clean, noisy) > 0.1)
     (0.0, True)
 
     Reference: the deep-feature loss of Germain, Chen, Koltun, "Speech Denoising
@@ -244,7 +246,7 @@ class AudioEmbeddingLoss(keras.losses.Loss):
             clean_value, restored_value = ops.stop_gradient(value[:batch]), value[batch:]
             d = self._distance(clean_value, restored_value)
             if self.normalization == "variance" and self.distance != "cosine":
-                variance = ops.var(clean_value)
+                variance = ops.var(ops.reshape(clean_value, (batch, -1)), axis=-1)
                 scale = variance if self.distance == "l2" else ops.sqrt(variance + NORM_FLOOR)
                 d = d / (scale + NORM_FLOOR)
             distances.append(d)
