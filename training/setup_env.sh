@@ -40,7 +40,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.spectral-restore-stamp"
-want="$(cat "$ROOT/pyproject.toml"; echo "$EXTRAS"; echo "$PIP_EXTRA")"
+want="$(cat "$ROOT/pyproject.toml" "${BASH_SOURCE[0]}"; echo "$EXTRAS"; echo "$PIP_EXTRA")"
 want_hash="$(printf '%s' "$want" | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_hash" ]; then
     echo "setup: $VENV is up to date"
@@ -51,5 +51,12 @@ else
     "$VENV/bin/python" -m pip install -q --upgrade pip
     # shellcheck disable=SC2086
     "$VENV/bin/python" -m pip install -q -e "$target" $PIP_EXTRA
+    if [[ ",$EXTRAS," == *",test,"* ]]; then
+        # musicnn's wheel ships pretrained checkpoints but pins ancient dependencies, so it
+        # goes in without them; tf-keras (matching TensorFlow) runs its original TF1 model
+        # code in the parity tests.
+        tf_version="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(".".join(m.version("tensorflow").split(".")[:2]))')"
+        "$VENV/bin/python" -m pip install -q --no-deps "musicnn==0.1.0" "tf-keras==${tf_version}.*"
+    fi
     echo "$want_hash" > "$stamp"
 fi

@@ -239,11 +239,13 @@ class AudioEmbeddingLoss(keras.losses.Loss):
         clean = as_waveform(ops.cast(y_true, "float32"), "y_true")
         restored = as_waveform(ops.cast(y_pred, "float32"), "y_pred")
         batch = ops.shape(clean)[0]
-        # One pass of the network over clean and restored together.
-        features = self.features(ops.concatenate([ops.stop_gradient(clean), restored], axis=0))
+        # Two passes: the clean one has no gradient to carry, so back-propagation
+        # runs through the restored half only.
+        clean_features = self.features(ops.stop_gradient(clean))
+        restored_features = self.features(restored)
         distances = []
-        for name, value in features.items():
-            clean_value, restored_value = ops.stop_gradient(value[:batch]), value[batch:]
+        for name, restored_value in restored_features.items():
+            clean_value = ops.stop_gradient(clean_features[name])
             d = self._distance(clean_value, restored_value)
             if self.normalization == "variance" and self.distance != "cosine":
                 variance = ops.var(ops.reshape(clean_value, (batch, -1)), axis=-1)
@@ -253,8 +255,8 @@ class AudioEmbeddingLoss(keras.losses.Loss):
         distances = ops.stack(distances, axis=-1)
         if self.normalization == "running_mean" and self.distance != "cosine":
             distances = distances / (self._update_running_mean(distances) + NORM_FLOOR)
-        weights = [1.0] * len(features) if self.layer_weights is None else [
-            self.layer_weights[name] for name in features
+        weights = [1.0] * len(restored_features) if self.layer_weights is None else [
+            self.layer_weights[name] for name in restored_features
         ]
         weights = ops.convert_to_tensor(weights, "float32")
         return ops.sum(distances * weights, axis=-1) / ops.sum(weights)
