@@ -198,3 +198,16 @@ def test_musicnn_layer_names_are_checked():
         AudioEmbeddingLoss("musicnn", layers=["pool1"])
     with pytest.raises(ValueError, match="Unknown musicnn"):
         AudioEmbeddingLoss("musicnn", embedding_options={"weights": "x"})
+
+
+@needs_musicnn
+def test_config_terms_build_embedding_losses(tmp_path):
+    from training.config import build_loss
+
+    loss = build_loss({"embed/musicnn": {"weight": 0.1, "args": {"layers": ["cnn3"], "distance": "cosine"}},
+                       "time/l1": 1.0})
+    embedding = dict((name, term) for name, term, _ in loss.terms)["embed/musicnn"]
+    assert embedding.layers == ("cnn3",) and embedding.distance == "cosine"
+    assert loss.weights["embed/musicnn"] == 0.1
+    with pytest.raises(ValueError, match="not found in"):
+        build_loss({"embed/openl3": {"weight": 0.1, "args": {"embedding_options": {"weights": str(tmp_path)}}}})

@@ -39,7 +39,7 @@ TERM_FACTORIES = {
     "perc/pesq": PESQLoss,
     "time/l1": WaveformLoss,
     "embed/musicnn": AudioEmbeddingLoss,
-    "embed/openl3": lambda: AudioEmbeddingLoss("openl3"),
+    "embed/openl3": lambda **kwargs: AudioEmbeddingLoss("openl3", **kwargs),
 }
 
 
