@@ -237,3 +237,27 @@ def test_pesq_loss_finds_a_delay_as_pesq_does(speech_16k):
         assert float(PESQLoss(delay_search=False).mos(clean, degraded)[0]) < reference - 0.5
     rebuilt = PESQLoss.from_config(PESQLoss(delay_search=False).get_config())
     assert rebuilt.delay_search is False
+
+
+def test_each_bad_interval_is_realigned_by_its_own_delay(speech_16k):
+    """Two stretches of the degraded signal lag by different amounts (+40 and -24
+    samples); each bad interval gets its own delay, and the samples outside the
+    intervals stay where they were."""
+    from spectral_restore.losses import p862
+
+    model = p862.p862_model(16000, "wb", 32000)
+    ref = speech_16k[None, 4000 : 4000 + model.padded].astype(np.float32)
+    deg = ref.copy()
+    hop = model.hop
+    shifts = {(40, 60): 40, (100, 115): -24}  # frames a..b-1: the degraded copy lags by `shift`
+    bad = np.zeros((1, model.frames), np.float32)
+    for (first, stop), shift in shifts.items():
+        bad[0, first:stop] = 1.0
+        begin, end = first * hop, stop * hop + model.frame_length
+        deg[0, begin:end] = np.roll(ref[0], shift)[begin:end]
+    realigned = np.asarray(model.realign_bad_intervals(ref, deg, bad))
+    for (first, stop), _ in shifts.items():
+        begin, end = first * hop, stop * hop + model.frame_length
+        np.testing.assert_allclose(realigned[0, begin + 64 : end - 64], ref[0, begin + 64 : end - 64], atol=1e-6)
+    np.testing.assert_array_equal(realigned[0, : 40 * hop], deg[0, : 40 * hop])
+    np.testing.assert_array_equal(realigned[0, 70 * hop : 100 * hop], deg[0, 70 * hop : 100 * hop])

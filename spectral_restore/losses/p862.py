@@ -10,8 +10,9 @@ package reports.
 
 Simplified against the Recommendation: one delay per example instead of one per
 utterance (the envelope cross-correlation and the histogram of frame
-cross-correlation peaks, over the whole signal), and one re-alignment delay per
-example for all its bad intervals. Delays are found without gradient; the scores
+cross-correlation peaks, over the whole signal; no utterance splitting). Bad
+intervals are re-aligned one by one, as P.862 does (up to 16 per example, each
+delay searched over at most the interval's first 0.77 s). Delays are found without gradient; the scores
 are differentiable in both signals. ``delay_search=False`` skips both searches
 (the signals are then taken as aligned sample for sample, about 1.6x faster).
 
@@ -57,6 +58,7 @@ SCALES = {8000: ("8K", 2.764344e-5, 1.866055e-1), 16000: ("16K", 6.910853e-6, 1.
 FRAMES_PER_SYLLABLE = 20
 BAD_FRAME_DISTURBANCE = 30.0
 MIN_BAD_INTERVAL = 5
+MAX_BAD_INTERVALS = 16  # re-aligned per example; later ones keep their first score
 MOS_MAPPING = {"nb": (1.4945, 4.6607), "wb": (1.3669, 3.8224)}
 
 
@@ -248,15 +250,34 @@ class P862Model:
         above = ops.cast(power > factor * self.threshold, power.dtype)
         return ops.sum(power * above * self.from_band_1, axis=-1)
 
-    def smoothed_scale(self, ratio):
-        """P.862's short-term gain: s_0 = r_0, s_t = 0.8 r_t + 0.2 s_(t-1), then clamped."""
+    def smoothed_scale(self, ratio, restart=None):
+        """P.862's short-term gain: s_0 = r_0, s_t = 0.8 r_t + 0.2 s_(t-1), then clamped.
+
+        With ``restart`` (0/1 per frame), the recursion starts again from s = 1 at the
+        first frame of each run of ones, as P.862 does when it scores a bad interval
+        again (frames outside the runs are not meaningful then).
+        """
         taps = 16  # 0.2^16 < 1e-11
         first = ratio[:, :1]
         padded = ops.concatenate([ops.repeat(first, taps, axis=1), ratio], axis=1)
-        smoothed = 0.0
+        frames = ratio.shape[1]
+        if restart is None:
+            smoothed = 0.0
+            for k in range(taps):
+                smoothed = smoothed + 0.8 * 0.2**k * padded[:, taps - k : taps - k + frames]
+            return ops.clip(smoothed, 3e-4, 5.0)
+        inside = ops.pad(restart, ((0, 0), (taps, 0)))
+        smoothed, included = 0.0, 1.0
         for k in range(taps):
-            smoothed = smoothed + 0.8 * 0.2**k * padded[:, taps - k : taps - k + ratio.shape[1]]
-        return ops.clip(smoothed, 3e-4, 5.0)
+            # Tap k counts while frames t-k .. t all belong to the same run.
+            included = included * inside[:, taps - k : taps - k + frames]
+            smoothed = smoothed + included * 0.8 * 0.2**k * padded[:, taps - k : taps - k + frames]
+        count = 0.0
+        included = 1.0
+        for k in range(taps):
+            included = included * inside[:, taps - k : taps - k + frames]
+            count = count + included
+        return ops.clip(smoothed + ops.power(0.2, count), 3e-4, 5.0)
 
     def loudness(self, power):
         threshold = self.threshold
@@ -362,11 +383,11 @@ class P862Model:
 
     # The whole model ---------------------------------------------------------------
 
-    def disturbances(self, p_ref, audible_ref, p_deg):
+    def disturbances(self, p_ref, audible_ref, p_deg, restart=None):
         """Per-frame symmetric and asymmetric disturbance ``[batch, frames]`` of the
         degraded Bark powers against the compensated reference's (before the
         loudness weighting): gain compensation, loudness, deadzone, L_2 / L_1 over bands."""
-        scale = self.smoothed_scale((audible_ref + 5e3) / (self.audible(p_deg, 1.0) + 5e3))
+        scale = self.smoothed_scale((audible_ref + 5e3) / (self.audible(p_deg, 1.0) + 5e3), restart)
         p_deg = p_deg * scale[..., None]
         l_ref = self.loudness(p_ref)
         l_deg = self.loudness(p_deg)
@@ -396,31 +417,64 @@ class P862Model:
         padded = ops.pad(starts_run, ((0, 0), (run - 1, 0)))
         return ops.max(ops.stack([padded[:, k : k + frames] for k in range(run)], axis=-1), axis=-1)
 
-    def interval_delay(self, ref, deg, bad):
-        """The delay P.862 re-aligns bad intervals by, one per example here: the peak
-        of the normalised cross-correlation of |ref| and |deg| over the bad frames,
-        searched within +-4 frames; 0 when that correlation is below 0.5."""
-        ref, deg = ops.stop_gradient(ref), ops.stop_gradient(deg)
+    def realign_bad_intervals(self, ref, deg, bad):
+        """The degraded signal with each bad interval re-aligned by its own delay, as
+        P.862 does: interval k (frames a..b-1) covers samples a*hop .. b*hop + frame;
+        its delay is the peak of the normalised cross-correlation of |ref| over those
+        samples and |deg| over them +- 4 frames, searched within +-4 frames, and 0 when
+        that correlation is below 0.5. The first ``MAX_BAD_INTERVALS`` intervals are
+        re-aligned (a 4 s utterance has a handful), each correlation over at most the
+        first 24 frames (0.77 s) of its interval, in a window of 32 frames; samples
+        are read with the edge value repeated outside the signal. No gradient flows
+        through the delays."""
+        ref, deg_in = ops.stop_gradient(ref), deg
+        deg = ops.stop_gradient(deg)
         length = ref.shape[-1]
-        per_sample = ops.repeat(bad, self.hop, axis=1)
-        per_sample = ops.pad(per_sample, ((0, 0), (0, length - per_sample.shape[-1])))
-        # A bad frame covers a whole frame, half of it beyond its hop.
-        per_sample = ops.maximum(per_sample, ops.pad(per_sample, ((0, 0), (self.hop, 0)))[:, :length])
+        frames = self.frames
+        previous = ops.pad(bad, ((0, 0), (1, 0)))[:, :frames]
+        starts = bad * (1.0 - previous)
+        label = ops.cumsum(starts, axis=1) * bad  # 1, 2, ... per interval, 0 outside
+        intervals = ops.cast(ops.arange(1, MAX_BAD_INTERVALS + 1), "float32")
+        member = ops.cast(ops.equal(label[:, None, :], intervals[None, :, None]), "float32")  # [B, K, frames]
+        present = ops.max(member, axis=-1)
+        first = ops.cast(ops.argmax(member, axis=-1), "int32")
+        stop = first + ops.cast(ops.sum(member, axis=-1), "int32")
+        # Each interval's correlation in its own window: |ref| over the interval (its
+        # first `reach` samples), |deg| from `search` before to `search` after it.
         search = 4 * self.frame_length
-        # The degraded side spans the bad frames plus the search range on each side.
-        spread = ops.max(ops.stack([ops.pad(per_sample, ((0, 0), (search - k, search + k)))[:, search : search + length]
-                                    for k in range(-search, search + 1, self.hop)], axis=-1), axis=-1)
-        x1 = ops.abs(ref) * per_sample
-        x2 = ops.abs(deg) * spread
-        size = next_pow2(2 * length)
-        xcorr = circular_correlation(x1, x2, size)
-        lags = np.concatenate([np.arange(search), np.arange(-search, 0)]).astype("int32")
-        window = ops.concatenate([xcorr[:, :search], xcorr[:, size - search :]], axis=1)
+        size = 8 * search
+        reach = size - 2 * search
+        span = stop * self.hop + self.frame_length - first * self.hop  # [B, K] samples
+        offsets = np.arange(size, dtype=np.int32)
+        window_start = first[..., None] * self.hop
+        ref_index = window_start + offsets[None, None, :reach]
+        deg_index = window_start - search + offsets[None, None]
+        inside_ref = ops.cast((offsets[None, None, :reach] < span[..., None]) & (ref_index < length), "float32")
+        inside_deg = ops.cast((offsets[None, None] < span[..., None] + 2 * search)
+                              & (deg_index >= 0) & (deg_index < length), "float32")
+
+        def gather(x, index):
+            flat = ops.reshape(ops.clip(index, 0, length - 1), (-1, MAX_BAD_INTERVALS * index.shape[-1]))
+            return ops.reshape(ops.take_along_axis(ops.abs(x), flat, axis=1), (-1,) + tuple(index.shape[1:]))
+
+        x1 = gather(ref, ref_index) * inside_ref
+        x2 = gather(deg, deg_index) * inside_deg
+        x1 = x1 * present[..., None]
+        xcorr = circular_correlation(x1, x2, size)[..., : 2 * search]  # lag = index - search
+        lags = np.arange(-search, search, dtype=np.int32)
+        window = ops.abs(xcorr)
         norm = ops.sqrt(ops.sum(ops.square(x1), axis=-1) * ops.sum(ops.square(x2), axis=-1))
-        best = ops.argmax(ops.abs(window), axis=-1)
-        correlation = ops.max(ops.abs(window), axis=-1) / ops.maximum(norm, 1e-12)
-        delay = ops.take(ops.convert_to_tensor(lags), best)
-        return ops.where(correlation >= 0.5, delay, 0)
+        correlation = ops.max(window, axis=-1) / ops.maximum(norm, 1e-12)
+        delay = ops.take(ops.convert_to_tensor(lags), ops.argmax(window, axis=-1))
+        delay = ops.where(correlation >= 0.5, delay, 0)  # [B, K]
+        sample = np.arange(length, dtype=np.int32)[None, None]
+        begin, end = first[..., None] * self.hop, stop[..., None] * self.hop + self.frame_length
+        covered = ops.cast((sample >= begin) & (sample < end), "float32") * present[..., None]  # [B, K, L]
+        per_sample = ops.zeros_like(ref, dtype="int32")
+        for k in range(MAX_BAD_INTERVALS):  # a later interval overwrites an overlap, as in P.862
+            per_sample = ops.where(covered[:, k] > 0, delay[:, k : k + 1], per_sample)
+        index = ops.clip(np.arange(length, dtype=np.int32)[None] + per_sample, 0, length - 1)
+        return ops.take_along_axis(deg_in, index, axis=1)
 
     # The whole model ---------------------------------------------------------------
 
@@ -451,8 +505,8 @@ class P862Model:
             # Bad intervals are scored again with the degraded signal re-aligned, and
             # each frame keeps the smaller disturbance.
             bad = self.bad_intervals(symmetric, stop_frame)
-            realigned = self.shift(deg, self.interval_delay(ref, deg, bad))
-            symmetric_2, asymmetric_2 = self.disturbances(p_ref, audible_ref, self.bark_power(realigned))
+            realigned = self.realign_bad_intervals(ref, deg, bad)
+            symmetric_2, asymmetric_2 = self.disturbances(p_ref, audible_ref, self.bark_power(realigned), bad)
             symmetric = ops.where(bad > 0, ops.minimum(symmetric, symmetric_2), symmetric)
             asymmetric = ops.where(bad > 0, ops.minimum(asymmetric, asymmetric_2), asymmetric)
 

@@ -159,9 +159,10 @@ class PESQLoss(keras.losses.Loss):
     IRS / wide-band input filter, Bark power spectra of 32 ms Hann frames,
     frequency-response and short-term gain compensation, Zwicker loudness,
     symmetric and asymmetric disturbance with the deadzone, L_6 over split-second
-    intervals and L_2 over time, with P.862's delay search and bad-interval
-    re-alignment simplified to one delay of each kind per example (found without
-    gradient; ``delay_search=False`` takes the signals as aligned).
+    intervals and L_2 over time, with P.862's delay search simplified to one delay
+    per example (P.862: one per utterance) and each bad interval re-aligned by its
+    own delay (delays found without gradient; ``delay_search=False`` takes the
+    signals as aligned).
 
     Formula: ``loss = (MOS_max - mos(y_true, y_pred)) / (MOS_max - 1)`` with
     ``MOS_max`` the score of identical signals (4.644 wide band, 4.549 narrow
