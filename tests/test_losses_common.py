@@ -47,6 +47,7 @@ FACTORIES = {
     "waveform": lambda **kw: WaveformLoss(**kw),
     "pesq": lambda **kw: PESQLoss(**kw),
     "pesq_nb": lambda **kw: PESQLoss(mode="nb", **kw),
+    "pesq_utterance": lambda **kw: PESQLoss(delay_search="utterance", **kw),
     # musicnn's pretrained weights come with the musicnn wheel, which the test set-up installs.
     "embedding": lambda **kw: AudioEmbeddingLoss("musicnn", **kw),
     "embedding_l2_vgg": lambda **kw: AudioEmbeddingLoss(

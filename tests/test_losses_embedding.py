@@ -138,7 +138,7 @@ def test_in_a_combined_loss_and_model_fit(speech_16k):
     outputs = keras.layers.Reshape((clean.shape[1],))(keras.layers.Conv1D(1, 9, padding="same")(hidden))
     model = keras.Model(inputs, outputs)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=combined)
-    embedding_loss = dict((name, loss) for name, loss, _ in combined.terms)["embed/musicnn"]
+    embedding_loss = {name: loss for name, loss, _ in combined.terms}["embed/musicnn"]
     frozen = [w.numpy().copy() for w in embedding_loss.network.weights]
     before = [w.numpy().copy() for w in model.weights]
     history = model.fit(noisy, clean, epochs=2, batch_size=2, verbose=0)
@@ -146,7 +146,7 @@ def test_in_a_combined_loss_and_model_fit(speech_16k):
     assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(frozen, embedding_loss.network.weights))
     terms = combined.compute_terms(clean, noisy)
-    expected = 0.5 * float(embedding_loss(clean, noisy)) + float(dict((n, l) for n, l, _ in combined.terms)["time/l1"](clean, noisy))
+    expected = 0.5 * float(embedding_loss(clean, noisy)) + float({n: term for n, term, _ in combined.terms}["time/l1"](clean, noisy))
     assert float(combined(clean, noisy)) == pytest.approx(expected, rel=1e-4)
     assert "embed/musicnn" in terms
 
@@ -206,7 +206,7 @@ def test_config_terms_build_embedding_losses(tmp_path):
 
     loss = build_loss({"embed/musicnn": {"weight": 0.1, "args": {"layers": ["cnn3"], "distance": "cosine"}},
                        "time/l1": 1.0})
-    embedding = dict((name, term) for name, term, _ in loss.terms)["embed/musicnn"]
+    embedding = {name: term for name, term, _ in loss.terms}["embed/musicnn"]
     assert embedding.layers == ("cnn3",) and embedding.distance == "cosine"
     assert loss.weights["embed/musicnn"] == 0.1
     with pytest.raises(ValueError, match="not found in"):

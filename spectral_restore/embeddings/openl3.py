@@ -155,7 +155,7 @@ class OpenL3Network(keras.Model):
         if not hop_seconds > 0:
             raise ValueError(f"`hop_seconds` must be > 0. Received: {hop_seconds!r}")
         x = resample(ops.cast(waveform, "float32"), sample_rate, SAMPLE_RATE)
-        hop = max(1, int(round(hop_seconds * SAMPLE_RATE)))
+        hop = max(1, round(hop_seconds * SAMPLE_RATE))
         length = x.shape[-1] + (WINDOW // 2 if center else 0)
         count = 1 if length <= WINDOW else 1 + -(-(length - WINDOW) // hop)
         x = ops.pad(x, [(0, 0), (WINDOW // 2 if center else 0, (count - 1) * hop + WINDOW - length)])

@@ -288,4 +288,4 @@ class AudioEmbeddingLoss(keras.losses.Loss):
         return config
 
 
-__all__ = ["AudioEmbeddingLoss", "DEFAULT_LAYERS", "EMBEDDINGS", "load_embedding"]
+__all__ = ["DEFAULT_LAYERS", "EMBEDDINGS", "AudioEmbeddingLoss", "load_embedding"]

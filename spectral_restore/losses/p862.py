@@ -8,11 +8,12 @@ and the L_p aggregation over split-second intervals and over time, mapped to
 MOS-LQO (P.862.1 for narrow band, P.862.2 for wide band), the scale the ``pesq``
 package reports.
 
-Simplified against the Recommendation: one delay per example instead of one per
-utterance (the envelope cross-correlation and the histogram of frame
-cross-correlation peaks, over the whole signal; no utterance splitting). Bad
-intervals are re-aligned one by one, as P.862 does (up to 16 per example, each
-delay searched over at most the interval's first 0.77 s). Delays are found without gradient; the scores
+Alignment: by default one delay per example instead of one per utterance (the
+envelope cross-correlation and the histogram of frame cross-correlation peaks, over
+the whole signal, in the graph); ``delay_search="utterance"`` uses P.862's own
+utterance alignment (``p862_align``, on the host) and reads every frame at its
+utterance's delay. Bad intervals are re-aligned one by one, as P.862 does (up to 16
+per example, each delay searched over at most the interval's first 0.77 s). Delays are found without gradient; the scores
 are differentiable in both signals. ``delay_search=False`` skips both searches
 (the signals are then taken as aligned sample for sample, about 1.6x faster).
 
@@ -22,6 +23,7 @@ divided by their (constant) maximum, plus 1e-12 under the root, so silence and
 identical inputs give finite gradients and the floor adds at most 1e-8.
 """
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -212,12 +214,22 @@ class P862Model:
         filtered = causal_fir(x * ops.convert_to_tensor(taper), self.wb_impulse)
         return ops.pad(filtered, ((0, 0), (0, self.padding)))
 
-    def bark_power(self, x):
-        """Pitch power densities ``[batch, frames, bands]`` of Hann frames, hop half a frame."""
+    def bark_power(self, x, frame_delay=None):
+        """Pitch power densities ``[batch, frames, bands]`` of Hann frames, hop half a
+        frame; with ``frame_delay`` ``[batch, frames]`` (int), frame t starts at
+        ``t * hop + frame_delay[t]`` (zeros outside the signal)."""
         needed = (self.frames - 1) * self.hop + self.frame_length
         x = ops.pad(x, ((0, 0), (0, max(0, needed - x.shape[-1]))))
         index = np.arange(self.frames)[:, None] * self.hop + np.arange(self.frame_length)[None]
-        frames = ops.take(x, ops.convert_to_tensor(index.astype("int32")), axis=1) * self.window
+        if frame_delay is None:
+            frames = ops.take(x, ops.convert_to_tensor(index.astype("int32")), axis=1)
+        else:
+            length = x.shape[-1]
+            shifted = index[None] + ops.cast(frame_delay, "int32")[..., None]
+            inside = ops.cast((shifted >= 0) & (shifted < length), x.dtype)
+            flat = ops.reshape(ops.clip(shifted, 0, length - 1), (-1, self.frames * self.frame_length))
+            frames = ops.reshape(ops.take_along_axis(x, flat, axis=1), (-1, self.frames, self.frame_length)) * inside
+        frames = frames * self.window
         real, imag = ops.rfft(frames)
         power = ops.square(real) + ops.square(imag)
         return ops.matmul(power, ops.convert_to_tensor(self.warp))
@@ -478,15 +490,66 @@ class P862Model:
 
     # The whole model ---------------------------------------------------------------
 
+    def utterance_alignment(self, ref, deg):
+        """P.862's per-utterance delays (``p862_align``, on the host, no gradient):
+        ``(frame_delay [batch, frames], sample_delay [batch, samples + padding])``."""
+        from spectral_restore.losses import p862_align
+
+        frames, length, hop = self.frames, self.padded, self.hop
+        buffer_pad = p862_align.SEARCHBUFFER * self.downsample
+
+        def compute(ref_np, deg_np):
+            frame_delay = np.zeros((len(ref_np), frames), np.int32)
+            sample_delay = np.zeros((len(ref_np), length), np.int32)
+            frame_start = buffer_pad + np.arange(frames) * hop
+            sample_at = buffer_pad + np.arange(length)
+            for b in range(len(ref_np)):
+                starts, delays = p862_align.utterance_delays(
+                    np.pad(ref_np[b, : self.samples], buffer_pad), np.pad(deg_np[b, : self.samples], buffer_pad),
+                    self.sample_rate)
+                # Each position takes the last utterance starting at or before it.
+                bounds, delays = np.asarray(starts) * self.downsample, np.asarray(delays)
+                frame_delay[b] = delays[np.maximum(np.searchsorted(bounds, frame_start, side="right") - 1, 0)]
+                sample_delay[b] = delays[np.maximum(np.searchsorted(bounds, sample_at, side="right") - 1, 0)]
+            return frame_delay, sample_delay
+
+        ref, deg = ops.stop_gradient(ref), ops.stop_gradient(deg)
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            frame_delay, sample_delay = tf.numpy_function(compute, [ref, deg], [tf.int32, tf.int32], stateful=False)
+            frame_delay.set_shape([ref.shape[0], frames])
+            sample_delay.set_shape([ref.shape[0], length])
+            return frame_delay, sample_delay
+        if backend == "jax":
+            import jax
+
+            batch = ref.shape[0]
+            shapes = (jax.ShapeDtypeStruct((batch, frames), np.int32), jax.ShapeDtypeStruct((batch, length), np.int32))
+            return jax.pure_callback(compute, shapes, ref, deg)
+        frame_delay, sample_delay = compute(ops.convert_to_numpy(ref), ops.convert_to_numpy(deg))
+        return ops.convert_to_tensor(frame_delay), ops.convert_to_tensor(sample_delay)
+
     def raw_and_mapped(self, clean, degraded, delay_search=True):
-        """(raw P.862 score, MOS-LQO), each ``[batch]``."""
+        """(raw P.862 score, MOS-LQO), each ``[batch]``. ``delay_search``: True (one
+        delay per example, in the graph), "utterance" (P.862's per-utterance delays,
+        on the host) or False (aligned as given)."""
         ref = self.input_filter(self.level_align(clean))
         deg = self.input_filter(self.level_align(degraded))
-        if delay_search:
-            deg = self.shift(deg, self.estimate_delay(ref, deg))
         start_frame, stop_frame = self.speech_range(ref)
         p_ref = self.bark_power(ref)
-        p_deg = self.bark_power(deg)
+        if delay_search == "utterance":
+            frame_delay, sample_delay = self.utterance_alignment(ref, deg)
+            p_deg = self.bark_power(deg, frame_delay)
+            # The bad intervals are searched in the degraded signal read at its
+            # utterances' delays, the edge value repeated beyond it (P.862's tweaked_deg).
+            index = ops.clip(np.arange(self.padded, dtype=np.int32)[None] + sample_delay, 0, self.padded - 1)
+            deg = ops.take_along_axis(deg, index, axis=1)
+        else:
+            if delay_search:
+                deg = self.shift(deg, self.estimate_delay(ref, deg))
+            p_deg = self.bark_power(deg)
         frame = np.arange(self.frames)[None]
         analysed = ops.cast(frame <= stop_frame[:, None], p_ref.dtype)
 
@@ -534,7 +597,11 @@ def p862_model(sample_rate, mode, samples):
 def mos(clean, degraded, sample_rate=16000, mode="wb", delay_search=True):
     """Predicted MOS-LQO ``[batch]`` of ``degraded`` against ``clean``, both float
     ``[batch, samples]`` at ``sample_rate`` (8000 or 16000; "wb" needs 16000).
-    ``delay_search=False`` assumes the two are aligned sample for sample."""
+    ``delay_search``: True (one delay per example, searched in the graph),
+    "utterance" (P.862's per-utterance alignment, computed on the host) or False
+    (the two are aligned sample for sample)."""
+    if delay_search not in (True, False, "utterance"):
+        raise ValueError(f"`delay_search` must be True, False or 'utterance'. Received: {delay_search!r}")
     clean = ops.convert_to_tensor(clean, "float32")
     degraded = ops.convert_to_tensor(degraded, "float32")
     if len(clean.shape) != 2 or tuple(clean.shape) != tuple(degraded.shape):
