@@ -30,6 +30,7 @@ from keras import layers, ops
 
 from spectral_restore import spectral
 from spectral_restore.audio_io import resample
+from spectral_restore.losses.base import check_choice
 
 SAMPLE_RATE = 48000
 WINDOW = SAMPLE_RATE  # 1 s
@@ -53,19 +54,13 @@ MAGNITUDE_FLOOR = 1e-10
 WEIGHTS_URL = "https://github.com/marl/openl3/raw/models/openl3_audio_{}_{}-v0_4_0.h5.gz"
 
 
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {choices}. Received: {value!r}")
-    return value
-
-
 def spectrogram(windows, input_repr="mel256"):
     """OpenL3's input for 1 s windows at 48 kHz ``[n, 48000]``: ``[n, freq, time, 1]`` in dB.
 
     See the module docstring for the formulas; differentiable (the -80 dB floor has
     zero gradient below it).
     """
-    _check_choice("input_repr", input_repr, INPUT_REPRS)
+    check_choice("input_repr", input_repr, INPUT_REPRS)
     windows = ops.cast(windows, "float32")
     if input_repr == "linear":
         config = spectral.STFTConfig(frame_length=512, hop_length=HOP_LENGTH, center=False)
@@ -102,8 +97,8 @@ class OpenL3Network(keras.Model):
     def __init__(self, input_repr="mel256", embedding_size=6144, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        self.input_repr = _check_choice("input_repr", input_repr, INPUT_REPRS)
-        self.embedding_size = _check_choice("embedding_size", embedding_size, EMBEDDING_SIZES)
+        self.input_repr = check_choice("input_repr", input_repr, INPUT_REPRS)
+        self.embedding_size = check_choice("embedding_size", embedding_size, EMBEDDING_SIZES)
         self.feature_names = FEATURES
         self.weighted_layers = [layers.BatchNormalization(epsilon=BN_EPSILON, name="batch_normalization",
                                                           dtype="float32")]
@@ -245,7 +240,7 @@ def load_openl3(input_repr="mel256", content_type="music", embedding_size=6144, 
     remaining layer must have the shapes of the network's layer at its place, and
     the last must be named ``audio_embedding_layer``.
     """
-    _check_choice("content_type", content_type, CONTENT_TYPES)
+    check_choice("content_type", content_type, CONTENT_TYPES)
     path = find_weight_file(input_repr, content_type, weights)
     network = OpenL3Network(input_repr, embedding_size, name=f"openl3_{input_repr}_{content_type}")
     frames = 197 if input_repr == "linear" else -(-WINDOW // HOP_LENGTH)
