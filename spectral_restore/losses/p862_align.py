@@ -226,6 +226,28 @@ class _Aligner:
         best = int(np.argmax(histogram)) if histogram.max() > 0 else 0
         return (best - n if best >= n // 2 else best), (histogram.max() / total if total > 0 else 0.0)
 
+    def _side_delays(self, order, estimates, confidences, first_frames, step, inside):
+        """split_align's delays of one side of every breakpoint (-2 = still to find):
+        visiting breakpoints in ``order``, a histogram of frame peaks starts at
+        ``first_frames(estimate)`` and moves by ``step`` samples while ``inside``;
+        later breakpoints with the same crude estimate continue the same histogram."""
+        delays, confidences = [0] * len(estimates), list(confidences)
+        for position, bp in enumerate(order):
+            if confidences[bp] > -2.0:
+                continue
+            est = estimates[bp]
+            histogram, total = np.zeros(self.n), 0.0
+            ref_at, deg_at = first_frames(est)
+            for later in order[position:]:
+                if later != bp and not (estimates[later] == est and confidences[later] <= -2.0):
+                    continue
+                while inside(ref_at, deg_at, later):
+                    total += self._spread(histogram, *self.frame_peaks(ref_at, deg_at))
+                    ref_at, deg_at = ref_at + step, deg_at + step
+                offset, confidence = self._peak(histogram, total, self.n)
+                delays[later], confidences[later] = est + offset, confidence
+        return delays, confidences
+
     def split(self, start, speech_start, speech_end, end, estimate, confidence):
         """``split_align``: the best breakpoint and the two halves' delays, or None."""
         n, d = self.n, self.downsample
@@ -245,54 +267,22 @@ class _Aligner:
         est1 = [self.crude(start, bp, estimate) for bp in breakpoints[:count]]
         est2 = [self.crude(bp, end, estimate) for bp in breakpoints[:count]]
 
-        delay1, conf1 = [0] * count, [-2.0] * count
-        while True:
-            bp = next((i for i in range(count) if conf1[i] <= -2.0), None)
-            if bp is None:
-                break
-            est = est1[bp]
-            histogram, total = np.zeros(n), 0.0
+        def from_start(est):
             start_ref = start * d
-            start_deg = start_ref + est
-            if start_deg < 0:
-                start_ref, start_deg = -est, 0
-            while True:
-                while start_deg + n <= len(self.deg) and start_ref + n <= breakpoints[bp] * d:
-                    total += self._spread(histogram, *self.frame_peaks(start_ref, start_deg))
-                    start_ref += n // 4
-                    start_deg += n // 4
-                offset, conf = self._peak(histogram, total, n)
-                delay1[bp], conf1[bp] = est + offset, conf
-                nxt = next((i for i in range(bp + 1, count) if est1[i] == est and conf1[i] <= -2.0), None)
-                # P.862 continues the same histogram for later breakpoints sharing the estimate.
-                if nxt is None:
-                    break
-                bp = nxt
+            return (-est, 0) if start_ref + est < 0 else (start_ref, start_ref + est)
 
-        delay2 = [0] * count
-        conf2 = [-2.0 if conf1[i] > confidence else 0.0 for i in range(count)]
-        while True:
-            bp = next((i for i in range(count - 1, -1, -1) if conf2[i] <= -2.0), None)
-            if bp is None:
-                break
-            est = est2[bp]
-            histogram, total = np.zeros(n), 0.0
+        def from_end(est):
             start_ref = end * d - n
-            start_deg = start_ref + est
-            if start_deg + n > len(self.deg):
-                start_deg = len(self.deg) - n
-                start_ref = start_deg - est
-            while True:
-                while start_deg >= 0 and start_ref >= breakpoints[bp] * d:
-                    total += self._spread(histogram, *self.frame_peaks(start_ref, start_deg))
-                    start_ref -= n // 4
-                    start_deg -= n // 4
-                offset, conf = self._peak(histogram, total, n)
-                delay2[bp], conf2[bp] = est + offset, conf
-                nxt = next((i for i in range(bp - 1, -1, -1) if est2[i] == est and conf2[i] <= -2.0), None)
-                if nxt is None:
-                    break
-                bp = nxt
+            if start_ref + est + n > len(self.deg):
+                return len(self.deg) - n - est, len(self.deg) - n
+            return start_ref, start_ref + est
+
+        delay1, conf1 = self._side_delays(
+            list(range(count)), est1, [-2.0] * count, from_start, n // 4,
+            lambda ref_at, deg_at, bp: deg_at + n <= len(self.deg) and ref_at + n <= breakpoints[bp] * d)
+        delay2, conf2 = self._side_delays(
+            list(range(count - 1, -1, -1)), est2, [-2.0 if c > confidence else 0.0 for c in conf1], from_end, -(n // 4),
+            lambda ref_at, deg_at, bp: deg_at >= 0 and ref_at >= breakpoints[bp] * d)
 
         best = None
         best_sum = 0.0
