@@ -95,6 +95,9 @@ def test_running_mean_normalises_each_layer_to_one():
         expected.append(third / running)
     assert float(loss(clean, closer)) == pytest.approx(np.mean(expected), rel=1e-4)
     assert np.mean(expected) < 1.0
+    # A model's outputs, no layers named: one running mean per output.
+    outputs = AudioEmbeddingLoss(network, normalization="running_mean")
+    assert float(outputs(clean, restored)) == pytest.approx(1.0, rel=1e-5)
 
 
 @needs_musicnn

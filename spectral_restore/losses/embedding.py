@@ -194,8 +194,10 @@ class AudioEmbeddingLoss(keras.losses.Loss):
                     "normalization='running_mean' keeps state between calls and needs the TensorFlow "
                     f"backend (this is {keras.backend.backend()!r}); use 'variance'"
                 )
-            self._running = keras.Variable(ops.zeros((len(self.layers or ()),)), trainable=False,
-                                           name="running_mean", dtype="float32")
+            # One running mean per compared activation: the named layers, or a user model's outputs.
+            terms = len(self.layers) if self.layers is not None else len(self.network.outputs)
+            self._running = keras.Variable(ops.zeros((terms,)), trainable=False, name="running_mean",
+                                           dtype="float32")
             self._steps = keras.Variable(0.0, trainable=False, name="running_steps", dtype="float32")
 
     def _check_layer_weights(self, layer_weights):
