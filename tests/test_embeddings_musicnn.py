@@ -149,3 +149,17 @@ def test_network_is_frozen_and_float32():
     assert network.trainable_weights == []
     assert {w.dtype for w in network.weights} == {"float32"}
     assert network(np.zeros((1, 50, 96), "float32"))["taggram"].dtype == "float32"
+
+
+@needs_musicnn
+def test_saved_and_reloaded_network_gives_the_same_features(tmp_path, speech_16k):
+    import keras
+
+    network = musicnn.load_musicnn("MTT_musicnn")
+    mel = np.asarray(musicnn.log_mel(speech_16k[None, :32000]))
+    path = str(tmp_path / "musicnn.keras")
+    network.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert isinstance(reloaded, musicnn.MusicnnNetwork) and reloaded.trainable_weights == []
+    for name, value in network(mel).items():
+        np.testing.assert_array_equal(np.asarray(reloaded(mel)[name]), np.asarray(value))

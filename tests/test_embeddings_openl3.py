@@ -259,3 +259,18 @@ def test_weights_saved_by_legacy_keras_load_and_agree(tmp_path):
     reference = np.load(paths[2])
     assert ours.shape == reference.shape == (2, 6144)
     assert np.max(np.abs(ours - reference)) <= 1e-4 * max(1.0, np.max(np.abs(reference)))
+
+
+def test_saved_and_reloaded_network_gives_the_same_embedding(tmp_path):
+    import keras
+
+    rng = np.random.default_rng(8)
+    write_weight_file(tmp_path / openl3.weight_file_name("linear", "music"), official_layers(rng))
+    network = openl3.load_openl3("linear", "music", 512, weights=str(tmp_path))
+    spectrogram = rng.uniform(-4, 0, size=(1, 257, 197, 1)).astype("float32")
+    path = str(tmp_path / "openl3.keras")
+    network.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert isinstance(reloaded, openl3.OpenL3Network) and reloaded.embedding_size == 512
+    np.testing.assert_array_equal(np.asarray(reloaded(spectrogram)["embedding"]),
+                                  np.asarray(network(spectrogram)["embedding"]))

@@ -72,6 +72,7 @@ def _pad_time(x, before, after):
     return ops.pad(x, [(0, 0), (before, after)] + [(0, 0)] * (len(x.shape) - 2))
 
 
+@keras.saving.register_keras_serializable(package="spectral_restore")
 class MusicnnNetwork(keras.Model):
     """The musicnn or vgg tagger on log-mel input ``[batch, frames, 96]``.
 
@@ -97,6 +98,8 @@ class MusicnnNetwork(keras.Model):
             raise ValueError(f"`architecture` must be 'musicnn' or 'vgg'. Received: {architecture!r}")
         self.architecture = architecture
         self.num_tags = int(num_tags)
+        self.widths = {"midend_filters": int(midend_filters), "backend_units": int(backend_units),
+                       "filters": int(filters)}
         self.feature_names = MUSICNN_FEATURES if architecture == "musicnn" else VGG_FEATURES
         self.named_layers = {}
         if architecture == "musicnn":
@@ -199,6 +202,10 @@ class MusicnnNetwork(keras.Model):
         logits = self.logits_layer(ops.reshape(x, (-1, int(np.prod(x.shape[1:])))))
         outputs.update(logits=logits, taggram=ops.sigmoid(logits))
         return outputs
+
+    def get_config(self):
+        return {**super().get_config(), "architecture": self.architecture, "num_tags": self.num_tags,
+                **self.widths}
 
     def embed(self, waveform, sample_rate=SAMPLE_RATE):
         """Features of waveforms ``[batch, samples]`` at ``sample_rate``.

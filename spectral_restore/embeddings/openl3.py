@@ -80,6 +80,7 @@ def spectrogram(windows, input_repr="mel256"):
     return ops.transpose(decibels, (0, 2, 1))[..., None]
 
 
+@keras.saving.register_keras_serializable(package="spectral_restore")
 class OpenL3Network(keras.Model):
     """The OpenL3 audio embedding network on spectrogram input ``[n, freq, time, 1]``.
 
@@ -138,6 +139,9 @@ class OpenL3Network(keras.Model):
         pooled = self.embedding_pool(x)
         features["embedding"] = ops.reshape(pooled, (-1, int(np.prod(pooled.shape[1:]))))
         return features
+
+    def get_config(self):
+        return {**super().get_config(), "input_repr": self.input_repr, "embedding_size": self.embedding_size}
 
     def embed(self, waveform, sample_rate=SAMPLE_RATE, hop_seconds=0.5, center=True):
         """Features of waveforms ``[batch, samples]`` at ``sample_rate``.
