@@ -73,6 +73,12 @@ def check_mode(sample_rate, mode):
         raise ValueError(f"Wide-band P.862.2 needs sample_rate=16000. Received: sample_rate={sample_rate}")
 
 
+def check_delay_search(delay_search):
+    if delay_search not in (True, False, "utterance"):
+        raise ValueError(f"`delay_search` must be True, False or 'utterance'. Received: {delay_search!r}")
+    return delay_search
+
+
 def next_pow2(n):
     return 1 << int(np.ceil(np.log2(max(n, 1))))
 
@@ -279,15 +285,11 @@ class P862Model:
                 smoothed = smoothed + 0.8 * 0.2**k * padded[:, taps - k : taps - k + frames]
             return ops.clip(smoothed, 3e-4, 5.0)
         inside = ops.pad(restart, ((0, 0), (taps, 0)))
-        smoothed, included = 0.0, 1.0
+        smoothed, included, count = 0.0, 1.0, 0.0
         for k in range(taps):
             # Tap k counts while frames t-k .. t all belong to the same run.
             included = included * inside[:, taps - k : taps - k + frames]
             smoothed = smoothed + included * 0.8 * 0.2**k * padded[:, taps - k : taps - k + frames]
-        count = 0.0
-        included = 1.0
-        for k in range(taps):
-            included = included * inside[:, taps - k : taps - k + frames]
             count = count + included
         return ops.clip(smoothed + ops.power(0.2, count), 3e-4, 5.0)
 
@@ -385,6 +387,13 @@ class P862Model:
         fine_lags = np.concatenate([np.arange(n // 2), np.arange(-n // 2, 0)]).astype("int32")
         fine = ops.take(ops.convert_to_tensor(fine_lags), ops.argmax(smoothed, axis=-1))
         return ops.cast(crude, "int32") + fine
+
+    def read_delayed(self, x, per_sample_delay):
+        """``y[i] = x[clip(i + per_sample_delay[i])]``: each sample read at its own
+        delay, the edge value repeated beyond the signal (as P.862's re-aligned copies)."""
+        length = x.shape[-1]
+        index = ops.clip(np.arange(length, dtype=np.int32)[None] + per_sample_delay, 0, length - 1)
+        return ops.take_along_axis(x, index, axis=1)
 
     def shift(self, x, delay):
         """``y[i] = x[i + delay]`` per example, zero outside ``x``."""
@@ -485,8 +494,7 @@ class P862Model:
         per_sample = ops.zeros_like(ref, dtype="int32")
         for k in range(MAX_BAD_INTERVALS):  # a later interval overwrites an overlap, as in P.862
             per_sample = ops.where(covered[:, k] > 0, delay[:, k : k + 1], per_sample)
-        index = ops.clip(np.arange(length, dtype=np.int32)[None] + per_sample, 0, length - 1)
-        return ops.take_along_axis(deg_in, index, axis=1)
+        return self.read_delayed(deg_in, per_sample)
 
     # The whole model ---------------------------------------------------------------
 
@@ -544,8 +552,7 @@ class P862Model:
             p_deg = self.bark_power(deg, frame_delay)
             # The bad intervals are searched in the degraded signal read at its
             # utterances' delays, the edge value repeated beyond it (P.862's tweaked_deg).
-            index = ops.clip(np.arange(self.padded, dtype=np.int32)[None] + sample_delay, 0, self.padded - 1)
-            deg = ops.take_along_axis(deg, index, axis=1)
+            deg = self.read_delayed(deg, sample_delay)
         else:
             if delay_search:
                 deg = self.shift(deg, self.estimate_delay(ref, deg))
@@ -600,8 +607,7 @@ def mos(clean, degraded, sample_rate=16000, mode="wb", delay_search=True):
     ``delay_search``: True (one delay per example, searched in the graph),
     "utterance" (P.862's per-utterance alignment, computed on the host) or False
     (the two are aligned sample for sample)."""
-    if delay_search not in (True, False, "utterance"):
-        raise ValueError(f"`delay_search` must be True, False or 'utterance'. Received: {delay_search!r}")
+    check_delay_search(delay_search)
     clean = ops.convert_to_tensor(clean, "float32")
     degraded = ops.convert_to_tensor(degraded, "float32")
     if len(clean.shape) != 2 or tuple(clean.shape) != tuple(degraded.shape):

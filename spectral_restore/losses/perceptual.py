@@ -208,9 +208,7 @@ class PESQLoss(keras.losses.Loss):
         p862.check_mode(sample_rate, mode)
         self.sample_rate = int(sample_rate)
         self.mode = mode
-        if delay_search not in (True, False, "utterance"):
-            raise ValueError(f"`delay_search` must be True, False or 'utterance'. Received: {delay_search!r}")
-        self.delay_search = delay_search
+        self.delay_search = p862.check_delay_search(delay_search)
         slope, offset = p862.MOS_MAPPING[mode]
         self.best_mos = 0.999 + 4.0 / (1.0 + float(np.exp(-slope * 4.5 + offset)))
 
