@@ -6,7 +6,8 @@ import keras
 from keras import ops
 
 from spectral_restore.audio_io import check_sample_rate
-from spectral_restore.losses.base import as_waveform, check_choice
+from spectral_restore.losses.base import as_waveform, check_choice, per_example_mean
+from spectral_restore.losses.base import distance as elementwise_distance
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
 
@@ -228,14 +229,11 @@ class AudioEmbeddingLoss(keras.losses.Loss):
         return {name: ops.cast(features[name], "float32") for name in names}
 
     def _distance(self, clean, restored):
-        batch = ops.shape(clean)[0]
         if self.distance == "cosine":
             dot = ops.sum(clean * restored, axis=-1)
             norms = ops.sqrt(ops.sum(ops.square(clean), axis=-1) * ops.sum(ops.square(restored), axis=-1) + 1e-12)
-            return ops.mean(ops.reshape(1.0 - dot / norms, (batch, -1)), axis=-1)
-        diff = clean - restored
-        diff = ops.abs(diff) if self.distance == "l1" else ops.square(diff)
-        return ops.mean(ops.reshape(diff, (batch, -1)), axis=-1)
+            return per_example_mean(1.0 - dot / norms)
+        return per_example_mean(elementwise_distance(clean, restored, self.distance))
 
     def call(self, y_true, y_pred):
         clean = as_waveform(ops.cast(y_true, "float32"), "y_true")
@@ -247,7 +245,7 @@ class AudioEmbeddingLoss(keras.losses.Loss):
         restored_features = self.features(restored)
         distances = []
         for name, restored_value in restored_features.items():
-            clean_value = ops.stop_gradient(clean_features[name])
+            clean_value = clean_features[name]
             d = self._distance(clean_value, restored_value)
             if self.normalization == "variance" and self.distance != "cosine":
                 variance = ops.var(ops.reshape(clean_value, (batch, -1)), axis=-1)
