@@ -274,3 +274,17 @@ def test_saved_and_reloaded_network_gives_the_same_embedding(tmp_path):
     assert isinstance(reloaded, openl3.OpenL3Network) and reloaded.embedding_size == 512
     np.testing.assert_array_equal(np.asarray(reloaded(spectrogram)["embedding"]),
                                   np.asarray(network(spectrogram)["embedding"]))
+
+
+def test_finite_gradients_on_silence_and_speech(tmp_path, speech_16k):
+    import tensorflow as tf
+
+    write_weight_file(tmp_path / openl3.weight_file_name("mel128", "music"), official_layers(np.random.default_rng(9)))
+    network = openl3.load_openl3("mel128", "music", 512, weights=str(tmp_path))
+    for waveform in (np.zeros((1, 16000), "float32"), speech_16k[None, 8000:24000]):
+        x = tf.Variable(waveform)
+        with tf.GradientTape() as tape:
+            value = tf.reduce_sum(network.embed(x, 16000)["embedding"])
+        gradient = tape.gradient(value, x).numpy()
+        assert np.isfinite(float(value)) and np.all(np.isfinite(gradient))
+    assert np.any(gradient != 0)  # speech: the embedding depends on the waveform
