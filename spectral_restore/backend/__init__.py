@@ -1,0 +1,31 @@
+"""The few pieces that differ between Keras backends, behind one neutral interface.
+
+Code that needs TensorFlow or JAX itself lives in the modules named for that backend
+(``spectral_restore.backend.tensorflow``, ``spectral_restore.backend.jax``), which are
+imported only when that backend is active; everything else in the package calls the
+functions here and stays backend-neutral.
+"""
+
+import importlib.util
+
+import keras
+
+
+def name():
+    """The active Keras backend: "tensorflow", "jax" or "torch"."""
+    return keras.backend.backend()
+
+
+def tensorflow_available():
+    """Whether TensorFlow is installed (it is optional under the JAX and PyTorch backends)."""
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def require_tensorflow(feature):
+    """Raises a clear error when ``feature`` (a phrase such as "SavedModel export")
+    needs TensorFlow and it is not installed."""
+    if not tensorflow_available():
+        raise ImportError(
+            f"{feature} needs TensorFlow, which is not installed (active Keras backend: {name()}). "
+            "Install it with `pip install 'spectral-restore[tensorflow]'`."
+        )
