@@ -7,7 +7,8 @@ import keras
 
 from spectral_restore import spectral
 from spectral_restore.data.artifacts import ArtifactChain
-from spectral_restore.data.pipeline import ArtifactLayer, ReadStats, crop_or_pad, make_dataset, normalise_level
+from spectral_restore.data.artifacts import ArtifactLayer
+from spectral_restore.data.pipeline import ReadStats, crop_or_pad, make_dataset, normalise_level
 
 
 @pytest.fixture(scope="module")
