@@ -17,8 +17,7 @@ import tensorflow as tf
 
 from spectral_restore import spectral
 from spectral_restore.audio_io import AudioReadError, check_sample_rate, read_audio
-# ArtifactLayer lived here: models saved then name this module in their config.
-from spectral_restore.data.artifacts import ArtifactChain, ArtifactLayer  # noqa: F401
+from spectral_restore.data.artifacts import ArtifactChain
 
 AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3")
 OUTPUTS = ("waveform", "spectrogram")
