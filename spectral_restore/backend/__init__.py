@@ -29,3 +29,25 @@ def require_tensorflow(feature):
             f"{feature} needs TensorFlow, which is not installed (active Keras backend: {name()}). "
             "Install it with `pip install 'spectral-restore[tensorflow]'`."
         )
+
+
+def is_traced(x):
+    """Whether ``x`` is a symbol being traced into a compiled function (a graph tensor
+    inside ``tf.function`` or ``tf.data``, a tracer under ``jax.jit``) rather than a
+    value at hand (eager execution; always under PyTorch).
+
+    Code that branches on a tensor's value takes a Python branch when this is False:
+    ``keras.ops.cond`` would otherwise make eager JAX trace and compile both sides on
+    every call.
+
+    Example:
+    >>> is_traced(keras.ops.ones(2))
+    False
+    """
+    if name() == "tensorflow":
+        from spectral_restore.backend import tensorflow as implementation
+    elif name() == "jax":
+        from spectral_restore.backend import jax as implementation
+    else:
+        return False
+    return implementation.is_traced(x)

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from spectral_restore import spectral
+from spectral_restore import backend, spectral
 
 SILENCE_POWER = 1e-10
 ALIASING_FACTORS = (2, 3, 4)
@@ -132,7 +132,7 @@ class _SeedTensor(keras.random.SeedGenerator):
 
 def _key(seed):
     # 31 bits, unsigned: JAX keys must be uint32 and TensorFlow folds larger values into int32.
-    return _SeedTensor(ops.cast(ops.bitwise_and(seed, 0x7FFFFFFF), "uint32"))
+    return _SeedTensor(ops.cast(ops.bitwise_and(_as_seed(seed), 0x7FFFFFFF), "uint32"))
 
 
 def _uniform(shape, seed, low=0.0, high=1.0):
@@ -588,15 +588,24 @@ DENOISE_CHAIN = (
 CHAINS = {"default": DEFAULT_CHAIN, "denoise": DENOISE_CHAIN}
 
 
+def _when_drawn(drawn, damage, wave):
+    """``damage()`` when ``drawn`` (a boolean scalar) holds, else ``wave``: a Python
+    branch on a value at hand, ``keras.ops.cond`` on a traced one."""
+    if backend.is_traced(drawn):
+        return ops.cond(drawn, damage, lambda: wave)
+    return damage() if bool(ops.convert_to_numpy(drawn)) else wave
+
+
 class ArtifactChain:
     """A random chain of artifacts, drawn per example.
 
     For each link in order, each example is damaged with the link's probability,
     at a strength drawn uniformly from its range. A link is computed for the whole
-    batch inside ``keras.ops.cond`` on "some example drew it" and selected per
+    batch only when some example drew it, and selected per
     example, so the graph is static and a link no example drew costs nothing at
-    run time: ``tf.cond`` under TensorFlow, ``lax.cond`` under ``jax.jit`` (which
-    runs one branch), a Python branch under PyTorch.
+    run time: ``keras.ops.cond`` when traced (``tf.cond`` in ``tf.function`` and
+    ``tf.data``, ``lax.cond`` under ``jax.jit``, which runs one branch), a Python
+    branch when eager.
 
     Args:
         specs: sequence of :class:`ArtifactSpec` or ``(name, probability, (low, high))``,
@@ -670,12 +679,12 @@ class ArtifactChain:
             strength = _uniform(batch, fold_in(seed, 2000 + index), low, high)
             use = applied[:, index]
             link_seed = fold_in(seed, 3000 + index)
-            damaged = ops.cond(
+            damaged = _when_drawn(
                 ops.any(use),
                 lambda apply=self._link(spec), wave=wave, link_seed=link_seed, strength=strength: apply(
                     wave, link_seed, strength, self.sample_rate
                 ),
-                lambda wave=wave: wave,
+                wave,
             )
             wave = ops.where(use[:, None], damaged, wave)
             record[spec.name] = {"applied": use, "strength": strength}
