@@ -390,6 +390,26 @@ class RestorationGAN(BackendSteps, keras.Model):
         checkpoint into it); state already built is kept."""
         self.optimizer.build()
 
+    def random_states(self):
+        """The networks' random-generator states (dropout, damage seeds): the
+        non-trainable variables that are not weights, which Keras does not save."""
+        weights = {id(variable) for variable in self.weights}
+        return [variable for variable in self.non_trainable_variables if id(variable) not in weights]
+
+    def save_own_variables(self, store):
+        # The random states are saved too, so a resumed run draws the same dropout
+        # masks and damage as an uninterrupted one.
+        super().save_own_variables(store)
+        for index, state in enumerate(self.random_states()):
+            store[f"random_state_{index}"] = state
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        super().load_own_variables({key: store[key] for key in keys if not key.startswith("random_state_")})
+        for index, state in enumerate(self.random_states()):
+            if f"random_state_{index}" in keys:
+                state.assign(store[f"random_state_{index}"])
+
     def get_config(self):
         return {
             **super().get_config(),
