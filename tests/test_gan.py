@@ -79,6 +79,8 @@ def test_bad_compile_arguments():
         gan.compile(loss="mse")
     with pytest.raises(ValueError, match="adversarial"):
         gan.compile(loss=CombinedLoss({"time/l1": 1.0}), adversarial="wgan")
+    with pytest.raises(ValueError, match="clip_norm"):
+        gan.compile(loss=CombinedLoss({"time/l1": 1.0}), clip_norm=0.0)
 
 
 def test_resample_fft_matches_the_analytic_signal():
