@@ -520,12 +520,24 @@ def griffin_lim_phase(wave, seed, iterations=4):
     return _project_magnitude(mag, angle, wave, iterations=int(iterations))
 
 
+def _unit_phasor(real, imag):
+    """``(cos, sin)`` of each bin's phase as the spectrum over its magnitude (no
+    ``atan2``, ``cos`` and ``sin``); silent bins (power below ``spectral.POWER_FLOOR``)
+    get phase 0, as :func:`spectral.phase` gives them."""
+    power = ops.square(real) + ops.square(imag)
+    silent = power < spectral.POWER_FLOOR
+    inverse = ops.rsqrt(ops.maximum(power, spectral.POWER_FLOOR))
+    return ops.where(silent, ops.ones_like(real), real * inverse), ops.where(silent, ops.zeros_like(imag), imag * inverse)
+
+
 def _project_magnitude(mag, angle, like, iterations):
-    estimate = _istft(mag * ops.cos(angle), mag * ops.sin(angle), like)
+    """Griffin-Lim: ``iterations`` rounds of keeping the phase of the STFT of the
+    waveform and putting ``mag`` back, starting from phases ``angle``."""
+    cos, sin = ops.cos(angle), ops.sin(angle)
+    estimate = _istft(mag * cos, mag * sin, like)
     for _ in range(iterations):
-        real, imag = _stft(estimate)
-        angle = spectral.phase(real, imag)
-        estimate = _istft(mag * ops.cos(angle), mag * ops.sin(angle), like)
+        cos, sin = _unit_phasor(*_stft(estimate))
+        estimate = _istft(mag * cos, mag * sin, like)
     return estimate
 
 
