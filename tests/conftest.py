@@ -47,10 +47,11 @@ def pytest_configure(config):
 @pytest.fixture
 def rerun_under_jax(request):
     """Runs the requesting file's ``every_backend`` tests again under
-    ``KERAS_BACKEND=jax`` (CPU) in a subprocess, keeping this run's marker
-    selection (``large`` ones only when this run includes them); fails with the
-    subprocess's report when any of them fails. Skipped when the active backend is
-    already JAX (they ran natively here) or when jax is not installed."""
+    ``KERAS_BACKEND=jax`` (CPU), or under the backend named by ``run(backend=...)``
+    (e.g. "torch"), in a subprocess, keeping this run's marker selection (``large``
+    ones only when this run includes them); fails with the subprocess's report when
+    any of them fails. Skipped when the active backend is already JAX (they ran
+    natively here) or when jax (or the named backend's package) is not installed."""
     import subprocess
     import sys
 
@@ -60,14 +61,16 @@ def rerun_under_jax(request):
         pytest.skip("the every_backend tests already ran natively under JAX")
     pytest.importorskip("jax", reason="jax is in the test extras; CI installs it")
     selection = request.config.getoption("markexpr") or "not large"
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     command = [sys.executable, "-m", "pytest", str(request.path), "-q", "-p", "no:cacheprovider",
                "-m", f"every_backend and ({selection})"]
 
-    def run(timeout=1800):
+    def run(timeout=1800, backend="jax"):
+        if backend != "jax":
+            pytest.importorskip(backend, reason=f"{backend} is in the test extras (peers); CI installs it")
+        env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu")
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout,
                                 cwd=str(request.config.rootpath), check=False)
-        assert result.returncode == 0, f"under JAX:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+        assert result.returncode == 0, f"under {backend}:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
         return result.stdout
 
     return run

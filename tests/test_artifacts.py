@@ -1,15 +1,10 @@
 """Tests of ``spectral_restore.data.artifacts`` under the active Keras backend.
 
-The file is backend-neutral. Under TensorFlow (the main test run) one test also runs
-the whole file under JAX and under PyTorch in subprocesses, so every statistical and
-reference test passes on each backend; under another backend it runs directly. Only
-the ``tf.function`` and ``tf.data`` tests are TensorFlow-only.
+Every test is ``every_backend``: a TensorFlow run repeats the file under JAX and under
+PyTorch in subprocesses (``rerun_under_jax``, a large test), so every statistical and
+reference test passes on each backend; under another backend it runs natively. Only
+the ``tf.function`` and ``tf.data`` tests are TensorFlow-only (they skip elsewhere).
 """
-
-import os
-import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -23,8 +18,8 @@ from spectral_restore.data import artifacts as A
 SR = 16000
 SEED = [3, 7]
 BACKEND = keras.backend.backend()
-TENSORFLOW_ONLY = "tf.function and tf.data exist only under the TensorFlow backend"
-tensorflow_only = pytest.mark.skipif(BACKEND != "tensorflow", reason=TENSORFLOW_ONLY)
+tensorflow_only = pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.function and tf.data exist only under the TensorFlow backend")
+pytestmark = pytest.mark.every_backend
 
 
 def as_numpy(x):
@@ -556,17 +551,7 @@ def test_artifact_layer_round_trips_through_a_saved_model(tmp_path, speech):
 
 
 @pytest.mark.large
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="started from the TensorFlow run, which runs this file under the others")
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="started from the TensorFlow run, which reruns this file under the others")
 @pytest.mark.parametrize("other", ["jax", "torch"])
-def test_the_whole_file_passes_under_another_backend(other):
-    pytest.importorskip(other, reason=f"{other} is in the test extras (peers); CI installs it")
-    env = dict(os.environ, KERAS_BACKEND=other, JAX_PLATFORMS="cpu")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", __file__, "-q", "-rs", "-p", "no:cacheprovider", "-m", "not large", "-k", "not another_backend"],
-        capture_output=True, text=True, env=env, timeout=1800, check=False, cwd=os.path.dirname(os.path.dirname(__file__)),
-    )
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
-    skipped = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
-    assert skipped and all(TENSORFLOW_ONLY in line for line in skipped), skipped
-    passed = int(re.search(r"(\d+) passed", result.stdout).group(1))
-    assert passed >= 50, result.stdout[-2000:]
+def test_every_backend_case_under(other, rerun_under_jax):
+    rerun_under_jax(backend=other)
