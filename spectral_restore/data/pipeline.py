@@ -9,7 +9,6 @@ TensorFlow only; :class:`~spectral_restore.data.source.AudioDataset` is the same
 source for every Keras backend.
 """
 
-import logging
 import os
 
 import keras
@@ -19,6 +18,7 @@ import tensorflow.experimental.numpy as tnp
 
 from spectral_restore import spectral
 from spectral_restore.audio_io import check_sample_rate
+from spectral_restore.backend import host_tensorflow
 from spectral_restore.data import levels
 from spectral_restore.data.artifacts import ArtifactChain
 from spectral_restore.data.files import (  # noqa: F401 - noise_pool_from_folder: also importable from here
@@ -30,8 +30,6 @@ from spectral_restore.data.files import (  # noqa: F401 - noise_pool_from_folder
     split_folder,
 )
 from spectral_restore.data.source import DAMAGE_MODES, OUTPUTS
-
-logger = logging.getLogger(__name__)
 
 
 def _file_dataset(paths, sample_rate, stats):
@@ -80,13 +78,7 @@ def _as_waveforms(dataset):
 def tfds_waveforms(name, split="train", data_dir=None, sample_rate=16000):
     """Every waveform of a TFDS dataset's ``split``, as float32 numpy arrays in
     memory: the TFDS reader of :class:`~spectral_restore.data.source.AudioDataset`."""
-    if keras.backend.backend() != "tensorflow":
-        # TensorFlow only reads files here; left to see the GPUs, it would reserve
-        # their memory, which the active backend needs.
-        try:
-            tf.config.set_visible_devices([], "GPU")
-        except RuntimeError as err:
-            logger.info("TensorFlow keeps its GPUs (already initialised): %s", err)
+    host_tensorflow("A TFDS source")
     dataset = _as_waveforms(_tfds_dataset(name, split, data_dir, sample_rate))
     return list(dataset.as_numpy_iterator())
 

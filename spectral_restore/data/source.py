@@ -79,8 +79,6 @@ def save_npz(path, sample_rate, **splits):
     >>> [len(clip) for clip in load_npz(path, "train", 16000)]
     [100, 50]
     """
-    from spectral_restore.audio_io import to_pcm16
-
     sample_rate = check_sample_rate(sample_rate)
     if not splits:
         raise ValueError("save_npz needs at least one split, e.g. train=[clip, ...]")
@@ -89,7 +87,9 @@ def save_npz(path, sample_rate, **splits):
         clips = [np.asarray(clip, np.float32).reshape(-1) for clip in clips]
         if not clips or not all(len(clip) for clip in clips):
             raise ValueError(f"Split {split!r} must hold at least one non-empty clip")
-        arrays[split] = to_pcm16(np.concatenate(clips))
+        # Scaled by 32768, the inverse of the reading rule, so float clips that came
+        # from 16-bit PCM are stored exactly.
+        arrays[split] = np.clip(np.round(np.concatenate(clips) * 32768.0), -32768, 32767).astype(np.int16)
         arrays[f"{split}_lengths"] = np.asarray([len(clip) for clip in clips], np.int64)
     np.savez_compressed(path, **arrays)
 
