@@ -13,14 +13,11 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
-import tensorflow.experimental.numpy as tnp
 
 from spectral_restore import spectral
 from spectral_restore.audio_io import check_sample_rate
-from spectral_restore.backend import host_tensorflow
+from spectral_restore.backend import host_tensorflow, require_tensorflow
 from spectral_restore.data import levels
-from spectral_restore.data.artifacts import ArtifactChain
 from spectral_restore.data.files import (  # noqa: F401 - noise_pool_from_folder: also importable from here
     AUDIO_EXTENSIONS,
     ReadStats,
@@ -30,6 +27,12 @@ from spectral_restore.data.files import (  # noqa: F401 - noise_pool_from_folder
     split_folder,
 )
 from spectral_restore.data.source import DAMAGE_MODES, OUTPUTS
+
+require_tensorflow("The tf.data pipeline (spectral_restore.data.pipeline)")
+import tensorflow as tf  # noqa: E402 - after the check that names what is missing
+import tensorflow.experimental.numpy as tnp  # noqa: E402
+
+from spectral_restore.data.artifacts import ArtifactChain  # noqa: E402
 
 
 def _file_dataset(paths, sample_rate, stats):
