@@ -20,8 +20,10 @@ import os
 
 import keras
 import numpy as np
+from keras import ops
 
 from spectral_restore.audio_io import resample
+from spectral_restore.backend import host_call
 
 PESQ_RATES = {"wb": 16000, "nb": 8000}
 
@@ -252,12 +254,14 @@ def stoi(clean, degraded, sample_rate):
 class PESQMetric(keras.metrics.Metric):
     """Mean reference PESQ of ``(y_true, y_pred)`` waveform batches, as a Keras metric.
 
-    The ``pesq`` package runs on the CPU through ``tf.numpy_function`` (TensorFlow
-    backend). Examples PESQ rejects (silence, under 0.25 s) are left out of the
-    mean and counted in the ``failed`` variable; the result is NaN while no example
-    has been scored. As a compiled metric (``metrics=[PESQMetric(16000)]``) it also
-    runs on every training step, on the CPU, which slows training:
-    :class:`ValidationPESQ` (once per epoch, on held-out batches) is usually better.
+    The ``pesq`` package runs on the CPU through
+    :func:`spectral_restore.backend.host_call` (any backend; not under
+    TensorFlow's XLA, ``jit_compile=True``). Examples PESQ rejects (silence, under
+    0.25 s) are left out of the mean and counted in the ``failed`` variable; the
+    result is NaN while no example has been scored. As a compiled metric
+    (``metrics=[PESQMetric(16000)]``) it also runs on every training step, on the
+    CPU, which slows training: :class:`ValidationPESQ` (once per epoch, on
+    held-out batches) is usually better.
 
     Args:
         sample_rate: int. Rate of the waveforms (resampled for PESQ when not 16 kHz
@@ -278,18 +282,16 @@ class PESQMetric(keras.metrics.Metric):
         return pesq_score(clean, estimate, self.sample_rate, self.mode, processes=1).scores.astype(np.float32)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        import tensorflow as tf
-
-        y_true = tf.reshape(tf.cast(y_true, tf.float32), [tf.shape(y_true)[0], -1])
-        y_pred = tf.reshape(tf.cast(y_pred, tf.float32), [tf.shape(y_pred)[0], -1])
-        scores = tf.numpy_function(self._scores, [y_true, y_pred], tf.float32, stateful=False)
-        valid = tf.math.is_finite(scores)
-        self.total.assign_add(tf.reduce_sum(tf.where(valid, scores, 0.0)))
-        self.count.assign_add(tf.reduce_sum(tf.cast(valid, tf.float32)))
-        self.failed.assign_add(tf.reduce_sum(tf.cast(tf.logical_not(valid), tf.float32)))
+        y_true = ops.reshape(ops.cast(y_true, "float32"), (ops.shape(y_true)[0], -1))
+        y_pred = ops.reshape(ops.cast(y_pred, "float32"), (ops.shape(y_pred)[0], -1))
+        scores = host_call(self._scores, y_true, y_pred, result_shape=(None,), result_dtype="float32")
+        valid = ops.isfinite(scores)
+        self.total.assign_add(ops.sum(ops.where(valid, scores, 0.0)))
+        self.count.assign_add(ops.sum(ops.cast(valid, "float32")))
+        self.failed.assign_add(ops.sum(ops.cast(ops.logical_not(valid), "float32")))
 
     def result(self):
-        return keras.ops.where(self.count > 0, self.total / keras.ops.maximum(self.count, 1.0), float("nan"))
+        return ops.where(self.count > 0, self.total / ops.maximum(self.count, 1.0), float("nan"))
 
     def get_config(self):
         return {"sample_rate": self.sample_rate, "mode": self.mode, "name": self.name, "dtype": self.dtype}

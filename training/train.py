@@ -122,7 +122,7 @@ def build_model(config, loss):
     model_config, training = config["model"], config["training"]
     input_damage = None
     if config["data"]["damage"] == "model":
-        from spectral_restore.data.pipeline import ArtifactLayer
+        from spectral_restore.data.artifacts import ArtifactLayer
 
         from spectral_restore.data.artifacts import ArtifactChain
 

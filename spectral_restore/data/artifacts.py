@@ -1,52 +1,164 @@
-"""Seeded audio degradations in TensorFlow ops.
+"""Seeded audio degradations, written once in ``keras.ops``.
 
 Every artifact takes a waveform batch ``[batch, samples]`` (float32), a seed
-(shape ``[2]`` integers, as for ``tf.random.stateless_*``) and a strength, a
-scalar or one value per example, and returns the damaged batch of the same
-shape. Randomness comes only from stateless Philox ops seeded with the given
-seed, so the same seed gives the same damage on the CPU and on a GPU, inside
-``tf.data``, ``tf.function`` or eagerly.
+(shape ``[2]`` integers, an array or a tensor of the active backend) and a
+strength, a scalar or one value per example, and returns the damaged batch of
+the same shape. Randomness is stateless: it comes only from ``keras.random``
+draws keyed by the given seed (Philox under TensorFlow, Threefry under JAX), and
+seeds for the parts of an artifact or the links of a chain are derived from it
+with an integer hash (:func:`fold_in`). The same seed therefore gives the same
+damage within a backend, whether the code runs eagerly or compiled.
+
+Backends: TensorFlow (eagerly, in ``tf.function`` and inside ``tf.data``, where
+``spectral_restore.data.pipeline`` runs it), JAX (eagerly and under ``jax.jit``,
+seeds may be traced) and PyTorch (eagerly); every op used here exists on all
+three. The backends' random generators differ, so one seed gives different (but
+equally distributed) damage on different backends.
 
 :class:`ArtifactChain` applies a random subset, each with its own probability
-and strength range drawn per example, and returns a record of what it applied.
+and strength range drawn per example, and returns a record of what it applied;
+:class:`ArtifactLayer` runs a chain inside a model, on the accelerator.
 """
 
 import dataclasses
 import math
 
+import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from spectral_restore import spectral
+from spectral_restore import backend, spectral
 
-ALG = "philox"
 SILENCE_POWER = 1e-10
 ALIASING_FACTORS = (2, 3, 4)
 _ANALYSIS = spectral.STFTConfig(frame_length=512, hop_length=128)
 
 
-def _seed(seed, salt):
-    """A new seed derived from ``seed`` and an integer ``salt``."""
-    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
-    return tf.random.experimental.stateless_fold_in(seed, salt, alg=ALG)
+def _int32(value):
+    """A Python integer's low 32 bits as a signed int32 value (two's complement)."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+_GOLDEN = _int32(0x9E3779B9)
+
+
+def _shift_right(x, bits):
+    """Logical right shift of int32 values (``right_shift`` is arithmetic on signed types)."""
+    return ops.bitwise_and(ops.right_shift(x, bits), (1 << (32 - bits)) - 1)
+
+
+def _mix(x):
+    """A bijective 32-bit integer hash (the "lowbias32" finaliser) on int32 tensors.
+
+    Multiplications wrap modulo 2^32 on every backend, which is what the hash needs.
+
+    Reference: C. Wellons, "Prospecting for hash functions" (2018),
+    https://nullprogram.com/blog/2018/07/31/
+    """
+    x = ops.bitwise_xor(x, _shift_right(x, 16))
+    x = ops.multiply(x, _int32(0x7FEB352D))
+    x = ops.bitwise_xor(x, _shift_right(x, 15))
+    x = ops.multiply(x, _int32(0x846CA68B))
+    return ops.bitwise_xor(x, _shift_right(x, 16))
+
+
+def _is_integer(dtype):
+    return "int" in keras.backend.standardize_dtype(dtype)
+
+
+def _as_seed(seed):
+    """``seed`` as an int32 tensor of shape ``[2]``; wider integers keep their low 32 bits."""
+    if isinstance(seed, (list, tuple, int, np.ndarray, np.generic)):
+        array = np.asarray(seed)
+        if not np.issubdtype(array.dtype, np.integer):
+            raise TypeError(f"`seed` must hold integers. Received: seed={seed!r}")
+        low_bits = (array.astype(np.int64) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+        seed = ops.convert_to_tensor(low_bits, "int32")
+    else:
+        seed = ops.convert_to_tensor(seed)
+        if not _is_integer(seed.dtype):
+            raise TypeError(f"`seed` must hold integers. Received dtype {seed.dtype}")
+        seed = ops.cast(seed, "int32")
+    if tuple(seed.shape) != (2,):
+        raise ValueError(f"`seed` must have shape [2]. Received shape {tuple(seed.shape)}")
+    return seed
+
+
+def fold_in(seed, salt):
+    """A new seed ``[2]`` derived from ``seed`` and an integer ``salt`` (the counterpart
+    of ``jax.random.fold_in`` and ``tf.random.experimental.stateless_fold_in``).
+
+    Formula: ``k = h(salt ^ 0x9E3779B9)``, ``a = h(seed[0] ^ k)``,
+    ``b = h(seed[1] + a)``, result ``[h(a ^ b), b]`` with ``h`` the lowbias32 hash;
+    for a fixed salt the map is a bijection of seeds.
+
+    Args:
+        seed: shape-[2] integers (array or tensor).
+        salt: int or integer scalar tensor.
+
+    Returns:
+        An int32 tensor ``[2]``.
+
+    Example:
+    >>> a = ops.convert_to_numpy(fold_in([1, 2], 5))
+    >>> b = ops.convert_to_numpy(fold_in([1, 2], 6))
+    >>> bool((a != b).any()), a.dtype.name
+    (True, 'int32')
+    """
+    seed = _as_seed(seed)
+    key = _mix(ops.bitwise_xor(ops.cast(salt, "int32"), _GOLDEN))
+    first = _mix(ops.bitwise_xor(seed[0], key))
+    second = _mix(ops.add(seed[1], first))
+    return ops.stack([_mix(ops.bitwise_xor(first, second)), second])
+
+
+class _SeedTensor(keras.random.SeedGenerator):
+    """A fixed seed tensor offered to ``keras.random`` as a seed generator.
+
+    Keras 3's ``draw_seed`` takes an int, None or a ``SeedGenerator``; a tensor
+    only under JAX. A generator whose ``next()`` returns the tensor is accepted on
+    every backend, and, holding no state variable, stays stateless (nothing to
+    track in a layer, nothing to assign inside ``tf.data`` or ``jit``).
+    """
+
+    def __init__(self, seed):
+        # No SeedGenerator.__init__: it would create the state variable this avoids.
+        self.seed = seed
+
+    def next(self, ordered=True):
+        return self.seed
+
+
+def _key(seed):
+    # 31 bits, unsigned: JAX keys must be uint32 and TensorFlow folds larger values into int32.
+    return _SeedTensor(ops.cast(ops.bitwise_and(_as_seed(seed), 0x7FFFFFFF), "uint32"))
 
 
 def _uniform(shape, seed, low=0.0, high=1.0):
-    return tf.random.stateless_uniform(shape, seed, minval=low, maxval=high, alg=ALG)
+    return keras.random.uniform(shape, minval=low, maxval=high, dtype="float32", seed=_key(seed))
+
+
+def _normal(shape, seed):
+    return keras.random.normal(shape, dtype="float32", seed=_key(seed))
+
+
+def _batch(wave):
+    return ops.shape(wave)[0]
 
 
 def _per_example(value, wave):
-    return tf.broadcast_to(tf.cast(value, tf.float32), tf.shape(wave)[:1])
+    return ops.broadcast_to(ops.cast(value, "float32"), (_batch(wave),))
 
 
 def _power(wave):
-    return tf.reduce_mean(tf.square(wave), axis=-1)
+    return ops.mean(ops.square(wave), axis=-1)
 
 
 def _check(wave):
-    wave = tf.convert_to_tensor(wave, tf.float32)
-    if wave.shape.rank != 2:
-        raise ValueError(f"Artifacts take a waveform batch [batch, samples]; received rank {wave.shape.rank}")
+    wave = ops.cast(ops.convert_to_tensor(wave), "float32")
+    if len(wave.shape) != 2:
+        raise ValueError(f"Artifacts take a waveform batch [batch, samples]; received rank {len(wave.shape)}")
     return wave
 
 
@@ -55,7 +167,12 @@ def _stft(wave):
 
 
 def _istft(real, imag, like):
-    return spectral.istft(real, imag, _ANALYSIS, length=tf.shape(like)[-1])
+    return spectral.istft(real, imag, _ANALYSIS, length=ops.shape(like)[-1])
+
+
+def _scale_spectrum(spectrum, gain):
+    """A ``(real, imag)`` spectrum times a real gain."""
+    return spectrum[0] * gain, spectrum[1] * gain
 
 
 def mix_at_snr(clean, noise, snr_db):
@@ -63,26 +180,25 @@ def mix_at_snr(clean, noise, snr_db):
     exactly (powers are means of squares over each example; silent clean audio
     counts as power 1e-10, silent noise adds nothing)."""
     clean = _check(clean)
-    noise = tf.convert_to_tensor(noise, tf.float32)
+    noise = ops.cast(ops.convert_to_tensor(noise), "float32")
     snr_db = _per_example(snr_db, clean)
-    target = tf.maximum(_power(clean), SILENCE_POWER) / 10.0 ** (snr_db / 10.0)
-    scale = tf.sqrt(target / tf.maximum(_power(noise), SILENCE_POWER))
-    scale = tf.where(_power(noise) > SILENCE_POWER, scale, tf.zeros_like(scale))
+    target = ops.maximum(_power(clean), SILENCE_POWER) / 10.0 ** (snr_db / 10.0)
+    noise_power = _power(noise)
+    scale = ops.sqrt(target / ops.maximum(noise_power, SILENCE_POWER))
+    scale = ops.where(noise_power > SILENCE_POWER, scale, ops.zeros_like(scale))
     return clean + scale[:, None] * noise
 
 
 def colored_noise(shape, seed, exponent):
     """Gaussian noise with power spectrum ``1 / f^exponent`` (0 white, 1 pink, 2 brown),
     ``exponent`` a scalar or one per example; shaped in the FFT domain."""
-    white = tf.random.stateless_normal(shape, seed, alg=ALG)
-    length = shape[-1]
-    spectrum = tf.signal.rfft(white)
-    bins = tf.cast(tf.range(tf.shape(spectrum)[-1]), tf.float32)
-    bins = tf.maximum(bins, 1.0)
-    exponent = tf.broadcast_to(tf.cast(exponent, tf.float32), [shape[0]])
-    gain = tf.pow(bins[None, :], -exponent[:, None] / 2.0)
-    shaped = tf.signal.irfft(spectrum * tf.complex(gain, tf.zeros_like(gain)), fft_length=[length])
-    return shaped
+    white = _normal(shape, seed)
+    length = ops.shape(white)[-1]
+    spectrum = ops.rfft(white)
+    bins = ops.maximum(ops.cast(ops.arange(ops.shape(spectrum[0])[-1]), "float32"), 1.0)
+    exponent = ops.broadcast_to(ops.cast(exponent, "float32"), (ops.shape(white)[0],))
+    gain = ops.power(bins[None, :], -exponent[:, None] / 2.0)
+    return ops.irfft(_scale_spectrum(spectrum, gain), fft_length=length)
 
 
 def add_noise(wave, seed, snr_db, color=None):
@@ -97,8 +213,8 @@ def add_noise(wave, seed, snr_db, color=None):
     """
     wave = _check(wave)
     if color is None:
-        color = tf.floor(_uniform(tf.shape(wave)[:1], _seed(seed, 1), 0.0, 3.0))
-    noise = colored_noise(tf.shape(wave), _seed(seed, 2), color)
+        color = ops.floor(_uniform((_batch(wave),), fold_in(seed, 1), 0.0, 3.0))
+    noise = colored_noise(ops.shape(wave), fold_in(seed, 2), color)
     return mix_at_snr(wave, noise, snr_db)
 
 
@@ -106,61 +222,73 @@ def add_babble(wave, seed, snr_db, talkers=4):
     """Babble: the sum of ``talkers`` other utterances of the batch (rolled along the
     batch and circularly shifted in time by random amounts) at ``snr_db``."""
     wave = _check(wave)
-    length = tf.shape(wave)[-1]
-    babble = tf.zeros_like(wave)
+    length = ops.cast(ops.shape(wave)[1], "float32")
+    babble = ops.zeros_like(wave)
     for talker in range(1, talkers + 1):
-        shift = tf.cast(_uniform([], _seed(seed, talker), 0.0, 1.0) * tf.cast(length, tf.float32), tf.int32)
-        other = tf.roll(tf.roll(wave, talker, axis=0), shift, axis=1)
-        babble += other / tf.sqrt(tf.maximum(_power(other), SILENCE_POWER))[:, None]
+        shift = ops.cast(_uniform((), fold_in(seed, talker)) * length, "int32")
+        other = ops.roll(ops.roll(wave, talker, axis=0), shift, axis=1)
+        babble = babble + other / ops.sqrt(ops.maximum(_power(other), SILENCE_POWER))[:, None]
     return mix_at_snr(wave, babble, snr_db)
+
+
+def _random_index(shape, seed, count):
+    """Uniform integers in ``[0, count)``."""
+    index = ops.cast(_uniform(shape, seed) * ops.cast(count, "float32"), "int32")
+    return ops.minimum(index, count - 1)
 
 
 def add_noise_from_pool(wave, seed, snr_db, pool):
     """Noise cut from ``pool`` (``[clips, pool_samples]``, e.g. files of a user's noise
     folder, each at least as long as ``wave``) at a random clip and offset, at ``snr_db``."""
     wave = _check(wave)
-    pool = tf.convert_to_tensor(pool, tf.float32)
-    batch, length = tf.shape(wave)[0], tf.shape(wave)[1]
-    clip = tf.random.stateless_uniform([batch], _seed(seed, 1), 0, tf.shape(pool)[0], dtype=tf.int32, alg=ALG)
-    room = tf.shape(pool)[1] - length + 1
-    start = tf.random.stateless_uniform([batch], _seed(seed, 2), 0, tf.maximum(room, 1), dtype=tf.int32, alg=ALG)
-    index = start[:, None] + tf.range(length)[None, :]
-    noise = tf.gather(tf.gather(pool, clip), tf.minimum(index, tf.shape(pool)[1] - 1), batch_dims=1)
+    pool = ops.cast(ops.convert_to_tensor(pool), "float32")
+    batch, length = _batch(wave), ops.shape(wave)[1]
+    clips, pool_length = ops.shape(pool)[0], ops.shape(pool)[1]
+    clip = _random_index((batch,), fold_in(seed, 1), clips)
+    start = _random_index((batch,), fold_in(seed, 2), ops.maximum(pool_length - length + 1, 1))
+    index = ops.minimum(start[:, None] + ops.arange(length, dtype="int32")[None, :], pool_length - 1)
+    noise = ops.take_along_axis(ops.take(pool, clip, axis=0), index, axis=1)
     return mix_at_snr(wave, noise, snr_db)
 
 
 def hard_clip(wave, threshold):
     """Hard clipping at ``threshold`` times each example's peak (``0 < threshold <= 1``)."""
     wave = _check(wave)
-    peak = tf.reduce_max(tf.abs(wave), axis=-1)
+    peak = ops.max(ops.abs(wave), axis=-1)
     limit = (_per_example(threshold, wave) * peak)[:, None]
-    return tf.clip_by_value(wave, -limit, limit)
+    return ops.minimum(ops.maximum(wave, -limit), limit)
 
 
 def soft_clip(wave, drive_db):
     """Soft clipping: ``peak * tanh(g x / peak) / tanh(g)`` with ``g = 10^(drive_db/20)``;
     the peak is kept, the waveform is compressed towards it."""
     wave = _check(wave)
-    peak = tf.maximum(tf.reduce_max(tf.abs(wave), axis=-1), 1e-9)[:, None]
+    peak = ops.maximum(ops.max(ops.abs(wave), axis=-1), 1e-9)[:, None]
     gain = (10.0 ** (_per_example(drive_db, wave) / 20.0))[:, None]
-    return peak * tf.tanh(gain * wave / peak) / tf.tanh(gain)
+    return peak * ops.tanh(gain * wave / peak) / ops.tanh(gain)
 
 
 def band_limit(wave, low_hz, high_hz, sample_rate, transition_hz=100.0):
     """Band-pass in the FFT domain: unity in ``[low_hz, high_hz]``, raised-cosine
     transitions of ``transition_hz`` inside the band, exactly zero outside it.
-    ``low_hz=0`` gives a low-pass."""
+    ``low_hz=0`` gives a low-pass.
+
+    Formula: ``G(f) = r((f - low) / t) * r((high - f) / t)`` with
+    ``r(u) = (1 - cos(pi clip(u, 0, 1))) / 2`` (and ``r = 1`` for the rise when
+    ``low <= 0``), applied to the whole-signal real FFT.
+    """
     wave = _check(wave)
-    length = tf.shape(wave)[-1]
-    spectrum = tf.signal.rfft(wave)
-    freqs = tf.cast(tf.range(tf.shape(spectrum)[-1]), tf.float32) * (sample_rate / tf.cast(length, tf.float32))
+    length = ops.shape(wave)[-1]
+    spectrum = ops.rfft(wave)
+    bins = ops.shape(spectrum[0])[-1]
+    freqs = ops.cast(ops.arange(bins), "float32") * (sample_rate / ops.cast(length, "float32"))
     low = _per_example(low_hz, wave)[:, None]
     high = _per_example(high_hz, wave)[:, None]
-    rise = tf.clip_by_value((freqs[None, :] - low) / transition_hz, 0.0, 1.0)
-    rise = tf.where(low <= 0.0, tf.ones_like(rise), rise)
-    fall = tf.clip_by_value((high - freqs[None, :]) / transition_hz, 0.0, 1.0)
-    gain = (0.5 - 0.5 * tf.cos(math.pi * rise)) * (0.5 - 0.5 * tf.cos(math.pi * fall))
-    return tf.signal.irfft(spectrum * tf.complex(gain, tf.zeros_like(gain)), fft_length=[length])
+    rise = ops.clip((freqs[None, :] - low) / transition_hz, 0.0, 1.0)
+    rise = ops.where(low <= 0.0, ops.ones_like(rise), rise)
+    fall = ops.clip((high - freqs[None, :]) / transition_hz, 0.0, 1.0)
+    gain = (0.5 - 0.5 * ops.cos(math.pi * rise)) * (0.5 - 0.5 * ops.cos(math.pi * fall))
+    return ops.irfft(_scale_spectrum(spectrum, gain), fft_length=length)
 
 
 def lowpass(wave, cutoff_hz, sample_rate):
@@ -186,55 +314,51 @@ def codec(wave, strength, sample_rate, bands=20):
     s = _per_example(strength, wave)[:, None, None]
     real, imag = _stft(wave)
     mag = spectral.magnitude(real, imag)
-    membership = tf.constant(
-        spectral.bark_filterbank(bands, sample_rate, _ANALYSIS.fft_length, shape="rectangular")
-    )
-    band_peak = tf.reduce_max(mag[..., None] * membership, axis=-2)
-    peak_at_bin = tf.reduce_max(band_peak[..., None, :] * membership, axis=-1)
+    membership = spectral.bark_filterbank(bands, sample_rate, _ANALYSIS.fft_length, shape="rectangular")
+    # Rectangular bands: each bin belongs to one band, so a segment maximum finds the band peaks.
+    band_of_bin = ops.convert_to_tensor(np.argmax(membership, axis=1).astype(np.int32))
+    band_peak = ops.segment_max(ops.transpose(mag, (2, 0, 1)), band_of_bin, num_segments=bands)
+    peak_at_bin = ops.transpose(ops.take(band_peak, band_of_bin, axis=0), (1, 2, 0))
     drop_db = 40.0 - 30.0 * s
     keep = mag >= peak_at_bin * 10.0 ** (-drop_db / 20.0)
     step_db = 1.0 + 5.0 * s
-    mag_db = 20.0 * tf.math.log(mag) / math.log(10.0)
-    quantised = 10.0 ** (step_db * tf.round(mag_db / step_db) / 20.0)
-    freqs = tf.constant(np.arange(_ANALYSIS.num_bins) * sample_rate / _ANALYSIS.fft_length, tf.float32)
-    keep = tf.logical_and(keep, freqs[None, None, :] <= (1.0 - 0.5 * s) * sample_rate / 2.0)
-    scale = tf.where(keep, quantised / mag, tf.zeros_like(mag))
+    mag_db = 20.0 * ops.log(mag) / math.log(10.0)
+    quantised = 10.0 ** (step_db * ops.round(mag_db / step_db) / 20.0)
+    freqs = ops.convert_to_tensor(np.arange(_ANALYSIS.num_bins, dtype=np.float32) * sample_rate / _ANALYSIS.fft_length)
+    keep = ops.logical_and(keep, freqs[None, None, :] <= (1.0 - 0.5 * s) * sample_rate / 2.0)
+    scale = ops.where(keep, quantised / mag, ops.zeros_like(mag))
     return _istft(real * scale, imag * scale, wave)
-
-
-def _interval_mask(length, starts, widths):
-    """``[batch, length]`` mask, 0 inside any interval ``[start, start + width)``."""
-    positions = tf.range(length)[None, None, :]
-    inside = tf.logical_and(positions >= starts[..., None], positions < (starts + widths)[..., None])
-    return 1.0 - tf.cast(tf.reduce_any(inside, axis=1), tf.float32)
 
 
 def dropouts(wave, seed, rate_per_second, sample_rate, duration_ms=20.0, crossfade_ms=0.0, max_drops=16):
     """Packet loss: ``rate_per_second`` gaps of ``duration_ms`` (a packet) per
-    second, at random positions, zeroed; with ``crossfade_ms > 0`` each gap's
-    edges are smoothed by a raised-cosine ramp (no clicks). At most
-    ``max_drops`` gaps per example."""
+    second, at random positions, zeroed; with ``crossfade_ms > 0`` the signal
+    fades out before each gap and back in after it along a raised-cosine ramp of
+    ``2 * crossfade_ms`` (no clicks), the gap itself staying exactly zero. At most
+    ``max_drops`` gaps per example.
+
+    Formula: with ``d`` a sample's distance to the nearest gap (0 inside one) and
+    ``F`` the crossfade in samples, the gain is ``(1 - cos(pi min(d / 2F, 1))) / 2``
+    (``F = 0``: 0 inside a gap, 1 elsewhere).
+    """
     wave = _check(wave)
-    batch, length = tf.shape(wave)[0], tf.shape(wave)[1]
-    seconds = tf.cast(length, tf.float32) / sample_rate
-    count = tf.minimum(tf.round(_per_example(rate_per_second, wave) * seconds), float(max_drops))
+    length = ops.shape(wave)[1]
+    seconds = ops.cast(length, "float32") / sample_rate
+    count = ops.minimum(ops.round(_per_example(rate_per_second, wave) * seconds), float(max_drops))
     width = int(round(duration_ms * sample_rate / 1000.0))
-    starts = tf.cast(_uniform([batch, max_drops], _seed(seed, 1)) * tf.cast(length, tf.float32), tf.int32)
-    active = tf.cast(tf.range(max_drops), tf.float32)[None, :] < count[:, None]
-    widths = tf.where(active, width, 0)
-    mask = _interval_mask(length, starts, widths)
+    starts = _random_index((_batch(wave), max_drops), fold_in(seed, 1), length)
+    active = ops.cast(ops.arange(max_drops), "float32")[None, :] < count[:, None]
+    positions = ops.arange(length, dtype="int32")[None, None, :]
+    before = starts[..., None] - positions
+    after = positions - (starts[..., None] + width - 1)
+    distance = ops.maximum(ops.maximum(before, after), 0)
+    distance = ops.where(active[..., None], distance, ops.cast(length, "int32"))
+    nearest = ops.cast(ops.min(distance, axis=1), "float32")
     fade = int(round(crossfade_ms * sample_rate / 1000.0))
-    if fade > 0:
-        # Widen each gap by `fade` on both sides, then smooth with a Hann kernel of the
-        # same half-width: the original gap stays exactly zero and fades in and out
-        # over `2 * fade` samples outside it.
-        window = 2 * fade + 1
-        widened = -tf.nn.max_pool1d(-mask[:, :, None], ksize=window, strides=1, padding="SAME")
-        kernel = np.hanning(window + 2)[1:-1].astype(np.float32)
-        kernel /= kernel.sum()
-        mask = tf.nn.conv1d(widened, kernel[:, None, None], stride=1, padding="SAME")[:, :, 0]
-        mask = tf.clip_by_value(mask, 0.0, 1.0)
-    return wave * mask
+    if fade == 0:
+        return wave * ops.cast(nearest > 0.0, "float32")
+    ramp = ops.minimum(nearest / (2.0 * fade), 1.0)
+    return wave * (0.5 - 0.5 * ops.cos(math.pi * ramp))
 
 
 def spectral_holes(wave, seed, holes_per_second, sample_rate, max_frames=12, max_bins=40, max_holes=16):
@@ -242,23 +366,23 @@ def spectral_holes(wave, seed, holes_per_second, sample_rate, max_frames=12, max
     frames by ``max_bins`` bins zeroed in the STFT, ``holes_per_second`` of them."""
     wave = _check(wave)
     real, imag = _stft(wave)
-    batch, frames, bins = tf.shape(real)[0], tf.shape(real)[1], tf.shape(real)[2]
-    seconds = tf.cast(tf.shape(wave)[1], tf.float32) / sample_rate
-    count = tf.minimum(tf.round(_per_example(holes_per_second, wave) * seconds), float(max_holes))
-    draws = _uniform([batch, max_holes, 4], _seed(seed, 1))
-    t0 = tf.cast(draws[..., 0] * tf.cast(frames, tf.float32), tf.int32)
-    f0 = tf.cast(draws[..., 1] * tf.cast(bins, tf.float32), tf.int32)
-    t_width = 1 + tf.cast(draws[..., 2] * (max_frames - 1), tf.int32)
-    f_width = 1 + tf.cast(draws[..., 3] * (max_bins - 1), tf.int32)
-    active = tf.cast(tf.range(max_holes), tf.float32)[None, :] < count[:, None]
-    t_idx = tf.range(frames)[None, None, :, None]
-    f_idx = tf.range(bins)[None, None, None, :]
-    inside = (
-        (t_idx >= t0[..., None, None]) & (t_idx < (t0 + t_width)[..., None, None])
-        & (f_idx >= f0[..., None, None]) & (f_idx < (f0 + f_width)[..., None, None])
-        & active[..., None, None]
-    )
-    keep = 1.0 - tf.cast(tf.reduce_any(inside, axis=1), tf.float32)
+    frames, bins = ops.shape(real)[1], ops.shape(real)[2]
+    seconds = ops.cast(ops.shape(wave)[1], "float32") / sample_rate
+    count = ops.minimum(ops.round(_per_example(holes_per_second, wave) * seconds), float(max_holes))
+    draws = _uniform((_batch(wave), max_holes, 4), fold_in(seed, 1))
+    t0 = ops.cast(draws[..., 0] * ops.cast(frames, "float32"), "int32")
+    f0 = ops.cast(draws[..., 1] * ops.cast(bins, "float32"), "int32")
+    t_width = 1 + ops.cast(draws[..., 2] * (max_frames - 1), "int32")
+    f_width = 1 + ops.cast(draws[..., 3] * (max_bins - 1), "int32")
+    active = ops.cast(ops.cast(ops.arange(max_holes), "float32")[None, :] < count[:, None], "float32")
+    t_idx = ops.arange(frames, dtype="int32")[None, None, :]
+    f_idx = ops.arange(bins, dtype="int32")[None, None, :]
+    in_time = ops.cast((t_idx >= t0[..., None]) & (t_idx < (t0 + t_width)[..., None]), "float32")
+    in_freq = ops.cast((f_idx >= f0[..., None]) & (f_idx < (f0 + f_width)[..., None]), "float32")
+    # Rectangles are outer products of a time and a frequency interval: count the
+    # active ones covering each bin with one batched matrix product.
+    covering = ops.matmul(ops.transpose(in_time * active[..., None], (0, 2, 1)), in_freq)
+    keep = ops.cast(covering < 0.5, "float32")
     return _istft(real * keep, imag * keep, wave)
 
 
@@ -270,16 +394,16 @@ def synthetic_rir(seed, rt60, sample_rate, length, batch=None):
     Reference: Schroeder, "New method of measuring reverberation time", JASA 37 (1965),
     for the exponential-decay model the RT60 is defined by.
     """
-    rt60 = tf.reshape(tf.cast(rt60, tf.float32), [-1])
+    rt60 = ops.reshape(ops.cast(rt60, "float32"), (-1,))
     if batch is not None:
-        rt60 = tf.broadcast_to(rt60, [batch])
-    count = tf.shape(rt60)[0]
-    t = tf.range(length, dtype=tf.float32) / sample_rate
-    envelope = tf.exp(-3.0 * math.log(10.0) * t[None, :] / rt60[:, None])
-    tail = tf.random.stateless_normal([count, length], seed, alg=ALG) * envelope
+        rt60 = ops.broadcast_to(rt60, (batch,))
+    count = ops.shape(rt60)[0]
+    samples = ops.arange(length, dtype="int32")
+    t = ops.cast(samples, "float32") / sample_rate
+    envelope = ops.exp(-3.0 * math.log(10.0) * t[None, :] / rt60[:, None])
     onset = int(0.0025 * sample_rate)
-    tail = tail * tf.cast(tf.range(length) >= onset, tf.float32)[None, :] * 0.1
-    direct = tf.one_hot(tf.zeros([count], tf.int32), length)
+    tail = _normal((count, length), seed) * envelope * ops.cast(samples >= onset, "float32")[None, :] * 0.1
+    direct = ops.cast(samples == 0, "float32")[None, :]
     return direct + tail
 
 
@@ -288,52 +412,60 @@ def reverb(wave, seed, rt60, sample_rate, max_rt60=1.5):
     (the RIR is ``max_rt60 * sample_rate`` samples long), cut to the input length and
     scaled back to the input's power."""
     wave = _check(wave)
-    length = tf.shape(wave)[1]
+    length = ops.shape(wave)[1]
     rir_length = int(max_rt60 * sample_rate)
-    rir = synthetic_rir(_seed(seed, 1), _per_example(rt60, wave), sample_rate, rir_length)
+    rir = synthetic_rir(fold_in(seed, 1), _per_example(rt60, wave), sample_rate, rir_length)
     fft_length = length + rir_length
-    wet = tf.signal.irfft(
-        tf.signal.rfft(wave, fft_length=[fft_length]) * tf.signal.rfft(rir, fft_length=[fft_length]),
-        fft_length=[fft_length],
-    )[:, :length]
-    scale = tf.sqrt(tf.maximum(_power(wave), SILENCE_POWER) / tf.maximum(_power(wet), SILENCE_POWER))
+    wave_real, wave_imag = ops.rfft(wave, fft_length=fft_length)
+    rir_real, rir_imag = ops.rfft(rir, fft_length=fft_length)
+    product = (wave_real * rir_real - wave_imag * rir_imag, wave_real * rir_imag + wave_imag * rir_real)
+    wet = ops.irfft(product, fft_length=fft_length)[:, :length]
+    scale = ops.sqrt(ops.maximum(_power(wave), SILENCE_POWER) / ops.maximum(_power(wet), SILENCE_POWER))
     return wet * scale[:, None]
 
 
 def bit_depth(wave, bits):
     """Requantisation to ``bits`` bits (rounded to an integer, at least 2):
-    ``round(x * 2^(b-1)) / 2^(b-1)``."""
+    ``round(x * 2^(b-1)) / 2^(b-1)`` (round half to even)."""
     wave = _check(wave)
-    levels = (2.0 ** (tf.maximum(tf.round(_per_example(bits, wave)), 2.0) - 1.0))[:, None]
-    return tf.round(wave * levels) / levels
+    levels = (2.0 ** (ops.maximum(ops.round(_per_example(bits, wave)), 2.0) - 1.0))[:, None]
+    return ops.round(wave * levels) / levels
 
 
-def _fft_upsample(low, factor, length):
-    spectrum = tf.signal.rfft(low)
-    bins = length // 2 + 1
-    have = tf.shape(spectrum)[-1]
-    spectrum = tf.pad(spectrum, [[0, 0], [0, tf.maximum(bins - have, 0)]])[:, :bins]
-    return tf.signal.irfft(spectrum, fft_length=[length]) * float(factor)
+def _fft_upsample(low, factor):
+    """Ideal (FFT, band-limited periodic) interpolation of ``low`` ``[batch, m]`` to
+    ``m * factor`` samples; an even ``m``'s Nyquist bin is split between its two
+    mirror bins, so the result passes through the given samples (as
+    ``scipy.signal.resample`` does)."""
+    count = ops.shape(low)[-1]
+    real, imag = ops.rfft(low)
+    bins = ops.arange(ops.shape(real)[-1], dtype="int32")
+    nyquist = ops.logical_and(bins == count // 2, count % 2 == 0)
+    half = ops.where(nyquist, 0.5, 1.0)
+    # irfft pads the missing high bins with zeros.
+    return ops.irfft((real * half, imag * half), fft_length=count * factor) * float(factor)
 
 
 def aliasing(wave, factor):
     """Resampling aliasing: decimation by an integer ``factor`` in
     ``ALIASING_FACTORS`` without an anti-aliasing filter (so content above the new
     Nyquist folds down), then ideal (FFT) interpolation back to the input rate.
-    ``factor`` per example is rounded to the nearest allowed value."""
+    ``factor`` per example is rounded to the nearest allowed value.
+
+    Formula: ``y = resample(x[::f], f * ceil(L / f))[:L]`` with ``resample`` the
+    FFT interpolation of :func:`scipy.signal.resample`."""
     wave = _check(wave)
-    length = tf.shape(wave)[1]
+    length = ops.shape(wave)[1]
     wanted = _per_example(factor, wave)
     result = wave
     for allowed in ALIASING_FACTORS:
-        padded = tf.pad(wave, [[0, 0], [0, (-length) % allowed]])
-        restored = _fft_upsample(padded[:, ::allowed], allowed, tf.shape(padded)[1])[:, :length]
-        chosen = tf.abs(wanted - allowed) < 0.5
+        restored = _fft_upsample(wave[:, ::allowed], allowed)[:, :length]
+        chosen = ops.abs(wanted - allowed) < 0.5
         if allowed == ALIASING_FACTORS[0]:
             chosen = wanted < allowed + 0.5
         if allowed == ALIASING_FACTORS[-1]:
             chosen = wanted >= allowed - 0.5
-        result = tf.where(chosen[:, None], restored, result)
+        result = ops.where(chosen[:, None], restored, result)
     return result
 
 
@@ -347,7 +479,7 @@ def phase_noise(wave, seed, strength, iterations=8):
     wave = _check(wave)
     real, imag = _stft(wave)
     mag = spectral.magnitude(real, imag)
-    offset = _uniform(tf.shape(real), _seed(seed, 1), -math.pi, math.pi) * _per_example(strength, wave)[:, None, None]
+    offset = _uniform(ops.shape(real), fold_in(seed, 1), -math.pi, math.pi) * _per_example(strength, wave)[:, None, None]
     angle = spectral.phase(real, imag) + offset
     return _project_magnitude(mag, angle, wave, iterations=int(iterations))
 
@@ -361,20 +493,21 @@ def allpass(wave, seed, strength, terms=12):
     samples, far inside an STFT frame). The magnitude spectrum is unchanged
     exactly, the STFT magnitude nearly, and every bin's phase moves."""
     wave = _check(wave)
-    length = tf.shape(wave)[-1]
-    spectrum = tf.signal.rfft(wave)
-    bins = tf.shape(spectrum)[-1]
+    length = ops.shape(wave)[-1]
+    real, imag = ops.rfft(wave)
+    bins = ops.shape(real)[-1]
     sigma = math.pi * _per_example(strength, wave)[:, None] / math.sqrt(2.0 * terms)
-    coefficients = tf.random.stateless_normal([tf.shape(wave)[0], 2 * terms], _seed(seed, 1), alg=ALG) * sigma
-    omega = math.pi * tf.cast(tf.range(bins), tf.float32) / tf.cast(tf.maximum(bins - 1, 1), tf.float32)
-    orders = tf.range(1, terms + 1, dtype=tf.float32)
-    basis = tf.concat([tf.cos(orders[:, None] * omega[None, :]), tf.sin(orders[:, None] * omega[None, :])], axis=0)
-    angle = tf.matmul(coefficients, basis)
+    coefficients = _normal((_batch(wave), 2 * terms), fold_in(seed, 1)) * sigma
+    bin_index = ops.arange(bins, dtype="int32")
+    omega = math.pi * ops.cast(bin_index, "float32") / ops.cast(ops.maximum(bins - 1, 1), "float32")
+    orders = ops.arange(1, terms + 1, dtype="float32")
+    basis = ops.concatenate([ops.cos(orders[:, None] * omega[None, :]), ops.sin(orders[:, None] * omega[None, :])], axis=0)
+    angle = ops.matmul(coefficients, basis)
     # DC and Nyquist of a real signal are real: leave them unrotated.
-    interior = tf.logical_and(tf.range(bins) > 0, tf.range(bins) < bins - 1 + length % 2)
-    angle = tf.where(interior[None, :], angle, tf.zeros_like(angle))
-    rotated = spectrum * tf.complex(tf.cos(angle), tf.sin(angle))
-    return tf.signal.irfft(rotated, fft_length=[length])
+    interior = ops.logical_and(bin_index > 0, bin_index < bins - 1 + length % 2)
+    angle = ops.where(interior[None, :], angle, ops.zeros_like(angle))
+    cos, sin = ops.cos(angle), ops.sin(angle)
+    return ops.irfft((real * cos - imag * sin, real * sin + imag * cos), fft_length=length)
 
 
 def griffin_lim_phase(wave, seed, iterations=4):
@@ -383,16 +516,16 @@ def griffin_lim_phase(wave, seed, iterations=4):
     wave = _check(wave)
     real, imag = _stft(wave)
     mag = spectral.magnitude(real, imag)
-    angle = _uniform(tf.shape(real), _seed(seed, 1), -math.pi, math.pi)
+    angle = _uniform(ops.shape(real), fold_in(seed, 1), -math.pi, math.pi)
     return _project_magnitude(mag, angle, wave, iterations=int(iterations))
 
 
 def _project_magnitude(mag, angle, like, iterations):
-    estimate = _istft(mag * tf.cos(angle), mag * tf.sin(angle), like)
+    estimate = _istft(mag * ops.cos(angle), mag * ops.sin(angle), like)
     for _ in range(iterations):
         real, imag = _stft(estimate)
         angle = spectral.phase(real, imag)
-        estimate = _istft(mag * tf.cos(angle), mag * tf.sin(angle), like)
+        estimate = _istft(mag * ops.cos(angle), mag * ops.sin(angle), like)
     return estimate
 
 
@@ -455,13 +588,24 @@ DENOISE_CHAIN = (
 CHAINS = {"default": DEFAULT_CHAIN, "denoise": DENOISE_CHAIN}
 
 
+def _when_drawn(drawn, damage, wave):
+    """``damage()`` when ``drawn`` (a boolean scalar) holds, else ``wave``: a Python
+    branch on a value at hand, ``keras.ops.cond`` on a traced one."""
+    if backend.is_traced(drawn):
+        return ops.cond(drawn, damage, lambda: wave)
+    return damage() if bool(ops.convert_to_numpy(drawn)) else wave
+
+
 class ArtifactChain:
     """A random chain of artifacts, drawn per example.
 
     For each link in order, each example is damaged with the link's probability,
-    at a strength drawn uniformly from its range; a link is computed for the whole
-    batch (only when at least one example drew it) and selected per example, so
-    the graph is static.
+    at a strength drawn uniformly from its range. A link is computed for the whole
+    batch only when some example drew it, and selected per
+    example, so the graph is static and a link no example drew costs nothing at
+    run time: ``keras.ops.cond`` when traced (``tf.cond`` in ``tf.function`` and
+    ``tf.data``, ``lax.cond`` under ``jax.jit``, which runs one branch), a Python
+    branch when eager.
 
     Args:
         specs: sequence of :class:`ArtifactSpec` or ``(name, probability, (low, high))``,
@@ -473,8 +617,14 @@ class ArtifactChain:
         noise_pool: array ``[clips, samples]`` or None. Noise recordings for the
             "noise_file" link (see ``pipeline.noise_pool_from_folder``). Defaults to None.
 
-    Call: ``damaged, record = chain(wave, seed)``; ``record[name]`` is
-    ``{"applied": bool [batch], "strength": float [batch]}``.
+    Call: ``damaged, record = chain(wave, seed)`` with ``seed`` shape-[2]
+    integers; ``record[name]`` is ``{"applied": bool [batch], "strength": float [batch]}``.
+
+    Example:
+    >>> chain = ArtifactChain([("hard_clip", 1.0, (0.5, 0.5))])
+    >>> damaged, record = chain(np.array([[0.0, 1.0, -1.0, 0.25]], "float32"), [1, 2])
+    >>> ops.convert_to_numpy(damaged).tolist()
+    [[0.0, 0.5, -0.5, 0.25]]
     """
 
     def __init__(self, specs=DEFAULT_CHAIN, sample_rate=16000, ensure_one=True, noise_pool=None):
@@ -482,7 +632,7 @@ class ArtifactChain:
             if specs not in CHAINS:
                 raise ValueError(f"Unknown chain {specs!r}; named chains: {sorted(CHAINS)}")
             specs = CHAINS[specs]
-        self.noise_pool = None if noise_pool is None else tf.constant(np.asarray(noise_pool, np.float32))
+        self.noise_pool = None if noise_pool is None else ops.convert_to_tensor(np.asarray(noise_pool, np.float32))
         parsed = []
         for spec in specs:
             if not isinstance(spec, ArtifactSpec):
@@ -506,36 +656,37 @@ class ArtifactChain:
     def names(self):
         return [spec.name for spec in self.specs]
 
+    def _link(self, spec):
+        if spec.name == "noise_file":
+            return lambda wave, seed, snr, sample_rate: add_noise_from_pool(wave, seed, snr, self.noise_pool)
+        return ARTIFACTS[spec.name][1]
+
     def __call__(self, wave, seed):
         wave = _check(wave)
-        batch = tf.shape(wave)[:1]
-        draws = []
-        for index, spec in enumerate(self.specs):
-            draws.append(_uniform(batch, _seed(seed, 1000 + index)) < spec.probability)
-        applied = tf.stack(draws, axis=1)
+        seed = _as_seed(seed)
+        batch = (_batch(wave),)
+        applied = ops.stack(
+            [_uniform(batch, fold_in(seed, 1000 + index)) < spec.probability for index, spec in enumerate(self.specs)],
+            axis=1,
+        )
         if self.ensure_one:
-            most_likely = int(np.argmax([spec.probability for spec in self.specs]))
-            none = tf.logical_not(tf.reduce_any(applied, axis=1))
-            forced = tf.one_hot(tf.fill(batch, most_likely), len(self.specs), on_value=True, off_value=False)
-            applied = tf.logical_or(applied, tf.logical_and(forced, none[:, None]))
+            most_likely = np.arange(len(self.specs)) == np.argmax([spec.probability for spec in self.specs])
+            none = ops.logical_not(ops.any(applied, axis=1))
+            applied = ops.logical_or(applied, ops.logical_and(ops.convert_to_tensor(most_likely)[None, :], none[:, None]))
         record = {}
         for index, spec in enumerate(self.specs):
             low, high = spec.strength
-            strength = _uniform(batch, _seed(seed, 2000 + index), low, high)
+            strength = _uniform(batch, fold_in(seed, 2000 + index), low, high)
             use = applied[:, index]
-            apply = ARTIFACTS[spec.name][1]
-            if spec.name == "noise_file":
-                apply = lambda w, seed, snr, sr: add_noise_from_pool(w, seed, snr, self.noise_pool)  # noqa: E731
-            link_seed = _seed(seed, 3000 + index)
-            # Computed only when some example of the batch drew it.
-            damaged = tf.cond(
-                tf.reduce_any(use),
-                lambda apply=apply, wave=wave, link_seed=link_seed, strength=strength: apply(
+            link_seed = fold_in(seed, 3000 + index)
+            damaged = _when_drawn(
+                ops.any(use),
+                lambda apply=self._link(spec), wave=wave, link_seed=link_seed, strength=strength: apply(
                     wave, link_seed, strength, self.sample_rate
                 ),
-                lambda wave=wave: wave,
+                wave,
             )
-            wave = tf.where(use[:, None], damaged, wave)
+            wave = ops.where(use[:, None], damaged, wave)
             record[spec.name] = {"applied": use, "strength": strength}
         return wave, record
 
@@ -545,3 +696,53 @@ class ArtifactChain:
             "sample_rate": self.sample_rate,
             "ensure_one": self.ensure_one,
         }
+
+
+@keras.saving.register_keras_serializable(package="spectral_restore")
+class ArtifactLayer(keras.layers.Layer):
+    """Damages its input batch with an :class:`ArtifactChain` during training only
+    (identity at inference), so the damage runs on the accelerator inside the
+    model's ``train_step``, on any backend.
+
+    Each call uses a new seed, :func:`fold_in` of ``[seed, 0xA7]`` and a call
+    counter kept in a non-trainable variable (``calls``): runs with the same seed
+    see the same damage, and every training step a different one. The counter is
+    assigned inside ``call``, which Keras's stateless training step under JAX
+    records like any other non-trainable state (a batch-norm statistic, a seed
+    generator).
+
+    Args:
+        chain_config: dict or None. ``ArtifactChain.get_config()``; None gives the
+            default chain at ``sample_rate``.
+        sample_rate: int. Defaults to 16000.
+        seed: int. Defaults to 0.
+    """
+
+    def __init__(self, chain_config=None, sample_rate=16000, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.chain_config = chain_config
+        self.sample_rate = int(sample_rate)
+        self.seed = int(seed)
+        if chain_config is None:
+            self.chain = ArtifactChain(sample_rate=self.sample_rate)
+        else:
+            self.chain = ArtifactChain(
+                [tuple(spec) for spec in chain_config["specs"]],
+                sample_rate=chain_config.get("sample_rate", self.sample_rate),
+                ensure_one=chain_config.get("ensure_one", True),
+            )
+        # int32: JAX has no int64 unless x64 is enabled.
+        self.calls = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="calls")
+
+    def call(self, inputs, training=False):
+        if not training:
+            return inputs
+        seed = fold_in([self.seed, 0xA7], self.calls)
+        self.calls.assign_add(1)
+        return self.chain(inputs, seed)[0]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "chain_config": self.chain_config, "sample_rate": self.sample_rate, "seed": self.seed}

@@ -11,13 +11,13 @@ source for every Keras backend.
 
 import os
 
-import keras
 import numpy as np
 
 from spectral_restore import spectral
 from spectral_restore.audio_io import check_sample_rate
 from spectral_restore.backend import host_tensorflow, require_tensorflow
 from spectral_restore.data import levels
+from spectral_restore.data.artifacts import ArtifactChain
 from spectral_restore.data.files import (  # noqa: F401 - noise_pool_from_folder: also importable from here
     AUDIO_EXTENSIONS,
     ReadStats,
@@ -31,8 +31,6 @@ from spectral_restore.data.source import DAMAGE_MODES, OUTPUTS
 require_tensorflow("The tf.data pipeline (spectral_restore.data.pipeline)")
 import tensorflow as tf  # noqa: E402 - after the check that names what is missing
 import tensorflow.experimental.numpy as tnp  # noqa: E402
-
-from spectral_restore.data.artifacts import ArtifactChain  # noqa: E402
 
 
 def _file_dataset(paths, sample_rate, stats):
@@ -249,46 +247,3 @@ def make_dataset(
     # Under multi-worker training, shard by element (a generator or TFDS source has no files to split).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
-
-
-@keras.saving.register_keras_serializable(package="spectral_restore")
-class ArtifactLayer(keras.layers.Layer):
-    """Damages its input batch with an :class:`ArtifactChain` during training only
-    (identity at inference), so the damage runs on the accelerator inside the
-    model's ``train_step``. Each call uses a new seed folded from ``seed`` and a
-    call counter, so runs are reproducible. TensorFlow backend.
-
-    Args:
-        chain_config: dict or None. ``ArtifactChain.get_config()``; None gives the
-            default chain at ``sample_rate``.
-        sample_rate: int. Defaults to 16000.
-        seed: int. Defaults to 0.
-    """
-
-    def __init__(self, chain_config=None, sample_rate=16000, seed=0, **kwargs):
-        super().__init__(**kwargs)
-        self.chain_config = chain_config
-        self.sample_rate = int(sample_rate)
-        self.seed = int(seed)
-        if chain_config is None:
-            self.chain = ArtifactChain(sample_rate=self.sample_rate)
-        else:
-            self.chain = ArtifactChain(
-                [tuple(spec) for spec in chain_config["specs"]],
-                sample_rate=chain_config.get("sample_rate", self.sample_rate),
-                ensure_one=chain_config.get("ensure_one", True),
-            )
-        self.calls = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False, name="calls")
-
-    def call(self, inputs, training=False):
-        if not training:
-            return inputs
-        seed = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 0xA7], tf.int64), self.calls, alg="philox")
-        self.calls.assign_add(1)
-        return self.chain(inputs, seed)[0]
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "chain_config": self.chain_config, "sample_rate": self.sample_rate, "seed": self.seed}

@@ -31,6 +31,7 @@ from spectral_restore import spectral
 from spectral_restore.audio_io import check_sample_rate
 from spectral_restore.backend import require_tensorflow
 from spectral_restore.data import levels
+from spectral_restore.data.artifacts import ArtifactChain
 from spectral_restore.data.files import AUDIO_EXTENSIONS, ReadStats, list_audio_files, read_or_skip, split_folder
 
 OUTPUTS = ("waveform", "spectrogram")
@@ -245,8 +246,6 @@ class AudioDataset(keras.utils.PyDataset):
         if self.damage == "pipeline" and chain is None:
             raise ValueError("damage='pipeline' needs an ArtifactChain (chain=None: use damage='none')")
         if self.damage == "pipeline" and isinstance(chain, str):
-            from spectral_restore.data.artifacts import ArtifactChain
-
             chain = ArtifactChain(chain, sample_rate=self.sample_rate)
         # Only "pipeline" damages here; the other modes leave the chain to the model.
         self.chain = chain if self.damage == "pipeline" else None

@@ -23,10 +23,10 @@ divided by their (constant) maximum, plus 1e-12 under the root, so silence and
 identical inputs give finite gradients and the floor adds at most 1e-8.
 """
 
-import keras
 import numpy as np
 from keras import ops
 
+from spectral_restore.backend import host_call
 from spectral_restore.losses import p862_tables as tables
 
 MODES = ("wb", "nb")
@@ -62,6 +62,13 @@ BAD_FRAME_DISTURBANCE = 30.0
 MIN_BAD_INTERVAL = 5
 MAX_BAD_INTERVALS = 16  # re-aligned per example; later ones keep their first score
 MOS_MAPPING = {"nb": (1.4945, 4.6607), "wb": (1.3669, 3.8224)}
+
+
+def best_mos(mode):
+    """MOS-LQO of identical signals: the mapping of the best raw score, 4.5
+    (about 4.644 wide band, P.862.2; 4.549 narrow band, P.862.1)."""
+    slope, offset = MOS_MAPPING[mode]
+    return 0.999 + 4.0 / (1.0 + float(np.exp(-slope * 4.5 + offset)))
 
 
 def check_mode(sample_rate, mode):
@@ -521,23 +528,7 @@ class P862Model:
                 sample_delay[b] = delays[np.maximum(np.searchsorted(bounds, sample_at, side="right") - 1, 0)]
             return frame_delay, sample_delay
 
-        ref, deg = ops.stop_gradient(ref), ops.stop_gradient(deg)
-        backend = keras.backend.backend()
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            frame_delay, sample_delay = tf.numpy_function(compute, [ref, deg], [tf.int32, tf.int32], stateful=False)
-            frame_delay.set_shape([ref.shape[0], frames])
-            sample_delay.set_shape([ref.shape[0], length])
-            return frame_delay, sample_delay
-        if backend == "jax":
-            import jax
-
-            batch = ref.shape[0]
-            shapes = (jax.ShapeDtypeStruct((batch, frames), np.int32), jax.ShapeDtypeStruct((batch, length), np.int32))
-            return jax.pure_callback(compute, shapes, ref, deg)
-        frame_delay, sample_delay = compute(ops.convert_to_numpy(ref), ops.convert_to_numpy(deg))
-        return ops.convert_to_tensor(frame_delay), ops.convert_to_tensor(sample_delay)
+        return host_call(compute, ref, deg, result_shape=((None, frames), (None, length)), result_dtype=("int32", "int32"))
 
     def raw_and_mapped(self, clean, degraded, delay_search=True):
         """(raw P.862 score, MOS-LQO), each ``[batch]``. ``delay_search``: True (one

@@ -209,8 +209,7 @@ class PESQLoss(keras.losses.Loss):
         self.sample_rate = int(sample_rate)
         self.mode = mode
         self.delay_search = p862.check_delay_search(delay_search)
-        slope, offset = p862.MOS_MAPPING[mode]
-        self.best_mos = 0.999 + 4.0 / (1.0 + float(np.exp(-slope * 4.5 + offset)))
+        self.best_mos = p862.best_mos(mode)
 
     def mos(self, clean, degraded):
         """Predicted MOS-LQO ``[batch]``."""

@@ -1,9 +1,16 @@
-"""Adversarial training of a restoration generator against spectrogram discriminators."""
+"""Adversarial training of a restoration generator against spectrogram discriminators.
+
+The model, its objectives, compile settings and metrics here are backend-neutral.
+The steps that take gradients and apply updates (``train_step``, ``test_step``)
+come from ``gan_tensorflow`` (``tf.GradientTape``) or ``gan_jax`` (stateless
+calls, ``jax.value_and_grad``), picked by the active Keras backend as Keras picks
+its own trainer, and share every objective defined here.
+"""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
+from spectral_restore import backend
 from spectral_restore.losses.adversarial import (
     KINDS,
     discriminator_loss,
@@ -11,14 +18,34 @@ from spectral_restore.losses.adversarial import (
     generator_adversarial_loss,
 )
 from spectral_restore.losses.combined import CombinedLoss
+from spectral_restore.losses.p862 import best_mos
 from spectral_restore.losses.p862 import mos as p862_mos
 from spectral_restore.models.discriminators import resample_fft
 
 METRIC_TARGETS = ("surrogate", "reference")
 # MOS-LQO of identical signals (P.862.2): the normalised score (MOS - 1) / (BEST - 1) is 1.
-BEST_WB_MOS = 4.644
+BEST_WB_MOS = best_mos("wb")
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
+
+
+class UnsupportedBackendSteps:
+    """Training steps for a backend RestorationGAN has none for: a clear error."""
+
+    def train_step(self, *args):
+        raise NotImplementedError(
+            f"RestorationGAN trains under the TensorFlow and JAX backends; the active Keras backend is {backend.name()}"
+        )
+
+    test_step = train_step
+
+
+if backend.name() == "tensorflow":
+    from spectral_restore.models.gan_tensorflow import TensorFlowGANSteps as BackendSteps
+elif backend.name() == "jax":
+    from spectral_restore.models.gan_jax import JAXGANSteps as BackendSteps
+else:
+    BackendSteps = UnsupportedBackendSteps
 
 
 def _maybe_loss_scaled(optimizer):
@@ -30,10 +57,11 @@ def _maybe_loss_scaled(optimizer):
 
 
 def normalised_pesq(clean, estimate, sample_rate, target):
-    """``(MOS-LQO - 1) / (4.644 - 1)`` per example, wide band: from the differentiable
-    surrogate (``"surrogate"``, on the accelerator, resampled to 16 kHz inside) or the
-    reference ``pesq`` package on the CPU (``"reference"``; NaN where PESQ rejects an
-    example, e.g. a silent crop)."""
+    """``(MOS-LQO - 1) / (BEST_WB_MOS - 1)`` per example, wide band: from the
+    differentiable surrogate (``"surrogate"``, on the accelerator, resampled to 16 kHz
+    inside) or the reference ``pesq`` package on the CPU through
+    :func:`~spectral_restore.backend.host_call` (``"reference"``; NaN where PESQ
+    rejects an example, e.g. a silent crop)."""
     clean, estimate = ops.cast(clean, "float32"), ops.cast(estimate, "float32")
     if target == "surrogate":
         score = p862_mos(resample_fft(clean, sample_rate, 16000), resample_fft(estimate, sample_rate, 16000), 16000, "wb")
@@ -41,10 +69,9 @@ def normalised_pesq(clean, estimate, sample_rate, target):
         from spectral_restore.metrics import pesq_score
 
         def reference(c, e):
-            return pesq_score(c, e, sample_rate, "wb", processes=1).scores.astype("float32")
+            return pesq_score(c, e, sample_rate, "wb", processes=1).scores
 
-        score = tf.numpy_function(reference, [clean, estimate], tf.float32, stateful=False)
-        score = tf.reshape(score, [tf.shape(clean)[0]])
+        score = backend.host_call(reference, clean, estimate, result_shape=(None,), result_dtype="float32")
     return (score - 1.0) / (BEST_WB_MOS - 1.0)
 
 
@@ -55,18 +82,77 @@ def masked_squared_error(prediction, target):
     return ops.sum(error) / ops.maximum(ops.sum(ops.cast(valid, "float32")), 1.0)
 
 
+def clip_by_global_norm(grads, limit):
+    """``g * limit / max(||grads||, limit)`` for every gradient (None kept), with
+    ``||grads||`` the norm of all of them together, as ``tf.clip_by_global_norm``."""
+    present = [g for g in grads if g is not None]
+    norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in present))
+    factor = limit / ops.maximum(norm, limit)
+    return [None if g is None else g * ops.cast(factor, g.dtype) for g in grads]
+
+
+def as_float32(outputs):
+    """Every tensor of a discriminator's output structure in float32 (its losses
+    are computed in float32 under mixed precision)."""
+    return keras.tree.map_structure(lambda x: ops.cast(x, "float32"), outputs)
+
+
+class OptimizerGroup:
+    """The GAN's optimizers, seen by Keras's trainer and callbacks as its ``optimizer``.
+
+    Keras's JAX trainer carries ``model.optimizer.variables`` through each stateless
+    step and writes them back; Keras's callbacks (LearningRateScheduler,
+    ReduceLROnPlateau, TensorBoard) reach several optimizers through ``.optimizers``.
+    Not saved itself: each optimizer is saved under its own attribute
+    (``g_optimizer``, ``d_optimizer``, ``m_optimizer``).
+
+    Args:
+        pairs: list of (optimizer, network). Each optimizer updates its network's
+            trainable variables.
+    """
+
+    def __init__(self, pairs):
+        self.pairs = list(pairs)
+
+    @property
+    def optimizers(self):
+        return [optimizer for optimizer, _ in self.pairs]
+
+    @property
+    def variables(self):
+        return [variable for optimizer in self.optimizers for variable in optimizer.variables]
+
+    @property
+    def iterations(self):
+        """The generator optimizer's step count (the first pair's)."""
+        return self.pairs[0][0].iterations
+
+    @property
+    def built(self):
+        return all(optimizer.built for optimizer in self.optimizers)
+
+    def build(self, variables=None):
+        """Creates each optimizer's state for its own network (``variables``, the
+        whole model's, is not needed: Keras passes it); state already built is kept."""
+        for optimizer, network in self.pairs:
+            if not optimizer.built:
+                optimizer.build(network.trainable_variables)
+
+
 @register
-class RestorationGAN(keras.Model):
+class RestorationGAN(BackendSteps, keras.Model):
     """A generator trained with a :class:`CombinedLoss` plus adversarial and
     feature-matching terms from a discriminator and, optionally, a metric
-    discriminator's quality term (TensorFlow backend).
+    discriminator's quality term, under the TensorFlow and JAX backends.
 
     Each ``train_step`` first updates the discriminator on (clean, generated)
     audio, then the generator on ``sum_i w_i L_i + w_adv L_adv + w_fm L_fm``.
     During the first ``warmup_steps`` steps the adversarial and feature-matching
     terms have weight 0 (the discriminator still learns). Every term is logged by
     name: the CombinedLoss terms, ``adv/gen``, ``adv/feature_matching``,
-    ``adv/disc`` and ``g_loss``.
+    ``adv/disc`` and ``g_loss``. Gradients are clipped to a global norm
+    (``clip_norm``) per network; under ``mixed_float16`` each optimizer scales its
+    loss dynamically (``mixed_bfloat16`` needs no scaling).
 
     With a ``metric_discriminator`` (MetricGAN-style, :class:`MetricDiscriminator`)
     each step also trains it to predict the normalised wide-band PESQ of the current
@@ -78,6 +164,11 @@ class RestorationGAN(keras.Model):
     batch). The generator adds ``metric_weight * (D(c, y) - 1)^2``. Logged:
     ``metric/disc``, ``metric/gen`` and ``metric/pesq`` (mean target MOS-LQO of the
     estimates: a running PESQ of training).
+
+    The step counter ``gan_step`` and every optimizer's state are saved with the
+    model (``.keras``, ``save_weights``), so ``keras.callbacks.BackupAndRestore``
+    resumes training exactly; ``model.optimizer`` is an :class:`OptimizerGroup`
+    of the optimizers in use.
 
     Args:
         generator: keras.Model. Waveform to waveform.
@@ -103,7 +194,8 @@ class RestorationGAN(keras.Model):
         self.discriminator = discriminator
         self.metric_discriminator = metric_discriminator
         self.warmup_steps = int(warmup_steps)
-        self.gan_step = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False, name="gan_step")
+        # "int": int64 under TensorFlow, int32 under JAX (as Keras's optimizer iterations).
+        self.gan_step = self.add_weight(shape=(), dtype="int", initializer="zeros", trainable=False, name="gan_step")
         self.g_tracker = keras.metrics.Mean(name="g_loss")
         self.d_tracker = keras.metrics.Mean(name="adv/disc")
         self.adv_tracker = keras.metrics.Mean(name="adv/gen")
@@ -147,10 +239,10 @@ class RestorationGAN(keras.Model):
             discriminator and the metric discriminator (Adam 2e-4, betas 0.8/0.99 by default).
         loss: CombinedLoss. The generator's reconstruction terms.
         adversarial: "lsgan" or "hinge". adversarial_weight, feature_matching_weight: floats.
-        clip_norm: float or None. Global-norm clipping of the networks' gradients.
+        clip_norm: float or None. Global-norm clipping of each network's gradients.
         metric_weight: float. Weight of the metric term (0.05 in CMGAN and MP-SENet).
-        metric_target: "surrogate" or "reference" (not with ``jit_compile=True``:
-            the reference runs outside the graph).
+        metric_target: "surrogate" or "reference" (under TensorFlow not with
+            ``jit_compile=True``: the reference runs outside the XLA graph).
         """
         if not isinstance(loss, CombinedLoss):
             raise TypeError(f"`loss` must be a CombinedLoss; received {type(loss).__name__}")
@@ -158,12 +250,19 @@ class RestorationGAN(keras.Model):
             raise ValueError(f"`adversarial` must be one of {KINDS}. Received: {adversarial!r}")
         if metric_target not in METRIC_TARGETS:
             raise ValueError(f"`metric_target` must be one of {METRIC_TARGETS}. Received: {metric_target!r}")
-        if metric_target == "reference" and self.metric_discriminator is not None and kwargs.get("jit_compile") is True:
-            raise ValueError("metric_target='reference' runs the pesq package outside the graph: use jit_compile=False")
+        if clip_norm is not None and not float(clip_norm) > 0:
+            raise ValueError(f"`clip_norm` must be a positive number or None. Received: {clip_norm!r}")
+        if (metric_target == "reference" and self.metric_discriminator is not None and backend.name() == "tensorflow"
+                and kwargs.get("jit_compile") is True):
+            raise ValueError("metric_target='reference' runs the pesq package outside TensorFlow's XLA graph: "
+                             "use jit_compile=False")
         super().compile(**kwargs)
         self.g_optimizer = _maybe_loss_scaled(g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.8, beta_2=0.99))
         self.d_optimizer = _maybe_loss_scaled(d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.8, beta_2=0.99))
         self.m_optimizer = _maybe_loss_scaled(m_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.8, beta_2=0.99))
+        pairs = [(self.g_optimizer, self.generator), (self.d_optimizer, self.discriminator),
+                 (self.m_optimizer, self.metric_discriminator)]
+        self.optimizer = OptimizerGroup([(optimizer, network) for optimizer, network in pairs if network is not None])
         self.metric_weight = float(metric_weight)
         self.metric_target = metric_target
         self.restoration_loss = loss
@@ -197,81 +296,82 @@ class RestorationGAN(keras.Model):
             trackers += [self.metric_d_tracker, self.metric_g_tracker, self.metric_pesq_tracker]
         return trackers + list(self.term_trackers.values())
 
-    def _apply(self, optimizer, loss, tape, variables):
-        scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
-        grads = tape.gradient(scaled, variables)
-        if self.clip_norm is not None:
-            grads, _ = tf.clip_by_global_norm(grads, self.clip_norm)
-        optimizer.apply(grads, variables)
+    @property
+    def evaluation_metrics(self):
+        """The trackers ``test_step`` reports: the generator's loss and its terms."""
+        return [self.g_tracker, *self.term_trackers.values()]
 
-    def train_step(self, data):
-        damaged, clean = data[0], data[1]
+    # The objectives, shared by every backend's step. Each network is passed as a
+    # callable (a plain call under TensorFlow, a stateless one under JAX); each
+    # objective returns its loss and the values it logs, ``{name: (value, sample_weight)}``.
+
+    def discriminator_objective(self, discriminate, clean, generated):
+        """Adversarial loss of the discriminator on clean against generated audio."""
+        real_outputs = as_float32(discriminate(clean))
+        fake_outputs = as_float32(discriminate(ops.stop_gradient(generated)))
+        d_loss = ops.mean(discriminator_loss(real_outputs, fake_outputs, self.adversarial))
+        return d_loss, {"adv/disc": (d_loss, None)}
+
+    def metric_targets(self, clean, estimate, damaged):
+        """Normalised PESQ (``metric_target``'s kind) of the estimate and of the damaged input."""
+        rate = self.generator_sample_rate()
+        return (normalised_pesq(clean, estimate, rate, self.metric_target),
+                normalised_pesq(clean, damaged, rate, self.metric_target))
+
+    def metric_discriminator_objective(self, judge, clean, estimate, damaged, targets):
+        """MetricGAN loss of the metric discriminator; logs the estimates' mean MOS-LQO too."""
+        target_estimate, target_damaged = targets
+        m_loss = (ops.mean(ops.square(judge((clean, clean)) - 1.0))
+                  + masked_squared_error(judge((clean, estimate)), target_estimate)
+                  + masked_squared_error(judge((clean, damaged)), target_damaged))
+        finite = ops.isfinite(target_estimate)
+        mos = 1.0 + ops.where(finite, target_estimate, 0.0) * (BEST_WB_MOS - 1.0)
+        return m_loss, {"metric/disc": (m_loss, None), "metric/pesq": (mos, ops.cast(finite, "float32"))}
+
+    def generator_objective(self, generate, discriminate, judge, damaged, clean, step):
+        """Reconstruction terms plus, from step ``warmup_steps`` on, the adversarial,
+        feature-matching and metric terms (the discriminators are not updated here:
+        ``judge`` runs in inference mode)."""
+        generated = generate(damaged)
+        terms = self.restoration_loss.compute_terms(clean, generated)
+        g_loss = ops.mean(terms["total"])
+        logged = {name: (terms[name], None) for name in self.term_trackers}
+        active = ops.cast(step >= self.warmup_steps, "float32")
         if self.discriminator is not None:
-            with tf.GradientTape() as tape:
-                generated = self.generator(damaged, training=True)
-                real_outputs = self.discriminator(clean, training=True)
-                fake_outputs = self.discriminator(ops.stop_gradient(generated), training=True)
-                d_loss = ops.mean(discriminator_loss(real_outputs, fake_outputs, self.adversarial))
-            self._apply(self.d_optimizer, d_loss, tape, self.discriminator.trainable_variables)
-            self.d_tracker.update_state(d_loss)
-        else:
-            generated = self.generator(damaged, training=True)
-
+            fake_outputs = as_float32(discriminate(generated))
+            real_outputs = as_float32(discriminate(clean))
+            adv = ops.mean(generator_adversarial_loss(fake_outputs, self.adversarial))
+            fm = ops.mean(feature_matching_loss(real_outputs, fake_outputs))
+            g_loss = g_loss + active * (self.adversarial_weight * adv + self.feature_matching_weight * fm)
+            logged.update({"adv/gen": (adv, None), "adv/feature_matching": (fm, None)})
         if self.metric_discriminator is not None:
-            estimate = ops.stop_gradient(generated)
-            rate = self.generator_sample_rate()
-            target_estimate = normalised_pesq(clean, estimate, rate, self.metric_target)
-            target_damaged = normalised_pesq(clean, damaged, rate, self.metric_target)
-            with tf.GradientTape() as tape:
-                on_clean = self.metric_discriminator((clean, clean), training=True)
-                on_estimate = self.metric_discriminator((clean, estimate), training=True)
-                on_damaged = self.metric_discriminator((clean, damaged), training=True)
-                m_loss = (ops.mean(ops.square(on_clean - 1.0)) + masked_squared_error(on_estimate, target_estimate)
-                          + masked_squared_error(on_damaged, target_damaged))
-            self._apply(self.m_optimizer, m_loss, tape, self.metric_discriminator.trainable_variables)
-            self.metric_d_tracker.update_state(m_loss)
-            finite = ops.isfinite(target_estimate)
-            mos = 1.0 + ops.where(finite, target_estimate, 0.0) * (BEST_WB_MOS - 1.0)
-            self.metric_pesq_tracker.update_state(mos, sample_weight=ops.cast(finite, "float32"))
+            metric_gen = ops.mean(ops.square(judge((clean, generated)) - 1.0))
+            g_loss = g_loss + active * self.metric_weight * metric_gen
+            logged["metric/gen"] = (metric_gen, None)
+        logged["g_loss"] = (g_loss, None)
+        return g_loss, logged
 
-        active = ops.cast(self.gan_step >= self.warmup_steps, "float32")
-        with tf.GradientTape() as tape:
-            generated = self.generator(damaged, training=True)
-            terms = self.restoration_loss.compute_terms(clean, generated)
-            g_loss = ops.mean(terms["total"])
-            if self.discriminator is not None:
-                fake_outputs = self.discriminator(generated, training=True)
-                real_outputs = self.discriminator(clean, training=True)
-                adv = ops.mean(generator_adversarial_loss(fake_outputs, self.adversarial))
-                fm = ops.mean(feature_matching_loss(real_outputs, fake_outputs))
-                g_loss += active * (self.adversarial_weight * adv + self.feature_matching_weight * fm)
-            if self.metric_discriminator is not None:
-                metric_gen = ops.mean(ops.square(self.metric_discriminator((clean, generated), training=False) - 1.0))
-                g_loss += active * self.metric_weight * metric_gen
-        self._apply(self.g_optimizer, g_loss, tape, self.generator.trainable_variables)
-        self.gan_step.assign_add(1)
+    def evaluation_logs(self, clean, generated):
+        """What ``test_step`` logs: the generator's reconstruction loss and its terms."""
+        terms = self.restoration_loss.compute_terms(clean, generated)
+        return {"g_loss": (ops.mean(terms["total"]), None), **{name: (terms[name], None) for name in self.term_trackers}}
 
-        self.g_tracker.update_state(g_loss)
-        if self.discriminator is not None:
-            self.adv_tracker.update_state(adv)
-            self.fm_tracker.update_state(fm)
-        if self.metric_discriminator is not None:
-            self.metric_g_tracker.update_state(metric_gen)
-        for name, tracker in self.term_trackers.items():
-            tracker.update_state(terms[name])
-        return {m.name: m.result() for m in self.metrics}
+    def clip_gradients(self, optimizer, grads):
+        """Global-norm clipping at ``clip_norm`` of the true gradients: under loss
+        scaling the gradients arrive scaled, so the limit is scaled alike."""
+        if self.clip_norm is None:
+            return grads
+        return clip_by_global_norm(grads, optimizer.scale_loss(self.clip_norm))
+
+    def update_trackers(self, logged):
+        """Adds each logged ``(value, sample_weight)`` to the tracker of its name."""
+        for tracker in self.metrics:
+            if tracker.name in logged:
+                value, weight = logged[tracker.name]
+                tracker.update_state(value, sample_weight=weight)
 
     def generator_sample_rate(self):
         return int(getattr(self.generator, "sample_rate", None) or getattr(self.metric_discriminator, "sample_rate", 16000))
-
-    def test_step(self, data):
-        damaged, clean = data[0], data[1]
-        generated = self.generator(damaged, training=False)
-        terms = self.restoration_loss.compute_terms(clean, generated)
-        self.g_tracker.update_state(ops.mean(terms["total"]))
-        for name, tracker in self.term_trackers.items():
-            tracker.update_state(terms[name])
-        return {m.name: m.result() for m in [self.g_tracker, *self.term_trackers.values()]}
 
     def get_compile_config(self):
         return dict(getattr(self, "_compile_settings", {}))
@@ -288,10 +388,27 @@ class RestorationGAN(keras.Model):
     def build_optimizers(self):
         """Creates every optimizer's state that does not exist yet (before loading a
         checkpoint into it); state already built is kept."""
-        for optimizer, network in ((self.g_optimizer, self.generator), (self.d_optimizer, self.discriminator),
-                                   (self.m_optimizer, self.metric_discriminator)):
-            if network is not None and not optimizer.built:
-                optimizer.build(network.trainable_variables)
+        self.optimizer.build()
+
+    def random_states(self):
+        """The networks' random-generator states (dropout, damage seeds): the
+        non-trainable variables that are not weights, which Keras does not save."""
+        weights = {id(variable) for variable in self.weights}
+        return [variable for variable in self.non_trainable_variables if id(variable) not in weights]
+
+    def save_own_variables(self, store):
+        # The random states are saved too, so a resumed run draws the same dropout
+        # masks and damage as an uninterrupted one.
+        super().save_own_variables(store)
+        for index, state in enumerate(self.random_states()):
+            store[f"random_state_{index}"] = state
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        super().load_own_variables({key: store[key] for key in keys if not key.startswith("random_state_")})
+        for index, state in enumerate(self.random_states()):
+            if f"random_state_{index}" in keys:
+                state.assign(store[f"random_state_{index}"])
 
     def get_config(self):
         return {

@@ -16,6 +16,8 @@ import keras
 from keras import layers, ops
 
 from spectral_restore import spectral
+# Registers ArtifactLayer, which a saved model's `input_damage` deserializes to.
+from spectral_restore.data import artifacts  # noqa: F401
 from spectral_restore.models.terms import LossTermsMixin
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
