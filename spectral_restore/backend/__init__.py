@@ -24,12 +24,14 @@ def tensorflow_available():
 
 
 def require_tensorflow(feature):
-    """Raises a clear error when ``feature`` (a phrase such as "SavedModel export")
-    needs TensorFlow and it is not installed."""
+    """Raises a clear ``ModuleNotFoundError`` when ``feature`` (a phrase such as
+    "SavedModel export") needs TensorFlow and it is not installed."""
     if not tensorflow_available():
-        raise ImportError(
+        # ModuleNotFoundError (an ImportError) names the missing module, as Python's own does.
+        raise ModuleNotFoundError(
             f"{feature} needs TensorFlow, which is not installed (active Keras backend: {name()}). "
-            "Install it with `pip install 'spectral-restore[tensorflow]'`."
+            "Install it with `pip install 'spectral-restore[tensorflow]'`.",
+            name="tensorflow",
         )
 
 
