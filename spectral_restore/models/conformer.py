@@ -5,7 +5,9 @@ Waveform in, waveform out through the shared front end
 (:class:`~spectral_restore.models.frontend.SpectralModel`). On the compressed
 spectrogram ``[batch, frames, bins]``:
 
-- encoder: the compressed magnitude and the phase as two channels -> 1x1 convolution
+- encoder: the compressed magnitude, real and imaginary parts as three channels (as
+  CMGAN; MP-SENet's magnitude and phase would hand the network the arbitrary +-pi jump
+  of the phase of real-valued bins) -> 1x1 convolution
   at full resolution (``full_resolution_channels``) -> a strided convolution that
   divides the frequency axis by ``freq_stride`` (``channels``) -> a densely connected
   block of convolutions dilated along time;
@@ -36,7 +38,7 @@ Where it departs from MP-SENet, and why:
   skip), so fine frequency detail still reaches the mask and the phase. This is what
   lets a CPU preset use coarse frequency tokens (16 bins) at all;
 - the phase decoder's two outputs are added to the input's unit phasor
-  ``(cos phi, sin phi)`` before ``atan2``, and the last layer of both decoders starts
+  ``C / |C| = (cos phi, sin phi)`` before ``atan2``, and the last layer of both decoders starts
   at zero, so the untrained network is the identity (mask 1, phase unchanged), as the
   CRN is: restoration starts from "do no harm".
 """
@@ -148,7 +150,8 @@ class DenseBlock(layers.Layer):
         self.depth = _check_positive_int("depth", depth)
         self.kernel_size = tuple(int(k) for k in kernel_size)
         self.convs = [
-            layers.Conv2D(channels, self.kernel_size, dilation_rate=(2**i, 1), padding="same", name=f"conv_{i}")
+            layers.Conv2D(channels, self.kernel_size, dilation_rate=(2**i, 1), padding="same", use_bias=False,
+                          name=f"conv_{i}")
             for i in range(depth)
         ]
         self.norms = [_instance_norm(f"norm_{i}") for i in range(depth)]
@@ -215,7 +218,9 @@ class ConformerBlock(layers.Layer):
                                                    name="attention")
         self.conv_norm = layers.LayerNormalization(name="conv_norm")
         self.conv_in = layers.Dense(2 * inner, name="conv_pointwise_in")
-        self.conv_depthwise = layers.DepthwiseConv1D(conv_kernel, padding="same", name="conv_depthwise")
+        # No bias before the batch norm, which removes it.
+        self.conv_depthwise = layers.DepthwiseConv1D(conv_kernel, padding="same", use_bias=False,
+                                                     name="conv_depthwise")
         self.conv_batch_norm = layers.BatchNormalization(name="conv_batch_norm")
         self.conv_out = layers.Dense(channels, name="conv_pointwise_out")
         self.output_norm = layers.LayerNormalization(name="output_norm")
@@ -287,7 +292,9 @@ class TimeFrequencyConformer(layers.Layer):
         self.freq_block = ConformerBlock(**self.block_settings, name="frequency")
 
     def call(self, x, training=False):
-        batch, frames, bins, channels = ops.shape(x)[0], ops.shape(x)[1], x.shape[2], x.shape[3]
+        # Dynamic sizes: inside a traced serving function only the channels are static.
+        batch, frames, bins = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2]
+        channels = x.shape[3]
         per_bin = ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (batch * bins, frames, channels))
         per_bin = self.time_block(per_bin, training=training) + per_bin
         x = ops.transpose(ops.reshape(per_bin, (batch, bins, frames, channels)), (0, 2, 1, 3))
@@ -308,7 +315,8 @@ class TimeFrequencyConformer(layers.Layer):
 class MagnitudePhaseConformer(SpectralModel):
     """Restores waveforms ``[batch, samples]`` by parallel magnitude and phase estimation.
 
-    Formula: with ``C = |C| e^{j phi}`` the compressed STFT of the input (``c = 0.3``),
+    Formula: with ``C = |C| e^{j phi}`` the compressed STFT of the input (``c = 0.3``;
+    ``|C|`` floored at 1e-6, so ``(cos phi, sin phi) = C / |C|`` shrinks to 0 in silence),
     ``h`` the encoder and conformer features, ``M = 2 sigmoid(a_f D_M(h))`` the
     magnitude decoder's mask and ``(r, i) = D_P(h)`` the phase decoder's two outputs,
     the estimate is ``|C_hat| = M |C|`` and ``angle C_hat = atan2(sin phi + i, cos phi + r)``;
@@ -402,10 +410,12 @@ class MagnitudePhaseConformer(SpectralModel):
         width, fine, stride = self.channels, self.full_resolution_channels, self.freq_stride
         # A (1, s + 1) kernel with stride s maps bins 0..F-1 onto (F - 1) / s + 1 points and back exactly.
         resample_kernel = (1, stride + 1)
-        self.encoder_in = layers.Conv2D(fine, (1, 1), name="encoder_in")
+        # Convolutions followed by instance normalisation have no bias: the norm removes it.
+        self.encoder_in = layers.Conv2D(fine, (1, 1), use_bias=False, name="encoder_in")
         self.encoder_in_norm = _instance_norm("encoder_in_norm")
         self.encoder_in_prelu = _prelu("encoder_in_prelu")
-        self.encoder_down = layers.Conv2D(width, resample_kernel, strides=(1, stride), name="encoder_down")
+        self.encoder_down = layers.Conv2D(width, resample_kernel, strides=(1, stride), use_bias=False,
+                                          name="encoder_down")
         self.encoder_down_norm = _instance_norm("encoder_down_norm")
         self.encoder_down_prelu = _prelu("encoder_down_prelu")
         self.encoder_dense = DenseBlock(width, self.dense_depth, name="encoder_dense")
@@ -415,23 +425,27 @@ class MagnitudePhaseConformer(SpectralModel):
             for i in range(self.num_blocks)
         ]
         self.mask_dense = DenseBlock(width, self.dense_depth, name="mask_dense")
-        self.mask_up = layers.Conv2DTranspose(fine, resample_kernel, strides=(1, stride), name="mask_up")
+        self.mask_up = layers.Conv2DTranspose(fine, resample_kernel, strides=(1, stride), use_bias=False,
+                                              name="mask_up")
         self.mask_norm = _instance_norm("mask_norm")
         self.mask_prelu = _prelu("mask_prelu")
         # Zero-initialised last layers: the untrained model is the identity (mask 1, phase unchanged).
         self.mask_head = layers.Conv2D(1, (1, 1), kernel_initializer="zeros", name="mask_head")
         self.mask_sigmoid = LearnableSigmoid(MASK_BOUND, name="mask_sigmoid")
         self.phase_dense = DenseBlock(width, self.dense_depth, name="phase_dense")
-        self.phase_up = layers.Conv2DTranspose(fine, resample_kernel, strides=(1, stride), name="phase_up")
+        self.phase_up = layers.Conv2DTranspose(fine, resample_kernel, strides=(1, stride), use_bias=False,
+                                               name="phase_up")
         self.phase_norm = _instance_norm("phase_norm")
         self.phase_prelu = _prelu("phase_prelu")
         self.phase_head_real = layers.Conv2D(1, (1, 1), kernel_initializer="zeros", name="phase_head_real")
         self.phase_head_imag = layers.Conv2D(1, (1, 1), kernel_initializer="zeros", name="phase_head_imag")
 
-    def decode(self, magnitude, phase, training=False):
+    def decode(self, magnitude, real, imag, training=False):
         """The mask ``[batch, frames, bins]`` in ``(0, 2)`` and the phase decoder's two
-        outputs ``(r, i)``, float32, for the compressed input's magnitude and phase."""
-        fine = self.encoder_in_prelu(self.encoder_in_norm(self.encoder_in(ops.stack([magnitude, phase], axis=-1))))
+        outputs ``(r, i)``, float32, for the compressed input's magnitude, real and
+        imaginary parts."""
+        features = ops.stack([magnitude, real, imag], axis=-1)
+        fine = self.encoder_in_prelu(self.encoder_in_norm(self.encoder_in(features)))
         x = self.encoder_down_prelu(self.encoder_down_norm(self.encoder_down(fine)))
         x = self.encoder_dense(x)
         for block in self.blocks:
@@ -446,8 +460,7 @@ class MagnitudePhaseConformer(SpectralModel):
     def restore_spectrogram(self, real, imag, training=False):
         """Compressed input ``(real, imag)`` ``[batch, frames, bins]`` -> compressed estimate."""
         magnitude = spectral.magnitude(real, imag)
-        phase = spectral.phase(real, imag)
-        mask, phase_real, phase_imag = self.decode(magnitude, phase, training=training)
+        mask, phase_real, phase_imag = self.decode(magnitude, real, imag, training=training)
+        phase = spectral.phase(real / magnitude + phase_real, imag / magnitude + phase_imag)
         magnitude = magnitude * mask
-        phase = spectral.phase(ops.cos(phase) + phase_real, ops.sin(phase) + phase_imag)
         return magnitude * ops.cos(phase), magnitude * ops.sin(phase)
