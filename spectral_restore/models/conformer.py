@@ -47,6 +47,7 @@ import keras
 from keras import layers, ops
 
 from spectral_restore import spectral
+from spectral_restore.models.discriminators import LearnableSigmoid
 from spectral_restore.models.frontend import SpectralModel, resolve_settings
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
@@ -86,44 +87,6 @@ def _instance_norm(name):
 def _prelu(name):
     """PReLU with one slope per channel (shared over time and frequency)."""
     return layers.PReLU(alpha_initializer=keras.initializers.Constant(PRELU_SLOPE), shared_axes=[1, 2], name=name)
-
-
-@register
-class LearnableSigmoid(layers.Layer):
-    """Bounded mask with a learnable slope per frequency bin, computed in float32.
-
-    Formula: ``m[..., f] = beta * sigmoid(a_f * x[..., f])`` with ``a_f`` initialised
-    to 1, so ``0 < m < beta``; ``x = 0`` gives ``beta / 2`` (1 for the default 2).
-
-    Args:
-        beta: float. Upper bound of the mask. Defaults to 2.0 (MP-SENet).
-
-    Example:
-    >>> import numpy as np
-    >>> np.asarray(LearnableSigmoid()(np.zeros((1, 3, 5), "float32")))[0, 0]
-    array([1., 1., 1., 1., 1.], dtype=float32)
-
-    Reference: MP-SENet (Lu et al., Interspeech 2023), its mask decoder's learnable
-    sigmoid with beta = 2.
-    """
-
-    def __init__(self, beta=MASK_BOUND, **kwargs):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        if not beta > 0:
-            raise ValueError(f"`beta` must be > 0. Received: beta={beta!r}")
-        self.beta = float(beta)
-
-    def build(self, input_shape):
-        self.slope = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="slope")
-
-    def call(self, x):
-        return self.beta * ops.sigmoid(self.slope * x)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"beta": self.beta})
-        return config
 
 
 @register
@@ -340,10 +303,8 @@ class MagnitudePhaseConformer(SpectralModel):
         freq_stride: int. Frequency downsampling of the encoder (MP-SENet: 2);
             ``fft_length // 2`` must be divisible by it.
         dropout: float. Conformer dropout (feed-forward and attention weights).
-        stft_config: STFTConfig or dict. Defaults to 512-sample Hann, hop 128.
-        sample_rate: int. The rate the model is trained for. Defaults to 16000.
-        input_damage: ArtifactLayer or None. Damages the input batch in training only.
-            Defaults to None.
+        stft_config, sample_rate, input_damage: the front end's, as
+            :class:`~spectral_restore.models.frontend.SpectralModel`.
 
     The untrained network is the identity up to the magnitude floor: both decoders'
     last layers start at zero (mask 1, phase unchanged). Attention spans the whole
@@ -398,8 +359,8 @@ class MagnitudePhaseConformer(SpectralModel):
             },
         )
         self.preset = preset
-        for name in ("channels", "full_resolution_channels", "dense_depth", "num_blocks", "num_heads", "ffn_multiplier", "conv_expansion",
-                     "conv_kernel", "freq_stride"):
+        for name in ("channels", "full_resolution_channels", "dense_depth", "num_blocks", "num_heads",
+                     "ffn_multiplier", "conv_expansion", "conv_kernel", "freq_stride"):
             setattr(self, name, _check_positive_int(name, settings[name]))
         self.dropout = float(settings["dropout"])
         intervals = self.stft_config.num_bins - 1
@@ -407,38 +368,47 @@ class MagnitudePhaseConformer(SpectralModel):
             raise ValueError(
                 f"fft_length // 2 = {intervals} must be divisible by `freq_stride`. Received: freq_stride={self.freq_stride}"
             )
-        width, fine, stride = self.channels, self.full_resolution_channels, self.freq_stride
-        # A (1, s + 1) kernel with stride s maps bins 0..F-1 onto (F - 1) / s + 1 points and back exactly.
-        resample_kernel = (1, stride + 1)
         # Convolutions followed by instance normalisation have no bias: the norm removes it.
-        self.encoder_in = layers.Conv2D(fine, (1, 1), use_bias=False, name="encoder_in")
+        self.encoder_in = layers.Conv2D(self.full_resolution_channels, (1, 1), use_bias=False, name="encoder_in")
         self.encoder_in_norm = _instance_norm("encoder_in_norm")
         self.encoder_in_prelu = _prelu("encoder_in_prelu")
-        self.encoder_down = layers.Conv2D(width, resample_kernel, strides=(1, stride), use_bias=False,
-                                          name="encoder_down")
+        self.encoder_down = layers.Conv2D(self.channels, **self._frequency_resampling(), name="encoder_down")
         self.encoder_down_norm = _instance_norm("encoder_down_norm")
         self.encoder_down_prelu = _prelu("encoder_down_prelu")
-        self.encoder_dense = DenseBlock(width, self.dense_depth, name="encoder_dense")
+        self.encoder_dense = DenseBlock(self.channels, self.dense_depth, name="encoder_dense")
         self.blocks = [
-            TimeFrequencyConformer(width, self.num_heads, self.ffn_multiplier, self.conv_expansion, self.conv_kernel,
+            TimeFrequencyConformer(self.channels, self.num_heads, self.ffn_multiplier, self.conv_expansion, self.conv_kernel,
                                    self.dropout, name=f"tf_conformer_{i}")
             for i in range(self.num_blocks)
         ]
-        self.mask_dense = DenseBlock(width, self.dense_depth, name="mask_dense")
-        self.mask_up = layers.Conv2DTranspose(fine, resample_kernel, strides=(1, stride), use_bias=False,
-                                              name="mask_up")
-        self.mask_norm = _instance_norm("mask_norm")
-        self.mask_prelu = _prelu("mask_prelu")
+        self.mask_trunk = self._decoder_trunk("mask")
         # Zero-initialised last layers: the untrained model is the identity (mask 1, phase unchanged).
         self.mask_head = layers.Conv2D(1, (1, 1), kernel_initializer="zeros", name="mask_head")
-        self.mask_sigmoid = LearnableSigmoid(MASK_BOUND, name="mask_sigmoid")
-        self.phase_dense = DenseBlock(width, self.dense_depth, name="phase_dense")
-        self.phase_up = layers.Conv2DTranspose(fine, resample_kernel, strides=(1, stride), use_bias=False,
-                                               name="phase_up")
-        self.phase_norm = _instance_norm("phase_norm")
-        self.phase_prelu = _prelu("phase_prelu")
+        # MP-SENet's learnable sigmoid: a slope per bin, bound 2; float32 under mixed precision.
+        self.mask_sigmoid = LearnableSigmoid(MASK_BOUND, dtype="float32", name="mask_sigmoid")
+        self.phase_trunk = self._decoder_trunk("phase")
         self.phase_head_real = layers.Conv2D(1, (1, 1), kernel_initializer="zeros", name="phase_head_real")
         self.phase_head_imag = layers.Conv2D(1, (1, 1), kernel_initializer="zeros", name="phase_head_imag")
+
+    def _frequency_resampling(self):
+        """A (1, s + 1) kernel with stride s maps bins 0..F-1 onto (F - 1) / s + 1 points,
+        and the transposed convolution maps them back onto exactly F bins."""
+        return {"kernel_size": (1, self.freq_stride + 1), "strides": (1, self.freq_stride), "use_bias": False}
+
+    def _decoder_trunk(self, prefix):
+        """A decoder up to its heads: dense block, transposed convolution back to every
+        bin (to which the encoder's full-resolution features are added), norm, PReLU."""
+        return [
+            DenseBlock(self.channels, self.dense_depth, name=f"{prefix}_dense"),
+            layers.Conv2DTranspose(self.full_resolution_channels, **self._frequency_resampling(), name=f"{prefix}_up"),
+            _instance_norm(f"{prefix}_norm"),
+            _prelu(f"{prefix}_prelu"),
+        ]
+
+    @staticmethod
+    def _run_trunk(trunk, x, fine):
+        dense, up, norm, prelu = trunk
+        return prelu(norm(up(dense(x)) + fine))
 
     def decode(self, magnitude, real, imag, training=False):
         """The mask ``[batch, frames, bins]`` in ``(0, 2)`` and the phase decoder's two
@@ -450,9 +420,8 @@ class MagnitudePhaseConformer(SpectralModel):
         x = self.encoder_dense(x)
         for block in self.blocks:
             x = block(x, training=training)
-        m = self.mask_prelu(self.mask_norm(self.mask_up(self.mask_dense(x)) + fine))
-        mask = self.mask_sigmoid(self.mask_head(m)[..., 0])
-        p = self.phase_prelu(self.phase_norm(self.phase_up(self.phase_dense(x)) + fine))
+        mask = self.mask_sigmoid(self.mask_head(self._run_trunk(self.mask_trunk, x, fine))[..., 0])
+        p = self._run_trunk(self.phase_trunk, x, fine)
         phase_real = ops.cast(self.phase_head_real(p)[..., 0], "float32")
         phase_imag = ops.cast(self.phase_head_imag(p)[..., 0], "float32")
         return mask, phase_real, phase_imag

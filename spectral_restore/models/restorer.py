@@ -45,15 +45,8 @@ class SpectralRestorer(SpectralModel):
         recurrent_units: int. GRU units per direction.
         recurrent_layers: int. Stacked GRU layers.
         bidirectional: bool. Bidirectional GRUs (non-causal).
-        stft_config: STFTConfig or dict. Defaults to 512-sample Hann, hop 128.
-        sample_rate: int. The rate the model is trained for. Defaults to 16000.
-        input_damage: ArtifactLayer or None. Damages the input batch in training
-            only, so the damage is synthesized on the accelerator inside
-            ``train_step`` (pair with ``make_dataset(..., damage="model")``).
-            Defaults to None.
-
-    Compiled with a :class:`~spectral_restore.losses.CombinedLoss`, ``fit`` logs
-    every term by name next to ``loss`` (computed once per step).
+        stft_config, sample_rate, input_damage: the front end's, as
+            :class:`~spectral_restore.models.frontend.SpectralModel`.
 
     Example:
     >>> import numpy as np
