@@ -126,7 +126,7 @@ def load_keras_model(model):
     if not path.endswith(".keras"):
         raise ValueError(f"Expected a Keras model file (.keras); received {path}")
     import spectral_restore.models.gan  # noqa: F401 - registers the classes for deserialization
-    import spectral_restore.models.restorer  # noqa: F401
+    import spectral_restore.models.registry  # noqa: F401 - and every architecture
 
     return keras.saving.load_model(path, compile=False)
 
@@ -137,9 +137,9 @@ def export_saved_model(model, export_dir, chunk_seconds=DEFAULT_CHUNK_SECONDS, o
 
     Example:
     >>> import tempfile, os
-    >>> from spectral_restore.models.restorer import build_restorer
+    >>> from spectral_restore.models import build_model
     >>> out = os.path.join(tempfile.mkdtemp(), "restorer")
-    >>> export_saved_model(build_restorer("small"), out)["sample_rate"]
+    >>> export_saved_model(build_model("crn", "small"), out)["sample_rate"]
     16000
     """
     if backend_name() != "tensorflow":

@@ -117,7 +117,7 @@ def make_datasets(config, skip_batches=0):
 
 
 def build_model(config, loss):
-    from spectral_restore.models.restorer import SpectralRestorer
+    from spectral_restore.models import build_model as build_architecture
 
     model_config, training = config["model"], config["training"]
     input_damage = None
@@ -128,7 +128,8 @@ def build_model(config, loss):
 
         chain = ArtifactChain(config["data"]["chain"], sample_rate=model_config["sample_rate"])
         input_damage = ArtifactLayer(chain.get_config(), sample_rate=model_config["sample_rate"], seed=config["data"]["seed"])
-    generator = SpectralRestorer(model_config["preset"], sample_rate=model_config["sample_rate"], input_damage=input_damage)
+    generator = build_architecture(model_config["architecture"], model_config["preset"],
+                                   sample_rate=model_config["sample_rate"], input_damage=input_damage)
     optimizer = keras.optimizers.Adam(training["learning_rate"], global_clipnorm=training["clip_norm"])
     if training["gan"] or training["metric_discriminator"]:
         from spectral_restore.models.discriminators import MetricDiscriminator, MultiResolutionDiscriminator
