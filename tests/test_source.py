@@ -180,6 +180,9 @@ def test_folder_npz_and_array_sources_give_the_same_batches(tmp_path):
     pcm = np.stack([_pcm16(c[:RATE // 2]) for c in train])
     np.savez(tmp_path / "matrix.npz", train=pcm)
     np.testing.assert_array_equal(np.stack(load_npz(tmp_path / "matrix.npz", "train", RATE)), pcm / 32768.0)
+    # Integer PCM (as TFDS yields it) is saved as the same samples, not as saturated floats.
+    save_npz(tmp_path / "pcm.npz", RATE, train=list(pcm))
+    np.testing.assert_array_equal(np.stack(load_npz(tmp_path / "pcm.npz", "train", RATE)), pcm / 32768.0)
     with pytest.raises(ValueError, match="no split 'valid'"):
         load_npz(tmp_path / "speech.npz", "valid", RATE)
     with pytest.raises(ValueError, match="16000 Hz"):

@@ -247,9 +247,24 @@ def worker_output_dir(output_dir):
     return output_dir
 
 
-def run(config):
+MIXED_PRECISION = {False: None, True: "mixed_float16", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+def precision_policy(setting):
+    """The Keras dtype policy of ``training.mixed_precision``: false (float32), true or
+    "float16" (float16 compute with loss scaling), "bfloat16" (no loss scaling needed;
+    the fast choice on recent GPUs and TPUs)."""
+    if isinstance(setting, str) and setting.lower() in ("true", "false"):
+        setting = setting.lower() == "true"
+    if setting not in MIXED_PRECISION:
+        raise ValueError(f"training.mixed_precision must be false, true, float16 or bfloat16; received {setting!r}")
+    return MIXED_PRECISION[setting]
+
+
+def run(config, callbacks=()):
     """Trains as ``config`` says; returns a summary dict. Resumes from
-    ``output_dir/backup`` when a previous run of the same output_dir was interrupted."""
+    ``output_dir/backup`` when a previous run of the same output_dir was interrupted.
+    ``callbacks`` are added to the trainer's own (e.g. to time the steps)."""
     config = backend_config(config)
     training = config["training"]
     output_dir = worker_output_dir(training["output_dir"])
@@ -257,8 +272,9 @@ def run(config):
     with open(os.path.join(output_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     keras.utils.set_random_seed(config["data"]["seed"])
-    if training["mixed_precision"]:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    policy = precision_policy(training["mixed_precision"])
+    if policy:
+        keras.mixed_precision.set_global_policy(policy)
     strategy = choose_strategy()
     backup_dir = os.path.join(output_dir, "backup")
     with strategy_scope(strategy):
@@ -270,7 +286,7 @@ def run(config):
     total_steps = training["epochs"] * training["steps_per_epoch"]
     examples = training["audio_examples"]
     time_limit = TimeLimit(training["max_minutes"])
-    callbacks = []
+    extra_callbacks, callbacks = list(callbacks), []
     if training["pesq_batches"]:
         from spectral_restore.metrics import ValidationPESQ
 
@@ -288,6 +304,7 @@ def run(config):
         *([keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"))] if tensorboard else []),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
         time_limit,
+        *extra_callbacks,
     ]
     if examples and tensorboard:
         samples_damaged, samples_clean = next(iter(validation))

@@ -68,8 +68,8 @@ def _as_float32(array, name):
 def save_npz(path, sample_rate, **splits):
     """Writes clips as a compact ``.npz`` source for :class:`AudioDataset`.
 
-    Each split (``train=[...]``, ``test=[...]``: lists of 1-D float arrays in
-    [-1, 1] or a ``[clips, samples]`` array) is stored as 16-bit PCM, concatenated
+    Each split (``train=[...]``, ``test=[...]``: lists of 1-D arrays, float in
+    [-1, 1] or integer PCM, or a ``[clips, samples]`` array) is stored as 16-bit PCM, concatenated
     (``<split>``) with its clip lengths (``<split>_lengths``); the file also holds
     ``sample_rate``.
 
@@ -85,7 +85,7 @@ def save_npz(path, sample_rate, **splits):
         raise ValueError("save_npz needs at least one split, e.g. train=[clip, ...]")
     arrays = {"sample_rate": np.asarray(sample_rate)}
     for split, clips in splits.items():
-        clips = [np.asarray(clip, np.float32).reshape(-1) for clip in clips]
+        clips = [_as_float32(clip, split).reshape(-1) for clip in clips]
         if not clips or not all(len(clip) for clip in clips):
             raise ValueError(f"Split {split!r} must hold at least one non-empty clip")
         # Scaled by 32768, the inverse of the reading rule, so float clips that came
