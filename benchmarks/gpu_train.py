@@ -193,6 +193,53 @@ def train_and_score(name, config_path, overrides, minutes, args, versions, befor
     }
 
 
+def step_times(args):
+    """Median training-step time of each ``ARCHITECTURE:PRESET`` at each batch size, on
+    one fixed batch of speech (no damage, no data loading): the models' own cost."""
+    import keras
+
+    from spectral_restore.data.source import load_npz
+    from spectral_restore.models import build_model
+    from training.config import build_loss, load_config
+    from training.train import precision_policy
+
+    config = load_config(args.config)
+    rate = config["model"]["sample_rate"]
+    length = int(round(args.seconds * rate))
+    clips = [clip for clip in load_npz(args.npz, "train", rate) if len(clip) >= length]
+    results = {"seconds": args.seconds, "precision": args.precision, "runs": {}}
+    for spec in args.architecture:
+        architecture, preset = spec.split(":")
+        for batch in args.batch:
+            name = f"{architecture}:{preset}@{batch}"
+            try:
+                keras.mixed_precision.set_global_policy(precision_policy(args.precision) or "float32")
+                model = build_model(architecture, preset, sample_rate=rate)
+                model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=build_loss(config["loss"]))
+                clean = np.stack([clip[:length] for clip in clips[:batch]]).astype(np.float32)
+                damaged = clean + 0.05 * np.random.default_rng(0).standard_normal(clean.shape).astype(np.float32)
+                started = time.perf_counter()
+                model.train_on_batch(damaged, clean)
+                first = time.perf_counter() - started
+                steps = []
+                for _ in range(args.steps):
+                    started = time.perf_counter()
+                    logs = model.train_on_batch(damaged, clean, return_dict=True)
+                    float(logs["loss"])  # waits for the step
+                    steps.append(time.perf_counter() - started)
+                results["runs"][name] = {"parameters": int(model.count_params()), "compile_seconds": round(first, 1),
+                                         "step_ms_median": round(1000 * float(np.median(steps)), 2),
+                                         "examples_per_second": round(batch / float(np.median(steps)), 1)}
+            except Exception:  # an out-of-memory batch size is a result, not the end of the benchmark
+                results["runs"][name] = {"error": traceback.format_exc()[-600:]}
+            print(name, results["runs"][name], flush=True)
+            keras.backend.clear_session()
+            os.makedirs(args.out, exist_ok=True)
+            with open(os.path.join(args.out, "step_times.json"), "w") as f:
+                json.dump(results, f, indent=2)
+    keras.mixed_precision.set_global_policy("float32")
+
+
 def markdown(results):
     lines = []
     for name, result in results["runs"].items():
@@ -260,9 +307,21 @@ def main(argv=None):
     train.add_argument("--eval-clips", type=int, default=None, help="score only the first N held-out clips")
     train.add_argument("--run", nargs="+", action="append", required=True, metavar=("NAME CONFIG", "KEY=VALUE"),
                        help="a run: its name, a config file, overrides and optionally minutes=M")
+    steps = commands.add_parser("step-time", help="median training-step time per architecture and batch size")
+    steps.add_argument("--npz", required=True)
+    steps.add_argument("--out", required=True)
+    steps.add_argument("--config", default=os.path.join(ROOT, "training", "configs", "base.yaml"),
+                       help="the loss terms of this config")
+    steps.add_argument("--architecture", action="append", required=True, help="ARCHITECTURE:PRESET, e.g. crn:base")
+    steps.add_argument("--batch", type=int, action="append", required=True)
+    steps.add_argument("--seconds", type=float, default=2.0)
+    steps.add_argument("--steps", type=int, default=20)
+    steps.add_argument("--precision", default="bfloat16", help="training.mixed_precision value")
     args = parser.parse_args(argv)
     if args.command == "make-npz":
         make_npz(args.path)
+    elif args.command == "step-time":
+        step_times(args)
     else:
         for spec in args.run:
             if len(spec) < 2:
