@@ -35,7 +35,7 @@ from spectral_restore.backend import require_tensorflow
 require_tensorflow("SavedModel export")
 import tensorflow as tf  # noqa: E402 - after the check that names what is missing
 
-from spectral_restore.inference import (  # noqa: F401 - DEFAULT_*, load_keras_model: also importable from here
+from spectral_restore.inference import (
     DEFAULT_CHUNK_SECONDS,
     DEFAULT_OVERLAP_SECONDS,
     chunking,
@@ -114,21 +114,6 @@ class RestorationServer(tf.Module):
     def describe(self):
         """``{"metadata": JSON string, "sample_rate": int32}``."""
         return {"metadata": self.metadata_json.read_value(), "sample_rate": self.sample_rate.read_value()}
-
-
-def load_keras_model(model):
-    """``model`` itself when it is a keras.Model, else the ``.keras`` file it names."""
-    if isinstance(model, keras.Model):
-        return model
-    path = os.fspath(model)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"Model file not found: {path}")
-    if not path.endswith(".keras"):
-        raise ValueError(f"Expected a Keras model file (.keras); received {path}")
-    import spectral_restore.models.gan  # noqa: F401 - registers the classes for deserialization
-    import spectral_restore.models.registry  # noqa: F401 - and every architecture
-
-    return keras.saving.load_model(path, compile=False)
 
 
 def export_saved_model(model, export_dir, chunk_seconds=DEFAULT_CHUNK_SECONDS, overlap_seconds=DEFAULT_OVERLAP_SECONDS):

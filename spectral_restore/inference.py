@@ -114,7 +114,7 @@ def load_keras_model(model):
     if not path.endswith(".keras"):
         raise ValueError(f"Expected a Keras model file (.keras); received {path}")
     import spectral_restore.models.gan  # noqa: F401 - registers the classes for deserialization
-    import spectral_restore.models.restorer  # noqa: F401
+    import spectral_restore.models.registry  # noqa: F401 - and every architecture
 
     return keras.saving.load_model(path, compile=False)
 

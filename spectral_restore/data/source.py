@@ -20,7 +20,6 @@ once in :class:`~spectral_restore.data.files.ReadStats` and not read again.
 """
 
 import functools
-import logging
 import os
 import threading
 
@@ -40,8 +39,6 @@ DAMAGE_MODES = ("pipeline", "model", "none", "auto")
 MAX_DRAWS = 64
 # Stream names folded into the seed, so order, crops and damage never share draws.
 _ORDER, _CROP, _REDRAW, _DAMAGE, _CACHE = range(5)
-
-logger = logging.getLogger(__name__)
 
 
 def _rng(*entropy):
