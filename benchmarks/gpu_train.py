@@ -268,6 +268,8 @@ def run_all(args):
     clean = held_out(args.npz, 16000, args.eval_seconds, args.eval_clips)
     versions = damaged_versions(clean, args.chain, 16000, args.eval_seed)
     before = {kind: surrogate_pesq(clean, damaged, 16000) for kind, damaged in versions.items()}
+    if args.save_audio:
+        np.savez_compressed(os.path.join(args.out, "held_out.npz"), **versions)
     results = {"device": device, "platform": platform.platform(), "jax": jax.__version__,
                "keras": keras.__version__, "minutes_per_run": args.minutes, "held_out_clips": len(clean),
                "runs": {}}
@@ -305,6 +307,8 @@ def main(argv=None):
     train.add_argument("--eval-seed", type=int, default=7000)
     train.add_argument("--eval-seconds", type=float, default=3.5)
     train.add_argument("--eval-clips", type=int, default=None, help="score only the first N held-out clips")
+    train.add_argument("--save-audio", action="store_true",
+                       help="also write the held-out clips and their damaged versions to OUT/held_out.npz")
     train.add_argument("--run", nargs="+", action="append", required=True, metavar=("NAME CONFIG", "KEY=VALUE"),
                        help="a run: its name, a config file, overrides and optionally minutes=M")
     steps = commands.add_parser("step-time", help="median training-step time per architecture and batch size")
