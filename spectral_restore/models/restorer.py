@@ -118,6 +118,8 @@ class SpectralRestorer(SpectralModel):
 
     def restore_spectrogram(self, real, imag, training=False):
         """Compressed input ``(real, imag)`` ``[batch, frames, bins]`` -> compressed estimate."""
+        # The front end hands float32; the backbone runs in the policy's compute dtype.
+        real, imag = ops.cast(real, self.compute_dtype), ops.cast(imag, self.compute_dtype)
         magnitude = spectral.magnitude(real, imag)
         x = ops.stack([magnitude, real, imag], axis=-1)[:, :, :-1, :]
         skips = []
