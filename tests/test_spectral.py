@@ -6,7 +6,7 @@ from keras import ops
 from spectral_restore import spectral
 from spectral_restore.spectral import STFTConfig
 
-from reference import numpy_stft
+from reference import numpy_stft, reference_window
 
 
 CONFIGS = [
@@ -16,7 +16,13 @@ CONFIGS = [
     STFTConfig(frame_length=1024, hop_length=256, window="hamming", pad_mode="constant"),
     STFTConfig(frame_length=256, hop_length=128, window="blackman"),
     STFTConfig(frame_length=512, hop_length=128, center=False),
+    STFTConfig(frame_length=300, hop_length=100, fft_length=512, window="rectangular"),
 ]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.frame_length}-{c.fft_length}-{c.window}")
+def test_window_is_scipys_periodic_window(cfg):
+    np.testing.assert_allclose(cfg.window_array(), reference_window(cfg), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.frame_length}-{c.hop_length}-{c.fft_length}-{c.window}-{c.center}")
