@@ -31,19 +31,69 @@ def test_k_weighting_matches_bs1770_filters():
     assert weighting.k_weighting_db([20.0])[0] < -10
 
 
-def iso226_reference(phon, f_index):
-    a_f = weighting.ISO226_ALPHA[f_index]
-    l_u = weighting.ISO226_LU[f_index]
-    t_f = weighting.ISO226_TF[f_index]
-    big_a = 4.47e-3 * (10 ** (0.025 * phon) - 1.15) + (0.4 * 10 ** (((t_f + l_u) / 10) - 9)) ** a_f
-    return 10 / a_f * np.log10(big_a) - l_u + 94
+# ISO 226:2003, Table 1, as published: frequency f (Hz), exponent for loudness
+# perception alpha_f, magnitude of the linear transfer function normalised at 1 kHz
+# L_U (dB) and threshold of hearing T_f (dB SPL). Typed here from the standard, not
+# read from spectral_restore.weighting.
+ISO226_TABLE_1 = np.array([
+    # f      alpha_f  L_U    T_f
+    [20.0,   0.532, -31.6, 78.5],
+    [25.0,   0.506, -27.2, 68.7],
+    [31.5,   0.480, -23.0, 59.5],
+    [40.0,   0.455, -19.1, 51.1],
+    [50.0,   0.432, -15.9, 44.0],
+    [63.0,   0.409, -13.0, 37.5],
+    [80.0,   0.387, -10.3, 31.5],
+    [100.0,  0.367, -8.1,  26.5],
+    [125.0,  0.349, -6.2,  22.1],
+    [160.0,  0.330, -4.5,  17.9],
+    [200.0,  0.315, -3.1,  14.4],
+    [250.0,  0.301, -2.0,  11.4],
+    [315.0,  0.288, -1.1,  8.6],
+    [400.0,  0.276, -0.4,  6.2],
+    [500.0,  0.267, 0.0,   4.4],
+    [630.0,  0.259, 0.3,   3.0],
+    [800.0,  0.253, 0.5,   2.2],
+    [1000.0, 0.250, 0.0,   2.4],
+    [1250.0, 0.246, -2.7,  3.5],
+    [1600.0, 0.244, -4.1,  1.7],
+    [2000.0, 0.243, -1.0,  -1.3],
+    [2500.0, 0.243, 1.7,   -4.2],
+    [3150.0, 0.243, 2.5,   -6.0],
+    [4000.0, 0.242, 1.2,   -5.4],
+    [5000.0, 0.242, -2.1,  -1.5],
+    [6300.0, 0.245, -7.1,  6.0],
+    [8000.0, 0.254, -11.2, 12.6],
+    [10000.0, 0.271, -10.7, 13.9],
+    [12500.0, 0.301, -3.1, 12.3],
+])
+
+
+def iso226_published(phon):
+    """SPL (dB) of the ``phon`` contour at the 29 frequencies of Table 1, by the
+    standard's equations (ISO 226:2003, 4.1, eqs. 1 and 2)."""
+    _, alpha_f, l_u, t_f = ISO226_TABLE_1.T
+    a_f = 4.47e-3 * (10 ** (0.025 * phon) - 1.15) + (0.4 * 10 ** ((t_f + l_u) / 10 - 9)) ** alpha_f
+    return 10 / alpha_f * np.log10(a_f) - l_u + 94
+
+
+def test_iso226_tables_are_the_published_ones():
+    f, alpha_f, l_u, t_f = ISO226_TABLE_1.T
+    np.testing.assert_array_equal(weighting.ISO226_FREQUENCIES, f)
+    np.testing.assert_array_equal(weighting.ISO226_ALPHA, alpha_f)
+    np.testing.assert_array_equal(weighting.ISO226_LU, l_u)
+    np.testing.assert_array_equal(weighting.ISO226_TF, t_f)
 
 
 @pytest.mark.parametrize("phon", [20, 40, 60, 80])
 def test_iso226_contour(phon):
     contour = weighting.iso226_contour(phon)
-    want = [iso226_reference(phon, i) for i in range(29)]
-    np.testing.assert_allclose(contour, want, atol=1e-9)
+    np.testing.assert_allclose(contour, iso226_published(phon), atol=1e-9)
+    # Between the tabled frequencies: linear in log-frequency; outside: the edge values.
+    between = np.sqrt(ISO226_TABLE_1[:-1, 0] * ISO226_TABLE_1[1:, 0])
+    published = iso226_published(phon)
+    np.testing.assert_allclose(weighting.iso226_contour(phon, between), (published[:-1] + published[1:]) / 2, atol=1e-9)
+    np.testing.assert_allclose(weighting.iso226_contour(phon, [10.0, 16000.0]), published[[0, -1]], atol=1e-9)
     # By definition a 1 kHz tone of L phon has L dB SPL.
     assert abs(weighting.iso226_contour(phon, [1000.0])[0] - phon) < 0.1
     # Ears are most sensitive near 3-4 kHz and far less so at 50 Hz.
