@@ -180,6 +180,33 @@ def test_pesq_loss_gradients_in_both_signals(case, two_utterances):
         assert_directional_derivatives(function, point, directions, 3e-4, 0.1)
 
 
+@pytest.fixture(scope="module")
+def locally_misaligned(speech_16k):
+    """``{rate: (clean, degraded)}``: 2 s of real speech whose degraded copy has three
+    0.25 s stretches 50 ms early or late and noise 35 dB down. One delay cannot align
+    them: P.862 finds bad intervals there (46 of 144 frames wide band at 16 kHz, 18
+    narrow band at 8 kHz) and re-aligns each."""
+    rng = np.random.default_rng(0)
+    clean = speech_16k[8000:40000].astype(np.float64)
+    degraded = clean.copy()
+    for shift, (begin, end) in zip((800, -800, 800), ((3000, 7000), (12000, 16000), (21000, 25000))):
+        degraded[begin:end] = np.roll(clean, shift)[begin:end]
+    degraded = degraded + 10 ** (-35 / 20) * np.std(clean) * rng.standard_normal(len(clean))
+    pairs = {16000: (clean, degraded), 8000: tuple(scipy.signal.resample_poly(x, 1, 2) for x in (clean, degraded))}
+    return {rate: (c.astype(np.float32), d.astype(np.float32)) for rate, (c, d) in pairs.items()}
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("rate,mode", [(16000, "wb"), (8000, "nb")])
+def test_pesq_loss_gradient_through_realigned_bad_intervals(rate, mode, locally_misaligned):
+    """The re-aligned copy of each bad interval carries the degraded signal's gradient
+    (step and tolerance as above)."""
+    clean, degraded = locally_misaligned[rate]
+    loss = PESQLoss(rate, mode, reduction="none")
+    directions = [gain_curve_direction(np.random.default_rng(seed), degraded, rate // 100) for seed in range(3)]
+    assert_directional_derivatives(against(clean)(loss), degraded, directions, 3e-4, 0.1)
+
+
 EMBEDDING_CASES = {
     "musicnn_l1": lambda: AudioEmbeddingLoss("musicnn", reduction="none"),
     "musicnn_cosine": lambda: AudioEmbeddingLoss("musicnn", distance="cosine", layers=["cnn3", "penultimate"], reduction="none"),
