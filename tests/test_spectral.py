@@ -39,7 +39,7 @@ def test_stft_matches_numpy_reference(cfg, length, rng):
 
 
 def test_stft_matches_librosa(speech_16k):
-    librosa = pytest.importorskip("librosa")
+    librosa = pytest.importorskip("librosa", reason="librosa is in the test extras")
     cfg = STFTConfig(frame_length=400, hop_length=100, fft_length=512)
     real, imag = spectral.stft(speech_16k[None], cfg)
     want = librosa.stft(
@@ -136,7 +136,7 @@ def test_floors_give_finite_values_and_gradients_on_silence():
 @pytest.mark.parametrize("htk", [False, True])
 @pytest.mark.parametrize("num_mels,rate,nfft,fmin,fmax", [(80, 16000, 1024, 0.0, None), (40, 22050, 512, 50.0, 8000.0), (128, 48000, 2048, 20.0, None)])
 def test_mel_filterbank_matches_librosa(num_mels, rate, nfft, fmin, fmax, htk):
-    librosa = pytest.importorskip("librosa")
+    librosa = pytest.importorskip("librosa", reason="librosa is in the test extras")
     ours = spectral.mel_filterbank(num_mels, rate, nfft, fmin, fmax, htk=htk)
     want = librosa.filters.mel(sr=rate, n_fft=nfft, n_mels=num_mels, fmin=fmin, fmax=fmax, htk=htk).T
     np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-7)
