@@ -20,7 +20,7 @@ def gradients(function, arrays):
     """Gradients of the scalar ``function(*tensors)`` with respect to each of
     ``arrays`` (numpy), as float64 numpy arrays; fails if any gradient is missing."""
     backend = keras.backend.backend()
-    tensors = [ops.convert_to_tensor(a) for a in arrays]
+    tensors = [as_tensor(a) for a in arrays]
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -41,6 +41,12 @@ def gradients(function, arrays):
     missing = [i for i, g in enumerate(grads) if g is None]
     assert not missing, f"no gradient reaches argument(s) {missing}"
     return [np.asarray(ops.convert_to_numpy(g), np.float64) for g in grads]
+
+
+def as_tensor(array):
+    """A backend tensor of ``array``'s own dtype (Keras on JAX would make float64 float32)."""
+    array = np.asarray(array)
+    return ops.convert_to_tensor(array, dtype=array.dtype.name)
 
 
 def line_slope(values, step):
@@ -95,7 +101,7 @@ def directional_check(batched, point, direction, step, count=10):
     analytic = float(np.sum(grad[0] * direction))
     offsets = np.arange(-count, count + 1) * step
     line = (point[None].astype(np.float64) + offsets.reshape((-1,) + (1,) * point.ndim) * direction[None]).astype(dtype)
-    values = np.asarray(ops.convert_to_numpy(batched(line)), np.float64)
+    values = np.asarray(ops.convert_to_numpy(batched(as_tensor(line))), np.float64)
     return analytic, line_slope(values, step)
 
 
@@ -128,8 +134,7 @@ def assert_weight_derivatives(function, values, seeds, step, rtol, count=10):
         analytic.append(float(sum(np.sum(g * d) for g, d in zip(grads, directions))))
         line = []
         for k in range(-count, count + 1):
-            moved = [ops.convert_to_tensor((v.astype(np.float64) + k * step * d).astype(v.dtype))
-                     for v, d in zip(values, directions)]
+            moved = [as_tensor((v.astype(np.float64) + k * step * d).astype(v.dtype)) for v, d in zip(values, directions)]
             line.append(float(ops.convert_to_numpy(function(moved))))
         numeric.append(line_slope(line, step))
     analytic, numeric = np.array(analytic), np.array(numeric)
