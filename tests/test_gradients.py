@@ -5,7 +5,7 @@ random directions at points away from degenerate cases).
 Precision: every spectral loss takes ``dtype="float64"``, so under TensorFlow those
 checks run in float64 with a step of 1e-8 of the signal's level and a tolerance of
 1e-5 (measured errors <= 2e-7). Under JAX, Keras 3.15's ``ops.mean`` reduces float64
-in float32, so there they run in float32: step 1e-4, tolerance 0.1 (measured <= 0.02).
+in float32, so there they run in float32: step 1e-4, tolerance 0.1 (measured <= 0.021).
 ``PESQLoss``, ``AudioEmbeddingLoss``, the restorer and the discriminators compute in
 float32 inside; their steps were chosen where float32 rounding and the kinks of clamps
 and thresholds both stay small, and each states its tolerance, several times the
@@ -107,18 +107,20 @@ def repeated(array, count):
     return as_tensor(np.repeat(np.asarray(array)[None], count, axis=0))
 
 
-def against(reference):
-    """``f(points)`` of a per-example loss: ``reference`` repeated for each point."""
-    return lambda loss: (lambda points: loss(repeated(reference, len(points)), points))
+def loss_at(loss, reference):
+    """``f(points)``: the per-example loss of each point against ``reference``."""
+    return lambda points: loss(repeated(reference, len(points)), points)
 
 
 @pytest.mark.parametrize("key", WAVEFORM_LOSSES)
 def test_waveform_loss_gradients(key, waves):
-    """Gradient with respect to the estimate (the one training uses)."""
+    """Gradient with respect to the estimate, the one training uses (some losses take
+    weights from the clean signal as constants: the loudness loss's frame weights, the
+    phase losses' magnitude weights)."""
     clean, noisy = (x.astype(SPECTRAL_DTYPE) for x in waves)
     loss = WAVEFORM_LOSSES[key](dtype=SPECTRAL_DTYPE, reduction="none")
     directions = [random_direction(np.random.default_rng(seed), noisy, speech_envelope(clean)) for seed in range(3)]
-    assert_directional_derivatives(against(clean)(loss), noisy, directions, SPECTRAL_STEP, SPECTRAL_RTOL)
+    assert_directional_derivatives(loss_at(loss, clean), noisy, directions, SPECTRAL_STEP, SPECTRAL_RTOL)
 
 
 SPECTROGRAM_LOSSES = {
@@ -145,7 +147,7 @@ def test_spectrogram_input_gradients(key, waves):
     clean_spec = clean_spec.astype(SPECTRAL_DTYPE)
     loss = SPECTROGRAM_LOSSES[key](stft_config=cfg, input_format="spectrogram", dtype=SPECTRAL_DTYPE, reduction="none")
     directions = [random_direction(np.random.default_rng(seed), predicted, magnitude) for seed in range(3)]
-    assert_directional_derivatives(against(clean_spec)(loss), predicted, directions, SPECTRAL_STEP, SPECTRAL_RTOL)
+    assert_directional_derivatives(loss_at(loss, clean_spec), predicted, directions, SPECTRAL_STEP, SPECTRAL_RTOL)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +186,7 @@ def test_pesq_loss_gradients_in_both_signals(case, two_utterances):
     clean, degraded = two_utterances[rate]
     loss = PESQLoss(rate, mode, delay_search=delay_search, reduction="none")
     batched = {
-        "degraded": (against(clean)(loss), degraded),
+        "degraded": (loss_at(loss, clean), degraded),
         "clean": (lambda points: loss(points, repeated(degraded, len(points))), clean),
     }
     for name, (function, point) in batched.items():
@@ -216,7 +218,7 @@ def test_pesq_loss_gradient_through_realigned_bad_intervals(rate, mode, locally_
     clean, degraded = locally_misaligned[rate]
     loss = PESQLoss(rate, mode, reduction="none")
     directions = [gain_curve_direction(np.random.default_rng(seed), degraded, rate // 100) for seed in range(3)]
-    assert_directional_derivatives(against(clean)(loss), degraded, directions, 3e-4, 0.1)
+    assert_directional_derivatives(loss_at(loss, clean), degraded, directions, 3e-4, 0.1)
 
 
 EMBEDDING_CASES = {
@@ -235,7 +237,7 @@ def test_embedding_loss_gradients(key, speech_16k):
     estimate = 1.3 * clean + 0.05 * np.std(clean) * np.random.default_rng(0).standard_normal(clean.shape)
     clean, estimate = clean.astype(np.float32), estimate.astype(np.float32)
     directions = [random_direction(np.random.default_rng(seed), estimate, speech_envelope(clean)) for seed in range(3)]
-    assert_directional_derivatives(against(clean)(EMBEDDING_CASES[key]()), estimate, directions, 1e-4, 0.05)
+    assert_directional_derivatives(loss_at(EMBEDDING_CASES[key](), clean), estimate, directions, 1e-4, 0.05)
 
 
 # Two resolutions of discriminator outputs for one example: (logits [5, 7], two feature maps [5, 7, 2]).
@@ -369,8 +371,9 @@ def discriminator_score(name, model, clean, projections, trainable=None):
 @pytest.mark.parametrize("name", ["multi_resolution", "metric"])
 def test_discriminator_gradients(name, speech_16k):
     """Score with respect to the estimate and the weights, float32 inside: step 3e-5,
-    tolerance 0.1 (measured 0.4 % to 2 %: the |X|^0.3 front end and, in the metric
-    discriminator, the global max pooling make the score strongly non-linear)."""
+    tolerance 0.15 (measured 0.3 % to 1.6 % under TensorFlow, up to 4.9 % under JAX:
+    the |X|^0.3 front end and, in the metric discriminator, the global max pooling make
+    the score strongly non-linear)."""
     model = randomize(discriminator(name), 3)
     clean = speech_16k[5000:13000]
     estimate = (clean + 0.02 * np.random.default_rng(1).standard_normal(clean.shape)).astype(np.float32)
@@ -378,12 +381,12 @@ def test_discriminator_gradients(name, speech_16k):
     projections = [] if name == "metric" else [
         rng.standard_normal(logits.shape[1:]).astype(np.float32) for logits, _ in model(estimate[None])]
     directions = [random_direction(np.random.default_rng(seed), estimate, speech_envelope(clean)) for seed in range(3)]
-    assert_directional_derivatives(discriminator_score(name, model, clean, projections), estimate, directions, 3e-5, 0.1)
+    assert_directional_derivatives(discriminator_score(name, model, clean, projections), estimate, directions, 3e-5, 0.15)
 
     def total(trainable):
         return ops.sum(discriminator_score(name, model, clean, projections, trainable)(estimate[None]))
 
-    assert_weight_derivatives(total, [np.asarray(v.value) for v in model.trainable_variables], range(3), 3e-5, 0.1)
+    assert_weight_derivatives(total, [np.asarray(v.value) for v in model.trainable_variables], range(3), 3e-5, 0.15)
 
 
 def test_adversarial_objectives_reach_every_variable(speech_16k):
