@@ -1,9 +1,15 @@
+import fnmatch
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
+
+# CI sets this to a file of the skips its stage expects (tests/allowed_skips/); any
+# other skip then fails the run, so a missing optional dependency cannot pass silently.
+ALLOWED_SKIPS_VARIABLE = "SPECTRAL_RESTORE_ALLOWED_SKIPS"
+ALLOWED_SKIPS = pytest.StashKey[list]()
 
 
 def arctic_example_path():
@@ -36,12 +42,82 @@ def rng():
     return np.random.default_rng(1234)
 
 
+def read_allowed_skips(path):
+    """``[(nodeid pattern, reason)]`` from an allowlist: one ``PATTERN | REASON`` a line
+    (``fnmatch`` patterns on pytest node ids), ``#`` comments and blank lines ignored.
+    Every entry must say why the skip is expected."""
+    if not os.path.isfile(path):
+        raise pytest.UsageError(f"{ALLOWED_SKIPS_VARIABLE}={path!r} is not a file")
+    entries = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            pattern, _, reason = (part.strip() for part in line.partition("|"))
+            if not pattern or not reason:
+                raise pytest.UsageError(f"{path}:{number}: expected 'NODEID_PATTERN | REASON'. Received {line!r}")
+            entries.append((pattern, reason))
+    return entries
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "every_backend: backend-neutral test; a TensorFlow run repeats it under JAX through the "
         "rerun_under_jax fixture, a JAX run runs it natively",
     )
+    path = os.environ.get(ALLOWED_SKIPS_VARIABLE)
+    config.stash[ALLOWED_SKIPS] = None if not path else read_allowed_skips(path)
+
+
+def pytest_sessionstart(session):
+    if session.config.stash[ALLOWED_SKIPS] is not None and session.config.pluginmanager.get_plugin("terminalreporter") is None:
+        raise pytest.UsageError(f"{ALLOWED_SKIPS_VARIABLE} reads the terminal reporter's skips: drop -p no:terminal")
+
+
+def skipped_tests(config):
+    """``[(nodeid, reason)]`` of every test and collector skipped (or xfailed) in this
+    run, under every test path, from the terminal reporter's records."""
+    stats = config.pluginmanager.get_plugin("terminalreporter").stats
+    skipped = []
+    for report in stats.get("skipped", []) + stats.get("xfailed", []):
+        if hasattr(report, "wasxfail"):
+            reason = f"xfail: {report.wasxfail}"
+        elif isinstance(report.longrepr, tuple):
+            reason = report.longrepr[2]
+        else:
+            reason = str(report.longrepr)
+        if (report.nodeid, reason) not in skipped:  # a module can be reported more than once
+            skipped.append((report.nodeid, reason))
+    return skipped
+
+
+def unexpected_skips(config):
+    """The skips of this run that no allowlist entry matches: ``[(nodeid, reason)]``."""
+    allowed = config.stash[ALLOWED_SKIPS]
+    return [
+        (nodeid, reason)
+        for nodeid, reason in skipped_tests(config)
+        if not any(fnmatch.fnmatchcase(nodeid, pattern) for pattern, _ in allowed)
+    ]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if session.config.stash[ALLOWED_SKIPS] is not None and unexpected_skips(session.config):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if config.stash[ALLOWED_SKIPS] is None:
+        return
+    unexpected = unexpected_skips(config)
+    terminalreporter.section("skips against " + os.environ[ALLOWED_SKIPS_VARIABLE])
+    for nodeid, reason in skipped_tests(config):
+        mark = "UNEXPECTED" if (nodeid, reason) in unexpected else "allowed"
+        terminalreporter.write_line(f"{mark}: {nodeid}: {reason}")
+    if unexpected:
+        terminalreporter.write_line(f"{len(unexpected)} skip(s) not on the allowlist: the run fails", red=True, bold=True)
 
 
 @pytest.fixture

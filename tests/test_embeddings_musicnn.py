@@ -90,7 +90,7 @@ def test_port_matches_original_on_every_shipped_checkpoint(tmp_path, speech_16k)
 
 
 def test_log_mel_matches_librosa(speech_16k):
-    librosa = pytest.importorskip("librosa")
+    librosa = pytest.importorskip("librosa", reason="librosa is in the test extras")
     clip = speech_16k[:32000]
     reference = librosa.feature.melspectrogram(
         y=clip.astype(np.float64), sr=16000, hop_length=256, n_fft=512, n_mels=96, pad_mode="constant"

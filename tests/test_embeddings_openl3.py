@@ -139,7 +139,7 @@ def test_gzip_and_whole_model_layouts_load_the_same(tmp_path):
 
 def numpy_spectrogram(windows, input_repr):
     """OpenL3's kapre front end in numpy/librosa: |STFT| (mel-filtered), 10 log10, -max, floor -80."""
-    librosa = pytest.importorskip("librosa")
+    librosa = pytest.importorskip("librosa", reason="librosa is in the test extras")
     n_fft = 512 if input_repr == "linear" else 2048
     if input_repr != "linear":
         windows = np.pad(windows, ((0, 0), (0, 198 * 242 + 2048 - 48000)))

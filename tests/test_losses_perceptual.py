@@ -31,19 +31,69 @@ def test_k_weighting_matches_bs1770_filters():
     assert weighting.k_weighting_db([20.0])[0] < -10
 
 
-def iso226_reference(phon, f_index):
-    a_f = weighting.ISO226_ALPHA[f_index]
-    l_u = weighting.ISO226_LU[f_index]
-    t_f = weighting.ISO226_TF[f_index]
-    big_a = 4.47e-3 * (10 ** (0.025 * phon) - 1.15) + (0.4 * 10 ** (((t_f + l_u) / 10) - 9)) ** a_f
-    return 10 / a_f * np.log10(big_a) - l_u + 94
+# ISO 226:2003, Table 1, as published: frequency f (Hz), exponent for loudness
+# perception alpha_f, magnitude of the linear transfer function normalised at 1 kHz
+# L_U (dB) and threshold of hearing T_f (dB SPL). Typed here from the standard, not
+# read from spectral_restore.weighting.
+ISO226_TABLE_1 = np.array([
+    # f      alpha_f  L_U    T_f
+    [20.0,   0.532, -31.6, 78.5],
+    [25.0,   0.506, -27.2, 68.7],
+    [31.5,   0.480, -23.0, 59.5],
+    [40.0,   0.455, -19.1, 51.1],
+    [50.0,   0.432, -15.9, 44.0],
+    [63.0,   0.409, -13.0, 37.5],
+    [80.0,   0.387, -10.3, 31.5],
+    [100.0,  0.367, -8.1,  26.5],
+    [125.0,  0.349, -6.2,  22.1],
+    [160.0,  0.330, -4.5,  17.9],
+    [200.0,  0.315, -3.1,  14.4],
+    [250.0,  0.301, -2.0,  11.4],
+    [315.0,  0.288, -1.1,  8.6],
+    [400.0,  0.276, -0.4,  6.2],
+    [500.0,  0.267, 0.0,   4.4],
+    [630.0,  0.259, 0.3,   3.0],
+    [800.0,  0.253, 0.5,   2.2],
+    [1000.0, 0.250, 0.0,   2.4],
+    [1250.0, 0.246, -2.7,  3.5],
+    [1600.0, 0.244, -4.1,  1.7],
+    [2000.0, 0.243, -1.0,  -1.3],
+    [2500.0, 0.243, 1.7,   -4.2],
+    [3150.0, 0.243, 2.5,   -6.0],
+    [4000.0, 0.242, 1.2,   -5.4],
+    [5000.0, 0.242, -2.1,  -1.5],
+    [6300.0, 0.245, -7.1,  6.0],
+    [8000.0, 0.254, -11.2, 12.6],
+    [10000.0, 0.271, -10.7, 13.9],
+    [12500.0, 0.301, -3.1, 12.3],
+])
+
+
+def iso226_published(phon):
+    """SPL (dB) of the ``phon`` contour at the 29 frequencies of Table 1, by the
+    standard's equations (ISO 226:2003, 4.1, eqs. 1 and 2)."""
+    _, alpha_f, l_u, t_f = ISO226_TABLE_1.T
+    a_f = 4.47e-3 * (10 ** (0.025 * phon) - 1.15) + (0.4 * 10 ** ((t_f + l_u) / 10 - 9)) ** alpha_f
+    return 10 / alpha_f * np.log10(a_f) - l_u + 94
+
+
+def test_iso226_tables_are_the_published_ones():
+    f, alpha_f, l_u, t_f = ISO226_TABLE_1.T
+    np.testing.assert_array_equal(weighting.ISO226_FREQUENCIES, f)
+    np.testing.assert_array_equal(weighting.ISO226_ALPHA, alpha_f)
+    np.testing.assert_array_equal(weighting.ISO226_LU, l_u)
+    np.testing.assert_array_equal(weighting.ISO226_TF, t_f)
 
 
 @pytest.mark.parametrize("phon", [20, 40, 60, 80])
 def test_iso226_contour(phon):
     contour = weighting.iso226_contour(phon)
-    want = [iso226_reference(phon, i) for i in range(29)]
-    np.testing.assert_allclose(contour, want, atol=1e-9)
+    np.testing.assert_allclose(contour, iso226_published(phon), atol=1e-9)
+    # Between the tabled frequencies: linear in log-frequency; outside: the edge values.
+    between = np.sqrt(ISO226_TABLE_1[:-1, 0] * ISO226_TABLE_1[1:, 0])
+    published = iso226_published(phon)
+    np.testing.assert_allclose(weighting.iso226_contour(phon, between), (published[:-1] + published[1:]) / 2, atol=1e-9)
+    np.testing.assert_allclose(weighting.iso226_contour(phon, [10.0, 16000.0]), published[[0, -1]], atol=1e-9)
     # By definition a 1 kHz tone of L phon has L dB SPL.
     assert abs(weighting.iso226_contour(phon, [1000.0])[0] - phon) < 0.1
     # Ears are most sensitive near 3-4 kHz and far less so at 50 Hz.
@@ -171,22 +221,59 @@ def damaged_versions(speech):
     return x[0], [(kind, np.asarray(d)[0]) for kind, d in out]
 
 
-@pytest.mark.parametrize("mode", ["wb", "nb"])
-def test_pesq_loss_tracks_the_reference_pesq(speech_16k, mode):
-    """On 31 versions of real speech the surrogate's MOS follows the `pesq`
-    package (benchmarks/pesq_surrogate.py measures 216 pairs of 10 voices)."""
+# Agreement of PESQLoss.mos with the `pesq` package on the 31 versions above, as
+# measured (mean absolute error, largest error):
+#   alignment            wb 16 kHz         nb 16 kHz          nb 8 kHz
+#   one delay (default)  0.0046, 0.118     0.0034, 0.045      0.0025, 0.030
+#   "utterance"          0.0001, 0.0010    0.00001, 0.0002    0.00000, 0.00002
+# (the worst are reverberant copies, which one delay cannot align; README and
+# benchmarks/README.md report 0.002 and 0.003 (one delay) and 0.0003 and 0.0005
+# ("utterance") on 216 pairs of 10 voices). Each bound below is the figure measured
+# here plus a margin of 0.0015 (mean) and 0.015 (largest) for one delay, 0.0005 and
+# 0.005 for the utterance alignment: a model whose error grows by 0.01 on average fails.
+PESQ_AGREEMENT = {
+    # (rate, mode, delay_search): (mean absolute error, largest error)
+    (16000, "wb", True): (0.0046 + 0.0015, 0.118 + 0.015),
+    (16000, "nb", True): (0.0034 + 0.0015, 0.045 + 0.015),
+    (8000, "nb", True): (0.0025 + 0.0015, 0.030 + 0.015),
+    (16000, "wb", "utterance"): (0.0001 + 0.0005, 0.0010 + 0.005),
+    (16000, "nb", "utterance"): (0.00001 + 0.0005, 0.0002 + 0.005),
+    (8000, "nb", "utterance"): (0.0 + 0.0005, 0.0 + 0.005),
+}
+
+
+@pytest.fixture(scope="module")
+def pesq_references(speech_16k):
+    """``{(rate, mode): (clean, degraded, reference MOS)}`` for the 31 versions, at 16 kHz
+    and resampled to 8 kHz (scipy's polyphase filter)."""
     from pesq import pesq
-    from scipy import stats
 
     clean, versions = damaged_versions(speech_16k)
-    assert len(versions) == 31
-    reference = np.array([pesq(16000, clean, d, mode) for _, d in versions])
-    ours = np.asarray(PESQLoss(mode=mode).mos(np.stack([clean] * len(versions)), np.stack([d for _, d in versions])))
+    degraded = np.stack([d for _, d in versions])
+    at_8k = [scipy.signal.resample_poly(x.astype(np.float64), 1, 2, axis=-1).astype(np.float32) for x in (clean, degraded)]
+    pairs = {16000: (clean, degraded), 8000: tuple(at_8k)}
+    out = {}
+    for rate, mode in ((16000, "wb"), (16000, "nb"), (8000, "nb")):
+        c, d = pairs[rate]
+        out[rate, mode] = (c, d, np.array([pesq(rate, c, x, mode) for x in d]))
+    return out
+
+
+@pytest.mark.parametrize("rate,mode,delay_search", list(PESQ_AGREEMENT), ids=lambda v: str(v))
+def test_pesq_loss_tracks_the_reference_pesq(pesq_references, rate, mode, delay_search):
+    """On 31 versions of real speech the surrogate's MOS equals the `pesq` package's
+    at the level measured (see PESQ_AGREEMENT)."""
+    from scipy import stats
+
+    clean, degraded, reference = pesq_references[rate, mode]
+    ours = np.asarray(PESQLoss(rate, mode, delay_search=delay_search).mos(np.stack([clean] * len(degraded)), degraded))
     assert reference.min() < 1.5 and reference.max() > 4.4  # the set spans the scale
-    assert stats.pearsonr(reference, ours)[0] >= 0.99
-    assert stats.spearmanr(reference, ours)[0] >= 0.98
-    assert np.mean(np.abs(reference - ours)) <= 0.1
-    assert np.max(np.abs(reference - ours)) <= 0.5
+    error = np.abs(ours - reference)
+    mean_bound, max_bound = PESQ_AGREEMENT[rate, mode, delay_search]
+    assert error.mean() <= mean_bound and error.max() <= max_bound, (error.mean(), error.max())
+    exact = delay_search == "utterance"
+    assert stats.pearsonr(reference, ours)[0] >= (0.99995 if exact else 0.9995)
+    assert stats.spearmanr(reference, ours)[0] >= (0.9995 if exact else 0.999)
 
 
 def test_pesq_loss_value_gradient_and_arguments(speech_16k):
@@ -209,7 +296,10 @@ def test_pesq_loss_value_gradient_and_arguments(speech_16k):
     assert float(loss.mos(clean, noisy - step * gradient)[0]) > mos
     # [batch, samples, 1] is accepted; 8 kHz narrow band works.
     assert float(loss.mos(clean[..., None], noisy[..., None])[0]) == pytest.approx(mos, abs=1e-6)
-    assert 1.0 < float(PESQLoss(8000, "nb").mos(clean[:, ::2], noisy[:, ::2])[0]) < 4.5
+    from pesq import pesq
+
+    at_8k = pesq(8000, clean[0, ::2], noisy[0, ::2], "nb")
+    assert float(PESQLoss(8000, "nb").mos(clean[:, ::2], noisy[:, ::2])[0]) == pytest.approx(at_8k, abs=1e-3)
     with pytest.raises(ValueError, match="mode"):
         PESQLoss(mode="fb")
     with pytest.raises(ValueError, match="16000"):
@@ -233,7 +323,8 @@ def test_pesq_loss_finds_a_delay_as_pesq_does(speech_16k):
     noisy = np.asarray(artifacts.add_noise(delayed, [5, 5], 20.0, color=1.0))
     for degraded in (delayed, noisy):
         reference = pesq(16000, clean[0], degraded[0], "wb")
-        assert float(PESQLoss().mos(clean, degraded)[0]) == pytest.approx(reference, abs=0.05)
+        # Measured: within 4e-5 of the reference.
+        assert float(PESQLoss().mos(clean, degraded)[0]) == pytest.approx(reference, abs=1e-3)
         assert float(PESQLoss(delay_search=False).mos(clean, degraded)[0]) < reference - 0.5
     rebuilt = PESQLoss.from_config(PESQLoss(delay_search=False).get_config())
     assert rebuilt.delay_search is False
@@ -266,7 +357,7 @@ def test_each_bad_interval_is_realigned_by_its_own_delay(speech_16k):
 def test_utterance_alignment_scores_reverberant_speech_as_pesq_does(speech_16k):
     """Reverberant copies (P.862 finds several utterances and splits them, with
     delays hundreds of samples apart): P.862's own alignment on the host brings the
-    surrogate within a few hundredths of the reference, in eager and graph mode."""
+    surrogate within 1e-3 of the reference, in eager and graph mode."""
     import tensorflow as tf
     from pesq import pesq
 
@@ -278,7 +369,8 @@ def test_utterance_alignment_scores_reverberant_speech_as_pesq_does(speech_16k):
     reference = np.array([pesq(16000, clean[0], d, "wb") for d in degraded])
     loss = PESQLoss(delay_search="utterance")
     aligned = np.asarray(loss.mos(cleans, degraded))
-    np.testing.assert_allclose(aligned, reference, atol=0.03)
+    # Measured: within 2e-6 of the reference (README: largest error 0.018 on 216 pairs).
+    np.testing.assert_allclose(aligned, reference, atol=1e-3)
     graph = tf.function(loss.mos)(tf.constant(cleans), tf.constant(degraded)).numpy()
     np.testing.assert_allclose(graph, aligned, atol=1e-5)
     rebuilt = PESQLoss.from_config(loss.get_config())

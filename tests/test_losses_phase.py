@@ -99,7 +99,7 @@ def test_phase_terms_known_values(pair):
 
 
 def test_consistency_term(pair):
-    librosa = pytest.importorskip("librosa")
+    librosa = pytest.importorskip("librosa", reason="librosa is in the test extras")
     clean, _ = pair
     cfg = spectral.STFTConfig()
     real, imag = spectral.stft(clean, cfg)

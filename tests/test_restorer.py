@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from spectral_restore.losses import CombinedLoss, SpectrogramMSE
-from spectral_restore.models.restorer import PRESETS, SpectralRestorer, build_restorer
+from spectral_restore.models.restorer import SpectralRestorer, build_restorer
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +20,53 @@ def test_untrained_model_is_the_identity_at_any_length(small, length):
     assert np.max(np.abs(y - x)) < 1e-3
 
 
+def conv_params(kernel, inputs, outputs):
+    """Weights of a 2-D (transposed) convolution with bias."""
+    return kernel[0] * kernel[1] * inputs * outputs + outputs
+
+
+def dense_params(inputs, outputs):
+    return inputs * outputs + outputs
+
+
+def gru_params(inputs, units):
+    """Keras's GRU (reset_after=True): kernel, recurrent kernel and two biases for 3 gates."""
+    return 3 * (inputs * units + units * units) + 2 * 3 * units
+
+
+def expected_parameters(channels, kernel, units, layers, bidirectional, bins=256):
+    """The architecture's parameter count, layer by layer (the input has 3 channels:
+    magnitude, real, imaginary; every LayerNormalization has a scale and an offset per channel)."""
+    total, previous = 0, 3
+    for c in channels:  # encoder: conv + layer norm
+        total += conv_params(kernel, previous, c) + 2 * c
+        previous = c
+    bottleneck = bins // 2 ** len(channels) * channels[-1]
+    total += dense_params(bottleneck, units)
+    directions = 2 if bidirectional else 1
+    recurrent_in = units
+    for _ in range(layers):
+        total += directions * gru_params(recurrent_in, units)
+        recurrent_in = directions * units
+    total += dense_params(recurrent_in, bottleneck)
+    decoder = list(reversed(channels[:-1])) + [channels[0]]
+    previous = channels[-1]
+    for level, c in enumerate(decoder):  # input: the previous level concatenated with its skip
+        total += conv_params(kernel, previous + channels[-1 - level], c) + 2 * c
+        previous = c
+    return total + conv_params((1, 1), previous, 1) + conv_params((1, 1), previous, 2)
+
+
 def test_presets_and_parameter_counts():
-    counts = {name: build_restorer(name).count_params() for name in PRESETS}
-    assert 2e5 < counts["small"] < 1e6 < counts["base"] < 2e7
+    small, base = build_restorer("small"), build_restorer("base")
+    # small: encoder 224+16, 1168+32, 4640+64; dense 131200; GRU 99072; dense 132096;
+    # decoder 9232+32, 2312+16, 1160+16; heads 9 + 18.
+    assert expected_parameters((8, 16, 32), (3, 3), 128, 1, False) == 381_307
+    assert small.count_params() == 381_307  # README: "381 k"
+    assert base.count_params() == expected_parameters((32, 64, 96, 128), (3, 5), 256, 2, True) == 4_502_883  # "4.5 M"
+    summary = []
+    small.summary(print_fn=lambda line, **kwargs: summary.append(line))
+    assert "Total params: 381,307" in "\n".join(summary)
     with pytest.raises(ValueError, match="preset"):
         SpectralRestorer("huge")
     with pytest.raises(ValueError, match="divisible"):

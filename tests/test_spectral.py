@@ -5,7 +5,7 @@ from keras import ops
 from spectral_restore import spectral
 from spectral_restore.spectral import STFTConfig
 
-from reference import numpy_stft
+from reference import numpy_stft, reference_window
 
 
 CONFIGS = [
@@ -15,7 +15,13 @@ CONFIGS = [
     STFTConfig(frame_length=1024, hop_length=256, window="hamming", pad_mode="constant"),
     STFTConfig(frame_length=256, hop_length=128, window="blackman"),
     STFTConfig(frame_length=512, hop_length=128, center=False),
+    STFTConfig(frame_length=300, hop_length=100, fft_length=512, window="rectangular"),
 ]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.frame_length}-{c.fft_length}-{c.window}")
+def test_window_is_scipys_periodic_window(cfg):
+    np.testing.assert_allclose(cfg.window_array(), reference_window(cfg), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.frame_length}-{c.hop_length}-{c.fft_length}-{c.window}-{c.center}")
@@ -32,7 +38,7 @@ def test_stft_matches_numpy_reference(cfg, length, rng):
 
 
 def test_stft_matches_librosa(speech_16k):
-    librosa = pytest.importorskip("librosa")
+    librosa = pytest.importorskip("librosa", reason="librosa is in the test extras")
     cfg = STFTConfig(frame_length=400, hop_length=100, fft_length=512)
     real, imag = spectral.stft(speech_16k[None], cfg)
     want = librosa.stft(
@@ -132,7 +138,7 @@ def test_floors_give_finite_values_and_gradients_on_silence():
 @pytest.mark.parametrize("htk", [False, True])
 @pytest.mark.parametrize("num_mels,rate,nfft,fmin,fmax", [(80, 16000, 1024, 0.0, None), (40, 22050, 512, 50.0, 8000.0), (128, 48000, 2048, 20.0, None)])
 def test_mel_filterbank_matches_librosa(num_mels, rate, nfft, fmin, fmax, htk):
-    librosa = pytest.importorskip("librosa")
+    librosa = pytest.importorskip("librosa", reason="librosa is in the test extras")
     ours = spectral.mel_filterbank(num_mels, rate, nfft, fmin, fmax, htk=htk)
     want = librosa.filters.mel(sr=rate, n_fft=nfft, n_mels=num_mels, fmin=fmin, fmax=fmax, htk=htk).T
     np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-7)
