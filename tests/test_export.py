@@ -12,6 +12,8 @@ from spectral_restore import __version__
 from spectral_restore.export import RestorationServer, export_saved_model, read_metadata
 from spectral_restore.models.restorer import build_restorer
 
+from reference import chunked_crossfade
+
 RATE = 16000
 CHUNK_SECONDS, OVERLAP_SECONDS = 0.5, 0.125  # 8000 and 2000 samples: short inputs go through several chunks
 
@@ -32,32 +34,6 @@ def export_dir(trained_like_model, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("export") / "restorer")
     export_saved_model(trained_like_model, path, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS)
     return path
-
-
-def reference_chunked(model, wave, chunk, overlap):
-    """Chunk, restore and crossfade written out in numpy, one chunk at a time."""
-    length = wave.shape[1]
-    if length <= chunk:
-        return np.asarray(model(wave))
-    hop = chunk - overlap
-    total = np.zeros_like(wave)
-    norm = np.zeros(length)
-    n = np.arange(chunk)
-    weight = np.ones(chunk)
-    weight[:overlap] = np.sin(np.pi * (n[:overlap] + 0.5) / (2 * overlap)) ** 2
-    weight[chunk - overlap :] = np.cos(np.pi * (n[:overlap] + 0.5) / (2 * overlap)) ** 2
-    start = 0
-    while True:
-        piece = np.zeros((wave.shape[0], chunk), np.float32)
-        stop = min(start + chunk, length)
-        piece[:, : stop - start] = wave[:, start:stop]
-        restored = np.asarray(model(piece))
-        total[:, start:stop] += (weight * restored)[:, : stop - start]
-        norm[start:stop] += weight[: stop - start]
-        if start + chunk >= length:
-            break
-        start += hop
-    return total / norm
 
 
 def run_in_fresh_python(code):
@@ -87,7 +63,7 @@ def test_saved_model_in_a_fresh_process_equals_keras_model(export_dir, trained_l
     assert "imported spectral_restore: False" in out
     outputs = np.load(tmp_path / "outputs.npz")
     for name, wave in waves.items():
-        expected = reference_chunked(trained_like_model, wave, 8000, 2000)
+        expected = chunked_crossfade(trained_like_model, wave, 8000, 2000)
         assert outputs[name].shape == wave.shape, name
         np.testing.assert_allclose(outputs[name], expected, atol=1e-5, err_msg=name)
     # The long input did go through chunks: a recurrent model given less context differs.
@@ -141,7 +117,7 @@ def test_saved_model_cli_show_and_run(export_dir, trained_like_model, tmp_path, 
     )
     assert ran.returncode == 0, ran.stderr[-2000:]
     restored = np.load(tmp_path / "out" / "restored.npy")
-    np.testing.assert_allclose(restored, reference_chunked(trained_like_model, wave, 8000, 2000), atol=1e-5)
+    np.testing.assert_allclose(restored, chunked_crossfade(trained_like_model, wave, 8000, 2000), atol=1e-5)
 
 
 def test_export_arguments_are_checked(trained_like_model, tmp_path):
