@@ -34,3 +34,14 @@ def speech_16k():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def speech_folder(tmp_path_factory, speech_16k):
+    """Six 4-second WAV files of the ARCTIC utterance, each rotated by 3000 samples more."""
+    import soundfile as sf
+
+    folder = tmp_path_factory.mktemp("speech")
+    for i in range(6):
+        sf.write(folder / f"utt{i}.wav", np.roll(speech_16k, 3000 * i), 16000)
+    return folder

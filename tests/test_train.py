@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from training.config import build_loss, load_config
 
@@ -19,14 +18,6 @@ TINY = [
     "training.epochs=3", "training.steps_per_epoch=6", "training.validation_steps=1",
     "training.audio_examples=1", "training.max_minutes=null",
 ]
-
-
-@pytest.fixture(scope="module")
-def speech_folder(tmp_path_factory, speech_16k):
-    folder = tmp_path_factory.mktemp("speech")
-    for i in range(6):
-        sf.write(folder / f"utt{i}.wav", np.roll(speech_16k, 3000 * i), 16000)
-    return folder
 
 
 def test_configs_merge_and_reject_unknown_keys(tmp_path):

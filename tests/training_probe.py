@@ -1,0 +1,88 @@
+"""What a training run did, seen from outside the trainer: the model's weights and
+every optimizer variable before and after ``fit``, and the batches each step trained on.
+
+In a test: ``with probe_fit(record): cli.main(["train", ...])``. As a script (for a
+process a test kills or runs as a worker):
+``python tests/training_probe.py STATE.npz [--batches BATCHES.npz] TRAIN_ARGS...``
+runs ``spectral-restore train TRAIN_ARGS`` and saves the state after ``fit`` (keys
+``after/...``) and, with ``--batches``, the clean batch of every step in order.
+"""
+
+import contextlib
+import sys
+
+import keras
+import numpy as np
+
+OPTIMIZERS = ("optimizer", "g_optimizer", "d_optimizer", "m_optimizer")
+
+
+def training_state(model):
+    """Every weight of ``model`` (a GAN's networks and step counter included) and
+    every variable of each of its optimizers, keyed ``weights/<i>/<path>`` and
+    ``<optimizer attribute>/<i>/<path>``; metric trackers are left out (they restart
+    each epoch, and a resumed run restarts its epoch)."""
+    state = {f"weights/{i}/{v.path}": np.array(v) for i, v in enumerate(model.weights)}
+    for name in OPTIMIZERS:
+        optimizer = getattr(model, name, None)
+        if optimizer is not None:
+            state.update({f"{name}/{i}/{v.path}": np.array(v) for i, v in enumerate(optimizer.variables)})
+    return state
+
+
+@contextlib.contextmanager
+def probe_fit(record, batches=False):
+    """While open, ``keras.Model.fit`` also stores ``record["before"]`` and
+    ``record["after"]`` (:func:`training_state` around the call) and whether the
+    model compiled its steps with XLA (``record["jit_compile"]``) and, with
+    ``batches``, appends each step's clean batch to ``record["batches"]``."""
+    import tensorflow as tf
+
+    fit = keras.Model.fit
+    record.setdefault("batches", [])
+
+    def probed_fit(model, *args, **kwargs):
+        if batches:
+            step = model.train_step
+
+            def record_batch(clean):
+                record["batches"].append(clean.numpy())
+                return 0
+
+            def step_recording_batch(data):
+                done = tf.py_function(record_batch, [data[1]], tf.int32)
+                with tf.control_dependencies([done]):
+                    return step(data)
+
+            model.train_step = step_recording_batch
+        record["before"] = training_state(model)
+        history = fit(model, *args, **kwargs)
+        record["after"] = training_state(model)
+        record["jit_compile"] = model.jit_compile
+        return history
+
+    keras.Model.fit = probed_fit
+    try:
+        yield record
+    finally:
+        keras.Model.fit = fit
+
+
+def main(argv):
+    from spectral_restore import cli
+
+    state_path, argv = argv[0], argv[1:]
+    batches_path = None
+    if argv[:1] == ["--batches"]:
+        batches_path, argv = argv[1], argv[2:]
+    record = {}
+    with probe_fit(record, batches=batches_path is not None):
+        code = cli.main(["train", *argv])
+    np.savez(state_path, **{f"after/{key}": value for key, value in record["after"].items()})
+    if batches_path:
+        np.save(batches_path, np.stack(record["batches"]))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
