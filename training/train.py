@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -124,12 +125,24 @@ def build_optimizer_state(model):
 
 def restore_backup(model, backup_dir):
     """Loads ``backup_dir``'s latest weights and optimizer state when a previous run
-    left them; returns the step they were saved at (0 without a backup)."""
+    left them; returns the step they were saved at (0 without a backup). A latest
+    backup that cannot be read (the run was killed while writing it) is replaced by
+    the previous one, which ``BackupAndRestore(double_checkpoint=True)`` keeps as
+    ``*.bkp``, as that callback does itself when it loads."""
     path = os.path.join(backup_dir, "latest.weights.h5")
     if not os.path.exists(path):
         return 0
     build_optimizer_state(model)
-    model.load_weights(path)
+    try:
+        model.load_weights(path)
+    except OSError:
+        if not os.path.exists(path + ".bkp"):
+            raise
+        for name in ("latest.weights.h5", "training_metadata.json"):
+            previous = os.path.join(backup_dir, name + ".bkp")
+            if os.path.exists(previous):
+                shutil.copyfile(previous, os.path.join(backup_dir, name))
+        model.load_weights(path)
     return training_step(model)
 
 
