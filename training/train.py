@@ -214,7 +214,9 @@ def run(config):
         # First, so that CSVLogger and TensorBoard record val_pesq_wb.
         callbacks.append(ValidationPESQ(validation, config["model"]["sample_rate"], batches=training["pesq_batches"]))
     callbacks += [
-        keras.callbacks.BackupAndRestore(backup_dir, save_freq=training["backup_every_steps"], double_checkpoint=True),
+        # Kept at the end: deleted below unless the time limit cut the run short.
+        keras.callbacks.BackupAndRestore(backup_dir, save_freq=training["backup_every_steps"], double_checkpoint=True,
+                                         delete_checkpoint=False),
         StopAtStep(total_steps, lambda: training_step(model)),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
@@ -239,6 +241,12 @@ def run(config):
             callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2, shuffle=False,  # the stream is shuffled
         )
     minutes = (time.monotonic() - started) / 60.0
+    if time_limit.stopped_early:
+        # The same command run again continues from the step the time limit stopped at.
+        os.makedirs(backup_dir, exist_ok=True)
+        model.save_weights(os.path.join(backup_dir, "latest.weights.h5"))
+    elif os.path.isdir(backup_dir):
+        shutil.rmtree(backup_dir)
     generator = getattr(model, "generator", model)
     model_path = os.path.join(output_dir, "model.keras")
     generator.save(model_path)
