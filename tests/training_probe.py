@@ -4,16 +4,19 @@ every optimizer variable before and after ``fit``, and the batches each step tra
 In a test: ``with probe_fit(record): cli.main(["train", ...])``. As a script (for a
 process a test kills or runs as a worker):
 ``python tests/training_probe.py STATE.npz [--batches BATCHES.npz] TRAIN_ARGS...``
-runs ``spectral-restore train TRAIN_ARGS`` and saves the state after ``fit`` (keys
-``after/...``) and, with ``--batches``, the clean batch of every step in order.
+runs ``spectral-restore train TRAIN_ARGS`` and saves the state before and after
+``fit`` (keys ``before/...``, ``after/...``) and, with ``--batches``, the clean batch
+of every step in order.
 """
 
 import contextlib
+import os
 import sys
 
 import keras
 import numpy as np
 
+PROBE = os.path.abspath(__file__)
 OPTIMIZERS = ("optimizer", "g_optimizer", "d_optimizer", "m_optimizer")
 
 
@@ -31,17 +34,25 @@ def training_state(model):
 
 
 @contextlib.contextmanager
-def probe_fit(record, batches=False):
+def probe_fit(record, batches=False, steps=False):
     """While open, ``keras.Model.fit`` also stores ``record["before"]`` and
     ``record["after"]`` (:func:`training_state` around the call) and whether the
-    model compiled its steps with XLA (``record["jit_compile"]``) and, with
-    ``batches``, appends each step's clean batch to ``record["batches"]``."""
+    model compiled its steps with XLA (``record["jit_compile"]``); with ``batches``
+    it appends each step's clean batch to ``record["batches"]``, with ``steps`` the
+    state after each step to ``record["steps"]``."""
     import tensorflow as tf
 
     fit = keras.Model.fit
     record.setdefault("batches", [])
+    record.setdefault("steps", [])
+
+    class RecordSteps(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            record["steps"].append(training_state(self.model))
 
     def probed_fit(model, *args, **kwargs):
+        if steps:
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), RecordSteps()]
         if batches:
             step = model.train_step
 
@@ -78,7 +89,7 @@ def main(argv):
     record = {}
     with probe_fit(record, batches=batches_path is not None):
         code = cli.main(["train", *argv])
-    np.savez(state_path, **{f"after/{key}": value for key, value in record["after"].items()})
+    np.savez(state_path, **{f"{when}/{key}": value for when in ("before", "after") for key, value in record[when].items()})
     if batches_path:
         np.save(batches_path, np.stack(record["batches"]))
     return code
