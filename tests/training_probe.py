@@ -11,6 +11,7 @@ of every step in order.
 
 import contextlib
 import os
+import re
 import sys
 
 import keras
@@ -20,16 +21,24 @@ PROBE = os.path.abspath(__file__)
 OPTIMIZERS = ("optimizer", "g_optimizer", "d_optimizer", "m_optimizer")
 
 
+def stable_path(path):
+    """``path`` without the ``_<number>`` parts: Keras numbers the names of objects made
+    again in one process (``spectral_restorer_1``), so that a run in this process and
+    one in a fresh process name their variables alike."""
+    return re.sub(r"_\d+(?=[_/]|$)", "", path)
+
+
 def training_state(model):
     """Every weight of ``model`` (a GAN's networks and step counter included) and
     every variable of each of its optimizers, keyed ``weights/<i>/<path>`` and
-    ``<optimizer attribute>/<i>/<path>``; metric trackers are left out (they restart
-    each epoch, and a resumed run restarts its epoch)."""
-    state = {f"weights/{i}/{v.path}": np.array(v) for i, v in enumerate(model.weights)}
+    ``<optimizer attribute>/<i>/<path>`` (:func:`stable_path`; the index keeps them
+    apart); metric trackers are left out (they restart each epoch, and a resumed run
+    restarts its epoch)."""
+    state = {f"weights/{i}/{stable_path(v.path)}": np.array(v) for i, v in enumerate(model.weights)}
     for name in OPTIMIZERS:
         optimizer = getattr(model, name, None)
         if optimizer is not None:
-            state.update({f"{name}/{i}/{v.path}": np.array(v) for i, v in enumerate(optimizer.variables)})
+            state.update({f"{name}/{i}/{stable_path(v.path)}": np.array(v) for i, v in enumerate(optimizer.variables)})
     return state
 
 
