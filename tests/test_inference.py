@@ -111,34 +111,23 @@ def test_clashing_output_names_are_refused(identity_model_file, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def perturbed_model():
-    """A small restorer with seeded random weights: far from the identity, so its
-    output shows whether and how each piece of audio went through it."""
-    model = build_restorer("small")
-    rng = np.random.default_rng(11)
-    for variable in model.trainable_variables:
-        variable.assign(variable.numpy() + rng.normal(0.0, 0.05, variable.shape).astype(np.float32))
-    return model
-
-
-@pytest.fixture(scope="module")
-def perturbed_model_file(perturbed_model, tmp_path_factory):
+def perturbed_model_file(perturbed_restorer, tmp_path_factory):
     path = tmp_path_factory.mktemp("perturbed") / "perturbed.keras"
-    perturbed_model.save(path)
+    perturbed_restorer.save(path)
     return str(path)
 
 
-def test_keras_file_restorer_chunks_and_crossfades_like_numpy(perturbed_model, perturbed_model_file, rng):
+def test_keras_file_restorer_chunks_and_crossfades_like_numpy(perturbed_restorer, perturbed_model_file, rng):
     restorer = Restorer(perturbed_model_file, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS)
     for length in (5000, 8001, 17000):
         wave = rng.normal(0, 0.1, (2, length)).astype(np.float32)
         restored = restorer(wave)
         assert restored.shape == wave.shape
-        np.testing.assert_allclose(restored, chunked_crossfade(perturbed_model, wave, 8000, 2000), atol=1e-5,
+        np.testing.assert_allclose(restored, chunked_crossfade(perturbed_restorer, wave, 8000, 2000), atol=1e-5,
                                    err_msg=f"{length} samples")
-        assert np.max(np.abs(restored - wave)) > 0.05  # the model changes the audio
+        assert np.max(np.abs(restored - wave)) > 0.01  # the model changes the audio (far beyond the tolerance)
     # 17000 samples went through three chunks: the model given the whole input differs.
-    assert np.max(np.abs(restored - np.asarray(perturbed_model(wave)))) > 1e-4
+    assert np.max(np.abs(restored - np.asarray(perturbed_restorer(wave)))) > 1e-4
 
 
 def model_reference(model, samples, rate, model_rate=16000):
@@ -158,7 +147,7 @@ def model_reference(model, samples, rate, model_rate=16000):
 
 @pytest.mark.parametrize("entry", ["keras_file", "saved_model_cli"])
 def test_restored_files_are_the_models_output_at_every_rate_and_channel_count(
-        entry, perturbed_model, perturbed_model_file, tmp_path, rng):
+        entry, perturbed_restorer, perturbed_model_file, tmp_path, rng):
     """Files at 8, 16, 22.05, 44.1 and 48 kHz with 1 to 3 channels, long enough to be
     chunked at the model rate, are written as the model's chunked output, resampled
     back: through the Python API with a .keras file, and through the command with an export."""
@@ -186,11 +175,11 @@ def test_restored_files_are_the_models_output_at_every_rate_and_channel_count(
     for name, (rate, channels, _) in inputs.items():
         restored, written_rate = sf.read(tmp_path / "out" / name, always_2d=True)
         assert written_rate == rate and restored.shape == originals[name].T.shape, name
-        expected = model_reference(perturbed_model, originals[name], rate)
+        expected = model_reference(perturbed_restorer, originals[name], rate)
         # float32 against scipy's float64 resampling: about 2e-7 (and 24-bit FLAC rounds to
         # 6e-8). Upsampled from 8 kHz, the empty band above 4 kHz holds only the two
         # resamplers' stopband residue (~1e-7), whose phase the 0.3 power-law compression
         # lifts to |X|^0.3 ~ 1e-2 inside the model: there outputs differ by up to 3e-5.
         atol = 5e-5 if rate == 8000 else 1e-6
         np.testing.assert_allclose(restored.T, expected, atol=atol, err_msg=name)
-        assert np.max(np.abs(restored.T - originals[name])) > 0.05, name
+        assert np.max(np.abs(restored.T - originals[name])) > 0.01, name  # far beyond the tolerance

@@ -340,16 +340,11 @@ def check_evaluation(table, expected):
 
 
 @pytest.mark.large
-def test_evaluate_command_agrees_with_independent_scores(tmp_path, speech_folder):
+def test_evaluate_command_agrees_with_independent_scores(perturbed_restorer, tmp_path, speech_folder):
     """``spectral-restore evaluate`` with a restorer of seeded random weights: the
     table's every number, overall and per artifact, before and after, is the mean of
     the reference packages' scores of the same audio; the Markdown and the plot exist."""
-    from spectral_restore.models.restorer import build_restorer
-
-    model = build_restorer("small")
-    rng = np.random.default_rng(5)
-    for variable in model.trainable_variables:
-        variable.assign(variable.numpy() + rng.normal(0.0, 0.02, variable.shape).astype(np.float32))
+    model = perturbed_restorer
     model.save(tmp_path / "model.keras")
     overrides = [f"data.source={speech_folder}", "data.segment_seconds=1.0", "data.batch_size=2", "data.eval_repeats=2"]
     assert cli.main(["evaluate", str(tmp_path / "model.keras"), "--config", "small.yaml", "--out",
