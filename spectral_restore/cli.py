@@ -159,7 +159,14 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # argparse takes a subcommand's positionals only before its options, so overrides
+    # written after them (`evaluate MODEL --config c.yaml data.batch_size=4`) come back unparsed.
+    args, unparsed = parser.parse_known_args(argv)
+    if unparsed and isinstance(getattr(args, "overrides", None), list) and all(
+            "=" in text and not text.startswith("-") for text in unparsed):
+        args.overrides += unparsed
+    elif unparsed:
+        parser.error(f"unrecognized arguments: {' '.join(unparsed)}")
     if args.version:
         from spectral_restore import __version__
 

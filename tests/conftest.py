@@ -150,3 +150,30 @@ def rerun_under_jax(request):
         return result.stdout
 
     return run
+
+
+@pytest.fixture(scope="session")
+def speech_folder(tmp_path_factory, speech_16k):
+    """Six 4-second WAV files of the ARCTIC utterance, each rotated by 3000 samples more."""
+    import soundfile as sf
+
+    folder = tmp_path_factory.mktemp("speech")
+    for i in range(6):
+        sf.write(folder / f"utt{i}.wav", np.roll(speech_16k, 3000 * i), 16000)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def perturbed_restorer():
+    """A small restorer with seeded random weights, moved off its identity start: its
+    output differs from its input, so it shows whether and how audio went through it."""
+    import keras
+
+    from spectral_restore.models.restorer import build_restorer
+
+    keras.utils.set_random_seed(7)  # the initial weights too, so tolerances hold for one known model
+    model = build_restorer("small")
+    rng = np.random.default_rng(7)
+    for variable in model.trainable_variables:
+        variable.assign(variable.numpy() + rng.normal(0.0, 0.05, variable.shape).astype(np.float32))
+    return model

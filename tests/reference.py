@@ -48,3 +48,33 @@ def numpy_spectra(y_true, y_pred, cfg):
         np.stack([numpy_stft(row.astype(np.float64), cfg) for row in y_true]),
         np.stack([numpy_stft(row.astype(np.float64), cfg) for row in y_pred]),
     )
+
+
+def chunked_crossfade(model, wave, chunk, overlap):
+    """Chunking and crossfade of a restoration server written out in numpy, one
+    chunk at a time: chunk k covers ``[k * hop, k * hop + chunk)`` (zero-padded past
+    the end), is restored by ``model`` alone and weighted by ``sin^2`` ramps of
+    ``overlap`` samples; the weighted sum is divided by the summed weights.
+    Inputs of at most ``chunk`` samples are restored whole."""
+    length = wave.shape[1]
+    if length <= chunk:
+        return np.asarray(model(wave))
+    hop = chunk - overlap
+    total = np.zeros(wave.shape, np.float64)
+    norm = np.zeros(length)
+    n = np.arange(overlap)
+    weight = np.ones(chunk)
+    weight[:overlap] = np.sin(np.pi * (n + 0.5) / (2 * overlap)) ** 2
+    weight[chunk - overlap :] = np.cos(np.pi * (n + 0.5) / (2 * overlap)) ** 2
+    start = 0
+    while True:
+        piece = np.zeros((wave.shape[0], chunk), np.float32)
+        stop = min(start + chunk, length)
+        piece[:, : stop - start] = wave[:, start:stop]
+        restored = np.asarray(model(piece))
+        total[:, start:stop] += (weight * restored)[:, : stop - start]
+        norm[start:stop] += weight[: stop - start]
+        if start + chunk >= length:
+            break
+        start += hop
+    return total / norm

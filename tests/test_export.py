@@ -10,54 +10,18 @@ import tensorflow as tf
 
 from spectral_restore import __version__
 from spectral_restore.export import RestorationServer, export_saved_model, read_metadata
-from spectral_restore.models.restorer import build_restorer
+
+from reference import chunked_crossfade
 
 RATE = 16000
 CHUNK_SECONDS, OVERLAP_SECONDS = 0.5, 0.125  # 8000 and 2000 samples: short inputs go through several chunks
 
 
 @pytest.fixture(scope="module")
-def trained_like_model():
-    """A small restorer whose weights are moved off the identity start, so the
-    restored audio differs from the input and chunking shows."""
-    model = build_restorer("small")
-    rng = np.random.default_rng(7)
-    for variable in model.trainable_variables:
-        variable.assign(variable.numpy() + rng.normal(0.0, 0.05, variable.shape).astype(np.float32))
-    return model
-
-
-@pytest.fixture(scope="module")
-def export_dir(trained_like_model, tmp_path_factory):
+def export_dir(perturbed_restorer, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("export") / "restorer")
-    export_saved_model(trained_like_model, path, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS)
+    export_saved_model(perturbed_restorer, path, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS)
     return path
-
-
-def reference_chunked(model, wave, chunk, overlap):
-    """Chunk, restore and crossfade written out in numpy, one chunk at a time."""
-    length = wave.shape[1]
-    if length <= chunk:
-        return np.asarray(model(wave))
-    hop = chunk - overlap
-    total = np.zeros_like(wave)
-    norm = np.zeros(length)
-    n = np.arange(chunk)
-    weight = np.ones(chunk)
-    weight[:overlap] = np.sin(np.pi * (n[:overlap] + 0.5) / (2 * overlap)) ** 2
-    weight[chunk - overlap :] = np.cos(np.pi * (n[:overlap] + 0.5) / (2 * overlap)) ** 2
-    start = 0
-    while True:
-        piece = np.zeros((wave.shape[0], chunk), np.float32)
-        stop = min(start + chunk, length)
-        piece[:, : stop - start] = wave[:, start:stop]
-        restored = np.asarray(model(piece))
-        total[:, start:stop] += (weight * restored)[:, : stop - start]
-        norm[start:stop] += weight[: stop - start]
-        if start + chunk >= length:
-            break
-        start += hop
-    return total / norm
 
 
 def run_in_fresh_python(code):
@@ -66,7 +30,7 @@ def run_in_fresh_python(code):
     return result.stdout
 
 
-def test_saved_model_in_a_fresh_process_equals_keras_model(export_dir, trained_like_model, tmp_path, rng):
+def test_saved_model_in_a_fresh_process_equals_keras_model(export_dir, perturbed_restorer, tmp_path, rng):
     waves = {
         "short": rng.normal(0, 0.1, (3, 5000)).astype(np.float32),
         "one_chunk": rng.normal(0, 0.1, (2, 8000)).astype(np.float32),
@@ -87,18 +51,18 @@ def test_saved_model_in_a_fresh_process_equals_keras_model(export_dir, trained_l
     assert "imported spectral_restore: False" in out
     outputs = np.load(tmp_path / "outputs.npz")
     for name, wave in waves.items():
-        expected = reference_chunked(trained_like_model, wave, 8000, 2000)
+        expected = chunked_crossfade(perturbed_restorer, wave, 8000, 2000)
         assert outputs[name].shape == wave.shape, name
         np.testing.assert_allclose(outputs[name], expected, atol=1e-5, err_msg=name)
     # The long input did go through chunks: a recurrent model given less context differs.
-    assert np.max(np.abs(outputs["long"] - np.asarray(trained_like_model(waves["long"])))) > 1e-4
+    assert np.max(np.abs(outputs["long"] - np.asarray(perturbed_restorer(waves["long"])))) > 1e-4
 
 
-def test_export_carries_metadata_and_named_signature(export_dir, trained_like_model):
+def test_export_carries_metadata_and_named_signature(export_dir, perturbed_restorer):
     metadata = read_metadata(export_dir)
     assert metadata["sample_rate"] == RATE and metadata["spectral_restore_version"] == __version__
-    assert metadata["stft"] == trained_like_model.stft_config.get_config()
-    assert metadata["preset"] == "small" and metadata["parameters"] == trained_like_model.count_params()
+    assert metadata["stft"] == perturbed_restorer.stft_config.get_config()
+    assert metadata["preset"] == "small" and metadata["parameters"] == perturbed_restorer.count_params()
     assert (metadata["chunk_samples"], metadata["overlap_samples"]) == (8000, 2000)
     loaded = tf.saved_model.load(export_dir)
     serve = loaded.signatures["serving_default"]
@@ -125,7 +89,7 @@ def test_bad_inputs_give_clear_errors(export_dir, bad, message):
         serve(waveform=tf.constant(bad))
 
 
-def test_saved_model_cli_show_and_run(export_dir, trained_like_model, tmp_path, rng):
+def test_saved_model_cli_show_and_run(export_dir, perturbed_restorer, tmp_path, rng):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     if not os.path.exists(cli):
         pytest.skip("saved_model_cli is not installed beside this Python")
@@ -141,31 +105,31 @@ def test_saved_model_cli_show_and_run(export_dir, trained_like_model, tmp_path, 
     )
     assert ran.returncode == 0, ran.stderr[-2000:]
     restored = np.load(tmp_path / "out" / "restored.npy")
-    np.testing.assert_allclose(restored, reference_chunked(trained_like_model, wave, 8000, 2000), atol=1e-5)
+    np.testing.assert_allclose(restored, chunked_crossfade(perturbed_restorer, wave, 8000, 2000), atol=1e-5)
 
 
-def test_export_arguments_are_checked(trained_like_model, tmp_path):
+def test_export_arguments_are_checked(perturbed_restorer, tmp_path):
     with pytest.raises(ValueError, match="overlap_seconds"):
-        RestorationServer(trained_like_model, chunk_seconds=1.0, overlap_seconds=0.5)
+        RestorationServer(perturbed_restorer, chunk_seconds=1.0, overlap_seconds=0.5)
     with pytest.raises(ValueError, match="chunk_seconds"):
-        RestorationServer(trained_like_model, chunk_seconds=0)
+        RestorationServer(perturbed_restorer, chunk_seconds=0)
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "file").write_text("x")
     with pytest.raises(FileExistsError, match="not empty"):
-        export_saved_model(trained_like_model, tmp_path / "taken")
+        export_saved_model(perturbed_restorer, tmp_path / "taken")
     with pytest.raises(FileNotFoundError):
         export_saved_model(tmp_path / "missing.keras", tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="not a spectral-restore SavedModel"):
         read_metadata(tmp_path / "taken")
 
 
-def test_export_from_keras_file_and_cli(trained_like_model, tmp_path, capsys, rng):
+def test_export_from_keras_file_and_cli(perturbed_restorer, tmp_path, capsys, rng):
     from spectral_restore import cli
 
     path = str(tmp_path / "model.keras")
-    trained_like_model.save(path)
+    perturbed_restorer.save(path)
     assert cli.main(["export", path, str(tmp_path / "sm")]) == 0
     assert json.loads(capsys.readouterr().out.split("\nSavedModel written")[0])["sample_rate"] == RATE
     wave = rng.normal(0, 0.1, (1, 7000)).astype(np.float32)
     served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](waveform=tf.constant(wave))
-    np.testing.assert_allclose(served["restored"].numpy(), np.asarray(trained_like_model(wave)), atol=1e-5)
+    np.testing.assert_allclose(served["restored"].numpy(), np.asarray(perturbed_restorer(wave)), atol=1e-5)

@@ -1,12 +1,9 @@
-"""The training entry point: configs and resume after a kill."""
+"""The training entry point: configs, the cached training stream, multi-worker training."""
 
-import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,19 +11,13 @@ import soundfile as sf
 
 from training.config import build_loss, load_config
 
+from training_probe import PROBE
+
 TINY = [
     "model.preset=small", "data.segment_seconds=1.0", "data.batch_size=2", "data.eval_repeats=1",
     "training.epochs=3", "training.steps_per_epoch=6", "training.validation_steps=1",
     "training.audio_examples=1", "training.max_minutes=null",
 ]
-
-
-@pytest.fixture(scope="module")
-def speech_folder(tmp_path_factory, speech_16k):
-    folder = tmp_path_factory.mktemp("speech")
-    for i in range(6):
-        sf.write(folder / f"utt{i}.wav", np.roll(speech_16k, 3000 * i), 16000)
-    return folder
 
 
 def test_configs_merge_and_reject_unknown_keys(tmp_path):
@@ -45,39 +36,6 @@ def test_configs_merge_and_reject_unknown_keys(tmp_path):
     assert loss.weights == {"recon/mse": 0.9, "phase/complex": 0.1, "phase/anti_wrap": 0.3, "time/l1": 0.2}
     with pytest.raises(ValueError, match="Unknown loss term"):
         build_loss({"recon/nothing": 1.0})
-
-
-def run_cli(args, env=None, **kwargs):
-    return subprocess.Popen(
-        [sys.executable, "-m", "spectral_restore.cli", "train", "--config", "small.yaml", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **kwargs,
-    )
-
-
-@pytest.mark.large
-def test_training_killed_mid_run_resumes_where_it_stopped(tmp_path, speech_folder):
-    out = tmp_path / "run"
-    args = TINY + [f"data.source={speech_folder}", f"training.output_dir={out}", "training.backup_every_steps=2"]
-    first = run_cli(args)
-    deadline = time.monotonic() + 600
-    backup = out / "backup" / "training_metadata.json"
-    while not backup.exists():
-        assert first.poll() is None, first.stdout.read()[-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    assert not (out / "train_summary.json").exists()
-    second = run_cli(args)
-    output, _ = second.communicate(timeout=900)
-    assert second.returncode == 0, output[-3000:]
-    summary = json.loads((out / "train_summary.json").read_text())
-    assert 2 <= summary["resumed_from_step"] < 18
-    assert summary["steps"] == 18
-    with open(out / "history.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert rows and all(np.isfinite(float(r["loss"])) for r in rows)
-    assert os.path.exists(out / "model.keras")
 
 
 def test_cached_training_stream_resumes_on_the_same_batches(speech_folder):
@@ -99,6 +57,16 @@ def test_cached_training_stream_resumes_on_the_same_batches(speech_folder):
         make_datasets(load_config("small.yaml", TINY + [f"data.source={speech_folder}", "data.cache_batches=-1"]))
 
 
+def crop_match(example, audio):
+    """Largest normalised correlation of ``example`` with an equally long stretch of
+    ``audio``: 1 where it is a (level-scaled) crop of it."""
+    from scipy.signal import correlate
+
+    products = correlate(audio, example, mode="valid")
+    energies = np.convolve(audio**2, np.ones(len(example)), mode="valid")
+    return float(np.max(products / np.sqrt(np.maximum(energies, 1e-12) * np.sum(example**2))))
+
+
 def free_ports(count):
     import socket
 
@@ -112,42 +80,45 @@ def free_ports(count):
 
 
 @pytest.mark.large
-def test_two_workers_on_localhost_end_with_identical_weights(tmp_path, speech_folder):
-    """MultiWorkerMirroredStrategy through TF_CONFIG: two worker processes train a few
-    steps together; the all-reduced updates leave both with the same weights, and the
-    weights moved away from their initial values."""
-    import keras
-
-    import spectral_restore.models.restorer  # noqa: F401  (registers the model class)
-
+def test_two_workers_on_localhost_train_on_different_halves_and_end_identical(tmp_path, speech_folder):
+    """MultiWorkerMirroredStrategy through TF_CONFIG: two worker processes train 4 steps
+    together, each on its half (one example) of every global batch of 2. The workers
+    trained on 8 different crops of the training files, none shared, and still end with
+    the same weights and the same optimizer state: the updates were all-reduced (two
+    unsynchronised workers of the same seed would have trained on the same crops)."""
     out = tmp_path / "run"
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     args = TINY + [
         f"data.source={speech_folder}", f"training.output_dir={out}", "training.epochs=2",
-        "training.steps_per_epoch=2", "training.audio_examples=0",
+        "training.steps_per_epoch=2", "training.audio_examples=0", "training.pesq_batches=0", "data.cache_batches=0",
     ]
     workers = []
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
                    CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-        workers.append(run_cli(args, env=env))
-    outputs = []
-    for worker in workers:
-        output, _ = worker.communicate(timeout=900)
-        outputs.append(output)
+        workers.append(subprocess.Popen(
+            [sys.executable, PROBE, str(tmp_path / f"state_{index}.npz"), "--batches", str(tmp_path / f"batches_{index}.npy"),
+             "--config", "small.yaml", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env))
+    outputs = [worker.communicate(timeout=900)[0] for worker in workers]
     for worker, output in zip(workers, outputs):
         assert worker.returncode == 0, output[-3000:]
     chief = json.loads((out / "train_summary.json").read_text())
     other = json.loads((out / "worker_1" / "train_summary.json").read_text())
     assert chief["steps"] == other["steps"] == 4
-    first = keras.models.load_model(out / "model.keras")
-    second = keras.models.load_model(out / "worker_1" / "model.keras")
-    fresh = type(first).from_config(first.get_config())
-    fresh(np.zeros((1, 16000), np.float32))
-    zero_initialised = 0
-    for a, b, c in zip(first.weights, second.weights, fresh.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
-        if a.trainable and not np.any(c.numpy()):
-            zero_initialised += 1
-            assert np.any(a.numpy()), f"{a.path} never moved from zero"
-    assert zero_initialised > 0
+
+    seen = [np.load(tmp_path / f"batches_{index}.npy")[:, 0] for index in range(2)]
+    assert seen[0].shape == seen[1].shape == (4, 16000)
+    crops = {example.tobytes() for worker in seen for example in worker}
+    assert len(crops) == 8, "a worker trained on an example the other one also had"
+    files = [sf.read(path, dtype="float32")[0] for path in sorted(speech_folder.glob("*.wav"))]
+    for example in np.concatenate(seen):
+        assert max(crop_match(example, audio) for audio in files) > 0.9999, "not a crop of a training file"
+    states = [np.load(tmp_path / f"state_{index}.npz") for index in range(2)]
+    assert states[0].files == states[1].files
+    assert any("optimizer/" in key and key.endswith("/iteration") and int(states[0][key]) == 4 for key in states[0].files)
+    for key in states[0].files:
+        np.testing.assert_array_equal(states[0][key], states[1][key], err_msg=key)
+    weights = [key[len("after/"):] for key in states[0].files if key.startswith("after/weights/")]
+    assert weights and not [key for key in weights
+                            if np.array_equal(states[0][f"after/{key}"], states[0][f"before/{key}"])], "weights never moved"

@@ -11,6 +11,7 @@ import copy
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 
@@ -199,12 +200,24 @@ def build_optimizer_state(model):
 
 def restore_backup(model, backup_dir):
     """Loads ``backup_dir``'s latest weights and optimizer state when a previous run
-    left them; returns the step they were saved at (0 without a backup)."""
+    left them; returns the step they were saved at (0 without a backup). A latest
+    backup that cannot be read (the run was killed while writing it) is replaced by
+    the previous one, which ``BackupAndRestore(double_checkpoint=True)`` keeps as
+    ``*.bkp``, as that callback does itself when it loads."""
     path = os.path.join(backup_dir, "latest.weights.h5")
     if not os.path.exists(path):
         return 0
     build_optimizer_state(model)
-    model.load_weights(path)
+    try:
+        model.load_weights(path)
+    except OSError:
+        if not os.path.exists(path + ".bkp"):
+            raise
+        for name in ("latest.weights.h5", "training_metadata.json"):
+            previous = os.path.join(backup_dir, name + ".bkp")
+            if os.path.exists(previous):
+                shutil.copyfile(previous, os.path.join(backup_dir, name))
+        model.load_weights(path)
     return training_step(model)
 
 
@@ -299,7 +312,9 @@ def run(config, callbacks=()):
         logger.warning("TensorBoard logging is off: it needs TensorFlow, which is not installed "
                        "(history.csv, the backups and model.keras are written as usual)")
     callbacks += [
-        keras.callbacks.BackupAndRestore(backup_dir, save_freq=training["backup_every_steps"], double_checkpoint=True),
+        # Kept at the end: deleted below unless the time limit cut the run short.
+        keras.callbacks.BackupAndRestore(backup_dir, save_freq=training["backup_every_steps"], double_checkpoint=True,
+                                         delete_checkpoint=False),
         StopAtStep(total_steps, lambda: training_step(model)),
         *([keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"))] if tensorboard else []),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
@@ -328,6 +343,12 @@ def run(config, callbacks=()):
             callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2, shuffle=False,  # the stream is shuffled
         )
     minutes = (time.monotonic() - started) / 60.0
+    if time_limit.stopped_early:
+        # The same command run again continues from the step the time limit stopped at.
+        os.makedirs(backup_dir, exist_ok=True)
+        model.save_weights(os.path.join(backup_dir, "latest.weights.h5"))
+    elif os.path.isdir(backup_dir):
+        shutil.rmtree(backup_dir)
     generator = getattr(model, "generator", model)
     model_path = os.path.join(output_dir, "model.keras")
     generator.save(model_path)
