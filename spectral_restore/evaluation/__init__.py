@@ -1,0 +1,1 @@
+"""Whole-utterance evaluation as speech-enhancement papers report it."""
