@@ -275,7 +275,7 @@ def composite_scores(pesq, llr, wss, segsnr):
 
     Example:
     >>> {k: round(v, 4) for k, v in composite_scores(3.0, 0.5, 30.0, 10.0).items()}
-    {'csig': 3.8175, 'cbak': 3.488, 'covl': 3.543}
+    {'csig': 4.1175, 'cbak': 3.488, 'covl': 3.543}
     """
     values = {"pesq": pesq, "llr": llr, "wss": wss, "segsnr": segsnr}
     out = {}
