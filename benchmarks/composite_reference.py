@@ -142,6 +142,7 @@ def test_pairs():
     narrow = scipy.signal.resample_poly(speech, 1, 2)
     return {
         "test_arctic_white_5db": (speech, speech + noise, rate),
+        "test_arctic_white_25db": (speech, speech + 0.1 * noise, rate),
         "test_arctic_lowpass_3khz": (speech, lowpassed, rate),
         "test_arctic_8khz_white_5db": (narrow, scipy.signal.resample_poly(speech + noise, 1, 2), 8000),
     }
