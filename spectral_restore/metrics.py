@@ -18,12 +18,14 @@ score as a compiled Keras metric.
 import concurrent.futures
 import dataclasses
 import math
+import multiprocessing
 import os
 
 import keras
 import numpy as np
 from keras import ops
 
+from spectral_restore._pesq_job import run as _pesq_one
 from spectral_restore.audio_io import resample_numpy
 from spectral_restore.backend import host_call
 
@@ -62,23 +64,33 @@ def _check_pesq_mode(mode):
 
 # The pesq package's C code keeps its "bad intervals" in a fixed 1000-entry stack
 # table without a bound check: a long file with many disturbed stretches overflows
-# it and kills the process (here: 400 s of speech in white noise; 240 s passed). An
+# it and kills the process (here: 300 s of speech in white noise; 240 s passed). An
 # interval takes at least 6 frames of 16 ms, so under 96 s it cannot overflow;
 # longer inputs always run in a worker process.
 PESQ_IN_PROCESS_SECONDS = 90.0
 
 
-def _pesq_one(job):
-    from pesq import pesq
-
-    clean, degraded, sample_rate, mode = job
+def _pesq_job(clean, degraded, sample_rate, mode):
+    """The job :func:`spectral_restore._pesq_job.run` takes: both sides at PESQ's rate."""
     rate = PESQ_RATES[mode]
-    try:
-        if sample_rate != rate:
-            clean, degraded = resample_numpy(clean, sample_rate, rate), resample_numpy(degraded, sample_rate, rate)
-        return float(pesq(rate, clean, degraded, mode)), None
-    except Exception as err:  # noqa: BLE001 - every failure becomes NaN plus a reason
-        return math.nan, type(err).__name__
+    clean, degraded = np.asarray(clean, np.float64), np.asarray(degraded, np.float64)
+    if sample_rate != rate:
+        clean, degraded = resample_numpy(clean, sample_rate, rate), resample_numpy(degraded, sample_rate, rate)
+    return clean, degraded, rate, mode
+
+
+def _worker_context():
+    """Fresh worker interpreters (forkserver, else spawn): a forked copy of a parent
+    holding TensorFlow would cost its memory again and may inherit held locks."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+class _PesqHandle:
+    __slots__ = ("job", "long", "pool", "future", "result")
+
+    def __init__(self, job, long):
+        self.job, self.long, self.pool, self.future, self.result = job, long, None, None, None
 
 
 class PesqWorkers:
@@ -87,10 +99,12 @@ class PesqWorkers:
     ``submit`` queues one ``(clean, degraded)`` pair and returns a handle;
     ``results`` waits for handles and returns ``(score, reason)`` per handle
     (``reason`` None on success). Pairs longer than ``PESQ_IN_PROCESS_SECONDS``,
-    which the ``pesq`` package's C code can crash on, each get a process of their
-    own: a crash there gives NaN with reason ``"ProcessCrashed"``. Shorter pairs
-    share a pool of ``processes`` workers; should that pool break anyway, every job
-    the break interrupted runs again alone, and the next submission gets a new pool.
+    which the ``pesq`` package's C code can crash on (and which take it about a
+    gigabyte for 10 minutes), run one at a time in a worker of their own: when it
+    dies, the job it was running gives NaN with reason ``"ProcessCrashed"`` and the
+    jobs queued behind it move to a new worker. Shorter pairs share a pool of
+    ``processes`` workers; should that pool break anyway, every job the break
+    interrupted runs again alone, and the next submission gets a new pool.
 
     Args:
         processes: int. Workers of the shared pool (>= 1).
@@ -100,46 +114,71 @@ class PesqWorkers:
         if int(processes) < 1:
             raise ValueError(f"`processes` must be >= 1. Received: {processes}")
         self.processes = int(processes)
-        self._pool = None
+        self._pool = self._long = None
+        self._long_handles = []
 
     def submit(self, clean, degraded, sample_rate, mode):
         _check_pesq_mode(mode)
-        job = (np.asarray(clean, np.float64), np.asarray(degraded, np.float64), int(sample_rate), mode)
-        if len(job[0]) > PESQ_IN_PROCESS_SECONDS * job[2]:
-            alone = concurrent.futures.ProcessPoolExecutor(1)
-            return alone.submit(_pesq_one, job), job, alone
-        if self._pool is None:
-            self._pool = concurrent.futures.ProcessPoolExecutor(self.processes)
-        return self._pool.submit(_pesq_one, job), job, None
+        job = _pesq_job(clean, degraded, sample_rate, mode)
+        handle = _PesqHandle(job, len(job[0]) > PESQ_IN_PROCESS_SECONDS * job[2])
+        self._start(handle)
+        return handle
+
+    def _start(self, handle):
+        if handle.long:
+            if self._long is None:
+                self._long, self._long_handles = concurrent.futures.ProcessPoolExecutor(1, _worker_context()), []
+            self._long_handles.append(handle)
+            handle.pool = self._long
+        else:
+            if self._pool is None:
+                self._pool = concurrent.futures.ProcessPoolExecutor(self.processes, _worker_context())
+            handle.pool = self._pool
+        handle.future = handle.pool.submit(_pesq_one, handle.job)
 
     def results(self, handles):
-        out = []
-        for future, job, alone in handles:
+        return [self._result(handle) for handle in handles]
+
+    def _result(self, handle):
+        while handle.result is None:
             try:
-                out.append(future.result())
+                handle.result = handle.future.result()
             except concurrent.futures.process.BrokenProcessPool:
-                if alone is None:
-                    self.close()
-                    out.append(self._alone(job))
+                if handle.long:
+                    self._long_worker_died()
                 else:
-                    out.append((math.nan, "ProcessCrashed"))
-            finally:
-                if alone is not None:
-                    alone.shutdown()
-        return out
+                    if handle.pool is self._pool:
+                        self._pool.shutdown()
+                        self._pool = None
+                    handle.result = self._alone(handle.job)
+        handle.job = None
+        return handle.result
+
+    def _long_worker_died(self):
+        # The long-job worker runs its queue in order, so the first job the break
+        # interrupted is the one that killed it; the others start again.
+        waiting = [h for h in self._long_handles if h.result is None]
+        concurrent.futures.wait([h.future for h in waiting])
+        interrupted = [h for h in waiting if isinstance(h.future.exception(), concurrent.futures.process.BrokenProcessPool)]
+        self._long.shutdown()
+        self._long = None
+        interrupted[0].result = (math.nan, "ProcessCrashed")
+        for handle in interrupted[1:]:
+            self._start(handle)
 
     @staticmethod
     def _alone(job):
-        with concurrent.futures.ProcessPoolExecutor(1) as alone:
+        with concurrent.futures.ProcessPoolExecutor(1, _worker_context()) as alone:
             try:
                 return alone.submit(_pesq_one, job).result()
             except concurrent.futures.process.BrokenProcessPool:
                 return math.nan, "ProcessCrashed"
 
     def close(self):
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+        for pool in (self._pool, self._long):
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        self._pool = self._long = None
 
     def __enter__(self):
         return self
@@ -177,7 +216,7 @@ def pesq_score(clean, degraded, sample_rate, mode="wb", processes=None):
         with PesqWorkers(processes) as workers:
             results = workers.results([workers.submit(c, d, sample_rate, mode) for c, d in zip(clean, degraded)])
     else:
-        results = [_pesq_one((c, d, int(sample_rate), mode)) for c, d in zip(clean, degraded)]
+        results = [_pesq_one(_pesq_job(c, d, sample_rate, mode)) for c, d in zip(clean, degraded)]
     failures = {}
     for _, reason in results:
         if reason:

@@ -128,29 +128,18 @@ def test_pesq_equals_the_package_on_a_30_second_file(speech_16k):
         16000, resample_poly(wide_clean, 1, 3), resample_poly(wide_noisy, 1, 3), "wb")
 
 
-def _crash_on_marked_jobs(job):
-    """Stands in for the pesq package's crash on some long files: a job whose clean
-    side starts with 0.123 kills its worker."""
-    import os
-    import signal
-
-    if job[0][0] == 0.123:
-        os.kill(os.getpid(), signal.SIGSEGV)
-    return (float(len(job[0])), None)
-
-
 def test_pesq_workers_survive_a_crashing_job(monkeypatch):
-    import multiprocessing
+    from pesq_crash import crash_on_marked_jobs
 
-    if multiprocessing.get_start_method() != "fork":
-        pytest.skip("the stand-in crash is patched into forked workers")
-    monkeypatch.setattr(metrics, "_pesq_one", _crash_on_marked_jobs)
+    monkeypatch.setattr(metrics, "_pesq_one", crash_on_marked_jobs)
     clean = np.ones((5, 1600))
     clean[1, 0] = 0.123
     result = metrics.pesq_score(clean, clean, 16000, processes=2)
     assert result.failures == {"ProcessCrashed": 1}
     assert np.isnan(result.scores[1]) and np.all(np.delete(result.scores, 1) == 1600.0)
-    # A file over PESQ_IN_PROCESS_SECONDS gets a process of its own, even with processes=1.
+    # Files over PESQ_IN_PROCESS_SECONDS run one at a time in a worker of their own, even
+    # with processes=1; the job queued behind the crashing one is run again.
     monkeypatch.setattr(metrics, "PESQ_IN_PROCESS_SECONDS", 0.05)
-    result = metrics.pesq_score(clean[:2], clean[:2], 16000, processes=1)
-    assert result.failures == {"ProcessCrashed": 1} and result.scores[0] == 1600.0
+    result = metrics.pesq_score(clean[:3], clean[:3], 16000, processes=1)
+    assert result.failures == {"ProcessCrashed": 1}
+    assert np.isnan(result.scores[1]) and result.scores[0] == result.scores[2] == 1600.0
