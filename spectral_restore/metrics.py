@@ -15,11 +15,13 @@ held-out batches to ``fit``'s epoch logs, and :class:`PESQMetric` is the same
 score as a compiled Keras metric.
 """
 
-import concurrent.futures
+import collections
 import dataclasses
 import math
-import multiprocessing
 import os
+import pickle
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -68,6 +70,7 @@ def _check_pesq_mode(mode):
 # interval takes at least 6 frames of 16 ms, so under 96 s it cannot overflow;
 # longer inputs always run in a worker process.
 PESQ_IN_PROCESS_SECONDS = 90.0
+PESQ_WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pesq_job.py")
 
 
 def _pesq_job(clean, degraded, sample_rate, mode):
@@ -79,18 +82,57 @@ def _pesq_job(clean, degraded, sample_rate, mode):
     return clean, degraded, rate, mode
 
 
-def _worker_context():
-    """Fresh worker interpreters (forkserver, else spawn): a forked copy of a parent
-    holding TensorFlow would cost its memory again and may inherit held locks."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
 class _PesqHandle:
-    __slots__ = ("job", "long", "pool", "future", "result")
+    __slots__ = ("job", "worker", "result")
 
-    def __init__(self, job, long):
-        self.job, self.long, self.pool, self.future, self.result = job, long, None, None, None
+    def __init__(self, job):
+        self.job, self.worker, self.result = job, None, None
+
+
+class _PesqProcess:
+    """One worker process (``spectral_restore/_pesq_job.py``) and its queue of jobs,
+    sent one at a time."""
+
+    def __init__(self):
+        self.process, self.current = None, None
+        self.queue = collections.deque()
+
+    def load(self):
+        return (self.current is not None) + len(self.queue)
+
+    def add(self, handle):
+        handle.worker = self
+        if self.current is None:
+            self._send(handle)
+        else:
+            self.queue.append(handle)
+
+    def _send(self, handle):
+        if self.process is None:
+            self.process = subprocess.Popen([sys.executable, PESQ_WORKER_SCRIPT], stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE)
+        self.current = handle
+        pickle.dump(handle.job, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        self.process.stdin.flush()
+
+    def receive(self):
+        """Waits for the job in flight, then sends the next queued one."""
+        handle = self.current
+        try:
+            handle.result = pickle.load(self.process.stdout)
+        except EOFError:
+            self.process.wait()
+            self.process = None
+            handle.result = (math.nan, "ProcessCrashed")
+        handle.job, self.current = None, None
+        if self.queue:
+            self._send(self.queue.popleft())
+
+    def close(self):
+        if self.process is not None:
+            self.process.stdin.close()
+            self.process.wait()
+            self.process = None
 
 
 class PesqWorkers:
@@ -98,87 +140,41 @@ class PesqWorkers:
 
     ``submit`` queues one ``(clean, degraded)`` pair and returns a handle;
     ``results`` waits for handles and returns ``(score, reason)`` per handle
-    (``reason`` None on success). Pairs longer than ``PESQ_IN_PROCESS_SECONDS``,
-    which the ``pesq`` package's C code can crash on (and which take it about a
-    gigabyte for 10 minutes), run one at a time in a worker of their own: when it
-    dies, the job it was running gives NaN with reason ``"ProcessCrashed"`` and the
-    jobs queued behind it move to a new worker. Shorter pairs share a pool of
-    ``processes`` workers; should that pool break anyway, every job the break
-    interrupted runs again alone, and the next submission gets a new pool.
+    (``reason`` None on success). Each worker is a plain Python process running
+    ``spectral_restore/_pesq_job.py`` (numpy and ``pesq`` only, whatever the parent
+    has loaded; no main-module guard needed) and scores one job at a time. When the
+    ``pesq`` package's C code kills a worker, the job it was running gives NaN with
+    reason ``"ProcessCrashed"`` and the next job starts a new worker. Pairs longer
+    than ``PESQ_IN_PROCESS_SECONDS`` (the ones that can crash, and that cost PESQ
+    about a gigabyte for 10 minutes) go one at a time to a worker of their own;
+    shorter ones to the least loaded of ``processes`` workers.
 
     Args:
-        processes: int. Workers of the shared pool (>= 1).
+        processes: int. Workers for the shorter pairs (>= 1).
     """
 
     def __init__(self, processes):
         if int(processes) < 1:
             raise ValueError(f"`processes` must be >= 1. Received: {processes}")
-        self.processes = int(processes)
-        self._pool = self._long = None
-        self._long_handles = []
+        self._workers = [_PesqProcess() for _ in range(int(processes))]
+        self._long = _PesqProcess()
 
     def submit(self, clean, degraded, sample_rate, mode):
         _check_pesq_mode(mode)
-        job = _pesq_job(clean, degraded, sample_rate, mode)
-        handle = _PesqHandle(job, len(job[0]) > PESQ_IN_PROCESS_SECONDS * job[2])
-        self._start(handle)
+        handle = _PesqHandle(_pesq_job(clean, degraded, sample_rate, mode))
+        long = len(handle.job[0]) > PESQ_IN_PROCESS_SECONDS * handle.job[2]
+        (self._long if long else min(self._workers, key=_PesqProcess.load)).add(handle)
         return handle
 
-    def _start(self, handle):
-        if handle.long:
-            if self._long is None:
-                self._long, self._long_handles = concurrent.futures.ProcessPoolExecutor(1, _worker_context()), []
-            self._long_handles.append(handle)
-            handle.pool = self._long
-        else:
-            if self._pool is None:
-                self._pool = concurrent.futures.ProcessPoolExecutor(self.processes, _worker_context())
-            handle.pool = self._pool
-        handle.future = handle.pool.submit(_pesq_one, handle.job)
-
     def results(self, handles):
-        return [self._result(handle) for handle in handles]
-
-    def _result(self, handle):
-        while handle.result is None:
-            try:
-                handle.result = handle.future.result()
-            except concurrent.futures.process.BrokenProcessPool:
-                if handle.long:
-                    self._long_worker_died()
-                else:
-                    if handle.pool is self._pool:
-                        self._pool.shutdown()
-                        self._pool = None
-                    handle.result = self._alone(handle.job)
-        handle.job = None
-        return handle.result
-
-    def _long_worker_died(self):
-        # The long-job worker runs its queue in order, so the first job the break
-        # interrupted is the one that killed it; the others start again.
-        waiting = [h for h in self._long_handles if h.result is None]
-        concurrent.futures.wait([h.future for h in waiting])
-        interrupted = [h for h in waiting if isinstance(h.future.exception(), concurrent.futures.process.BrokenProcessPool)]
-        self._long.shutdown()
-        self._long = None
-        interrupted[0].result = (math.nan, "ProcessCrashed")
-        for handle in interrupted[1:]:
-            self._start(handle)
-
-    @staticmethod
-    def _alone(job):
-        with concurrent.futures.ProcessPoolExecutor(1, _worker_context()) as alone:
-            try:
-                return alone.submit(_pesq_one, job).result()
-            except concurrent.futures.process.BrokenProcessPool:
-                return math.nan, "ProcessCrashed"
+        for handle in handles:
+            while handle.result is None:
+                handle.worker.receive()
+        return [handle.result for handle in handles]
 
     def close(self):
-        for pool in (self._pool, self._long):
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-        self._pool = self._long = None
+        for worker in self._workers + [self._long]:
+            worker.close()
 
     def __enter__(self):
         return self

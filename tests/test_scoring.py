@@ -99,27 +99,62 @@ def test_dnsmos_equals_speechmos(pairs):
 
 
 @pytest.mark.large
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads memory use from Linux's /proc")
 def test_ten_minute_utterance_stays_within_3_gb(tmp_path):
-    """Every metric but DNSMOS on one 10-minute pair, in a fresh process: its peak RSS
-    plus the largest worker's stays under 3 GB. (DNSMOS scores 9 s windows at 1 s hops,
-    nearly real time on a CPU; it adds about 150 MB.)"""
+    """Every metric but DNSMOS on one 10-minute pair, in a fresh process: the resident
+    memory of that process and its PESQ workers together, sampled every 50 ms, stays
+    under 3 GB. (DNSMOS scores 9 s windows at 1 s hops, nearly real time on a CPU; it
+    adds about 150 MB.) Workers are sampled rather than read from getrusage: their
+    peak there includes the parent's memory at the moment they were forked."""
     script = textwrap.dedent(
         """
-        import json, resource, sys
+        import json, os, sys, threading, time
         import numpy as np
         sys.path.insert(0, sys.argv[1])
         from conftest import arctic_example_path
         import soundfile as sf
         from spectral_restore.evaluation import METRICS, score_pairs
 
+        def resident(pid):
+            with open(f"/proc/{pid}/status") as status:
+                return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS"))
+
+        def children():
+            for entry in os.listdir("/proc"):
+                try:
+                    with open(f"/proc/{entry}/stat") as stat:
+                        if int(stat.read().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                            yield int(entry)
+                except (ValueError, OSError):
+                    continue
+
+        peak = {"total": 0, "workers": 0}
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                workers = 0
+                for pid in children():
+                    try:
+                        workers += resident(pid)
+                    except OSError:
+                        continue
+                peak["workers"] = max(peak["workers"], workers)
+                peak["total"] = max(peak["total"], resident(os.getpid()) + workers)
+                time.sleep(0.05)
+
         speech, rate = sf.read(arctic_example_path())
         clean = np.tile(np.concatenate([speech, np.zeros(rate // 5)]), 200)[: 600 * rate]
         noisy = clean + 0.1 * np.std(clean) * np.random.default_rng(0).standard_normal(len(clean))
+        sampler = threading.Thread(target=sample)
+        sampler.start()
         wanted = [m for m in METRICS if not m.startswith("dnsmos")]
         result = score_pairs([clean], [noisy], rate, metrics=wanted, processes=2, progress=False)
-        usage = {who: resource.getrusage(getattr(resource, who)).ru_maxrss * 1024
-                 for who in ("RUSAGE_SELF", "RUSAGE_CHILDREN")}
-        print(json.dumps({"usage": usage, "result": result.as_dict()}))
+        done.set()
+        sampler.join()
+        with open("/proc/self/status") as status:
+            peak["self"] = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM"))
+        print(json.dumps({"peak": peak, "result": result.as_dict()}))
         """
     )
     path = tmp_path / "ten_minutes.py"
@@ -130,10 +165,12 @@ def test_ten_minute_utterance_stays_within_3_gb(tmp_path):
                               [os.path.dirname(tests), os.environ.get("PYTHONPATH", "")])))
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    peak = report["usage"]["RUSAGE_SELF"] + report["usage"]["RUSAGE_CHILDREN"]
-    assert peak < 3 * 1024**3, report["usage"]
-    row = report["result"]["files"][0]
+    peak = report["peak"]
+    assert peak["workers"] > 100 * 1024**2, "the PESQ workers were not seen"
+    assert max(peak["total"], peak["self"]) < 3 * 1024**3, peak
+    row, failures = report["result"]["files"][0], report["result"]["failures"]
     assert row["samples"] == 600 * 16000
     assert 0.5 < row["stoi"] < 1 and row["si_sdr"] == pytest.approx(20.0, abs=0.5)
-    for metric in report["result"]["metrics"]:
-        assert row[metric] is not None or metric in report["result"]["failures"], metric
+    # PESQ of this pair crashes the pesq package (then counted) or gives a score.
+    for metric in ("pesq_wb", "pesq_nb", "csig"):
+        assert (row[metric] is None and sum(failures[metric].values()) == 1) or 1 <= row[metric] <= 5, metric
