@@ -7,7 +7,7 @@ the process's maximum resident set size, after loading and after restoring; a
 second export that restores the whole input at once (no chunking) and a 300 s input
 show what chunking does to memory. Target for the `small` preset: RTF <= 0.1 on 2 threads.
 
-Run: python benchmarks/export_rtf.py [--model outputs/main/train/model.keras] [--repeats 5]
+Run: python benchmarks/export_rtf.py [--model outputs/main/train/model.keras] [--architecture crn] [--repeats 5]
 Writes benchmarks/results/export_rtf.json and prints a Markdown table.
 """
 
@@ -63,14 +63,15 @@ def measure(export_dir, threads, seconds, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="a .keras model (default: an untrained small preset, same cost)")
+    parser.add_argument("--architecture", default="crn", help="of the untrained small preset without --model")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from spectral_restore.export import export_saved_model
-    from spectral_restore.models.restorer import build_restorer
+    from spectral_restore.models import build_model
 
-    model = args.model or build_restorer("small")
-    results = {"model": args.model or "small preset (untrained weights)", "runs": []}
+    model = args.model or build_model(args.architecture, "small")
+    results = {"model": args.model or f"{args.architecture} small preset (untrained weights)", "runs": []}
     with tempfile.TemporaryDirectory() as scratch:
         chunked = os.path.join(scratch, "chunked")
         whole = os.path.join(scratch, "whole")

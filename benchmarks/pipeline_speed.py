@@ -49,10 +49,10 @@ def pipeline_rate(clips, seconds, batch_size, batches):
 def training_rate(seconds, batch_size, steps):
     import keras
 
-    from spectral_restore.models.restorer import SpectralRestorer
+    from spectral_restore.models import build_model
     from training.config import build_loss, load_config
 
-    model = SpectralRestorer("small")
+    model = build_model("crn", "small")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=build_loss(load_config("small.yaml")["loss"]))
     x = np.random.default_rng(0).standard_normal((batch_size * (steps + 2), int(seconds * RATE))).astype(np.float32) * 0.05
     model.fit(x[: 2 * batch_size], x[: 2 * batch_size], batch_size=batch_size, epochs=1, verbose=0)

@@ -1,10 +1,12 @@
 """Reading, writing and resampling audio.
 
-Reading returns float32 samples in [-1, 1]. WAV files in 16-bit PCM are decoded
-with ``tf.audio.decode_wav``; other WAV encodings, FLAC, OGG/Vorbis and the rest
-of what libsndfile reads go through ``soundfile``; when the optional
-``tensorflow-io`` ops load (TensorFlow 2.16-2.17 only) they decode the non-WAV
-formats instead. Every failure raises :class:`AudioReadError` (a ``ValueError``)
+Reading returns float32 samples in [-1, 1]. Under the TensorFlow backend, WAV
+files in 16-bit PCM are decoded with ``tf.audio.decode_wav`` and, when the optional
+``tensorflow-io`` ops load (TensorFlow 2.16-2.17 only), they decode the non-WAV
+formats; everything else (other WAV encodings, FLAC, OGG/Vorbis and the rest of
+what libsndfile reads), and every format under the other backends, goes through
+``soundfile``, so reading needs no TensorFlow. Remote paths (``gs://...``) are read
+with ``tf.io.gfile``. Every failure raises :class:`AudioReadError` (a ``ValueError``)
 naming the file and the problem, or ``FileNotFoundError`` for a missing file.
 
 :func:`resample` is a polyphase resampler in ``keras.ops`` (so it runs inside a
@@ -23,6 +25,9 @@ import warnings
 
 import numpy as np
 from keras import ops
+
+from spectral_restore.backend import name as backend_name
+from spectral_restore.backend import require_tensorflow
 
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 384000
@@ -64,6 +69,29 @@ def tfio_available():
     except Exception:  # noqa: BLE001 - any failure means the optional ops are unusable
         return False
     return True
+
+
+def is_remote_path(path):
+    """True for ``scheme://`` paths (``gs://``, ``s3://``, ...), which only
+    ``tf.io.gfile`` reads."""
+    return "://" in os.fspath(path)
+
+
+def _read_bytes(path):
+    """The bytes of ``path``: local files with ``open``, remote ones with ``tf.io.gfile``."""
+    if is_remote_path(path):
+        require_tensorflow(f"Reading the remote file {path}")
+        import tensorflow as tf
+
+        exists, is_dir, opener = tf.io.gfile.exists, tf.io.gfile.isdir, tf.io.gfile.GFile
+    else:
+        exists, is_dir, opener = os.path.exists, os.path.isdir, open
+    if not exists(path):
+        raise FileNotFoundError(f"Audio file not found: {path}")
+    if is_dir(path):
+        raise AudioReadError(f"{path}: is a directory, not an audio file")
+    with opener(path, "rb") as f:
+        return f.read()
 
 
 def _wav_is_truncated(data):
@@ -115,9 +143,11 @@ def read_audio(path, sample_rate=None, mono=True, backend="auto"):
         sample_rate: int or None. Resample to this rate; None keeps the file's.
             Defaults to None.
         mono: bool. Average the channels. Defaults to True.
-        backend: str. "auto" (WAV 16-bit via ``tf.audio.decode_wav``, other
-            formats via tensorflow-io when its ops load, else soundfile), or
-            force "tf", "soundfile" or "tfio". Defaults to "auto".
+        backend: str. "auto" (under the TensorFlow backend: WAV 16-bit via
+            ``tf.audio.decode_wav``, other formats via tensorflow-io when its ops
+            load, else soundfile; under other backends: soundfile), or force
+            "tf", "soundfile" or "tfio" ("tf" and "tfio" need TensorFlow).
+            Defaults to "auto".
 
     Returns:
         ``(samples, rate)``: ``samples`` is ``[num_samples]`` when ``mono`` else
@@ -128,25 +158,23 @@ def read_audio(path, sample_rate=None, mono=True, backend="auto"):
         AudioReadError: empty, truncated or corrupt file, no samples, NaN/inf
             samples, or an unsupported sample rate.
     """
-    import tensorflow as tf
-
     path = os.fspath(path)
     if backend not in READ_BACKENDS:
         raise ValueError(f"`backend` must be one of {READ_BACKENDS}. Received: {backend!r}")
-    # tf.io.gfile rather than os: works on any filesystem TensorFlow knows (and in TFDS builders).
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"Audio file not found: {path}")
-    if tf.io.gfile.isdir(path):
-        raise AudioReadError(f"{path}: is a directory, not an audio file")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        content = f.read()
+    if backend in ("tf", "tfio"):
+        require_tensorflow(f"read_audio(backend={backend!r})")
+    content = _read_bytes(path)
     if not content:
         raise AudioReadError(f"{path}: the file is empty (0 bytes)")
     is_wav = path.lower().endswith((".wav", ".wave"))
     if is_wav and _wav_is_truncated(content):
         raise AudioReadError(f"{path}: truncated WAV file (the data chunk is shorter than its header says)")
     if backend == "auto":
-        if is_wav:
+        # TensorFlow's decoders only under its own backend: elsewhere TensorFlow may be
+        # installed but should not start (on a GPU it would reserve the memory).
+        if backend_name() != "tensorflow":
+            backend = "soundfile"
+        elif is_wav:
             backend = "tf"
         elif tfio_available():
             backend = "tfio"
@@ -350,4 +378,5 @@ __all__ = [
     "resample_numpy",
     "kaiser_lowpass",
     "tfio_available",
+    "is_remote_path",
 ]

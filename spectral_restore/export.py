@@ -1,10 +1,12 @@
 """TensorFlow SavedModel export of a restoration model, for TF Serving.
 
-The SavedModel's ``serving_default`` signature takes ``waveform``, a float32
+TensorFlow only (:func:`spectral_restore.backend.require_tensorflow` names what is
+missing). The SavedModel's ``serving_default`` signature takes ``waveform``, a float32
 batch ``[batch, samples]`` of any length at the model's sample rate, and returns
 ``restored``, the same shape. Inputs longer than one chunk are restored chunk by
 chunk (a ``tf.map_fn`` over chunks, so memory stays bounded whatever the length)
-and joined by a complementary crossfade:
+and joined by the complementary crossfade of
+:func:`spectral_restore.inference.restore_in_chunks`:
 
 Formula: with chunk length L, overlap O and hop H = L - O, chunk k covers samples
 ``[kH, kH + L)`` and is weighted by ``w`` (1 in the middle, ``sin^2`` ramps of O
@@ -26,44 +28,23 @@ import tempfile
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from spectral_restore import __version__
+from spectral_restore.backend import name as backend_name
+from spectral_restore.backend import require_tensorflow
 
-EXPORT_FORMAT = 1
+require_tensorflow("SavedModel export")
+import tensorflow as tf  # noqa: E402 - after the check that names what is missing
+
+from spectral_restore.inference import (
+    DEFAULT_CHUNK_SECONDS,
+    DEFAULT_OVERLAP_SECONDS,
+    chunking,
+    crossfade_window,
+    load_keras_model,
+    model_metadata,
+)
+
 METADATA_FILE = "spectral_restore.json"
-DEFAULT_CHUNK_SECONDS = 10.0
-DEFAULT_OVERLAP_SECONDS = 0.5
-
-
-def crossfade_window(chunk, overlap):
-    """The chunk weight ``w`` of the module docstring: ``[chunk]`` float32, ``sin^2``
-    ramps of ``overlap`` samples at both ends (never exactly 0, so the normalising
-    sum is positive at the edges too)."""
-    ramp = np.sin(np.pi * (np.arange(overlap) + 0.5) / (2 * overlap)) ** 2
-    window = np.ones(chunk)
-    window[:overlap] = ramp
-    window[chunk - overlap :] = ramp[::-1]
-    return window.astype(np.float32)
-
-
-def model_metadata(model, chunk, overlap):
-    """What a server or client needs to know about an exported ``model``."""
-    stft_config = getattr(model, "stft_config", None)
-    return {
-        "format": EXPORT_FORMAT,
-        "spectral_restore_version": __version__,
-        "model_class": type(model).__name__,
-        "model_name": model.name,
-        "preset": getattr(model, "preset", None),
-        "parameters": int(model.count_params()),
-        "sample_rate": int(getattr(model, "sample_rate", 16000)),
-        "stft": None if stft_config is None else stft_config.get_config(),
-        "chunk_samples": int(chunk),
-        "overlap_samples": int(overlap),
-        "input": {"name": "waveform", "dtype": "float32", "shape": [None, None]},
-        "output": {"name": "restored", "dtype": "float32", "shape": [None, None]},
-    }
 
 
 class RestorationServer(tf.Module):
@@ -78,21 +59,13 @@ class RestorationServer(tf.Module):
     def __init__(self, model, chunk_seconds=DEFAULT_CHUNK_SECONDS, overlap_seconds=DEFAULT_OVERLAP_SECONDS):
         super().__init__(name="spectral_restore_server")
         rate = int(getattr(model, "sample_rate", 16000))
-        if not chunk_seconds or chunk_seconds <= 0:
-            raise ValueError(f"`chunk_seconds` must be > 0. Received: {chunk_seconds!r}")
-        if overlap_seconds is None or overlap_seconds <= 0 or overlap_seconds >= chunk_seconds / 2:
-            raise ValueError(
-                f"`overlap_seconds` must be in (0, chunk_seconds / 2) = (0, {chunk_seconds / 2}). "
-                f"Received: {overlap_seconds!r}"
-            )
+        self.chunk, self.overlap = chunking(rate, chunk_seconds, overlap_seconds)
         # The model's TensorFlow variables are saved as a flat list and the model itself
         # is kept out of the object graph (a partial is not tracked): saved through the
         # Keras model's own tracking, the variables load with tf.saved_model.load but
         # not with the TF1 loader of saved_model_cli and TF Serving.
         self._infer = functools.partial(model, training=False)
         self.model_variables = [variable.value for variable in model.variables]
-        self.chunk = int(round(chunk_seconds * rate))
-        self.overlap = max(1, int(round(overlap_seconds * rate)))
         # Kept as JSON text: tf.Module would wrap a dict attribute in a trackable copy.
         self.metadata_text = json.dumps(model_metadata(model, self.chunk, self.overlap))
         self.sample_rate = tf.Variable(rate, dtype=tf.int32, trainable=False, name="sample_rate")
@@ -143,32 +116,22 @@ class RestorationServer(tf.Module):
         return {"metadata": self.metadata_json.read_value(), "sample_rate": self.sample_rate.read_value()}
 
 
-def load_keras_model(model):
-    """``model`` itself when it is a keras.Model, else the ``.keras`` file it names."""
-    if isinstance(model, keras.Model):
-        return model
-    path = os.fspath(model)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"Model file not found: {path}")
-    if not path.endswith(".keras"):
-        raise ValueError(f"Expected a Keras model file (.keras); received {path}")
-    import spectral_restore.models.gan  # noqa: F401 - registers the classes for deserialization
-    import spectral_restore.models.restorer  # noqa: F401
-
-    return keras.saving.load_model(path, compile=False)
-
-
 def export_saved_model(model, export_dir, chunk_seconds=DEFAULT_CHUNK_SECONDS, overlap_seconds=DEFAULT_OVERLAP_SECONDS):
     """Writes ``model`` (a Keras model or a ``.keras`` file) as a SavedModel in
     ``export_dir`` (created; must not already hold files). Returns the metadata dict.
 
     Example:
     >>> import tempfile, os
-    >>> from spectral_restore.models.restorer import build_restorer
+    >>> from spectral_restore.models import build_model
     >>> out = os.path.join(tempfile.mkdtemp(), "restorer")
-    >>> export_saved_model(build_restorer("small"), out)["sample_rate"]
+    >>> export_saved_model(build_model("crn", "small"), out)["sample_rate"]
     16000
     """
+    if backend_name() != "tensorflow":
+        raise RuntimeError(
+            f"SavedModel export runs under the TensorFlow backend; the active Keras backend is {backend_name()}. "
+            "Run it with KERAS_BACKEND=tensorflow: a .keras file saved under any backend loads there."
+        )
     model = load_keras_model(model)
     export_dir = os.fspath(export_dir)
     if os.path.isdir(export_dir) and os.listdir(export_dir):

@@ -1,21 +1,122 @@
 """Restoring audio files with a trained model: ``spectral-restore restore``.
 
-A model is a ``.keras`` file or a SavedModel folder written by
-:func:`spectral_restore.export.export_saved_model`; both restore through the
-same chunked, crossfaded function, so memory stays bounded on long files.
-Each file is read at its own rate and channel count, resampled to the model's
-rate, restored channel by channel (the channels form the batch), resampled back
-and written with its original rate, length, channel count and, where the output
-format allows it, its original sample format.
+A model is a ``.keras`` file (any Keras backend) or a SavedModel folder written by
+:func:`spectral_restore.export.export_saved_model` (needs TensorFlow). Both restore
+long inputs chunk by chunk with the same crossfade (:func:`restore_in_chunks` on
+the host for Keras models; the export carries the same in TensorFlow ops), so
+memory stays bounded on long files. Each file is read at its own rate and channel
+count, resampled to the model's rate, restored channel by channel (the channels
+form the batch), resampled back and written with its original rate, length,
+channel count and, where the output format allows it, its original sample format.
 """
 
 import dataclasses
-import json
 import os
 
 import numpy as np
 
+from spectral_restore import __version__
 from spectral_restore.audio_io import WRITE_FORMATS, read_audio, resample, write_audio
+from spectral_restore.backend import require_tensorflow
+
+EXPORT_FORMAT = 1
+DEFAULT_CHUNK_SECONDS = 10.0
+DEFAULT_OVERLAP_SECONDS = 0.5
+
+
+def crossfade_window(chunk, overlap):
+    """The chunk weight ``w`` of :func:`restore_in_chunks`: ``[chunk]`` float32,
+    ``sin^2`` ramps of ``overlap`` samples at both ends (never exactly 0, so the
+    normalising sum is positive at the edges too)."""
+    ramp = np.sin(np.pi * (np.arange(overlap) + 0.5) / (2 * overlap)) ** 2
+    window = np.ones(chunk)
+    window[:overlap] = ramp
+    window[chunk - overlap :] = ramp[::-1]
+    return window.astype(np.float32)
+
+
+def chunking(sample_rate, chunk_seconds=DEFAULT_CHUNK_SECONDS, overlap_seconds=DEFAULT_OVERLAP_SECONDS):
+    """``(chunk, overlap)`` in samples, after checking the durations."""
+    if not chunk_seconds or chunk_seconds <= 0:
+        raise ValueError(f"`chunk_seconds` must be > 0. Received: {chunk_seconds!r}")
+    if overlap_seconds is None or overlap_seconds <= 0 or overlap_seconds >= chunk_seconds / 2:
+        raise ValueError(
+            f"`overlap_seconds` must be in (0, chunk_seconds / 2) = (0, {chunk_seconds / 2}). "
+            f"Received: {overlap_seconds!r}"
+        )
+    return int(round(chunk_seconds * sample_rate)), max(1, int(round(overlap_seconds * sample_rate)))
+
+
+def restore_in_chunks(restore, waveform, chunk, overlap):
+    """Applies ``restore`` to ``waveform`` ``[batch, samples]`` in crossfaded chunks.
+
+    Formula: with chunk length L, overlap O and hop H = L - O, chunk k covers samples
+    ``[kH, kH + L)`` (the input zero-padded at the end to whole chunks) and is
+    weighted by ``w`` (1 in the middle, ``sin^2`` ramps of O samples at both ends,
+    ``sin^2 + cos^2 = 1`` across each overlap); the output is
+    ``y[n] = sum_k w[n - kH] f(x_k)[n - kH] / sum_k w[n - kH]``. Inputs of at most
+    L samples are restored whole.
+
+    Args:
+        restore: callable. ``[batch, L]`` float32 numpy -> same shape.
+        waveform: float32 array ``[batch, samples]``.
+        chunk, overlap: int. L and O in samples, ``0 < O < L / 2``.
+
+    Example:
+    >>> x = np.random.default_rng(0).standard_normal((2, 1000)).astype("float32")
+    >>> y = restore_in_chunks(lambda piece: 2 * piece, x, chunk=300, overlap=50)
+    >>> bool(np.allclose(y, 2 * x, atol=1e-6))
+    True
+    """
+    length = waveform.shape[1]
+    if length <= chunk:
+        return np.asarray(restore(waveform), np.float32)
+    hop = chunk - overlap
+    count = (length - overlap + hop - 1) // hop
+    padded = np.pad(waveform, [(0, 0), (0, overlap + count * hop - length)])
+    window = crossfade_window(chunk, overlap)
+    total = np.zeros(padded.shape, np.float64)
+    norm = np.zeros(padded.shape[1], np.float64)
+    for start in range(0, count * hop, hop):
+        total[:, start : start + chunk] += window * np.asarray(restore(padded[:, start : start + chunk]), np.float64)
+        norm[start : start + chunk] += window
+    return (total[:, :length] / norm[:length]).astype(np.float32)
+
+
+def model_metadata(model, chunk, overlap):
+    """What a server or client needs to know about a restoration ``model``."""
+    stft_config = getattr(model, "stft_config", None)
+    return {
+        "format": EXPORT_FORMAT,
+        "spectral_restore_version": __version__,
+        "model_class": type(model).__name__,
+        "model_name": model.name,
+        "preset": getattr(model, "preset", None),
+        "parameters": int(model.count_params()),
+        "sample_rate": int(getattr(model, "sample_rate", 16000)),
+        "stft": None if stft_config is None else stft_config.get_config(),
+        "chunk_samples": int(chunk),
+        "overlap_samples": int(overlap),
+        "input": {"name": "waveform", "dtype": "float32", "shape": [None, None]},
+        "output": {"name": "restored", "dtype": "float32", "shape": [None, None]},
+    }
+
+
+def load_keras_model(model):
+    """``model`` itself when it is a keras.Model, else the ``.keras`` file it names."""
+    import keras
+
+    if isinstance(model, keras.Model):
+        return model
+    path = os.fspath(model)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Model file not found: {path}")
+    if not path.endswith(".keras"):
+        raise ValueError(f"Expected a Keras model file (.keras); received {path}")
+    import spectral_restore.models.gan  # noqa: F401 - registers the classes for deserialization
+    import spectral_restore.models.registry  # noqa: F401 - and every architecture
+
+    return keras.saving.load_model(path, compile=False)
 
 
 class Restorer:
@@ -24,43 +125,43 @@ class Restorer:
 
     Args:
         model: str, os.PathLike or keras.Model. A ``.keras`` file, a SavedModel
-            export folder, or a model in memory.
-        chunk_seconds, overlap_seconds: float. Chunking for Keras models (an export
-            carries its own). Defaults to those of :mod:`spectral_restore.export`.
+            export folder (needs TensorFlow), or a model in memory.
+        chunk_seconds, overlap_seconds: float or None. Chunking for Keras models (an
+            export carries its own). Defaults to ``DEFAULT_CHUNK_SECONDS`` and
+            ``DEFAULT_OVERLAP_SECONDS``.
     """
 
     def __init__(self, model, chunk_seconds=None, overlap_seconds=None):
         import keras
-        import tensorflow as tf
 
-        from spectral_restore import export
-
-        chunking = {
-            "chunk_seconds": chunk_seconds or export.DEFAULT_CHUNK_SECONDS,
-            "overlap_seconds": overlap_seconds or export.DEFAULT_OVERLAP_SECONDS,
-        }
         if not isinstance(model, keras.Model) and os.path.isdir(os.fspath(model)):
+            require_tensorflow("Restoring with a SavedModel")
+            import tensorflow as tf
+
+            from spectral_restore import export
+
             path = os.fspath(model)
             self.metadata = export.read_metadata(path)
-            self._function = tf.saved_model.load(path).signatures["serving_default"]
+            signature = tf.saved_model.load(path).signatures["serving_default"]
+            self._function = lambda wave: signature(waveform=tf.constant(wave, tf.float32))["restored"].numpy()
             self.source = path
         else:
-            server = export.RestorationServer(export.load_keras_model(model), **chunking)
-            self.metadata = json.loads(server.metadata_text)
-            self._server = server  # a tf.function method holds its object only weakly
-            self._function = server.restore
+            network = load_keras_model(model)
+            rate = int(getattr(network, "sample_rate", 16000))
+            chunk, overlap = chunking(rate, chunk_seconds or DEFAULT_CHUNK_SECONDS,
+                                      overlap_seconds or DEFAULT_OVERLAP_SECONDS)
+            self.metadata = model_metadata(network, chunk, overlap)
+            self._function = lambda wave: restore_in_chunks(network.predict_on_batch, wave, chunk, overlap)
             self.source = model if not isinstance(model, keras.Model) else model.name
         self.sample_rate = int(self.metadata["sample_rate"])
 
     def __call__(self, waveform):
-        import tensorflow as tf
-
         waveform = np.asarray(waveform)
         if waveform.ndim != 2:
             raise ValueError(f"Restorer takes waveforms [batch, samples]; received shape {waveform.shape}")
         if not np.issubdtype(waveform.dtype, np.floating):
             raise TypeError(f"Restorer takes float waveforms in [-1, 1]; received dtype {waveform.dtype}")
-        return self._function(waveform=tf.constant(waveform, tf.float32))["restored"].numpy()
+        return self._function(waveform.astype(np.float32))
 
 
 @dataclasses.dataclass
@@ -160,4 +261,7 @@ def restore_files(model, paths, out_dir, progress=True, plot=False):
     return results
 
 
-__all__ = ["Restorer", "FileResult", "restore_file", "restore_files"]
+__all__ = [
+    "Restorer", "FileResult", "restore_file", "restore_files", "restore_in_chunks", "crossfade_window",
+    "chunking", "model_metadata", "load_keras_model",
+]

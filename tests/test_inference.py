@@ -104,3 +104,26 @@ def test_clashing_output_names_are_refused(identity_model_file, tmp_path):
     with pytest.raises(ValueError, match="overwrite each other"):
         restore_files(identity_model_file, [tmp_path / "a" / "take.wav", tmp_path / "b" / "take.wav"],
                       tmp_path / "out", progress=False)
+
+
+def test_keras_models_are_chunked_on_the_host_as_the_export_chunks(tmp_path, rng):
+    """A trained-like (non-identity) model, inputs of several chunks: the host-side
+    chunking of .keras models gives what the SavedModel's TensorFlow graph gives."""
+    pytest.importorskip("tensorflow", reason="the SavedModel export needs TensorFlow")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the SavedModel export runs under the TensorFlow backend")
+    from spectral_restore.export import export_saved_model
+
+    model = build_restorer("small")
+    model(np.zeros((1, 4000), np.float32))
+    model.set_weights([w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) for w in model.get_weights()])
+    path = tmp_path / "model.keras"
+    model.save(path)
+    export_saved_model(path, tmp_path / "sm", chunk_seconds=0.5, overlap_seconds=0.125)
+    wave = rng.normal(0, 0.1, (2, 21000)).astype(np.float32)
+    from_keras = Restorer(path, chunk_seconds=0.5, overlap_seconds=0.125)(wave)
+    from_export = Restorer(tmp_path / "sm")(wave)
+    assert np.max(np.abs(from_keras - wave)) > 1e-3  # the model changes its input: chunking shows
+    np.testing.assert_allclose(from_keras, from_export, atol=2e-5)

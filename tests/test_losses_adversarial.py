@@ -1,7 +1,6 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from spectral_restore.losses.adversarial import (
     FeatureMatchingLoss,
@@ -46,6 +45,7 @@ def test_feature_matching_loss_serializes():
 
 
 def test_models_and_adversarial_terms_have_finite_gradients_on_silence():
+    tf = pytest.importorskip("tensorflow", reason="a tf.GradientTape test (TensorFlow backend)")
     silence = tf.Variable(np.zeros((2, 4000), np.float32))
     generator = SpectralRestorer(None, channels=(4, 4), kernel=(3, 3), recurrent_units=8, recurrent_layers=1, bidirectional=False)
     discriminator = MultiResolutionDiscriminator(resolutions=((256, 64, 256),), channels=4)

@@ -5,7 +5,6 @@ import importlib.util
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from spectral_restore.losses import AudioEmbeddingLoss, CombinedLoss
 
@@ -102,6 +101,7 @@ def test_running_mean_normalises_each_layer_to_one():
 
 @needs_musicnn
 def test_musicnn_loss_rises_with_noise_and_has_useful_gradients(speech_16k):
+    tf = pytest.importorskip("tensorflow", reason="a tf.GradientTape test (TensorFlow backend)")
     rng = np.random.default_rng(3)
     clean = speech_16k[None, 8000:40000]
     loss = AudioEmbeddingLoss("musicnn")

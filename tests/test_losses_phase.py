@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from spectral_restore import spectral
 from spectral_restore.losses import ComplexSTFTLoss, PhaseConsistencyLoss, anti_wrap
@@ -38,8 +37,11 @@ def test_complex_stft_loss_matches_numpy(pair, exponent, kind):
 def test_anti_wrap_matches_numpy():
     x = np.linspace(-20, 20, 4001)
     want = np.abs(np.angle(np.exp(1j * x)))
-    np.testing.assert_allclose(np.asarray(anti_wrap(x)), want, atol=1e-9)
-    assert float(np.max(np.asarray(anti_wrap(x)))) <= np.pi + 1e-9
+    got = np.asarray(anti_wrap(x))
+    # float64 stays float64 (JAX computes it in float32 unless jax_enable_x64 is set).
+    atol = 1e-9 if got.dtype == np.float64 else 4e-6
+    np.testing.assert_allclose(got, want, atol=atol)
+    assert float(np.max(got)) <= np.pi + atol
 
 
 def numpy_phase_terms(zt, zp, weighted):
@@ -136,6 +138,7 @@ def test_zero_weight_terms_are_skipped(pair):
 
 
 def test_phase_gradient_points_towards_the_clean_phase(pair):
+    tf = pytest.importorskip("tensorflow", reason="a tf.GradientTape test (TensorFlow backend)")
     clean, _ = pair
     cfg = spectral.STFTConfig()
     real, imag = spectral.stft(clean[:1], cfg)

@@ -5,7 +5,8 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
+
+from spectral_restore.backend import host_tensorflow
 
 
 class TimeLimit(keras.callbacks.Callback):
@@ -28,11 +29,13 @@ class TimeLimit(keras.callbacks.Callback):
 
 class AudioSummary(keras.callbacks.Callback):
     """Each epoch, writes (damaged, restored, clean) audio and a spectrogram image of
-    a few fixed validation examples to TensorBoard."""
+    a few fixed validation examples to TensorBoard. Needs TensorFlow (its summary
+    writer), under any Keras backend."""
 
     def __init__(self, log_dir, damaged, clean, sample_rate, restore_fn=None):
         super().__init__()
-        self.writer = tf.summary.create_file_writer(log_dir)
+        self.tf = host_tensorflow("TensorBoard audio summaries")
+        self.writer = self.tf.summary.create_file_writer(log_dir)
         self.damaged = np.asarray(damaged, np.float32)
         self.clean = np.asarray(clean, np.float32)
         self.sample_rate = int(sample_rate)
@@ -42,7 +45,8 @@ class AudioSummary(keras.callbacks.Callback):
         from spectral_restore.plotting import plot_spectrograms
 
         restore = self.restore_fn or (lambda x: self.model(x, training=False))
-        restored = np.asarray(restore(self.damaged), np.float32)
+        tf = self.tf
+        restored = np.asarray(keras.ops.convert_to_numpy(restore(self.damaged)), np.float32)
         with self.writer.as_default(step=epoch):
             for name, audio in (("damaged", self.damaged), ("restored", restored), ("clean", self.clean)):
                 peak = max(float(np.max(np.abs(audio))), 1.0)

@@ -4,7 +4,6 @@ restoration, overall and per artifact type, on held-out data with unseen damage 
 import json
 import os
 
-import keras
 import numpy as np
 
 from spectral_restore import metrics
@@ -13,26 +12,39 @@ METRICS = ("pesq_wb", "pesq_nb", "stoi", "si_sdr", "lsd")
 LABELS = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "si_sdr": "SI-SDR (dB)", "lsd": "LSD (dB)"}
 
 
+def evaluation_batches(config, repeat):
+    """Pass ``repeat`` over the evaluation split: ``(damaged, clean, record)`` numpy
+    batches, damaged with seeds ``eval_seed + repeat`` (``tf.data`` under TensorFlow,
+    :class:`~spectral_restore.data.source.AudioDataset` under the other backends)."""
+    from spectral_restore import backend
+
+    data = config["data"]
+    options = dict(
+        split=data["eval_split"], seed=data["eval_seed"] + repeat, data_dir=data["data_dir"],
+        sample_rate=config["model"]["sample_rate"], segment_seconds=data["segment_seconds"],
+        batch_size=data["batch_size"], chain=data["chain"], shuffle=False, return_record=True,
+    )
+    if backend.name() != "tensorflow":
+        from spectral_restore.data.source import AudioDataset
+
+        return iter(AudioDataset(data["source"], **options))
+    from spectral_restore.data.pipeline import make_dataset
+
+    return make_dataset(data["source"], **options).as_numpy_iterator()
+
+
 def collect(model, config, max_batches=None):
     """Runs the model over the evaluation split: damaged, restored, clean arrays and
     the artifacts applied to each example."""
-    from spectral_restore.data.pipeline import make_dataset
-
-    data, rate = config["data"], config["model"]["sample_rate"]
     damaged, restored, clean, applied = [], [], [], []
-    for repeat in range(int(data["eval_repeats"])):
-        dataset = make_dataset(
-            data["source"], split=data["eval_split"], seed=data["eval_seed"] + repeat, data_dir=data["data_dir"],
-            sample_rate=rate, segment_seconds=data["segment_seconds"], batch_size=data["batch_size"],
-            chain=data["chain"], shuffle=False, return_record=True,
-        )
-        for index, (noisy, target, record) in enumerate(dataset):
+    for repeat in range(int(config["data"]["eval_repeats"])):
+        for index, (noisy, target, record) in enumerate(evaluation_batches(config, repeat)):
             if max_batches is not None and index >= max_batches:
                 break
-            damaged.append(noisy.numpy())
+            damaged.append(noisy)
             restored.append(np.asarray(model.predict_on_batch(noisy)))
-            clean.append(target.numpy())
-            applied.append({name: value["applied"].numpy() for name, value in record.items()})
+            clean.append(target)
+            applied.append({name: value["applied"] for name, value in record.items()})
     names = sorted(applied[0]) if applied else []
     return (
         np.concatenate(damaged), np.concatenate(restored), np.concatenate(clean),
@@ -99,7 +111,7 @@ def plot(table, path):
 def evaluate(model, config, output_dir, max_batches=None):
     """Writes evaluation.json, evaluation.md and evaluation.png to ``output_dir``."""
     if isinstance(model, (str, os.PathLike)):
-        from spectral_restore.export import load_keras_model
+        from spectral_restore.inference import load_keras_model
 
         model = load_keras_model(model)
     os.makedirs(output_dir, exist_ok=True)

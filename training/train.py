@@ -1,42 +1,106 @@
-"""Config-driven training: `spectral-restore train --config training/configs/small.yaml [key=value ...]`."""
+"""Config-driven training: `spectral-restore train --config training/configs/small.yaml [key=value ...]`.
 
+The same configs run under every Keras backend. Under TensorFlow the data comes from
+the ``tf.data`` pipeline and ``tf.distribute`` spreads training over GPUs or workers;
+under the other backends it comes from :class:`~spectral_restore.data.source.AudioDataset`
+(a ``keras.utils.PyDataset``) with the damage inside the model (``data.damage=model``).
+"""
+
+import contextlib
+import copy
 import json
+import logging
 import os
 import sys
 import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from spectral_restore import backend
 from training.callbacks import AudioSummary, TimeLimit
 from training.config import build_loss, load_config
+
+DAMAGE_MODES = ("pipeline", "model", "none")
+
+logger = logging.getLogger(__name__)
+
+
+def backend_config(config):
+    """``config`` as the active backend runs it: outside TensorFlow, damage in the
+    data pipeline becomes damage in the model (the batches are made on the CPU in
+    Python, where the chain would be slow), with a notice."""
+    if backend.name() == "tensorflow" or config["data"]["damage"] != "pipeline":
+        return config
+    logger.warning(
+        "data.damage=pipeline damages batches in tf.data (TensorFlow backend); under the %s backend "
+        "the damage runs inside the model instead: data.damage=model", backend.name(),
+    )
+    config = copy.deepcopy(config)
+    config["data"]["damage"] = "model"
+    return config
 
 
 def choose_strategy():
     """MultiWorkerMirroredStrategy when TF_CONFIG names several workers, MirroredStrategy
-    with several GPUs, else the default strategy."""
+    with several GPUs, else the default strategy. These are TensorFlow's: under the
+    other backends, None (Keras places the work on the backend's default device)."""
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    if len(tf_config.get("cluster", {}).get("worker", [])) > 1:
+    several_workers = len(tf_config.get("cluster", {}).get("worker", [])) > 1
+    if backend.name() != "tensorflow":
+        if several_workers:
+            raise RuntimeError(
+                "TF_CONFIG names several workers: multi-worker training uses TensorFlow's "
+                f"MultiWorkerMirroredStrategy, but the active Keras backend is {backend.name()}"
+            )
+        return None
+    import tensorflow as tf
+
+    if several_workers:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if len(tf.config.list_physical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
+def strategy_scope(strategy):
+    """``strategy.scope()``, or no scope without a strategy."""
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
 def make_datasets(config, skip_batches=0):
-    from spectral_restore.data.pipeline import ReadStats, make_dataset
+    """Endless training and validation streams of ``(damaged, clean)`` batches, and
+    the ReadStats their files are counted in: ``tf.data`` under TensorFlow,
+    :class:`AudioDataset` under the other backends. Validation batches are always
+    damaged by the chain in the data ("model" damage acts in training only)."""
+    from spectral_restore.data.files import ReadStats
 
     data, model = config["data"], config["model"]
+    if data["damage"] not in DAMAGE_MODES:
+        raise ValueError(f"data.damage must be one of {DAMAGE_MODES}; received {data['damage']!r}")
     stats = ReadStats()
     common = dict(
         sample_rate=model["sample_rate"], segment_seconds=data["segment_seconds"], batch_size=data["batch_size"],
         data_dir=data["data_dir"], chain=data["chain"], stats=stats,
     )
-    damage = "none" if data["damage"] == "model" else "pipeline"
+    damage = "pipeline" if data["damage"] == "pipeline" else "none"
+    validation_damage = "none" if data["damage"] == "none" else "pipeline"
     cached = int(data["cache_batches"])
     if cached < 0:
         raise ValueError(f"data.cache_batches must be >= 0; received {cached}")
+    if backend.name() != "tensorflow":
+        from spectral_restore.data.source import AudioDataset
+
+        # Thread workers make the next batches while the accelerator trains on this one.
+        train = AudioDataset(data["source"], split=data["train_split"], seed=data["seed"], repeat=True,
+                             damage=damage, skip_batches=skip_batches, cache_batches=cached, workers=2, **common)
+        validation = AudioDataset(data["source"], split=data["eval_split"], seed=data["eval_seed"], repeat=True,
+                                  shuffle=False, damage=validation_damage, **common)
+        return train, validation, stats
+    import tensorflow as tf
+
+    from spectral_restore.data.pipeline import make_dataset
+
     if cached:
         # The same batches come first on every run, and the shuffle is seeded, so
         # skipping on the repeated stream resumes exactly too.
@@ -48,12 +112,12 @@ def make_datasets(config, skip_batches=0):
         train = make_dataset(data["source"], split=data["train_split"], seed=data["seed"], repeat=True,
                              damage=damage, skip_batches=skip_batches, **common)
     validation = make_dataset(data["source"], split=data["eval_split"], seed=data["eval_seed"], repeat=True,
-                              shuffle=False, **common)
+                              shuffle=False, damage=validation_damage, **common)
     return train, validation, stats
 
 
 def build_model(config, loss):
-    from spectral_restore.models.restorer import SpectralRestorer
+    from spectral_restore.models import build_model as build_architecture
 
     model_config, training = config["model"], config["training"]
     input_damage = None
@@ -64,7 +128,8 @@ def build_model(config, loss):
 
         chain = ArtifactChain(config["data"]["chain"], sample_rate=model_config["sample_rate"])
         input_damage = ArtifactLayer(chain.get_config(), sample_rate=model_config["sample_rate"], seed=config["data"]["seed"])
-    generator = SpectralRestorer(model_config["preset"], sample_rate=model_config["sample_rate"], input_damage=input_damage)
+    generator = build_architecture(model_config["architecture"], model_config["preset"],
+                                   sample_rate=model_config["sample_rate"], input_damage=input_damage)
     optimizer = keras.optimizers.Adam(training["learning_rate"], global_clipnorm=training["clip_norm"])
     if training["gan"] or training["metric_discriminator"]:
         from spectral_restore.models.discriminators import MetricDiscriminator, MultiResolutionDiscriminator
@@ -93,15 +158,25 @@ def build_model(config, loss):
 
 class StopAtStep(keras.callbacks.Callback):
     """Stops when the model has taken ``total`` optimizer steps, so a resumed run
-    takes exactly the steps the interrupted one had left."""
+    takes exactly the steps the interrupted one had left. ``step_fn`` is read once,
+    when training begins, and the steps are counted from there: under JAX the
+    model's variables are detached from it between a step and the end of its epoch."""
 
     def __init__(self, total, step_fn):
         super().__init__()
         self.total = int(total)
         self.step_fn = step_fn
+        self.step = self.first = 0
+
+    def on_train_begin(self, logs=None):
+        self.step = self.step_fn()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.first = batch
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.step_fn() >= self.total:
+        self.step += batch - self.first + 1
+        if self.step >= self.total:
             self.model.stop_training = True
 
 
@@ -157,7 +232,7 @@ def prepare_for_multi_worker(model, dataset, strategy):
 
 def with_rank_one_logs(step):
     def step_with_rank_one_logs(data):
-        return {name: tf.reshape(value, [1]) for name, value in step(data).items()}
+        return {name: keras.ops.reshape(value, [1]) for name, value in step(data).items()}
 
     return step_with_rank_one_logs
 
@@ -172,20 +247,37 @@ def worker_output_dir(output_dir):
     return output_dir
 
 
-def run(config):
+MIXED_PRECISION = {False: None, True: "mixed_float16", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+def precision_policy(setting):
+    """The Keras dtype policy of ``training.mixed_precision``: false (float32), true or
+    "float16" (float16 compute with loss scaling), "bfloat16" (no loss scaling needed;
+    the fast choice on recent GPUs and TPUs)."""
+    if isinstance(setting, str) and setting.lower() in ("true", "false"):
+        setting = setting.lower() == "true"
+    if setting not in MIXED_PRECISION:
+        raise ValueError(f"training.mixed_precision must be false, true, float16 or bfloat16; received {setting!r}")
+    return MIXED_PRECISION[setting]
+
+
+def run(config, callbacks=()):
     """Trains as ``config`` says; returns a summary dict. Resumes from
-    ``output_dir/backup`` when a previous run of the same output_dir was interrupted."""
+    ``output_dir/backup`` when a previous run of the same output_dir was interrupted.
+    ``callbacks`` are added to the trainer's own (e.g. to time the steps)."""
+    config = backend_config(config)
     training = config["training"]
     output_dir = worker_output_dir(training["output_dir"])
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     keras.utils.set_random_seed(config["data"]["seed"])
-    if training["mixed_precision"]:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    policy = precision_policy(training["mixed_precision"])
+    if policy:
+        keras.mixed_precision.set_global_policy(policy)
     strategy = choose_strategy()
     backup_dir = os.path.join(output_dir, "backup")
-    with strategy.scope():
+    with strategy_scope(strategy):
         loss = build_loss(config["loss"])
         model = build_model(config, loss)
         model(np.zeros((1, int(config["data"]["segment_seconds"] * config["model"]["sample_rate"])), np.float32))
@@ -194,20 +286,27 @@ def run(config):
     total_steps = training["epochs"] * training["steps_per_epoch"]
     examples = training["audio_examples"]
     time_limit = TimeLimit(training["max_minutes"])
-    callbacks = []
+    extra_callbacks, callbacks = list(callbacks), []
     if training["pesq_batches"]:
         from spectral_restore.metrics import ValidationPESQ
 
         # First, so that CSVLogger and TensorBoard record val_pesq_wb.
         callbacks.append(ValidationPESQ(validation, config["model"]["sample_rate"], batches=training["pesq_batches"]))
+    tensorboard = backend.tensorflow_available()
+    if tensorboard:
+        backend.host_tensorflow("TensorBoard logging")
+    else:
+        logger.warning("TensorBoard logging is off: it needs TensorFlow, which is not installed "
+                       "(history.csv, the backups and model.keras are written as usual)")
     callbacks += [
         keras.callbacks.BackupAndRestore(backup_dir, save_freq=training["backup_every_steps"], double_checkpoint=True),
         StopAtStep(total_steps, lambda: training_step(model)),
-        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")),
+        *([keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"))] if tensorboard else []),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
         time_limit,
+        *extra_callbacks,
     ]
-    if examples:
+    if examples and tensorboard:
         samples_damaged, samples_clean = next(iter(validation))
         generator = getattr(model, "generator", model)
         callbacks.append(
@@ -216,10 +315,13 @@ def run(config):
                 config["model"]["sample_rate"], restore_fn=lambda x: generator(x, training=False),
             )
         )
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        prepare_for_multi_worker(model, train, strategy)
+    if backend.name() == "tensorflow":
+        import tensorflow as tf
+
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            prepare_for_multi_worker(model, train, strategy)
     started = time.monotonic()
-    with strategy.scope():
+    with strategy_scope(strategy):
         history = model.fit(
             train, epochs=training["epochs"], steps_per_epoch=training["steps_per_epoch"],
             validation_data=validation, validation_steps=training["validation_steps"],

@@ -7,6 +7,7 @@ functions here and stays backend-neutral.
 """
 
 import importlib.util
+import logging
 
 import keras
 import numpy as np
@@ -23,13 +24,33 @@ def tensorflow_available():
 
 
 def require_tensorflow(feature):
-    """Raises a clear error when ``feature`` (a phrase such as "SavedModel export")
-    needs TensorFlow and it is not installed."""
+    """Raises a clear ``ModuleNotFoundError`` when ``feature`` (a phrase such as
+    "SavedModel export") needs TensorFlow and it is not installed."""
     if not tensorflow_available():
-        raise ImportError(
+        # ModuleNotFoundError (an ImportError) names the missing module, as Python's own does.
+        raise ModuleNotFoundError(
             f"{feature} needs TensorFlow, which is not installed (active Keras backend: {name()}). "
-            "Install it with `pip install 'spectral-restore[tensorflow]'`."
+            "Install it with `pip install 'spectral-restore[tensorflow]'`.",
+            name="tensorflow",
         )
+
+
+def host_tensorflow(feature):
+    """TensorFlow for host-side work under any backend (reading TFDS data, writing
+    TensorBoard summaries), after :func:`require_tensorflow` with ``feature``.
+
+    Under another backend TensorFlow is hidden from the GPUs before its first op:
+    left to see them, it would reserve their memory, which the active backend needs.
+    """
+    require_tensorflow(feature)
+    import tensorflow as tf
+
+    if name() != "tensorflow":
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError as err:
+            logging.getLogger(__name__).info("TensorFlow keeps its GPUs (already initialised): %s", err)
+    return tf
 
 
 def _implementation():

@@ -1,1 +1,3 @@
-"""Clean speech sources, seeded artifacts and the tf.data pipeline."""
+"""Clean speech sources, seeded artifacts, audio files (``files``), level rules
+(``levels``), the backend-neutral ``AudioDataset`` (``source``) and the ``tf.data``
+pipeline (``pipeline``, TensorFlow only)."""

@@ -5,97 +5,32 @@ list of files, a TFDS dataset or any ``tf.data.Dataset`` of waveforms; crops
 random segments, normalises their level, batches them and damages each batch
 with a seeded :class:`~spectral_restore.data.artifacts.ArtifactChain`.
 Unreadable files are skipped and counted in :class:`ReadStats`, never fatal.
+TensorFlow only; :class:`~spectral_restore.data.source.AudioDataset` is the same
+source for every Keras backend.
 """
 
-import dataclasses
-import logging
 import os
-import threading
 
 import numpy as np
-import tensorflow as tf
 
 from spectral_restore import spectral
-from spectral_restore.audio_io import AudioReadError, check_sample_rate, read_audio
+from spectral_restore.audio_io import check_sample_rate
+from spectral_restore.backend import host_tensorflow, require_tensorflow
+from spectral_restore.data import levels
 from spectral_restore.data.artifacts import ArtifactChain
+from spectral_restore.data.files import (  # noqa: F401 - noise_pool_from_folder: also importable from here
+    AUDIO_EXTENSIONS,
+    ReadStats,
+    list_audio_files,
+    noise_pool_from_folder,
+    read_or_skip,
+    split_folder,
+)
+from spectral_restore.data.source import DAMAGE_MODES, OUTPUTS
 
-AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3")
-OUTPUTS = ("waveform", "spectrogram")
-DAMAGE_MODES = ("pipeline", "model", "none", "auto")
-# Segments quieter than this (RMS, dB re full scale) are silence, not speech.
-SILENCE_DB = -60.0
-
-logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class ReadStats:
-    """What reading a file source did: files read, files skipped and why,
-    segments dropped as silent. Updated while the dataset is iterated."""
-
-    files_read: int = 0
-    files_skipped: int = 0
-    skipped: list = dataclasses.field(default_factory=list)
-
-    def __post_init__(self):
-        self._lock = threading.Lock()
-
-    def record_ok(self):
-        with self._lock:
-            self.files_read += 1
-
-    def record_skip(self, path, reason):
-        with self._lock:
-            self.files_skipped += 1
-            self.skipped.append((str(path), str(reason)))
-        logger.warning("skipping unreadable audio: %s", reason if str(path) in str(reason) else f"{path}: {reason}")
-
-    def summary(self):
-        lines = [f"{self.files_read} files read, {self.files_skipped} skipped"]
-        lines += [f"  {reason if path in reason else path + ': ' + reason}" for path, reason in self.skipped]
-        return "\n".join(lines)
-
-
-def list_audio_files(folder, extensions=AUDIO_EXTENSIONS):
-    """Audio files under ``folder`` (recursive, sorted), by extension. Uses
-    ``tf.io.gfile``, so any filesystem TensorFlow reads works."""
-    folder = os.fspath(folder)
-    if not tf.io.gfile.isdir(folder):
-        raise FileNotFoundError(f"Audio folder not found: {folder}")
-    found = []
-    for root, _, files in tf.io.gfile.walk(folder):
-        for name in files:
-            if name.lower().endswith(extensions):
-                found.append(os.path.join(root, name))
-    return sorted(found)
-
-
-def read_or_skip(path, sample_rate, stats):
-    """Mono samples of ``path`` at ``sample_rate``, or None when the file cannot be
-    read; either way the outcome is counted in ``stats``."""
-    try:
-        samples, _ = read_audio(path, sample_rate=sample_rate)
-    except (AudioReadError, FileNotFoundError, OSError) as err:
-        stats.record_skip(path, err)
-        return None
-    stats.record_ok()
-    return samples
-
-
-def noise_pool_from_folder(folder, sample_rate=16000, seconds=10.0, stats=None):
-    """Noise recordings of ``folder`` as a ``[clips, samples]`` pool for
-    ``ArtifactChain(noise_pool=...)`` and its "noise_file" link: each file resampled,
-    looped or cut to ``seconds``; unreadable files skipped and counted in ``stats``."""
-    stats = stats if stats is not None else ReadStats()
-    length = int(round(seconds * sample_rate))
-    clips = []
-    for path in list_audio_files(folder):
-        samples = read_or_skip(path, sample_rate, stats)
-        if samples is not None:
-            clips.append(np.tile(samples, -(-length // len(samples)))[:length])
-    if not clips:
-        raise ValueError(f"No readable noise recordings under {os.fspath(folder)}")
-    return np.stack(clips).astype(np.float32)
+require_tensorflow("The tf.data pipeline (spectral_restore.data.pipeline)")
+import tensorflow as tf  # noqa: E402 - after the check that names what is missing
+import tensorflow.experimental.numpy as tnp  # noqa: E402
 
 
 def _file_dataset(paths, sample_rate, stats):
@@ -141,10 +76,18 @@ def _as_waveforms(dataset):
     return dataset
 
 
+def tfds_waveforms(name, split="train", data_dir=None, sample_rate=16000):
+    """Every waveform of a TFDS dataset's ``split``, as float32 numpy arrays in
+    memory: the TFDS reader of :class:`~spectral_restore.data.source.AudioDataset`."""
+    host_tensorflow("A TFDS source")
+    dataset = _as_waveforms(_tfds_dataset(name, split, data_dir, sample_rate))
+    return list(dataset.as_numpy_iterator())
+
+
 def source_dataset(source, sample_rate=16000, split="train", data_dir=None, stats=None):
     """A dataset of float32 mono waveforms ``[samples]`` from ``source``:
-    an array ``[clips, samples]`` or list of 1-D arrays; a folder or list of
-    audio files (resampled to ``sample_rate``; unreadable ones skipped and counted
+    an array ``[clips, samples]`` or list of 1-D arrays; a folder (its ``split``
+    subfolder when it has one) or list of audio files (resampled to ``sample_rate``; unreadable ones skipped and counted
     in ``stats``); ``"tfds:NAME"`` (``split`` of a TFDS dataset); or a
     ``tf.data.Dataset`` of waveforms or ``{"audio": ...}`` dicts."""
     stats = stats if stats is not None else ReadStats()
@@ -153,9 +96,10 @@ def source_dataset(source, sample_rate=16000, split="train", data_dir=None, stat
     if isinstance(source, str) and source.startswith("tfds:"):
         return _as_waveforms(_tfds_dataset(source[len("tfds:") :], split, data_dir, sample_rate))
     if isinstance(source, (str, os.PathLike)):
-        paths = list_audio_files(source)
+        folder = split_folder(source, split)
+        paths = list_audio_files(folder)
         if not paths:
-            raise ValueError(f"No audio files ({', '.join(AUDIO_EXTENSIONS)}) under {os.fspath(source)}")
+            raise ValueError(f"No audio files ({', '.join(AUDIO_EXTENSIONS)}) under {folder}")
         return _file_dataset(paths, sample_rate, stats)
     if isinstance(source, np.ndarray):
         if source.ndim == 1:
@@ -183,19 +127,6 @@ def crop_or_pad(wave, length, seed):
     room = tf.shape(wave)[0] - length + 1
     start = tf.random.stateless_uniform([], seed, 0, room, dtype=tf.int32, alg="philox")
     return wave[start : start + length]
-
-
-def normalise_level(wave, level_db, peak=0.99):
-    """Scales to ``level_db`` dB RMS re full scale, then down if the peak would
-    exceed ``peak`` (so clipping artifacts have headroom to act on)."""
-    rms = tf.sqrt(tf.reduce_mean(tf.square(wave)) + 1e-12)
-    wave = wave * (10.0 ** (level_db / 20.0) / rms)
-    top = tf.reduce_max(tf.abs(wave))
-    return wave * tf.minimum(1.0, peak / tf.maximum(top, 1e-12))
-
-
-def _rms_db(wave):
-    return 10.0 * tf.math.log(tf.reduce_mean(tf.square(wave)) + 1e-12) / tf.math.log(10.0)
 
 
 def make_dataset(
@@ -251,8 +182,8 @@ def make_dataset(
         split, data_dir: for "tfds:NAME" sources.
         stats: ReadStats or None. Receives the file-reading counts.
 
-    Silent segments (below -60 dB RMS) are dropped: a pair of silences teaches
-    nothing.
+    Silent segments (``levels.SILENCE_DB``, -60 dB RMS) are dropped: a pair of
+    silences teaches nothing. Level rules: :mod:`spectral_restore.data.levels`.
     """
     sample_rate = check_sample_rate(sample_rate)
     if output not in OUTPUTS:
@@ -288,9 +219,10 @@ def make_dataset(
         return segment
 
     dataset = dataset.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.filter(lambda wave: _rms_db(wave) > SILENCE_DB)
+    dataset = dataset.filter(lambda wave: tf.logical_not(levels.is_silent(wave, xp=tnp)))
     if level_db is not None:
-        dataset = dataset.map(lambda wave: normalise_level(wave, float(level_db)), num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(lambda wave: levels.normalise_level(wave, float(level_db), xp=tnp),
+                              num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=True).enumerate()
     if skip_batches:
         dataset = dataset.skip(int(skip_batches))

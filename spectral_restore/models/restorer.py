@@ -1,8 +1,8 @@
 """The restoration network: a convolutional-recurrent U-Net on the complex spectrogram.
 
-Waveform in, waveform out: STFT -> power-law compressed complex spectrogram ->
-network -> magnitude mask AND complex residual (so both magnitude and phase are
-predicted) -> decompression -> inverse STFT to the input's exact length.
+Waveform in, waveform out through the shared front end
+(:class:`~spectral_restore.models.frontend.SpectralModel`): the network predicts a
+magnitude mask AND a complex residual, so both magnitude and phase are predicted.
 
 Architecture (after the convolutional recurrent network of Tan & Wang,
 "A convolutional recurrent neural network for real-time speech enhancement",
@@ -16,9 +16,7 @@ import keras
 from keras import layers, ops
 
 from spectral_restore import spectral
-# Registers ArtifactLayer, which a saved model's `input_damage` deserializes to.
-from spectral_restore.data import artifacts  # noqa: F401
-from spectral_restore.models.terms import LossTermsMixin
+from spectral_restore.models.frontend import SpectralModel, built, resolve_settings
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
 
@@ -28,11 +26,10 @@ PRESETS = {
     # The quality model for GPU training.
     "base": {"channels": (32, 64, 96, 128), "kernel": (3, 5), "recurrent_units": 256, "recurrent_layers": 2, "bidirectional": True},
 }
-COMPRESSION = 0.3
 
 
 @register
-class SpectralRestorer(LossTermsMixin, keras.Model):
+class SpectralRestorer(SpectralModel):
     """Restores waveforms ``[batch, samples]`` through their complex spectrogram.
 
     Formula: with ``C = |X|^c e^{j angle X}`` the compressed STFT of the input
@@ -48,15 +45,8 @@ class SpectralRestorer(LossTermsMixin, keras.Model):
         recurrent_units: int. GRU units per direction.
         recurrent_layers: int. Stacked GRU layers.
         bidirectional: bool. Bidirectional GRUs (non-causal).
-        stft_config: STFTConfig or dict. Defaults to 512-sample Hann, hop 128.
-        sample_rate: int. The rate the model is trained for. Defaults to 16000.
-        input_damage: ArtifactLayer or None. Damages the input batch in training
-            only, so the damage is synthesized on the accelerator inside
-            ``train_step`` (pair with ``make_dataset(..., damage="model")``).
-            Defaults to None.
-
-    Compiled with a :class:`~spectral_restore.losses.CombinedLoss`, ``fit`` logs
-    every term by name next to ``loss`` (computed once per step).
+        stft_config, sample_rate, input_damage: the front end's, as
+            :class:`~spectral_restore.models.frontend.SpectralModel`.
 
     Example:
     >>> import numpy as np
@@ -64,6 +54,8 @@ class SpectralRestorer(LossTermsMixin, keras.Model):
     >>> model(np.zeros((2, 4000), "float32")).shape
     TensorShape([2, 4000])
     """
+
+    PRESETS = PRESETS
 
     def __init__(
         self,
@@ -78,33 +70,24 @@ class SpectralRestorer(LossTermsMixin, keras.Model):
         input_damage=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if isinstance(input_damage, dict):
-            input_damage = keras.saving.deserialize_keras_object(input_damage)
-        self.input_damage = input_damage
-        if preset is not None and preset not in PRESETS:
-            raise ValueError(f"`preset` must be one of {sorted(PRESETS)} or None. Received: {preset!r}")
-        settings = dict(PRESETS[preset]) if preset else {}
-        for key, value in (
-            ("channels", channels),
-            ("kernel", kernel),
-            ("recurrent_units", recurrent_units),
-            ("recurrent_layers", recurrent_layers),
-            ("bidirectional", bidirectional),
-        ):
-            if value is not None:
-                settings[key] = value
-        missing = {"channels", "kernel", "recurrent_units", "recurrent_layers", "bidirectional"} - set(settings)
-        if missing:
-            raise ValueError(f"Without a preset, give {sorted(missing)}")
+        super().__init__(stft_config=stft_config, sample_rate=sample_rate, input_damage=input_damage, **kwargs)
+        settings = resolve_settings(
+            PRESETS,
+            preset,
+            {
+                "channels": channels,
+                "kernel": kernel,
+                "recurrent_units": recurrent_units,
+                "recurrent_layers": recurrent_layers,
+                "bidirectional": bidirectional,
+            },
+        )
         self.preset = preset
         self.channels = tuple(int(c) for c in settings["channels"])
         self.kernel = tuple(int(k) for k in settings["kernel"])
         self.recurrent_units = int(settings["recurrent_units"])
         self.recurrent_layers = int(settings["recurrent_layers"])
         self.bidirectional = bool(settings["bidirectional"])
-        self.stft_config = spectral.as_stft_config(stft_config)
-        self.sample_rate = int(sample_rate)
         bins = self.stft_config.num_bins - 1
         if bins % (2 ** len(self.channels)):
             raise ValueError(
@@ -159,47 +142,7 @@ class SpectralRestorer(LossTermsMixin, keras.Model):
         est_imag = ops.concatenate([est_imag, imag[:, :, -1:]], axis=-1)
         return est_real, est_imag
 
-    def call(self, waveform, training=False):
-        waveform = ops.convert_to_tensor(waveform)
-        if len(waveform.shape) != 2:
-            raise ValueError(f"SpectralRestorer takes waveforms [batch, samples]; received shape {tuple(waveform.shape)}")
-        if self.input_damage is not None and training:
-            waveform = self.input_damage(waveform, training=True)
-        waveform = ops.cast(waveform, self.compute_dtype)
-        real, imag = spectral.stft(ops.cast(waveform, "float32"), self.stft_config)
-        real, imag = spectral.compress_complex(real, imag, COMPRESSION)
-        est_real, est_imag = self.restore_spectrogram(
-            ops.cast(real, self.compute_dtype), ops.cast(imag, self.compute_dtype), training=training
-        )
-        est_real, est_imag = spectral.compress_complex(
-            ops.cast(est_real, "float32"), ops.cast(est_imag, "float32"), 1.0 / COMPRESSION
-        )
-        restored = spectral.istft(est_real, est_imag, self.stft_config, length=ops.shape(waveform)[-1])
-        return ops.cast(restored, self.compute_dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "preset": self.preset,
-                "channels": list(self.channels),
-                "kernel": list(self.kernel),
-                "recurrent_units": self.recurrent_units,
-                "recurrent_layers": self.recurrent_layers,
-                "bidirectional": self.bidirectional,
-                "stft_config": self.stft_config.get_config(),
-                "sample_rate": self.sample_rate,
-                "input_damage": None if self.input_damage is None else keras.saving.serialize_keras_object(self.input_damage),
-            }
-        )
-        return config
-
 
 def build_restorer(preset="small", **kwargs):
     """A built :class:`SpectralRestorer` (weights created on a dummy batch)."""
-    model = SpectralRestorer(preset, **kwargs)
-    model(ops.zeros((1, model.stft_config.fft_length * 2)))
-    return model
+    return built(SpectralRestorer(preset, **kwargs))

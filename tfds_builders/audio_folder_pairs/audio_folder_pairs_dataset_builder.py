@@ -20,7 +20,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from spectral_restore.audio_io import to_pcm16
-from spectral_restore.data.pipeline import ReadStats, list_audio_files, read_or_skip
+from spectral_restore.data.files import ReadStats, list_audio_files, read_or_skip
 
 SAMPLE_RATE = 16000
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from spectral_restore.audio_io import to_pcm16
-from spectral_restore.data.pipeline import ReadStats, list_audio_files, read_or_skip
+from spectral_restore.data.files import ReadStats, list_audio_files, read_or_skip
 
 ARCHIVES = {
     "train": ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav"),

@@ -1,0 +1,65 @@
+"""The level rules of training segments, written once for every data path.
+
+Each rule takes ``xp``, an array namespace with numpy's API: ``numpy`` on the host
+(:class:`~spectral_restore.data.source.AudioDataset`) and
+``tensorflow.experimental.numpy`` inside ``tf.data``
+(:func:`~spectral_restore.data.pipeline.make_dataset`), so both paths apply the
+same formulas. They act on the last axis, so single segments and batches alike.
+"""
+
+import numpy as np
+
+# Segments quieter than this (RMS, dB re full scale) are silence, not speech.
+SILENCE_DB = -60.0
+# Room left below full scale after levelling, so clipping artifacts have headroom to act on.
+PEAK = 0.99
+# Guards the logarithm and the division on all-zero segments.
+EPSILON = 1e-12
+
+
+def rms_db(wave, xp=np):
+    """RMS level of ``wave`` along its last axis, dB re full scale.
+
+    Formula: ``10 * log10(mean(x^2) + 1e-12)`` (so digital silence is -120 dB).
+
+    Args:
+        wave: array ``[..., samples]``.
+        xp: module. Array namespace with numpy's API. Defaults to numpy.
+
+    Example:
+    >>> round(float(rms_db(np.full(100, 0.1))), 3)
+    -20.0
+    """
+    return 10.0 * xp.log10(xp.mean(xp.square(wave), axis=-1) + EPSILON)
+
+
+def is_silent(wave, xp=np):
+    """True where ``wave`` (``[..., samples]``) is quieter than ``SILENCE_DB``."""
+    return rms_db(wave, xp) <= SILENCE_DB
+
+
+def normalise_level(wave, level_db, peak=PEAK, xp=np):
+    """Scales ``wave`` to ``level_db`` dB RMS re full scale along its last axis, then
+    down where the peak would exceed ``peak``.
+
+    Formula: ``y = x * g * min(1, peak / max|x * g|)`` with
+    ``g = 10^(level_db / 20) / sqrt(mean(x^2) + 1e-12)``.
+
+    Args:
+        wave: array ``[..., samples]``.
+        level_db: float. Target RMS, dB re full scale.
+        peak: float. Largest absolute sample allowed. Defaults to 0.99.
+        xp: module. Array namespace with numpy's API. Defaults to numpy.
+
+    Example:
+    >>> y = normalise_level(np.array([0.5, -0.5, 0.5, -0.5]), -20.0)
+    >>> round(float(rms_db(y)), 3)
+    -20.0
+    """
+    rms = xp.sqrt(xp.mean(xp.square(wave), axis=-1, keepdims=True) + EPSILON)
+    wave = wave * (10.0 ** (level_db / 20.0) / rms)
+    top = xp.max(xp.abs(wave), axis=-1, keepdims=True)
+    return wave * xp.minimum(1.0, peak / xp.maximum(top, EPSILON))
+
+
+__all__ = ["SILENCE_DB", "PEAK", "rms_db", "is_silent", "normalise_level"]

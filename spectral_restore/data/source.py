@@ -1,0 +1,374 @@
+"""Batches of (damaged, clean) training segments for any Keras backend.
+
+:class:`AudioDataset` is a ``keras.utils.PyDataset``: it reads clean audio from
+arrays, folders or lists of files, ``.npz`` files (:func:`save_npz`) and, where
+TensorFlow is installed, prepared TFDS datasets; crops seeded random segments,
+drops silent ones, normalises the level (:mod:`spectral_restore.data.levels`,
+the rules of the ``tf.data`` pipeline) and batches them on the CPU with numpy.
+Damage then happens inside the model on the accelerator (``damage="model"``, an
+:class:`ArtifactLayer` at the model's input), or in the dataset (``"pipeline"``)
+for evaluation.
+
+Batch ``i`` is a pure function of ``(seed, i)``: batches can be read in any
+order, by several workers, and a resumed run (``skip_batches``) reads exactly
+the batches the interrupted one had not yet seen. Example ``k`` of the stream is
+clip ``order_e[k mod n]`` of epoch ``e = k // n`` (``order_e`` a seeded
+permutation of the ``n`` clips, or the identity without ``shuffle``), cropped at
+a seeded random start; a crop that is silent, or whose file cannot be read, is
+replaced by a seeded random crop of a random clip. Unreadable files are counted
+once in :class:`~spectral_restore.data.files.ReadStats` and not read again.
+"""
+
+import functools
+import os
+import threading
+
+import keras
+import numpy as np
+
+from spectral_restore import spectral
+from spectral_restore.audio_io import check_sample_rate
+from spectral_restore.backend import require_tensorflow
+from spectral_restore.data import levels
+from spectral_restore.data.artifacts import ArtifactChain
+from spectral_restore.data.files import AUDIO_EXTENSIONS, ReadStats, list_audio_files, read_or_skip, split_folder
+
+OUTPUTS = ("waveform", "spectrogram")
+DAMAGE_MODES = ("pipeline", "model", "none", "auto")
+# Draws tried for one example before the source is declared silent or unreadable.
+MAX_DRAWS = 64
+# Stream names folded into the seed, so order, crops and damage never share draws.
+_ORDER, _CROP, _REDRAW, _DAMAGE, _CACHE = range(5)
+
+
+def _rng(*entropy):
+    return np.random.default_rng([int(value) for value in entropy])
+
+
+@functools.lru_cache(maxsize=8)
+def _epoch_order(seed, epoch, clips, shuffle):
+    if not shuffle:
+        return np.arange(clips)
+    return _rng(seed, _ORDER, epoch).permutation(clips)
+
+
+def _as_float32(array, name):
+    """Integer PCM scaled to [-1, 1) (by ``-dtype.min``), floats cast to float32."""
+    array = np.asarray(array)
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.float32) / float(-np.iinfo(array.dtype).min)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"`{name}` must hold float or integer PCM samples; received dtype {array.dtype}")
+    return array.astype(np.float32)
+
+
+def save_npz(path, sample_rate, **splits):
+    """Writes clips as a compact ``.npz`` source for :class:`AudioDataset`.
+
+    Each split (``train=[...]``, ``test=[...]``: lists of 1-D arrays, float in
+    [-1, 1] or integer PCM, or a ``[clips, samples]`` array) is stored as 16-bit PCM, concatenated
+    (``<split>``) with its clip lengths (``<split>_lengths``); the file also holds
+    ``sample_rate``.
+
+    Example:
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "speech.npz")
+    >>> save_npz(path, 16000, train=[np.zeros(100), np.ones(50) * 0.5])
+    >>> [len(clip) for clip in load_npz(path, "train", 16000)]
+    [100, 50]
+    """
+    sample_rate = check_sample_rate(sample_rate)
+    if not splits:
+        raise ValueError("save_npz needs at least one split, e.g. train=[clip, ...]")
+    arrays = {"sample_rate": np.asarray(sample_rate)}
+    for split, clips in splits.items():
+        clips = [_as_float32(clip, split).reshape(-1) for clip in clips]
+        if not clips or not all(len(clip) for clip in clips):
+            raise ValueError(f"Split {split!r} must hold at least one non-empty clip")
+        # Scaled by 32768, the inverse of the reading rule, so float clips that came
+        # from 16-bit PCM are stored exactly.
+        arrays[split] = np.clip(np.round(np.concatenate(clips) * 32768.0), -32768, 32767).astype(np.int16)
+        arrays[f"{split}_lengths"] = np.asarray([len(clip) for clip in clips], np.int64)
+    np.savez_compressed(path, **arrays)
+
+
+def load_npz(path, split, sample_rate):
+    """The clips of ``split`` in an ``.npz`` file, as float32 arrays.
+
+    The file holds ``<split>``: a ``[clips, samples]`` array, or the clips
+    concatenated with ``<split>_lengths`` (as :func:`save_npz` writes them);
+    integer PCM is scaled to [-1, 1). An optional ``sample_rate`` entry must equal
+    ``sample_rate``.
+    """
+    path = os.fspath(path)
+    with np.load(path) as data:
+        if "sample_rate" in data and int(data["sample_rate"]) != int(sample_rate):
+            raise ValueError(f"{path} holds audio at {int(data['sample_rate'])} Hz; {sample_rate} Hz was asked for")
+        if split not in data:
+            raise ValueError(f"{path} has no split {split!r}; it holds {sorted(data.files)}")
+        samples = _as_float32(data[split], split)
+        lengths = data[f"{split}_lengths"] if f"{split}_lengths" in data else None
+    if lengths is None:
+        if samples.ndim != 2:
+            raise ValueError(f"{path}: {split!r} must be [clips, samples] or come with {split}_lengths; "
+                             f"received shape {samples.shape}")
+        return list(samples)
+    if samples.ndim != 1 or int(np.sum(lengths)) != len(samples):
+        raise ValueError(f"{path}: {split}_lengths sum to {int(np.sum(lengths))} but {split!r} has shape {samples.shape}")
+    return np.split(samples, np.cumsum(lengths)[:-1])
+
+
+def _clips_of(source, sample_rate, split, data_dir):
+    """The clips of ``source``: in-memory float32 arrays and file paths (read lazily)."""
+    if isinstance(source, str) and source.startswith("tfds:"):
+        require_tensorflow("A TFDS source")
+        from spectral_restore.data.pipeline import tfds_waveforms
+
+        return tfds_waveforms(source[len("tfds:") :], split, data_dir, sample_rate)
+    if isinstance(source, (str, os.PathLike)):
+        if os.fspath(source).endswith(".npz"):
+            return load_npz(source, split, sample_rate)
+        folder = split_folder(source, split)
+        paths = list_audio_files(folder)
+        if not paths:
+            raise ValueError(f"No audio files ({', '.join(AUDIO_EXTENSIONS)}) under {folder}")
+        return paths
+    if isinstance(source, np.ndarray):
+        source = source[None] if source.ndim == 1 else source
+        if source.ndim != 2 or source.shape[1] == 0:
+            raise ValueError(f"An array source must be [clips, samples]; received shape {source.shape}")
+        return list(_as_float32(source, "source"))
+    if isinstance(source, (list, tuple)) and source:
+        if all(isinstance(item, (str, os.PathLike)) for item in source):
+            return [os.fspath(item) for item in source]
+        return [_as_float32(item, "source").reshape(-1) for item in source]
+    raise TypeError(
+        "`source` must be an array, a list of arrays or files, a folder, an .npz file or 'tfds:NAME'; "
+        f"received {type(source).__name__}"
+    )
+
+
+class AudioDataset(keras.utils.PyDataset):
+    """A ``keras.utils.PyDataset`` of ``(damaged, clean)`` batches, for every backend.
+
+    The arguments mean what they mean for
+    :func:`~spectral_restore.data.pipeline.make_dataset` (the ``tf.data``
+    version), so one config drives both.
+
+    Args:
+        source: an array ``[clips, samples]`` or list of 1-D arrays; a folder
+            (recursive; when it holds a subfolder named ``split``, that one) or
+            list of audio files, resampled to ``sample_rate``; an ``.npz`` file
+            (:func:`load_npz`); or ``"tfds:NAME"``, a prepared TFDS dataset's
+            ``split`` (needs TensorFlow; read into memory).
+        sample_rate: int. Defaults to 16000.
+        segment_seconds: float. Length of the random crops (shorter clips are
+            zero-padded at the end). Defaults to 3.
+        batch_size: int. Defaults to 16.
+        chain: ArtifactChain, a chain name of ``artifacts.CHAINS`` or None. For
+            ``damage="pipeline"``. Defaults to "default".
+        seed: int. Order, crops and damage all derive from it. Defaults to 0.
+        output: str. "waveform" or "spectrogram" (``[batch, frames, bins, 2]``).
+            Defaults to "waveform".
+        stft_config: STFTConfig, dict or None. For "spectrogram". Defaults to None.
+        level_db: float or None. RMS level of clean segments, dB re full scale;
+            None keeps the level. Defaults to -25.
+        shuffle: bool. A new seeded clip order every epoch. Defaults to True.
+        repeat: bool. An endless stream (``num_batches`` is None); else one
+            epoch is ``clips // batch_size`` batches. Defaults to False.
+        cache: bool. Keep decoded files in memory. Defaults to False.
+        damage: str. "pipeline" damages each batch here with ``chain`` (seeded by
+            the batch index; on the backend's device); "model" and "none" yield
+            ``(clean, clean)`` ("model": for an ``ArtifactLayer`` in the model);
+            "auto" is "model". Defaults to "pipeline".
+        return_record: bool. Also yield the chain's record (numpy arrays) as a
+            third element. Defaults to False.
+        skip_batches: int. Batch ``i`` is the stream's batch ``i + skip_batches``:
+            a resumed run continues exactly. Defaults to 0.
+        cache_batches: int. > 0: the first ``cache_batches`` batches are made
+            once, kept in memory and cycled, reshuffled (seeded) on each cycle.
+            Defaults to 0.
+        split, data_dir: the TFDS split and data folder; ``split`` also picks an
+            ``.npz`` entry and a folder's subfolder. Defaults to "train", None.
+        stats: ReadStats or None. Receives the file-reading counts.
+        **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of
+            ``keras.utils.PyDataset``.
+
+    Example:
+    >>> clips = np.random.default_rng(0).standard_normal((8, 4000)).astype("float32")
+    >>> data = AudioDataset(clips, segment_seconds=0.125, batch_size=4, damage="none")
+    >>> damaged, clean = data[0]
+    >>> damaged.shape, len(data)
+    ((4, 2000), 2)
+    """
+
+    def __init__(
+        self,
+        source,
+        *,
+        sample_rate=16000,
+        segment_seconds=3.0,
+        batch_size=16,
+        chain="default",
+        seed=0,
+        output="waveform",
+        stft_config=None,
+        level_db=-25.0,
+        shuffle=True,
+        repeat=False,
+        cache=False,
+        damage="pipeline",
+        return_record=False,
+        skip_batches=0,
+        cache_batches=0,
+        split="train",
+        data_dir=None,
+        stats=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.sample_rate = check_sample_rate(sample_rate)
+        if output not in OUTPUTS:
+            raise ValueError(f"`output` must be one of {OUTPUTS}. Received: {output!r}")
+        if damage not in DAMAGE_MODES:
+            raise ValueError(f"`damage` must be one of {DAMAGE_MODES}. Received: {damage!r}")
+        if not segment_seconds or segment_seconds <= 0:
+            raise ValueError(f"`segment_seconds` must be > 0. Received: {segment_seconds!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
+        for name, value in (("skip_batches", skip_batches), ("cache_batches", cache_batches)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"`{name}` must be an integer >= 0. Received: {value!r}")
+        self.damage = "model" if damage == "auto" else damage
+        if self.damage == "pipeline" and chain is None:
+            raise ValueError("damage='pipeline' needs an ArtifactChain (chain=None: use damage='none')")
+        if self.damage == "pipeline" and isinstance(chain, str):
+            chain = ArtifactChain(chain, sample_rate=self.sample_rate)
+        # Only "pipeline" damages here; the other modes leave the chain to the model.
+        self.chain = chain if self.damage == "pipeline" else None
+        self.output = output
+        self.stft_config = spectral.as_stft_config(stft_config)
+        self.length = int(round(segment_seconds * self.sample_rate))
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.level_db = None if level_db is None else float(level_db)
+        self.shuffle, self.repeat, self.cache = bool(shuffle), bool(repeat), bool(cache)
+        self.return_record = bool(return_record)
+        self.skip_batches, self.cache_batches = int(skip_batches), int(cache_batches)
+        self.stats = stats if stats is not None else ReadStats()
+        self.clips = _clips_of(source, self.sample_rate, split, data_dir)
+        if not self.repeat and len(self.clips) < self.batch_size:
+            raise ValueError(
+                f"The source has {len(self.clips)} clips, fewer than one batch of {self.batch_size} "
+                "(repeat=True, or a smaller batch_size)"
+            )
+        self.epoch = 0
+        self._lock = threading.Lock()
+        self._decoded = {}
+        self._unreadable = set()
+        self._made = {}
+
+    @property
+    def num_batches(self):
+        """Batches per epoch: ``clips // batch_size``, or None for an endless stream."""
+        return None if self.repeat else len(self.clips) // self.batch_size
+
+    def __len__(self):
+        if self.repeat:
+            raise TypeError("An endless AudioDataset (repeat=True) has no length; see num_batches")
+        return self.num_batches
+
+    def on_epoch_end(self):
+        """A finite dataset moves on to the next epoch's order and crops."""
+        if not self.repeat:
+            self.epoch += 1
+
+    def _clip(self, index):
+        """Samples of clip ``index``, or None when its file cannot be read (counted
+        in ``stats`` the first time, then not read again)."""
+        clip = self.clips[index]
+        if not isinstance(clip, str):
+            return clip
+        with self._lock:
+            if clip in self._unreadable:
+                return None
+            if clip in self._decoded:
+                return self._decoded[clip]
+        samples = read_or_skip(clip, self.sample_rate, self.stats)
+        with self._lock:
+            if samples is None:
+                self._unreadable.add(clip)
+            elif self.cache:
+                self._decoded[clip] = samples
+        return samples
+
+    def _crop(self, samples, rng):
+        room = len(samples) - self.length
+        if room < 0:
+            return np.pad(samples, (0, -room))
+        start = int(rng.integers(0, room + 1))
+        return samples[start : start + self.length]
+
+    def _example(self, position):
+        """Example ``position`` of the stream: a levelled, audible ``[length]`` crop."""
+        clips = len(self.clips)
+        epoch, offset = divmod(position, clips)
+        index = int(_epoch_order(self.seed, epoch, clips, self.shuffle)[offset])
+        rng = _rng(self.seed, _CROP, position)
+        for draw in range(MAX_DRAWS):
+            if draw:
+                redraw = _rng(self.seed, _REDRAW, position, draw)
+                index, rng = int(redraw.integers(0, clips)), redraw
+            samples = self._clip(index)
+            if samples is None:
+                continue
+            segment = self._crop(samples, rng)
+            if not levels.is_silent(segment):
+                if self.level_db is not None:
+                    segment = levels.normalise_level(segment, self.level_db)
+                return segment.astype(np.float32)
+        raise ValueError(
+            f"No audible {self.length}-sample segment in {MAX_DRAWS} draws from the source "
+            f"(segments below {levels.SILENCE_DB} dB RMS are silence; {self.stats.files_skipped} files unreadable)"
+        )
+
+    def _stream_batch(self, batch):
+        """Batch ``batch`` of the stream, damaged as ``damage`` says."""
+        start = batch * self.batch_size
+        clean = np.stack([self._example(start + j) for j in range(self.batch_size)])
+        if self.damage == "pipeline":
+            seed = np.random.SeedSequence([self.seed, _DAMAGE, batch]).generate_state(2, np.uint32) >> 1
+            damaged, record = self.chain(clean, seed.astype(np.int32))
+            damaged = keras.ops.convert_to_numpy(damaged)
+            record = keras.tree.map_structure(keras.ops.convert_to_numpy, record)
+        else:
+            damaged, record = clean, {}
+        if self.output == "spectrogram":
+            damaged, clean = (
+                keras.ops.convert_to_numpy(spectral.stack_complex(*spectral.stft(wave, self.stft_config)))
+                for wave in (damaged, clean)
+            )
+        return (damaged, clean, record) if self.return_record else (damaged, clean)
+
+    def __getitem__(self, index):
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+            raise IndexError(f"AudioDataset batches are numbered 0, 1, ...; received {index!r}")
+        if not self.repeat:
+            if index >= self.num_batches:
+                raise IndexError(f"Batch {index} of a {self.num_batches}-batch epoch")
+            index += self.epoch * self.num_batches
+        position = int(index) + self.skip_batches
+        if not self.cache_batches:
+            return self._stream_batch(position)
+        cycle, offset = divmod(position, self.cache_batches)
+        batch = int(_rng(self.seed, _CACHE, cycle).permutation(self.cache_batches)[offset])
+        with self._lock:
+            made = self._made.get(batch)
+        if made is None:
+            made = self._stream_batch(batch)
+            with self._lock:
+                made = self._made.setdefault(batch, made)
+        return made
+
+
+__all__ = ["AudioDataset", "save_npz", "load_npz", "OUTPUTS", "DAMAGE_MODES"]

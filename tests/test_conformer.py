@@ -1,0 +1,279 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from spectral_restore import spectral
+from spectral_restore.losses import CombinedLoss, SpectrogramMSE
+from spectral_restore.models import build_model
+from spectral_restore.models.conformer import MASK_BOUND, PRESETS, MagnitudePhaseConformer
+from spectral_restore.models.discriminators import LearnableSigmoid
+
+RATE = 16000
+
+
+def conv(inputs, outputs, kernel=(1, 1)):
+    return inputs * outputs * kernel[0] * kernel[1] + outputs
+
+
+def conformer_parameters(c, multiplier, expansion, kernel):
+    """One conformer block (Gulati et al. 2020), counted from its definition."""
+    layer_norm = 2 * c
+    feed_forward = layer_norm + conv(c, multiplier * c) + conv(multiplier * c, c)
+    attention = layer_norm + 4 * (c * c + c)  # query, key, value and output projections
+    inner = expansion * c
+    # The depthwise convolution has no bias (batch norm follows).
+    convolution = layer_norm + conv(c, 2 * inner) + inner * kernel + 2 * inner + conv(inner, c)
+    return 2 * feed_forward + attention + convolution + layer_norm
+
+
+def expected_trainable_parameters(s, bins=257):
+    """Trainable parameters of the network of ``s`` counted layer by layer from the
+    architecture's description: instance norm and PReLU have 2 and 1 per channel, and
+    a convolution followed by instance norm has no bias."""
+    c, d, stride = s["channels"], s["full_resolution_channels"], s["freq_stride"]
+    dense = sum(c * (i + 1) * c * 9 + 2 * c + c for i in range(s["dense_depth"]))
+    # Three channels in: the compressed magnitude, real and imaginary parts.
+    encoder = 3 * d + 3 * d + d * c * (stride + 1) + 3 * c + dense
+    blocks = s["num_blocks"] * 2 * conformer_parameters(c, s["ffn_multiplier"], s["conv_expansion"], s["conv_kernel"])
+    upsample = c * d * (stride + 1) + 3 * d  # transposed convolution, instance norm, PReLU
+    magnitude_decoder = dense + upsample + conv(d, 1) + bins  # head and the learnable sigmoid's slopes
+    phase_decoder = dense + upsample + 2 * conv(d, 1)
+    return encoder + blocks + magnitude_decoder + phase_decoder
+
+
+def trainable_count(model):
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def moved_off_identity(model, seed=7, scale=0.05):
+    """Perturbs every trainable weight so that the output differs from the input."""
+    rng = np.random.default_rng(seed)
+    for variable in model.trainable_variables:
+        variable.assign(np.asarray(variable) + rng.normal(0.0, scale, variable.shape).astype(np.float32))
+    return model
+
+
+@pytest.fixture(scope="module")
+def small():
+    return build_model("conformer", "small")
+
+
+@pytest.fixture(scope="module")
+def perturbed():
+    return moved_off_identity(build_model("conformer", "small"))
+
+
+def speech_like(batch, length, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / RATE
+    tone = 0.1 * np.sin(2 * np.pi * rng.uniform(100, 300, (batch, 1)) * t) * (1 + np.sin(2 * np.pi * 3 * t))
+    return (tone + 0.02 * rng.standard_normal((batch, length))).astype(np.float32)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_parameter_count_per_preset(preset):
+    model = MagnitudePhaseConformer(preset)
+    model(np.zeros((1, 1024), np.float32))
+    assert trainable_count(model) == expected_trainable_parameters(PRESETS[preset])
+    if preset == "base":
+        assert 1.8e6 <= trainable_count(model) <= 2.3e6  # MP-SENet: 2.05 M
+
+
+@pytest.mark.parametrize("length", [300, 1000, 16001, 33333])
+def test_untrained_model_is_the_identity_at_any_length(small, length):
+    x = speech_like(2, length, seed=length)
+    for training in (False, True):
+        y = np.asarray(small(x, training=training))
+        assert y.shape == x.shape
+        # Mask 1 and unchanged phase; only the compression floor perturbs silence-level bins.
+        assert np.max(np.abs(y - x)) < 1e-3
+
+
+@pytest.mark.parametrize("length", [300, 16001])
+def test_output_shape_of_a_moved_model(perturbed, length):
+    x = speech_like(3, length)
+    y = np.asarray(perturbed(x))
+    assert y.shape == x.shape and np.all(np.isfinite(y))
+    assert np.max(np.abs(y - x)) > 1e-2
+
+
+def test_the_mask_sigmoid_matches_numpy_and_is_bounded():
+    layer = LearnableSigmoid(MASK_BOUND)
+    x = np.random.default_rng(0).normal(0.0, 30.0, (2, 5, 7)).astype(np.float32)
+    layer(x)
+    slope = np.linspace(-2.0, 3.0, 7).astype(np.float32)
+    layer.slope.assign(slope)
+    y = np.asarray(layer(x))
+    np.testing.assert_allclose(y, 2.0 / (1.0 + np.exp(-slope * x.astype(np.float64))), rtol=1e-5, atol=1e-6)
+    assert np.all(y >= 0.0) and np.all(y <= 2.0)
+
+
+def test_estimate_is_the_mask_times_the_magnitude_and_the_atan2_phase(perturbed):
+    x = speech_like(2, 4000)
+    real, imag = spectral.compress_complex(*spectral.stft(x), 0.3)
+    real, imag = np.asarray(real), np.asarray(imag)
+    magnitude = np.sqrt(np.maximum(real**2 + imag**2, 1e-12)).astype(np.float32)
+    mask, r, i = (np.asarray(v) for v in perturbed.decode(magnitude, real, imag))
+    assert mask.shape == real.shape and np.all(mask > 0) and np.all(mask < 2)
+    assert np.std(mask) > 1e-3  # not the identity's constant 1
+    estimate_phase = np.arctan2(imag / magnitude + i, real / magnitude + r)
+    est_real, est_imag = (np.asarray(v) for v in perturbed.restore_spectrogram(real, imag))
+    np.testing.assert_allclose(est_real, mask * magnitude * np.cos(estimate_phase), atol=1e-5)
+    np.testing.assert_allclose(est_imag, mask * magnitude * np.sin(estimate_phase), atol=1e-5)
+
+
+def test_save_load_round_trip_gives_identical_output(perturbed, tmp_path):
+    x = speech_like(2, 5000)
+    path = tmp_path / "conformer.keras"
+    perturbed.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded) is MagnitudePhaseConformer
+    assert loaded.get_config() == perturbed.get_config()
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(perturbed(x)))
+
+
+def test_explicit_hyperparameters_without_a_preset_round_trip_through_the_config():
+    settings = dict(PRESETS["small"], num_blocks=1, conv_kernel=5)
+    model = MagnitudePhaseConformer(None, **settings)
+    model(np.zeros((1, 1024), np.float32))
+    assert trainable_count(model) == expected_trainable_parameters(settings)
+    rebuilt = MagnitudePhaseConformer.from_config(model.get_config())
+    assert {k: getattr(rebuilt, k) for k in settings} == settings
+
+
+def test_bad_arguments_are_value_errors():
+    with pytest.raises(ValueError, match="preset"):
+        MagnitudePhaseConformer("huge")
+    with pytest.raises(ValueError, match="Without a preset"):
+        MagnitudePhaseConformer(None, channels=16)
+    with pytest.raises(ValueError, match="freq_stride"):
+        MagnitudePhaseConformer("small", freq_stride=3)
+    with pytest.raises(ValueError, match="num_heads"):
+        MagnitudePhaseConformer("small", channels=16, num_heads=3)
+    with pytest.raises(ValueError, match="conv_kernel"):
+        MagnitudePhaseConformer("small", conv_kernel=8)
+    with pytest.raises(ValueError, match="channels"):
+        MagnitudePhaseConformer("small", channels=0)
+    with pytest.raises(ValueError, match="samples"):
+        MagnitudePhaseConformer("small")(np.zeros((2, 3, 100), np.float32))
+
+
+def loss_and_gradients(model, noisy, clean):
+    loss = SpectrogramMSE(compress_exponent=0.3)
+    with tf.GradientTape() as tape:
+        value = loss(clean, model(noisy, training=True))
+    return value, tape.gradient(value, model.trainable_variables)
+
+
+@pytest.mark.parametrize("which", ["untrained", "perturbed"])
+def test_finite_gradients_on_silence(small, perturbed, which):
+    model = small if which == "untrained" else perturbed
+    silence = np.zeros((2, 4000), np.float32)
+    value, gradients = loss_and_gradients(model, silence, silence)
+    assert np.isfinite(float(value))
+    assert all(g is not None and np.all(np.isfinite(np.asarray(g))) for g in gradients)
+    # Also a silent target for speech-like input, and the reverse.
+    for noisy, clean in [(speech_like(2, 4000), silence), (silence, speech_like(2, 4000))]:
+        value, gradients = loss_and_gradients(model, noisy, clean)
+        assert np.isfinite(float(value)) and all(np.all(np.isfinite(np.asarray(g))) for g in gradients)
+
+
+def test_one_training_step_under_tensorflow():
+    clean = speech_like(4, 6000)
+    noisy = (clean + 0.05 * np.random.default_rng(1).standard_normal(clean.shape)).astype(np.float32)
+    model = build_model("conformer", "small")
+    # SGD: Adam's per-variable updates take Keras half a minute to trace for this model.
+    model.compile(optimizer=keras.optimizers.SGD(1e-2),
+                  loss=CombinedLoss({"recon/mse": (SpectrogramMSE(compress_exponent=0.3), 0.9), "time/l1": 0.2}))
+    heads = [w for w in model.trainable_weights if "head" in w.path and "kernel" in w.path]
+    assert heads and all(np.all(np.asarray(w) == 0) for w in heads)
+    logs = model.train_on_batch(noisy, clean, return_dict=True)
+    assert set(logs) == {"loss", "recon/mse", "time/l1"} and np.isfinite(logs["loss"])
+    assert all(np.any(np.asarray(w) != 0) for w in heads)  # the zero-initialised heads moved
+    assert all(np.all(np.isfinite(np.asarray(w))) for w in model.weights)
+
+
+JAX_SCRIPT = r"""
+import json, sys
+import numpy as np
+import jax
+import keras
+assert keras.backend.backend() == "jax"
+from spectral_restore.losses import SpectrogramMSE
+from spectral_restore.models import build_model
+data = np.load(sys.argv[1])
+noisy, clean = data["noisy"], data["clean"]
+model = build_model("conformer", "small")
+model.load_weights(sys.argv[2])
+loss = SpectrogramMSE(compress_exponent=0.3)
+out = {"restored": np.asarray(model(noisy)).tolist()}
+trainable = [v.value for v in model.trainable_variables]
+non_trainable = [v.value for v in model.non_trainable_variables]
+
+
+def objective(trainable):
+    restored, _ = model.stateless_call(trainable, non_trainable, noisy, training=True)
+    return loss(clean, restored)
+
+
+value, gradients = jax.value_and_grad(objective)(trainable)
+out["loss"] = float(value)
+out["gradients"] = {v.path: np.asarray(g).ravel().tolist() for v, g in zip(model.trainable_variables, gradients)}
+model.compile(optimizer=keras.optimizers.SGD(1e-2), loss=loss)
+out["step_loss"] = float(model.train_on_batch(noisy, clean))
+out["finite"] = all(bool(np.all(np.isfinite(np.asarray(w)))) for w in model.weights)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.large
+def test_same_output_loss_gradients_and_a_training_step_under_jax(tmp_path):
+    pytest.importorskip("jax", reason="jax is in the test extras; CI installs it")
+    perturbed = moved_off_identity(build_model("conformer", "small"), seed=3)
+    clean = speech_like(2, 3000)
+    noisy = (clean + 0.05 * np.random.default_rng(2).standard_normal(clean.shape)).astype(np.float32)
+    np.savez(tmp_path / "pair.npz", clean=clean, noisy=noisy)
+    perturbed.save_weights(tmp_path / "weights.weights.h5")
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, "-c", JAX_SCRIPT, str(tmp_path / "pair.npz"), str(tmp_path / "weights.weights.h5")],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    from_jax = json.loads(result.stdout.strip().splitlines()[-1])
+    restored = np.asarray(perturbed(noisy))
+    assert np.max(np.abs(restored - noisy)) > 1e-3  # not the identity
+    np.testing.assert_allclose(from_jax["restored"], restored, atol=1e-5)
+    value, gradients = loss_and_gradients(perturbed, noisy, clean)
+    assert from_jax["loss"] == pytest.approx(float(value), rel=1e-4)
+    assert from_jax["step_loss"] == pytest.approx(float(value), rel=1e-4) and from_jax["finite"]
+    for variable, gradient in zip(perturbed.trainable_variables, gradients):
+        ours = np.asarray(gradient).ravel()
+        # Relative to the variable's largest gradient: the attention's key biases get
+        # zero (softmax ignores a shift common to all keys) up to rounding.
+        scale = np.max(np.abs(ours)) + 1e-6
+        np.testing.assert_allclose(from_jax["gradients"][variable.path], ours, atol=2e-3 * scale, err_msg=variable.path)
+
+
+def test_export_of_the_small_preset(perturbed, tmp_path):
+    from spectral_restore.export import export_saved_model
+    from spectral_restore.inference import Restorer
+
+    path = str(tmp_path / "export")
+    metadata = export_saved_model(perturbed, path, chunk_seconds=0.5, overlap_seconds=0.125)
+    assert metadata["model_class"] == "MagnitudePhaseConformer" and metadata["preset"] == "small"
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    short = speech_like(2, 7000)
+    restored = serve(waveform=tf.constant(short))["restored"].numpy()
+    np.testing.assert_allclose(restored, np.asarray(perturbed(short)), atol=1e-5)
+    long = speech_like(1, 21000, seed=3)  # several chunks
+    from_export = serve(waveform=tf.constant(long))["restored"].numpy()
+    assert from_export.shape == long.shape and np.all(np.isfinite(from_export))
+    from_keras = Restorer(perturbed, chunk_seconds=0.5, overlap_seconds=0.125)(long)
+    np.testing.assert_allclose(from_export, from_keras, atol=1e-5)
