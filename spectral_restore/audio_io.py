@@ -11,7 +11,8 @@ naming the file and the problem, or ``FileNotFoundError`` for a missing file.
 
 :func:`resample` is a polyphase resampler in ``keras.ops`` (so it runs inside a
 ``tf.function`` and is differentiable) with the same Kaiser-windowed sinc filter
-as ``scipy.signal.resample_poly``.
+as ``scipy.signal.resample_poly``; :func:`resample_numpy` is the same resampler on
+the host (scipy, float64, memory proportional to the signal) for evaluating long files.
 """
 
 import functools
@@ -343,6 +344,30 @@ def resample(x, from_rate, to_rate):
     return ops.sum(gathered * coefficients, axis=-1)
 
 
+def resample_numpy(x, from_rate, to_rate):
+    """Resamples numpy waveforms ``[..., samples]`` on the host, in float64.
+
+    The same filter and alignment as :func:`resample` (which matches
+    ``scipy.signal.resample_poly`` with its default Kaiser window, beta 5), computed
+    by ``resample_poly`` itself: no ``[outputs, taps]`` gather, so memory stays
+    proportional to the signal and a 10-minute file costs a few of its own copies.
+    Evaluation code uses it; graph code uses :func:`resample`.
+
+    Example:
+    >>> resample_numpy(np.ones((2, 441)), 44100, 16000).shape
+    (2, 160)
+    """
+    import scipy.signal
+
+    from_rate = check_sample_rate(from_rate, "from_rate")
+    to_rate = check_sample_rate(to_rate, "to_rate")
+    x = np.asarray(x, dtype=np.float64)
+    if from_rate == to_rate:
+        return x
+    divisor = math.gcd(from_rate, to_rate)
+    return scipy.signal.resample_poly(x, to_rate // divisor, from_rate // divisor, axis=-1)
+
+
 __all__ = [
     "AudioReadError",
     "check_sample_rate",
@@ -350,6 +375,7 @@ __all__ = [
     "write_audio",
     "to_pcm16",
     "resample",
+    "resample_numpy",
     "kaiser_lowpass",
     "tfio_available",
     "is_remote_path",

@@ -93,3 +93,58 @@ def test_pesq_metric_in_evaluate_and_validation_callback_in_fit(noisy_set):
         metrics.ValidationPESQ(validation, 16000, mode="fb")
     with pytest.raises(ValueError, match="batches"):
         metrics.ValidationPESQ(validation, 16000, batches=0)
+
+
+def _long_noisy_pair(speech, seconds, snr_db, seed):
+    """``seconds`` of the utterance repeated with 0.2 s pauses, and a noisy copy."""
+    rate = 16000
+    clean = np.tile(np.concatenate([speech, np.zeros(rate // 5, np.float32)]), int(seconds) + 1)
+    clean = clean[: int(seconds * rate)].astype(np.float64)
+    noise = np.random.default_rng(seed).standard_normal(len(clean))
+    noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2) / 10 ** (snr_db / 10))
+    return clean, clean + noise
+
+
+@pytest.mark.parametrize("seconds", [1, 30])
+def test_stoi_and_estoi_match_pystoi_on_whole_files(speech_16k, seconds, monkeypatch):
+    pystoi = pytest.importorskip("pystoi", reason="pystoi is in the test extras")
+    for snr, seed in ((-5.0, 1), (10.0, 2)):
+        clean, noisy = _long_noisy_pair(speech_16k, seconds, snr, seed)
+        for extended in (False, True):
+            ours = metrics.stoi(clean, noisy, 16000, extended=extended)[0]
+            assert ours == pytest.approx(pystoi.stoi(clean, noisy, 16000, extended=extended), abs=1e-8)
+    # Blocks of frames and segments are an implementation detail.
+    monkeypatch.setattr(metrics, "STOI_BLOCK", 5)
+    for extended in (False, True):
+        blocked = metrics.stoi(clean, noisy, 16000, extended=extended)[0]
+        assert blocked == pytest.approx(pystoi.stoi(clean, noisy, 16000, extended=extended), abs=1e-8)
+
+
+def test_pesq_equals_the_package_on_a_30_second_file(speech_16k):
+    from pesq import pesq
+    from scipy.signal import resample_poly
+
+    clean, noisy = _long_noisy_pair(speech_16k, 30, 10.0, 3)
+    assert metrics.pesq_score(clean, noisy, 16000, "wb").scores[0] == pesq(16000, clean, noisy, "wb")
+    assert metrics.pesq_score(clean, noisy, 16000, "nb").scores[0] == pesq(
+        8000, resample_poly(clean, 1, 2), resample_poly(noisy, 1, 2), "nb")
+    wide_clean, wide_noisy = resample_poly(clean, 3, 1), resample_poly(noisy, 3, 1)
+    assert metrics.pesq_score(wide_clean, wide_noisy, 48000, "wb").scores[0] == pesq(
+        16000, resample_poly(wide_clean, 1, 3), resample_poly(wide_noisy, 1, 3), "wb")
+
+
+def test_pesq_workers_survive_a_crashing_job(monkeypatch):
+    import os
+
+    monkeypatch.setattr(metrics, "PESQ_WORKER_SCRIPT", os.path.join(os.path.dirname(__file__), "pesq_crash.py"))
+    clean = np.ones((5, 1600))
+    clean[1, 0] = 0.123
+    result = metrics.pesq_score(clean, clean, 16000, processes=2)
+    assert result.failures == {"ProcessCrashed": 1}
+    assert np.isnan(result.scores[1]) and np.all(np.delete(result.scores, 1) == 1600.0)
+    # Files over PESQ_IN_PROCESS_SECONDS run one at a time in a worker of their own, even
+    # with processes=1; the job queued behind the crashing one goes to a new worker.
+    monkeypatch.setattr(metrics, "PESQ_IN_PROCESS_SECONDS", 0.05)
+    result = metrics.pesq_score(clean[:3], clean[:3], 16000, processes=1)
+    assert result.failures == {"ProcessCrashed": 1}
+    assert np.isnan(result.scores[1]) and result.scores[0] == result.scores[2] == 1600.0
