@@ -361,14 +361,12 @@ def default_chain():
     return A.ArtifactChain()
 
 
-@pytest.fixture(scope="module")
-def compiled_chain(default_chain):
-    """The default chain compiled as the backend compiles a training step, once for the
-    module: ``tf.function`` for any batch and length, ``jax.jit`` with the seed traced
-    (PyTorch: eager)."""
+def compiled(chain):
+    """``chain`` compiled as the backend compiles a training step: ``tf.function`` for
+    any batch and length, ``jax.jit`` with the seed traced (PyTorch: eager)."""
 
     def damage(wave, seed):
-        return chain_outputs(default_chain, wave, seed)
+        return chain_outputs(chain, wave, seed)
 
     if BACKEND == "tensorflow":
         import tensorflow as tf
@@ -380,6 +378,12 @@ def compiled_chain(default_chain):
 
         return jax.jit(damage)
     return damage
+
+
+@pytest.fixture(scope="module")
+def compiled_chain(default_chain):
+    """The default chain compiled once for the module (:func:`compiled`)."""
+    return compiled(default_chain)
 
 
 def test_compiled_chain_reproduces_the_eager_damage(speech, default_chain, compiled_chain):
@@ -485,6 +489,12 @@ def test_bad_chain_arguments():
         A.ArtifactChain([("noise", 0.5, (10, 0))])
     with pytest.raises(ValueError, match="batch"):
         A.add_noise(np.zeros(100, np.float32), SEED, 10.0)
+    with pytest.raises(ValueError, match="clean_fraction=1.5"):
+        A.ArtifactChain("denoise", clean_fraction=1.5)
+    with pytest.raises(ValueError, match="at most 1"):
+        A.ArtifactChain("denoise", clean_fraction=0.6, mild_fraction=0.6)
+    with pytest.raises(ValueError, match="mild_reduction_db"):
+        A.ArtifactChain("denoise", mild_fraction=0.2, mild_reduction_db=(20.0, 6.0))
 
 
 def test_named_chains():
@@ -492,6 +502,79 @@ def test_named_chains():
     assert A.ArtifactChain("default").specs == A.CHAINS["default"]
     with pytest.raises(ValueError, match="Unknown chain 'reverb_only'"):
         A.ArtifactChain("reverb_only")
+
+
+# --- clean and mildly damaged examples ------------------------------------------------
+
+
+def binomial_tolerance(count, probability):
+    """Five standard deviations of a binomial count: a correct draw misses it about once
+    in 1.7 million runs."""
+    return 5.0 * np.sqrt(count * probability * (1.0 - probability))
+
+
+FRACTIONS = dict(clean_fraction=0.2, mild_fraction=0.3, mild_reduction_db=(6.0, 20.0))
+
+
+def test_clean_and_mild_examples_of_a_chain():
+    """Undamaged examples equal their input bit for bit and mild ones carry the damage
+    of the same chain without fractions ``r`` dB weaker (the docstring's formula in
+    float64 numpy; so noise at 0 dB SNR comes out at ``r`` dB), each in its asked share
+    (binomial tolerance), ``r`` uniform over its range (Kolmogorov-Smirnov); the other
+    examples are damaged exactly as without the fractions. Same seed, same choice."""
+    import scipy.stats
+
+    count = 4000
+    wave = np.random.default_rng(0).standard_normal((count, 64)).astype(np.float32)
+    links = [("noise", 1.0, (0.0, 0.0))]
+    chain = A.ArtifactChain(links, **FRACTIONS)
+    damaged, record = chain_outputs(chain, wave, SEED)
+    damaged = as_numpy(damaged)
+    plain = as_numpy(A.ArtifactChain(links)(wave, SEED)[0]).astype(np.float64)
+    undamaged = np.all(damaged == wave, axis=1)
+    mild, reduction = (as_numpy(value) for value in record["mild"])
+    assert abs(undamaged.sum() - 0.2 * count) <= binomial_tolerance(count, 0.2)
+    assert abs(mild.sum() - 0.3 * count) <= binomial_tolerance(count, 0.3)
+    assert not np.any(mild & undamaged)
+    np.testing.assert_array_equal(as_numpy(record["undamaged"][0]), undamaged)
+    np.testing.assert_array_equal(as_numpy(record["noise"][0]), ~undamaged)
+    full = ~undamaged & ~mild
+    np.testing.assert_array_equal(damaged[full], plain[full].astype(np.float32))
+    keep = 10.0 ** (-reduction[mild].astype(np.float64) / 20.0)
+    expected = wave[mild] + keep[:, None] * (plain[mild] - wave[mild])
+    np.testing.assert_allclose(damaged[mild], expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(snr_db(wave[mild], damaged[mild]), reduction[mild], atol=1e-3)
+    assert scipy.stats.kstest(reduction[mild], "uniform", args=(6.0, 14.0)).pvalue > 1e-4
+    again = as_numpy(chain(wave, SEED)[0])
+    np.testing.assert_array_equal(again, damaged)
+    other = np.all(as_numpy(chain(wave, [9, 9])[0]) == wave, axis=1)
+    assert not np.array_equal(other, undamaged)
+
+
+def test_compiled_chain_with_fractions_reproduces_the_eager_choice():
+    wave = np.random.default_rng(1).standard_normal((64, 256)).astype(np.float32)
+    chain = A.ArtifactChain("denoise", **FRACTIONS)
+    seed = ops.convert_to_tensor(np.array(SEED, np.int32))
+    eager = chain_outputs(chain, wave, seed)
+    assert_same_damage(compiled(chain)(wave, seed), eager, atol=ROUNDING)
+    undamaged = as_numpy(eager[1]["undamaged"][0])
+    assert undamaged.any() and as_numpy(eager[1]["mild"][0]).any()
+    np.testing.assert_array_equal(as_numpy(eager[0])[undamaged], wave[undamaged])
+
+
+def test_artifact_layer_keeps_the_chain_fractions():
+    """The layer's chain, rebuilt from its config, leaves the asked share of a training
+    batch untouched; two layers of the same seed damage alike."""
+    count = 1000
+    wave = np.random.default_rng(2).standard_normal((count, 64)).astype(np.float32)
+    config = A.ArtifactChain([("noise", 1.0, (10.0, 10.0))], **FRACTIONS).get_config()
+    layer = A.ArtifactLayer(chain_config=config, seed=4)
+    rebuilt = A.ArtifactLayer.from_config(layer.get_config())
+    assert rebuilt.chain.get_config() == config
+    first = as_numpy(layer(wave, training=True))
+    np.testing.assert_array_equal(as_numpy(rebuilt(wave, training=True)), first)
+    undamaged = np.all(first == wave, axis=1)
+    assert abs(undamaged.sum() - 0.2 * count) <= binomial_tolerance(count, 0.2)
 
 
 # --- ArtifactLayer -------------------------------------------------------------------

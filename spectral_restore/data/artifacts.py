@@ -600,6 +600,13 @@ DENOISE_CHAIN = (
 CHAINS = {"default": DEFAULT_CHAIN, "denoise": DENOISE_CHAIN}
 
 
+def _fraction(name, value):
+    """``value`` as a float in [0, 1]; ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{name}` must be a number in [0, 1]. Received: {name}={value!r}")
+    return float(value)
+
+
 def _when_drawn(drawn, damage, wave):
     """``damage()`` when ``drawn`` (a boolean scalar) holds, else ``wave``: a Python
     branch on a value at hand, ``keras.ops.cond`` on a traced one."""
@@ -628,9 +635,32 @@ class ArtifactChain:
             link, so no training pair is clean/clean. Defaults to True.
         noise_pool: array ``[clips, samples]`` or None. Noise recordings for the
             "noise_file" link (see ``pipeline.noise_pool_from_folder``). Defaults to None.
+        clean_fraction: float in [0, 1]. Share of examples passed through undamaged,
+            bit for bit (``ensure_one`` does not apply to them), so a restorer also
+            learns to leave clean input alone. Defaults to 0.
+        mild_fraction: float in [0, 1], at most ``1 - clean_fraction``. Share of
+            examples whose damage is made milder by mixing it with the clean input
+            (see the formula). Defaults to 0.
+        mild_reduction_db: ``(low, high)`` dB, ``0 <= low <= high``. How much weaker
+            the damage of a mild example is, drawn uniformly per example. Defaults
+            to (6, 20).
+
+    Formula: each example draws ``u ~ U(0, 1)``; ``u < clean_fraction``: output = input;
+    ``clean_fraction <= u < clean_fraction + mild_fraction``: with ``y`` the chain's
+    damaged output, ``x`` the input and ``r ~ U(mild_reduction_db)``, the output is
+    ``x + 10^(-r/20) (y - x)``: the damage (the difference from the input) is ``r`` dB
+    weaker, e.g. noise at ``SNR + r`` dB, clipping ``r`` dB shallower, a band limit
+    that leaves the stopband ``r`` dB down instead of silent. For damage that only
+    moves the phase (``allpass``, ``phase_noise``, ``griffin_lim``) the mix is partial
+    comb filtering instead: where a bin's phase moved by ``d``, its magnitude is
+    scaled by ``|1 - m + m e^{jd}|`` (``m = 10^(-r/20)``), down to ``|1 - 2m|``
+    (-1.9 dB at ``r = 20``, a notch at ``r = 6``).
 
     Call: ``damaged, record = chain(wave, seed)`` with ``seed`` shape-[2]
-    integers; ``record[name]`` is ``{"applied": bool [batch], "strength": float [batch]}``.
+    integers; ``record[name]`` is ``{"applied": bool [batch], "strength": float [batch]}``,
+    and, where the fractions are non-zero, ``record["undamaged"]`` (strength 0) and
+    ``record["mild"]`` (strength ``r`` in dB) say which examples were left clean or
+    made milder.
 
     Example:
     >>> chain = ArtifactChain([("hard_clip", 1.0, (0.5, 0.5))])
@@ -639,7 +669,20 @@ class ArtifactChain:
     [[0.0, 0.5, -0.5, 0.25]]
     """
 
-    def __init__(self, specs=DEFAULT_CHAIN, sample_rate=16000, ensure_one=True, noise_pool=None):
+    def __init__(self, specs=DEFAULT_CHAIN, sample_rate=16000, ensure_one=True, noise_pool=None,
+                 clean_fraction=0.0, mild_fraction=0.0, mild_reduction_db=(6.0, 20.0)):
+        self.clean_fraction = _fraction("clean_fraction", clean_fraction)
+        self.mild_fraction = _fraction("mild_fraction", mild_fraction)
+        if self.clean_fraction + self.mild_fraction > 1.0:
+            raise ValueError(
+                "`clean_fraction + mild_fraction` must be at most 1. "
+                f"Received: clean_fraction={clean_fraction!r}, mild_fraction={mild_fraction!r}"
+            )
+        reduction = tuple(float(value) for value in mild_reduction_db)
+        if len(reduction) != 2 or not 0.0 <= reduction[0] <= reduction[1]:
+            raise ValueError(f"`mild_reduction_db` must be (low, high) with 0 <= low <= high. "
+                             f"Received: mild_reduction_db={mild_reduction_db!r}")
+        self.mild_reduction_db = reduction
         if isinstance(specs, str):
             if specs not in CHAINS:
                 raise ValueError(f"Unknown chain {specs!r}; named chains: {sorted(CHAINS)}")
@@ -685,7 +728,15 @@ class ArtifactChain:
             most_likely = np.arange(len(self.specs)) == np.argmax([spec.probability for spec in self.specs])
             none = ops.logical_not(ops.any(applied, axis=1))
             applied = ops.logical_or(applied, ops.logical_and(ops.convert_to_tensor(most_likely)[None, :], none[:, None]))
+        # Salts of their own: the links' draws stay those of a chain without the fractions.
+        share = _uniform(batch, fold_in(seed, 4000))
         record = {}
+        if self.clean_fraction:
+            undamaged = share < self.clean_fraction
+            # No link acts on these examples, so they come out as they went in, bit for bit.
+            applied = ops.logical_and(applied, ops.logical_not(undamaged)[:, None])
+            record["undamaged"] = {"applied": undamaged, "strength": ops.zeros(batch, "float32")}
+        clean = wave
         for index, spec in enumerate(self.specs):
             low, high = spec.strength
             strength = _uniform(batch, fold_in(seed, 2000 + index), low, high)
@@ -700,6 +751,12 @@ class ArtifactChain:
             )
             wave = ops.where(use[:, None], damaged, wave)
             record[spec.name] = {"applied": use, "strength": strength}
+        if self.mild_fraction:
+            mild = ops.logical_and(share >= self.clean_fraction, share < self.clean_fraction + self.mild_fraction)
+            reduction_db = _uniform(batch, fold_in(seed, 4001), *self.mild_reduction_db)
+            milder = clean + (10.0 ** (-reduction_db / 20.0))[:, None] * (wave - clean)
+            wave = ops.where(mild[:, None], milder, wave)
+            record["mild"] = {"applied": mild, "strength": reduction_db}
         return wave, record
 
     def get_config(self):
@@ -707,6 +764,9 @@ class ArtifactChain:
             "specs": [[s.name, s.probability, list(s.strength)] for s in self.specs],
             "sample_rate": self.sample_rate,
             "ensure_one": self.ensure_one,
+            "clean_fraction": self.clean_fraction,
+            "mild_fraction": self.mild_fraction,
+            "mild_reduction_db": list(self.mild_reduction_db),
         }
 
 
@@ -738,11 +798,10 @@ class ArtifactLayer(keras.layers.Layer):
         if chain_config is None:
             self.chain = ArtifactChain(sample_rate=self.sample_rate)
         else:
-            self.chain = ArtifactChain(
-                [tuple(spec) for spec in chain_config["specs"]],
-                sample_rate=chain_config.get("sample_rate", self.sample_rate),
-                ensure_one=chain_config.get("ensure_one", True),
-            )
+            # Configs saved before a chain had fractions lack them: the chain's defaults apply.
+            options = {key: value for key, value in chain_config.items() if key != "specs"}
+            options.setdefault("sample_rate", self.sample_rate)
+            self.chain = ArtifactChain([tuple(spec) for spec in chain_config["specs"]], **options)
         # int32: JAX has no int64 unless x64 is enabled.
         self.calls = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="calls")
 
