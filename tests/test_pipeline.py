@@ -135,6 +135,37 @@ def test_artifact_layer_damages_only_in_training(clips):
     model.fit(clips[:4, :16000], clips[:4, :16000], epochs=1, batch_size=2, verbose=0)
 
 
+def test_clean_and_mild_examples_in_tf_data(clips):
+    """A chain with fractions inside ``tf.data``: its undamaged examples equal their clean
+    segments exactly, in the asked share (five binomial standard deviations), and its
+    mild ones differ from them by the same pipeline's damage without fractions (same
+    seed: same crops, same links) weakened by the recorded ``r`` dB; the other examples
+    are damaged as without fractions."""
+    # No babble: it mixes in the batch's other examples, which the undamaged ones change.
+    links = [("noise", 0.8, (0.0, 20.0)), ("hard_clip", 0.3, (0.1, 0.6)), ("bit_depth", 0.2, (4.0, 8.0))]
+    fractions = ArtifactChain(links, clean_fraction=0.3, mild_fraction=0.2)
+    options = dict(batch_size=40, segment_seconds=0.25, seed=3, repeat=True, return_record=True)
+    damaged, clean, plain, undamaged, mild, reduction = ([] for _ in range(6))
+    for (noisy, target, record), (full, _, _) in zip(
+            make_dataset(clips, chain=fractions, **options).take(10), make_dataset(clips, chain=ArtifactChain(links), **options)):
+        damaged.append(noisy.numpy())
+        clean.append(target.numpy())
+        plain.append(full.numpy())
+        undamaged.append(record["undamaged"]["applied"].numpy())
+        mild.append(record["mild"]["applied"].numpy())
+        reduction.append(record["mild"]["strength"].numpy())
+    damaged, clean, plain, undamaged, mild, reduction = map(np.concatenate, (damaged, clean, plain, undamaged, mild, reduction))
+    count = len(damaged)
+    equal = np.all(damaged == clean, axis=1)
+    np.testing.assert_array_equal(equal, undamaged)
+    assert abs(equal.sum() - 0.3 * count) <= 5 * np.sqrt(count * 0.3 * 0.7)
+    assert abs(mild.sum() - 0.2 * count) <= 5 * np.sqrt(count * 0.2 * 0.8)
+    weaker = 10 * np.log10(np.sum((plain[mild] - clean[mild]) ** 2, axis=1) / np.sum((damaged[mild] - clean[mild]) ** 2, axis=1))
+    np.testing.assert_allclose(weaker, reduction[mild], atol=0.01)
+    full = ~equal & ~mild
+    np.testing.assert_array_equal(damaged[full], plain[full])
+
+
 def test_tfds_synthetic_speech_source(tmp_path):
     pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is in the test extras")
     import shutil

@@ -57,6 +57,30 @@ def test_cached_training_stream_resumes_on_the_same_batches(speech_folder):
         make_datasets(load_config("small.yaml", TINY + [f"data.source={speech_folder}", "data.cache_batches=-1"]))
 
 
+def test_training_chain_reaches_both_damage_paths(speech_folder):
+    """The data.clean_fraction and data.mild_fraction settings reach the training
+    stream (damage in tf.data: with clean_fraction 1 every training pair is clean/clean,
+    bit for bit, while validation stays damaged) and the model's ArtifactLayer (damage
+    in the model: the asked share of a batch passes it untouched)."""
+    from training.train import build_model, make_datasets
+
+    overrides = TINY + [f"data.source={speech_folder}", "data.clean_fraction=1.0", "data.mild_fraction=0.0"]
+    train, validation, _ = make_datasets(load_config("small.yaml", overrides))
+    for damaged, clean in train.take(3):
+        np.testing.assert_array_equal(damaged.numpy(), clean.numpy())
+    damaged, clean = next(iter(validation))
+    assert np.all(np.max(np.abs(damaged.numpy() - clean.numpy()), axis=1) > 1e-4)
+
+    config = load_config("small.yaml", TINY + ["data.damage=model", "data.clean_fraction=0.25", "data.mild_fraction=0.5"])
+    model = build_model(config, build_loss(config["loss"]))
+    chain = model.input_damage.chain
+    assert (chain.clean_fraction, chain.mild_fraction, chain.mild_reduction_db) == (0.25, 0.5, (6.0, 20.0))
+    count = 800
+    batch = np.random.default_rng(0).standard_normal((count, 256)).astype(np.float32)
+    equal = np.all(np.asarray(model.input_damage(batch, training=True)) == batch, axis=1)
+    assert abs(equal.sum() - 0.25 * count) <= 5 * np.sqrt(count * 0.25 * 0.75)
+
+
 def crop_match(example, audio):
     """Largest normalised correlation of ``example`` with an equally long stretch of
     ``audio``: 1 where it is a (level-scaled) crop of it."""

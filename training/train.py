@@ -69,11 +69,25 @@ def strategy_scope(strategy):
     return contextlib.nullcontext() if strategy is None else strategy.scope()
 
 
+def training_chain(config):
+    """The damage chain of training: ``data.chain`` with a ``data.clean_fraction`` of
+    examples left undamaged and a ``data.mild_fraction`` made ``data.mild_reduction_db``
+    milder (:class:`~spectral_restore.data.artifacts.ArtifactChain`). Validation and
+    evaluation damage every example with the chain alone."""
+    from spectral_restore.data.artifacts import ArtifactChain
+
+    data = config["data"]
+    return ArtifactChain(data["chain"], sample_rate=config["model"]["sample_rate"],
+                         clean_fraction=data["clean_fraction"], mild_fraction=data["mild_fraction"],
+                         mild_reduction_db=data["mild_reduction_db"])
+
+
 def make_datasets(config, skip_batches=0):
     """Endless training and validation streams of ``(damaged, clean)`` batches, and
     the ReadStats their files are counted in: ``tf.data`` under TensorFlow,
-    :class:`AudioDataset` under the other backends. Validation batches are always
-    damaged by the chain in the data ("model" damage acts in training only)."""
+    :class:`AudioDataset` under the other backends. Training batches are damaged by
+    :func:`training_chain`; validation batches always by the chain alone, in the data
+    ("model" damage acts in training only)."""
     from spectral_restore.data.files import ReadStats
 
     data, model = config["data"], config["model"]
@@ -82,8 +96,9 @@ def make_datasets(config, skip_batches=0):
     stats = ReadStats()
     common = dict(
         sample_rate=model["sample_rate"], segment_seconds=data["segment_seconds"], batch_size=data["batch_size"],
-        data_dir=data["data_dir"], chain=data["chain"], stats=stats,
+        data_dir=data["data_dir"], stats=stats,
     )
+    chain = training_chain(config)
     damage = "pipeline" if data["damage"] == "pipeline" else "none"
     validation_damage = "none" if data["damage"] == "none" else "pipeline"
     cached = int(data["cache_batches"])
@@ -93,10 +108,10 @@ def make_datasets(config, skip_batches=0):
         from spectral_restore.data.source import AudioDataset
 
         # Thread workers make the next batches while the accelerator trains on this one.
-        train = AudioDataset(data["source"], split=data["train_split"], seed=data["seed"], repeat=True,
+        train = AudioDataset(data["source"], split=data["train_split"], seed=data["seed"], repeat=True, chain=chain,
                              damage=damage, skip_batches=skip_batches, cache_batches=cached, workers=2, **common)
         validation = AudioDataset(data["source"], split=data["eval_split"], seed=data["eval_seed"], repeat=True,
-                                  shuffle=False, damage=validation_damage, **common)
+                                  shuffle=False, damage=validation_damage, chain=data["chain"], **common)
         return train, validation, stats
     import tensorflow as tf
 
@@ -106,14 +121,14 @@ def make_datasets(config, skip_batches=0):
         # The same batches come first on every run, and the shuffle is seeded, so
         # skipping on the repeated stream resumes exactly too.
         train = make_dataset(data["source"], split=data["train_split"], seed=data["seed"], repeat=True,
-                             damage=damage, **common)
+                             damage=damage, chain=chain, **common)
         train = (train.take(cached).cache().shuffle(cached, seed=data["seed"], reshuffle_each_iteration=True)
                  .repeat().skip(skip_batches).prefetch(tf.data.AUTOTUNE))
     else:
         train = make_dataset(data["source"], split=data["train_split"], seed=data["seed"], repeat=True,
-                             damage=damage, skip_batches=skip_batches, **common)
+                             damage=damage, chain=chain, skip_batches=skip_batches, **common)
     validation = make_dataset(data["source"], split=data["eval_split"], seed=data["eval_seed"], repeat=True,
-                              shuffle=False, damage=validation_damage, **common)
+                              shuffle=False, damage=validation_damage, chain=data["chain"], **common)
     return train, validation, stats
 
 
@@ -125,10 +140,8 @@ def build_model(config, loss):
     if config["data"]["damage"] == "model":
         from spectral_restore.data.artifacts import ArtifactLayer
 
-        from spectral_restore.data.artifacts import ArtifactChain
-
-        chain = ArtifactChain(config["data"]["chain"], sample_rate=model_config["sample_rate"])
-        input_damage = ArtifactLayer(chain.get_config(), sample_rate=model_config["sample_rate"], seed=config["data"]["seed"])
+        input_damage = ArtifactLayer(training_chain(config).get_config(), sample_rate=model_config["sample_rate"],
+                                     seed=config["data"]["seed"])
     generator = build_architecture(model_config["architecture"], model_config["preset"],
                                    sample_rate=model_config["sample_rate"], input_damage=input_damage)
     optimizer = keras.optimizers.Adam(training["learning_rate"], global_clipnorm=training["clip_norm"])
