@@ -1,5 +1,6 @@
 """`spectral-restore evaluate`: PESQ-WB/NB, STOI, SI-SDR and LSD before and after
-restoration, overall and per artifact type, on held-out data with unseen damage seeds."""
+restoration, on held-out data with unseen damage seeds: overall, on the clean input
+itself (a restorer must do no harm), per artifact type and per input-quality bin."""
 
 import json
 import os
@@ -10,6 +11,12 @@ from spectral_restore import metrics
 
 METRICS = ("pesq_wb", "pesq_nb", "stoi", "si_sdr", "lsd")
 LABELS = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "si_sdr": "SI-SDR (dB)", "lsd": "LSD (dB)"}
+# Rows of the damaged examples by the PESQ-WB of their damaged input: [low, high).
+INPUT_QUALITY_BINS = (
+    ("input PESQ-WB < 2", -np.inf, 2.0),
+    ("input PESQ-WB 2-3", 2.0, 3.0),
+    ("input PESQ-WB >= 3", 3.0, np.inf),
+)
 
 
 def evaluation_batches(config, repeat):
@@ -62,24 +69,44 @@ def score(reference, estimate, rate):
     }
 
 
-def summarise(before, after, applied):
-    groups = {"all": np.ones(len(before["pesq_wb"]), bool)}
-    groups.update({name: mask for name, mask in applied.items() if mask.any()})
-    table = {}
-    for group, mask in groups.items():
-        row = {"examples": int(mask.sum())}
-        for metric in METRICS:
-            row[metric] = {
-                "before": float(np.nanmean(before[metric][mask])),
-                "after": float(np.nanmean(after[metric][mask])),
-                "failed": int(np.sum(~np.isfinite(after[metric][mask]))),
-            }
-        table[group] = row
+def restore_in_batches(model, waves, batch_size):
+    """``model.predict_on_batch`` over ``waves`` ``[examples, samples]``, ``batch_size`` at a time."""
+    return np.concatenate([np.asarray(model.predict_on_batch(waves[start:start + batch_size]))
+                           for start in range(0, len(waves), batch_size)])
+
+
+def summary_row(before, after, mask):
+    """Mean of each metric before and after restoration over the examples in ``mask``
+    (NaN scores left out of the means and counted as failed)."""
+    row = {"examples": int(mask.sum())}
+    for metric in METRICS:
+        row[metric] = {
+            "before": float(np.nanmean(before[metric][mask])),
+            "after": float(np.nanmean(after[metric][mask])),
+            "failed": int(np.sum(~np.isfinite(after[metric][mask]))),
+        }
+    return row
+
+
+def summarise(before, after, applied, clean_before, clean_after):
+    """The evaluation table: ``all`` damaged examples; ``clean``, the undamaged inputs
+    (scores ``clean_before``, the input against itself, and ``clean_after``, its
+    restoration); each artifact over the examples it was applied to; and each bin of
+    ``INPUT_QUALITY_BINS`` over the examples whose damaged input's PESQ-WB falls in it
+    (those whose input PESQ-WB failed are in no bin). Empty groups are left out."""
+    everything = np.ones(len(before["pesq_wb"]), bool)  # clean and damaged: the same examples
+    table = {"all": summary_row(before, after, everything),
+             "clean": summary_row(clean_before, clean_after, everything)}
+    groups = dict(applied)
+    quality = before["pesq_wb"]
+    with np.errstate(invalid="ignore"):
+        groups.update({label: (quality >= low) & (quality < high) for label, low, high in INPUT_QUALITY_BINS})
+    table.update({group: summary_row(before, after, mask) for group, mask in groups.items() if mask.any()})
     return table
 
 
 def markdown(table):
-    header = "| damage | n | " + " | ".join(LABELS[m] for m in METRICS) + " |"
+    header = "| input | n | " + " | ".join(LABELS[m] for m in METRICS) + " |"
     lines = [header, "|" + "---|" * (len(METRICS) + 2)]
     for group, row in table.items():
         cells = [f"{row[m]['before']:.2f} -> {row[m]['after']:.2f}" for m in METRICS]
@@ -102,7 +129,7 @@ def plot(table, path):
         axis.set_ylabel(LABELS[metric])
         axis.set_xticks(x, groups, rotation=30, ha="right", fontsize=8)
     axes[0].legend(loc="upper right")
-    axes[0].set_title("before and after restoration, per artifact in the damage chain")
+    axes[0].set_title("before and after restoration: all, clean input, per artifact, per input PESQ-WB")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -118,7 +145,8 @@ def evaluate(model, config, output_dir, max_batches=None):
     rate = config["model"]["sample_rate"]
     damaged, restored, clean, applied = collect(model, config, max_batches)
     before, after = score(clean, damaged, rate), score(clean, restored, rate)
-    table = summarise(before, after, applied)
+    restored_clean = restore_in_batches(model, clean, config["data"]["batch_size"])
+    table = summarise(before, after, applied, score(clean, clean, rate), score(clean, restored_clean, rate))
     text = markdown(table)
     with open(os.path.join(output_dir, "evaluation.json"), "w") as f:
         json.dump(table, f, indent=2)
