@@ -132,6 +132,30 @@ def make_datasets(config, skip_batches=0):
     return train, validation, stats
 
 
+def build_optimizers(training):
+    """The optimizers of the ``training`` config section: "generator" (``optimizer``,
+    ``learning_rate``, gradients clipped to the global norm ``clip_norm``), and
+    "discriminator" and "metric_discriminator" (``discriminator_optimizer``,
+    ``discriminator_learning_rate``; the GAN clips their gradients itself), each on the
+    ``lr_schedule`` (:func:`spectral_restore.optimizers.learning_rate_schedule`, an
+    epoch being ``steps_per_epoch`` updates)."""
+    from spectral_restore.optimizers import build_optimizer, learning_rate_schedule
+
+    steps = int(training["steps_per_epoch"])
+
+    def schedule(learning_rate):
+        return learning_rate_schedule(float(learning_rate), **training["lr_schedule"], steps_per_epoch=steps,
+                                      total_steps=int(training["epochs"]) * steps)
+
+    return {
+        "generator": build_optimizer(**training["optimizer"], learning_rate=schedule(training["learning_rate"]),
+                                     global_clipnorm=training["clip_norm"]),
+        **{name: build_optimizer(**training["discriminator_optimizer"],
+                                 learning_rate=schedule(training["discriminator_learning_rate"]))
+           for name in ("discriminator", "metric_discriminator")},
+    }
+
+
 def build_model(config, loss):
     from spectral_restore.models import build_model as build_architecture
 
@@ -144,7 +168,7 @@ def build_model(config, loss):
                                      seed=config["data"]["seed"])
     generator = build_architecture(model_config["architecture"], model_config["preset"],
                                    sample_rate=model_config["sample_rate"], input_damage=input_damage)
-    optimizer = keras.optimizers.Adam(training["learning_rate"], global_clipnorm=training["clip_norm"])
+    optimizers = build_optimizers(training)
     if training["gan"] or training["metric_discriminator"]:
         from spectral_restore.models.discriminators import MetricDiscriminator, MultiResolutionDiscriminator
         from spectral_restore.models.gan import RestorationGAN
@@ -157,16 +181,15 @@ def build_model(config, loss):
                                   if training["metric_discriminator"] else None),
         )
         model.compile(
-            g_optimizer=optimizer,
-            d_optimizer=keras.optimizers.Adam(training["discriminator_learning_rate"], beta_1=0.8, beta_2=0.99),
-            m_optimizer=keras.optimizers.Adam(training["discriminator_learning_rate"], beta_1=0.8, beta_2=0.99),
+            g_optimizer=optimizers["generator"], d_optimizer=optimizers["discriminator"],
+            m_optimizer=optimizers["metric_discriminator"],
             loss=loss, adversarial=training["adversarial"], adversarial_weight=training["adversarial_weight"],
             feature_matching_weight=training["feature_matching_weight"], metric_weight=training["metric_weight"],
             metric_target=training["metric_target"], jit_compile=training["jit_compile"],
         )
     else:
         model = generator
-        model.compile(optimizer=optimizer, loss=loss, jit_compile=training["jit_compile"])
+        model.compile(optimizer=optimizers["generator"], loss=loss, jit_compile=training["jit_compile"])
     return model
 
 

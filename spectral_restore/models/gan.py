@@ -21,8 +21,11 @@ from spectral_restore.losses.combined import CombinedLoss
 from spectral_restore.losses.p862 import best_mos
 from spectral_restore.losses.p862 import mos as p862_mos
 from spectral_restore.models.discriminators import resample_fft
+from spectral_restore.optimizers import build_optimizer
 
 METRIC_TARGETS = ("surrogate", "reference")
+# Of every network when compile() is given none: HiFi-GAN's and MP-SENet's betas.
+DEFAULT_OPTIMIZER = {"name": "adam", "learning_rate": 2e-4, "beta_1": 0.8, "beta_2": 0.99}
 # MOS-LQO of identical signals (P.862.2): the normalised score (MOS - 1) / (BEST - 1) is 1.
 BEST_WB_MOS = best_mos("wb")
 
@@ -257,9 +260,9 @@ class RestorationGAN(BackendSteps, keras.Model):
             raise ValueError("metric_target='reference' runs the pesq package outside TensorFlow's XLA graph: "
                              "use jit_compile=False")
         super().compile(**kwargs)
-        self.g_optimizer = _maybe_loss_scaled(g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.8, beta_2=0.99))
-        self.d_optimizer = _maybe_loss_scaled(d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.8, beta_2=0.99))
-        self.m_optimizer = _maybe_loss_scaled(m_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.8, beta_2=0.99))
+        self.g_optimizer = _maybe_loss_scaled(g_optimizer or build_optimizer(**DEFAULT_OPTIMIZER))
+        self.d_optimizer = _maybe_loss_scaled(d_optimizer or build_optimizer(**DEFAULT_OPTIMIZER))
+        self.m_optimizer = _maybe_loss_scaled(m_optimizer or build_optimizer(**DEFAULT_OPTIMIZER))
         pairs = [(self.g_optimizer, self.generator), (self.d_optimizer, self.discriminator),
                  (self.m_optimizer, self.metric_discriminator)]
         self.optimizer = OptimizerGroup([(optimizer, network) for optimizer, network in pairs if network is not None])
