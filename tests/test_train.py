@@ -38,6 +38,42 @@ def test_configs_merge_and_reject_unknown_keys(tmp_path):
         build_loss({"recon/nothing": 1.0})
 
 
+def test_every_shipped_config_loads_and_builds_its_parts():
+    """Each file of training/configs merges, names a registered architecture and preset,
+    and builds its loss, damage chain and optimizers; mpsenet.yaml is MP-SENet's
+    published recipe (its train.py and config.json): AdamW 5e-4, betas (0.8, 0.99),
+    weight decay 0.01 for generator and discriminators, the rate times 0.99 per epoch."""
+    import keras
+
+    from spectral_restore.models.registry import model_class
+    from training.config import CONFIG_DIR
+    from training.train import build_optimizers, precision_policy, training_chain
+
+    names = sorted(name for name in os.listdir(CONFIG_DIR) if name.endswith(".yaml"))
+    assert {"base.yaml", "small.yaml", "gan_small.yaml", "mpsenet_recipe.yaml", "mpsenet.yaml"} <= set(names)
+    for name in names:
+        config = load_config(name)
+        assert config["model"]["preset"] in model_class(config["model"]["architecture"]).PRESETS, name
+        build_loss(config["loss"])
+        training_chain(config)
+        build_optimizers(config["training"])
+        precision_policy(config["training"]["mixed_precision"])
+
+    config = load_config("mpsenet.yaml")
+    assert (config["model"]["architecture"], config["model"]["preset"]) == ("conformer", "base")
+    assert build_loss(config["loss"]).weights == build_loss(load_config("mpsenet_recipe.yaml")["loss"]).weights
+    assert config["training"]["metric_discriminator"] and config["training"]["metric_weight"] == 0.05
+    optimizers = build_optimizers(config["training"])
+    steps = config["training"]["steps_per_epoch"]
+    for optimizer in optimizers.values():
+        assert type(optimizer) is keras.optimizers.AdamW
+        assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon, optimizer.weight_decay) == (0.8, 0.99, 1e-8, 0.01)
+        assert optimizer.global_clipnorm is None
+        for epoch in (0, 1, 10):
+            optimizer.iterations.assign(epoch * steps + steps // 2)
+            assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == pytest.approx(5e-4 * 0.99**epoch, rel=1e-6)
+
+
 def test_cached_training_stream_resumes_on_the_same_batches(speech_folder):
     """With data.cache_batches, the batches a resumed run sees (skipping the k it had
     consumed) are exactly the batches k, k+1, ... of an uninterrupted run, across the

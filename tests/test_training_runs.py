@@ -217,6 +217,9 @@ SHIPPED = {
     "small_mixed_precision": ("small.yaml", ["training.mixed_precision=true"]),
     "base": ("base.yaml", ["model.preset=base", "data.segment_seconds=0.5"]),
     "small_jit_compile": ("small.yaml", ["training.jit_compile=true"]),
+    # The conformer with AdamW and an exponential decay every 3 steps (the metric
+    # discriminator's path through the trainer runs in the resume test, mpsenet_recipe.yaml).
+    "mpsenet": ("mpsenet.yaml", ["data.segment_seconds=0.5", "training.metric_discriminator=false"]),
 }
 GAN_LOSS_SCALING = pytest.mark.xfail(
     strict=True, raises=ValueError,
@@ -231,9 +234,10 @@ GAN_LOSS_SCALING = pytest.mark.xfail(
 def test_shipped_configs_train_a_few_steps(case, tmp_path, speech_folder):
     """``gan_small.yaml`` and ``small.yaml`` under mixed precision (loss-scaled
     optimizers), ``base.yaml`` with its own preset on half-second crops, and
-    ``small.yaml`` compiled with XLA each train 6 steps: every term logged and finite,
-    every weight moved, every optimizer stepped, the files written. (``small.yaml``
-    and ``mpsenet_recipe.yaml`` also run in the resume test.)"""
+    ``small.yaml`` compiled with XLA, and ``mpsenet.yaml`` (its conformer at the small
+    preset) each train 6 steps: every term logged and finite, every weight moved, every
+    optimizer stepped, the files written. (``small.yaml`` and ``mpsenet_recipe.yaml``
+    also run in the resume test.)"""
     config_file, extra = SHIPPED[case]
     overrides = tiny(speech_folder) + extra + [f"training.output_dir={tmp_path}"]
     record = {}
