@@ -78,3 +78,9 @@ def chunked_crossfade(model, wave, chunk, overlap):
             break
         start += hop
     return total / norm
+
+
+def binomial_tolerance(count, probability):
+    """Five standard deviations of a binomial count of ``count`` draws with success
+    ``probability``: a correct sampler misses it about once in 1.7 million runs."""
+    return 5.0 * np.sqrt(count * probability * (1.0 - probability))

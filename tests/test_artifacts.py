@@ -15,6 +15,8 @@ from keras import ops
 from spectral_restore import spectral
 from spectral_restore.data import artifacts as A
 
+from reference import binomial_tolerance
+
 SR = 16000
 SEED = [3, 7]
 BACKEND = keras.backend.backend()
@@ -505,12 +507,6 @@ def test_named_chains():
 
 
 # --- clean and mildly damaged examples ------------------------------------------------
-
-
-def binomial_tolerance(count, probability):
-    """Five standard deviations of a binomial count: a correct draw misses it about once
-    in 1.7 million runs."""
-    return 5.0 * np.sqrt(count * probability * (1.0 - probability))
 
 
 FRACTIONS = dict(clean_fraction=0.2, mild_fraction=0.3, mild_reduction_db=(6.0, 20.0))

@@ -11,6 +11,8 @@ from spectral_restore.data import levels
 from spectral_restore.data.artifacts import ArtifactLayer
 from spectral_restore.data.pipeline import ReadStats, crop_or_pad, make_dataset
 
+from reference import binomial_tolerance
+
 
 @pytest.fixture(scope="module")
 def clips(speech_16k):
@@ -158,8 +160,8 @@ def test_clean_and_mild_examples_in_tf_data(clips):
     count = len(damaged)
     equal = np.all(damaged == clean, axis=1)
     np.testing.assert_array_equal(equal, undamaged)
-    assert abs(equal.sum() - 0.3 * count) <= 5 * np.sqrt(count * 0.3 * 0.7)
-    assert abs(mild.sum() - 0.2 * count) <= 5 * np.sqrt(count * 0.2 * 0.8)
+    assert abs(equal.sum() - 0.3 * count) <= binomial_tolerance(count, 0.3)
+    assert abs(mild.sum() - 0.2 * count) <= binomial_tolerance(count, 0.2)
     weaker = 10 * np.log10(np.sum((plain[mild] - clean[mild]) ** 2, axis=1) / np.sum((damaged[mild] - clean[mild]) ** 2, axis=1))
     np.testing.assert_allclose(weaker, reduction[mild], atol=0.01)
     full = ~equal & ~mild

@@ -11,6 +11,7 @@ import soundfile as sf
 
 from training.config import build_loss, load_config
 
+from reference import binomial_tolerance
 from training_probe import PROBE
 
 TINY = [
@@ -114,7 +115,7 @@ def test_training_chain_reaches_both_damage_paths(speech_folder):
     count = 800
     batch = np.random.default_rng(0).standard_normal((count, 256)).astype(np.float32)
     equal = np.all(np.asarray(model.input_damage(batch, training=True)) == batch, axis=1)
-    assert abs(equal.sum() - 0.25 * count) <= 5 * np.sqrt(count * 0.25 * 0.75)
+    assert abs(equal.sum() - 0.25 * count) <= binomial_tolerance(count, 0.25)
 
 
 def crop_match(example, audio):
