@@ -729,7 +729,8 @@ class ArtifactChain:
             none = ops.logical_not(ops.any(applied, axis=1))
             applied = ops.logical_or(applied, ops.logical_and(ops.convert_to_tensor(most_likely)[None, :], none[:, None]))
         # Salts of their own: the links' draws stay those of a chain without the fractions.
-        share = _uniform(batch, fold_in(seed, 4000))
+        if self.clean_fraction or self.mild_fraction:
+            share = _uniform(batch, fold_in(seed, 4000))
         record = {}
         if self.clean_fraction:
             undamaged = share < self.clean_fraction
