@@ -122,3 +122,105 @@ def test_two_workers_on_localhost_train_on_different_halves_and_end_identical(tm
     weights = [key[len("after/"):] for key in states[0].files if key.startswith("after/weights/")]
     assert weights and not [key for key in weights
                             if np.array_equal(states[0][f"after/{key}"], states[0][f"before/{key}"])], "weights never moved"
+
+
+class ScriptedScores:
+    """Puts a given val_pesq_wb into each epoch's logs (listed before the callbacks
+    under test, as ValidationPESQ is) and snapshots the weights at every epoch end."""
+
+    def __new__(cls, scores):
+        import keras
+
+        class Scripted(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.weights = {}
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs["val_pesq_wb"] = scores[epoch]
+                self.weights[epoch] = [np.array(w) for w in self.model.get_weights()]
+
+        return Scripted()
+
+
+def tiny_fit(model, callbacks, epochs, initial_epoch=0):
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype("float32")
+    history = model.fit(x, x[:, :2], epochs=epochs, initial_epoch=initial_epoch, batch_size=4, verbose=0,
+                        callbacks=callbacks)
+    return [initial_epoch + i for i in range(len(history.history["loss"]))]
+
+
+def expected_stop(scores, patience):
+    """The last epoch run by EarlyStopping(mode=max, patience) on ``scores``, worked out
+    from its definition: stop at the first epoch that is ``patience`` epochs after the
+    best so far (strictly better counts as better)."""
+    best_epoch = 0
+    for epoch, score in enumerate(scores):
+        if score > scores[best_epoch]:
+            best_epoch = epoch
+        if epoch - best_epoch >= patience:
+            return epoch
+    return len(scores) - 1
+
+
+@pytest.mark.every_backend
+def test_best_checkpoint_and_early_stopping_follow_val_pesq_wb_across_a_resume(tmp_path):
+    """model.keras holds the weights of the epoch with the best val_pesq_wb (not the
+    last), early stopping ends where keras's rule says, and a run interrupted after
+    epoch 4 and resumed ends with the same best file and stops at the same epoch."""
+    import keras
+
+    from training.callbacks import BestCheckpoint, ResumableEarlyStopping
+
+    scores = [1.5, 2.0, 1.8, 2.2, float("nan"), 2.1, 2.15, 2.3, 2.0, 1.9, 1.95, 1.7]
+    patience = 3
+    stop = expected_stop([s if np.isfinite(s) else -np.inf for s in scores], patience)
+    best_epoch = int(np.nanargmax(scores[: stop + 1]))
+    # The scores exercise a NaN epoch and a stop that a resume after epoch 4 reaches
+    # only if it remembers both the best value and the epochs waited since.
+    assert (stop, best_epoch) == (6, 3)
+
+    def model():
+        keras.utils.set_random_seed(3)
+        net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        net.compile(optimizer="sgd", loss="mse")
+        return net
+
+    def callbacks(folder, net, resume, scripted):
+        best = BestCheckpoint(str(folder / "model.keras"), str(folder / "best.json"), net.save, resume=resume)
+        return best, [scripted, best, ResumableEarlyStopping(best, patience)]
+
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    net, scripted = model(), ScriptedScores(scores)
+    best, cbs = callbacks(whole, net, False, scripted)
+    ran = tiny_fit(net, cbs, epochs=len(scores))
+    assert ran[-1] == stop
+    assert best.summary() == {"monitor": "val_pesq_wb", "value": scores[best_epoch], "epoch": best_epoch}
+    assert json.loads((whole / "best.json").read_text()) == best.summary()
+    saved = keras.saving.load_model(whole / "model.keras").get_weights()
+    for got, want in zip(saved, scripted.weights[best_epoch]):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(saved[0], scripted.weights[stop][0])
+
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    net, scripted = model(), ScriptedScores(scores)
+    _, cbs = callbacks(resumed, net, False, scripted)
+    assert tiny_fit(net, cbs, epochs=5)[-1] == 4
+    best, cbs = callbacks(resumed, net, True, scripted)
+    assert best.summary()["epoch"] == 3
+    ran = tiny_fit(net, cbs, epochs=len(scores), initial_epoch=5)
+    assert ran[-1] == stop and best.summary()["epoch"] == best_epoch
+    for got, want in zip(keras.saving.load_model(resumed / "model.keras").get_weights(), scripted.weights[best_epoch]):
+        np.testing.assert_array_equal(got, want)
+    # A fresh (not resumed) run in the same folder forgets the old record.
+    fresh, _ = callbacks(resumed, net, False, scripted)
+    assert fresh.summary() is None and not (resumed / "best.json").exists()
+    with pytest.raises(ValueError, match="patience"):
+        ResumableEarlyStopping(fresh, 0)
+    with pytest.raises(ValueError, match="early_stopping_patience"):
+        from training.train import run
+
+        run(load_config("small.yaml", ["training.pesq_batches=0", "training.early_stopping_patience=2",
+                                       f"training.output_dir={tmp_path / 'run'}"]))

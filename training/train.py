@@ -19,10 +19,12 @@ import keras
 import numpy as np
 
 from spectral_restore import backend
-from training.callbacks import AudioSummary, TimeLimit
+from training.callbacks import AudioSummary, BestCheckpoint, ResumableEarlyStopping, TimeLimit
 from training.config import build_loss, load_config
 
 DAMAGE_MODES = ("pipeline", "model", "none")
+# The score the best checkpoint and early stopping follow (ValidationPESQ logs it).
+CHECKPOINT_MONITOR = "val_pesq_wb"
 
 logger = logging.getLogger(__name__)
 
@@ -277,9 +279,20 @@ def precision_policy(setting):
 def run(config, callbacks=()):
     """Trains as ``config`` says; returns a summary dict. Resumes from
     ``output_dir/backup`` when a previous run of the same output_dir was interrupted.
-    ``callbacks`` are added to the trainer's own (e.g. to time the steps)."""
+    ``callbacks`` are added to the trainer's own (e.g. to time the steps).
+
+    Writes ``last.keras`` (the generator as training left it) and ``model.keras``
+    (the generator of the epoch with the best ``val_pesq_wb``, recorded in
+    ``best.json``; the last one when ``training.pesq_batches`` is 0 or no epoch
+    ended). ``training.early_stopping_patience`` (an int) stops training after that
+    many epochs without a better ``val_pesq_wb``.
+    """
     config = backend_config(config)
     training = config["training"]
+    patience = training["early_stopping_patience"]
+    if patience is not None and not training["pesq_batches"]:
+        raise ValueError(f"training.early_stopping_patience={patience!r} watches {CHECKPOINT_MONITOR}, which "
+                         "needs training.pesq_batches > 0")
     output_dir = worker_output_dir(training["output_dir"])
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "config.json"), "w") as f:
@@ -300,11 +313,18 @@ def run(config, callbacks=()):
     examples = training["audio_examples"]
     time_limit = TimeLimit(training["max_minutes"])
     extra_callbacks, callbacks = list(callbacks), []
+    generator = getattr(model, "generator", model)
+    best = None
     if training["pesq_batches"]:
         from spectral_restore.metrics import ValidationPESQ
 
-        # First, so that CSVLogger and TensorBoard record val_pesq_wb.
+        # First, so that CSVLogger, TensorBoard and the checkpoints see val_pesq_wb.
         callbacks.append(ValidationPESQ(validation, config["model"]["sample_rate"], batches=training["pesq_batches"]))
+        best = BestCheckpoint(os.path.join(output_dir, "model.keras"), os.path.join(output_dir, "best.json"),
+                              generator.save, monitor=CHECKPOINT_MONITOR, resume=resumed_from > 0)
+        callbacks.append(best)
+        if patience is not None:
+            callbacks.append(ResumableEarlyStopping(best, patience))
     tensorboard = backend.tensorflow_available()
     if tensorboard:
         backend.host_tensorflow("TensorBoard logging")
@@ -323,7 +343,6 @@ def run(config, callbacks=()):
     ]
     if examples and tensorboard:
         samples_damaged, samples_clean = next(iter(validation))
-        generator = getattr(model, "generator", model)
         callbacks.append(
             AudioSummary(
                 os.path.join(output_dir, "logs", "samples"), samples_damaged[:examples], samples_clean[:examples],
@@ -349,11 +368,16 @@ def run(config, callbacks=()):
         model.save_weights(os.path.join(backup_dir, "latest.weights.h5"))
     elif os.path.isdir(backup_dir):
         shutil.rmtree(backup_dir)
-    generator = getattr(model, "generator", model)
-    model_path = os.path.join(output_dir, "model.keras")
-    generator.save(model_path)
+    model_path, last_path = os.path.join(output_dir, "model.keras"), os.path.join(output_dir, "last.keras")
+    generator.save(last_path)
+    best_epoch = None if best is None else best.summary()
+    if best_epoch is None:
+        # Without a validation score (or before the first epoch ended) the last model is the best known.
+        shutil.copyfile(last_path, model_path)
     summary = {
         "model": model_path,
+        "last_model": last_path,
+        "best": best_epoch,
         "parameters": int(generator.count_params()),
         "minutes": round(minutes, 2),
         "resumed_from_step": resumed_from,
