@@ -399,7 +399,12 @@ def test_train_and_evaluate_logs_every_term_pesq_audio_and_images(tmp_path, spee
         for epoch, row in enumerate(history):
             assert float(tf.make_ndarray(logged[epoch].tensor)) == pytest.approx(float(row[name]), rel=1e-6), name
 
-    model = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    # model.keras is the epoch with the best val_pesq_wb, last.keras the final model.
+    scores = [float(row["val_pesq_wb"]) for row in history]
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best == {"monitor": "val_pesq_wb", "value": pytest.approx(max(scores), rel=1e-6),
+                    "epoch": int(np.argmax(scores))}
+    model = keras.saving.load_model(tmp_path / "last.keras", compile=False)
     data = config["data"]
     damaged, clean = next(iter(make_dataset(
         data["source"], split=data["eval_split"], seed=data["eval_seed"], segment_seconds=data["segment_seconds"],
