@@ -1,128 +1,128 @@
-"""`spectral-restore evaluate`: PESQ-WB/NB, STOI, SI-SDR and LSD before and after
-restoration, overall and per artifact type, on held-out data with unseen damage seeds."""
+"""`spectral-restore evaluate MODEL`: whole held-out utterances damaged by the run's
+artifact chain with seeds training never used, restored, and scored before and
+after restoration with every metric of :mod:`spectral_restore.evaluation`, overall
+and per artifact type.
 
-import json
+Each utterance of ``data.eval_split`` (held-out voices) is read whole, at any
+length, levelled as training crops are, damaged by ``data.chain`` with a seed of
+its own (``data.eval_seed + pass``, folded with its index; ``data.eval_repeats``
+passes), restored through the chunking
+:class:`~spectral_restore.inference.Restorer` and scored with
+:func:`~spectral_restore.evaluation.score_conditions`. Nothing is dropped: a file
+that cannot be read is listed in the report, a value a metric cannot give is
+counted by reason.
+"""
+
 import os
 
 import numpy as np
 
-from spectral_restore import metrics
+from spectral_restore.evaluation import folders, report
+from spectral_restore.evaluation.scoring import score_conditions
 
-METRICS = ("pesq_wb", "pesq_nb", "stoi", "si_sdr", "lsd")
-LABELS = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "si_sdr": "SI-SDR (dB)", "lsd": "LSD (dB)"}
+# Salt of the per-utterance damage seeds, so they share no draws with training's.
+_DAMAGE_SALT = 0xE7A1
 
 
-def evaluation_batches(config, repeat):
-    """Pass ``repeat`` over the evaluation split: ``(damaged, clean, record)`` numpy
-    batches, damaged with seeds ``eval_seed + repeat`` (``tf.data`` under TensorFlow,
-    :class:`~spectral_restore.data.source.AudioDataset` under the other backends)."""
-    from spectral_restore import backend
+def utterance_seed(eval_seed, repeat, index):
+    """The chain seed of utterance ``index`` in pass ``repeat``: int32 ``[2]``."""
+    state = np.random.SeedSequence([int(eval_seed) + int(repeat), _DAMAGE_SALT, int(index)]).generate_state(2)
+    return (state >> 1).astype(np.int32)
+
+
+def held_out_utterances(config, stats=None):
+    """The evaluation split as an :class:`~spectral_restore.data.source.AudioDataset`
+    (whole utterances come from its ``utterance(i)``) and the display name of each clip."""
+    from spectral_restore.data.source import AudioDataset
 
     data = config["data"]
-    options = dict(
-        split=data["eval_split"], seed=data["eval_seed"] + repeat, data_dir=data["data_dir"],
-        sample_rate=config["model"]["sample_rate"], segment_seconds=data["segment_seconds"],
-        batch_size=data["batch_size"], chain=data["chain"], shuffle=False, return_record=True,
+    dataset = AudioDataset(data["source"], split=data["eval_split"], data_dir=data["data_dir"],
+                           sample_rate=config["model"]["sample_rate"], batch_size=1, damage="none",
+                           shuffle=False, stats=stats)
+    names = [os.path.basename(clip) if isinstance(clip, str) else f"{data['eval_split']}[{index}]"
+             for index, clip in enumerate(dataset.clips)]
+    return dataset, names
+
+
+def synthetic_items(config, dataset, names, restorer, damage, count, progress=True):
+    """``(name, clean, {"input": damaged, "restored": restored})`` of the first
+    ``count`` held-out utterances in every pass, made one at a time (unreadable ones
+    left to ``dataset.stats``), with a progress bar; ``damage`` receives, per item,
+    the chain's record (artifact -> strength, None where it was not applied)."""
+    from keras import ops
+    from tqdm import tqdm
+
+    from spectral_restore.data.artifacts import ArtifactChain
+
+    data = config["data"]
+    chain = ArtifactChain(data["chain"], sample_rate=config["model"]["sample_rate"])
+    passes = [(repeat, index) for repeat in range(int(data["eval_repeats"])) for index in range(count)]
+    for repeat, index in tqdm(passes, desc="evaluating", unit="utterance", disable=not progress):
+        clean = dataset.utterance(index)
+        if clean is None:
+            continue
+        damaged, record = chain(clean[None], utterance_seed(data["eval_seed"], repeat, index))
+        damaged = ops.convert_to_numpy(damaged)
+        damage.append({name: float(ops.convert_to_numpy(value["strength"])[0])
+                       if bool(ops.convert_to_numpy(value["applied"])[0]) else None
+                       for name, value in record.items()})
+        yield f"{names[index]} (pass {repeat + 1})", clean, {"input": damaged[0], "restored": restorer(damaged)[0]}
+
+
+def evaluate(model, config, output_dir, max_files=None, progress=True, processes=None, metrics=None,
+             pad_seconds=folders.PAD_SECONDS):
+    """Writes evaluation.json, evaluation.md and evaluation.png to ``output_dir``.
+
+    Args:
+        model: a ``.keras`` file, SavedModel folder, keras.Model or Restorer.
+        config: dict. The run's config (``data`` and ``model.sample_rate`` are read).
+        output_dir: str.
+        max_files: int or None. Only the first utterances of each pass.
+        progress: bool. A progress bar. Defaults to True.
+        processes: int or None. PESQ worker processes (None: one per CPU).
+        metrics: list of metric names or None (all).
+        pad_seconds: float or None. The Restorer's input padding.
+
+    Returns:
+        ``(data, markdown_text)``: what evaluation.json and evaluation.md hold.
+    """
+    from spectral_restore.inference import Restorer
+
+    if max_files is not None and (isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1):
+        raise ValueError(f"`max_files` must be an integer >= 1 or None. Received: {max_files!r}")
+    restorer = model if isinstance(model, Restorer) else Restorer(model, pad_seconds=pad_seconds)
+    rate = int(config["model"]["sample_rate"])
+    if restorer.sample_rate != rate:
+        raise ValueError(f"The model restores {restorer.sample_rate} Hz audio but the config's model.sample_rate "
+                         f"is {rate}")
+    from spectral_restore.data.files import ReadStats
+
+    data = config["data"]
+    stats, damage = ReadStats(), []
+    dataset, names = held_out_utterances(config, stats)
+    count = len(names) if max_files is None else min(len(names), max_files)
+    evaluations = score_conditions(synthetic_items(config, dataset, names, restorer, damage, count, progress), rate,
+                                   ("input", "restored"), metrics=metrics, processes=processes, progress=False)
+    unreadable = [reason if path in reason else f"{path}: {reason}" for path, reason in stats.skipped]
+    scored = evaluations["input"].files
+    if not scored:
+        raise ValueError(f"No utterance of {data['source']!r} ({data['eval_split']}) could be read: {unreadable}")
+    artifacts = list(damage[0]) if damage else []
+    groups = {name: np.array([entry[name] is not None for entry in damage]) for name in artifacts}
+    notes = [
+        f"model: {restorer.source}; held-out utterances: {data['source']} ({data['eval_split']} split)",
+        f"{len(scored)} utterances scored whole at {rate} Hz: {count} per pass, {data['eval_repeats']} passes, "
+        f"damaged by the {data['chain']!r} chain with seeds from data.eval_seed={data['eval_seed']}",
+    ]
+    if unreadable:
+        notes.append(f"{len(unreadable)} files could not be read (listed below)")
+    if max_files is not None and count < len(names):
+        notes.append(f"max_files={max_files}: {len(names) - count} utterances per pass left out on request")
+    return report.write_report(
+        output_dir, evaluations, title=f"synthetic damage on {data['source']}", notes=notes, groups=groups,
+        group_label="damage",
+        extra={"kind": "synthetic", "model": str(restorer.source), "max_files": max_files, "pad_seconds": pad_seconds,
+               "damage": [{"name": row["name"], "artifacts": {k: v for k, v in entry.items() if v is not None}}
+                          for row, entry in zip(scored, damage)]},
+        left_out={"Unreadable": unreadable},
     )
-    if backend.name() != "tensorflow":
-        from spectral_restore.data.source import AudioDataset
-
-        return iter(AudioDataset(data["source"], **options))
-    from spectral_restore.data.pipeline import make_dataset
-
-    return make_dataset(data["source"], **options).as_numpy_iterator()
-
-
-def collect(model, config, max_batches=None):
-    """Runs the model over the evaluation split: damaged, restored, clean arrays and
-    the artifacts applied to each example."""
-    damaged, restored, clean, applied = [], [], [], []
-    for repeat in range(int(config["data"]["eval_repeats"])):
-        for index, (noisy, target, record) in enumerate(evaluation_batches(config, repeat)):
-            if max_batches is not None and index >= max_batches:
-                break
-            damaged.append(noisy)
-            restored.append(np.asarray(model.predict_on_batch(noisy)))
-            clean.append(target)
-            applied.append({name: value["applied"] for name, value in record.items()})
-    names = sorted(applied[0]) if applied else []
-    return (
-        np.concatenate(damaged), np.concatenate(restored), np.concatenate(clean),
-        {name: np.concatenate([a[name] for a in applied]) for name in names},
-    )
-
-
-def score(reference, estimate, rate):
-    return {
-        "pesq_wb": metrics.pesq_score(reference, estimate, rate, "wb").scores,
-        "pesq_nb": metrics.pesq_score(reference, estimate, rate, "nb").scores,
-        "stoi": metrics.stoi(reference, estimate, rate),
-        "si_sdr": metrics.si_sdr(reference, estimate),
-        "lsd": metrics.log_spectral_distance(reference, estimate),
-    }
-
-
-def summarise(before, after, applied):
-    groups = {"all": np.ones(len(before["pesq_wb"]), bool)}
-    groups.update({name: mask for name, mask in applied.items() if mask.any()})
-    table = {}
-    for group, mask in groups.items():
-        row = {"examples": int(mask.sum())}
-        for metric in METRICS:
-            row[metric] = {
-                "before": float(np.nanmean(before[metric][mask])),
-                "after": float(np.nanmean(after[metric][mask])),
-                "failed": int(np.sum(~np.isfinite(after[metric][mask]))),
-            }
-        table[group] = row
-    return table
-
-
-def markdown(table):
-    header = "| damage | n | " + " | ".join(LABELS[m] for m in METRICS) + " |"
-    lines = [header, "|" + "---|" * (len(METRICS) + 2)]
-    for group, row in table.items():
-        cells = [f"{row[m]['before']:.2f} -> {row[m]['after']:.2f}" for m in METRICS]
-        lines.append(f"| {group} | {row['examples']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def plot(table, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = list(table)
-    fig, axes = plt.subplots(len(METRICS), 1, figsize=(max(8, 0.7 * len(groups)), 2.4 * len(METRICS)), constrained_layout=True)
-    x = np.arange(len(groups))
-    for axis, metric in zip(axes, METRICS):
-        axis.bar(x - 0.2, [table[g][metric]["before"] for g in groups], 0.4, label="damaged", color="#bbbbbb")
-        axis.bar(x + 0.2, [table[g][metric]["after"] for g in groups], 0.4, label="restored", color="#3b7dd8")
-        axis.set_ylabel(LABELS[metric])
-        axis.set_xticks(x, groups, rotation=30, ha="right", fontsize=8)
-    axes[0].legend(loc="upper right")
-    axes[0].set_title("before and after restoration, per artifact in the damage chain")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def evaluate(model, config, output_dir, max_batches=None):
-    """Writes evaluation.json, evaluation.md and evaluation.png to ``output_dir``."""
-    if isinstance(model, (str, os.PathLike)):
-        from spectral_restore.inference import load_keras_model
-
-        model = load_keras_model(model)
-    os.makedirs(output_dir, exist_ok=True)
-    rate = config["model"]["sample_rate"]
-    damaged, restored, clean, applied = collect(model, config, max_batches)
-    before, after = score(clean, damaged, rate), score(clean, restored, rate)
-    table = summarise(before, after, applied)
-    text = markdown(table)
-    with open(os.path.join(output_dir, "evaluation.json"), "w") as f:
-        json.dump(table, f, indent=2)
-    with open(os.path.join(output_dir, "evaluation.md"), "w") as f:
-        f.write(text + "\n")
-    plot(table, os.path.join(output_dir, "evaluation.png"))
-    return table, text

@@ -107,6 +107,41 @@ def read_or_skip(path, sample_rate, stats):
     return samples
 
 
+def match_pairs(damaged_dir, clean_dir, extensions=AUDIO_EXTENSIONS):
+    """Audio files of two folders paired by relative path without the extension
+    (``damaged/a/b.mp3`` with ``clean/a/b.wav``), as the ``audio_folder_pairs``
+    builder pairs them.
+
+    Args:
+        damaged_dir, clean_dir: str or os.PathLike. Existing folders.
+        extensions: tuple of str. As for :func:`list_audio_files`.
+
+    Returns:
+        ``(pairs, damaged_only, clean_only)``: ``pairs`` is a sorted list of
+        ``(key, damaged_path, clean_path)``; the other two list the keys of files
+        without a partner.
+
+    Raises:
+        ValueError: a folder does not exist, or two files of one folder share a key
+            (``x.wav`` and ``x.flac``).
+    """
+    found = []
+    for name, folder in (("damaged_dir", damaged_dir), ("clean_dir", clean_dir)):
+        folder = os.fspath(folder)
+        if not _isdir(folder):
+            raise ValueError(f"`{name}` must be an existing folder. Received: {folder!r}")
+        by_key = {}
+        for path in list_audio_files(folder, extensions):
+            key = os.path.splitext(os.path.relpath(path, folder))[0].replace(os.sep, "/")
+            if key in by_key:
+                raise ValueError(f"Two files in {folder} pair as {key!r}: {by_key[key]} and {path}")
+            by_key[key] = path
+        found.append(by_key)
+    damaged, clean = found
+    pairs = [(key, damaged[key], clean[key]) for key in sorted(set(damaged) & set(clean))]
+    return pairs, sorted(set(damaged) - set(clean)), sorted(set(clean) - set(damaged))
+
+
 def noise_pool_from_folder(folder, sample_rate=16000, seconds=10.0, stats=None):
     """Noise recordings of ``folder`` as a ``[clips, samples]`` pool for
     ``ArtifactChain(noise_pool=...)`` and its "noise_file" link: each file resampled,
@@ -123,4 +158,7 @@ def noise_pool_from_folder(folder, sample_rate=16000, seconds=10.0, stats=None):
     return np.stack(clips).astype(np.float32)
 
 
-__all__ = ["AUDIO_EXTENSIONS", "ReadStats", "list_audio_files", "split_folder", "read_or_skip", "noise_pool_from_folder"]
+__all__ = [
+    "AUDIO_EXTENSIONS", "ReadStats", "list_audio_files", "split_folder", "read_or_skip", "match_pairs",
+    "noise_pool_from_folder",
+]

@@ -302,6 +302,19 @@ class AudioDataset(keras.utils.PyDataset):
                 self._decoded[clip] = samples
         return samples
 
+    def utterance(self, index):
+        """Clip ``index`` whole, at any length, levelled as the crops are (``level_db``):
+        float32 ``[samples]``, or None when its file cannot be read (counted in
+        ``stats``). For whole-utterance evaluation; training reads crops."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.clips):
+            raise IndexError(f"Clip index must be in [0, {len(self.clips)}); received {index!r}")
+        samples = self._clip(int(index))
+        if samples is None:
+            return None
+        if self.level_db is not None:
+            samples = levels.normalise_level(samples, self.level_db)
+        return np.asarray(samples, np.float32)
+
     def _crop(self, samples, rng):
         room = len(samples) - self.length
         if room < 0:
