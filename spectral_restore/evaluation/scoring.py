@@ -223,34 +223,42 @@ def score_conditions(items, sample_rate, conditions, metrics=None, processes=Non
         scorer = _Scorer(wanted, sample_rate, workers)
         pending = collections.deque()
 
-        def finish(jobs):
-            for condition, (row, values, reasons, handles) in jobs.items():
-                values, reasons = scorer.finish(values, reasons, handles)
-                for metric in wanted:
-                    row[metric] = float(values[metric])
-                    if not math.isfinite(row[metric]):
-                        why = reasons.get(metric) or "not finite"
-                        failures[condition][metric][why] = failures[condition][metric].get(why, 0) + 1
-                files[condition].append(row)
+        def finish(condition, row, values, reasons, handles):
+            """The row with its PESQ and what depends on it (the job's arrays are then released)."""
+            values, reasons = scorer.finish(values, reasons, handles)
+            for metric in wanted:
+                row[metric] = float(values[metric])
+                if not math.isfinite(row[metric]):
+                    why = reasons.get(metric) or "not finite"
+                    failures[condition][metric][why] = failures[condition][metric].get(why, 0) + 1
+            return row
+
+        def record(rows):
+            for condition, row in rows.items():
+                files[condition].append(row if isinstance(row, dict) else finish(condition, *row))
             bar.update()
 
         for index, (name, clean, estimates) in enumerate(items):
             if set(estimates) != set(conditions):
                 raise ValueError(f"Item {index} ({name}) has estimates {sorted(estimates)}; expected {list(conditions)}")
             clean = _as_waveform(clean, "clean", index)
-            jobs = {}
+            rows = {}
             for condition in conditions:
                 estimate = _as_waveform(estimates[condition], condition, index)
                 length = min(len(clean), len(estimate))
                 row = {"name": str(name), "samples": length, "trimmed": abs(len(clean) - len(estimate))}
                 c, e = clean[:length], estimate[:length]
-                handles = scorer.submit(c, e)
-                values, reasons = scorer.local(c, e)
-                jobs[condition] = (row, values, reasons, handles)
-            pending.append(jobs)
+                handles = scorer.submit(c, e)  # PESQ runs in the workers while the rest runs here
+                job = (row, *scorer.local(c, e), handles)
+                # A long pair's PESQ runs alone in a worker of its own (about a gigabyte for
+                # 10 minutes): waiting for it before the next condition keeps one such pair
+                # in memory at a time, and costs no time, as those jobs run one by one anyway.
+                long = length > _metrics.PESQ_IN_PROCESS_SECONDS * scorer.rate
+                rows[condition] = finish(condition, *job) if long else job
+            pending.append(rows)
             while len(pending) >= ahead:
-                finish(pending.popleft())
+                record(pending.popleft())
         while pending:
-            finish(pending.popleft())
+            record(pending.popleft())
     return {condition: Evaluation(wanted, files[condition], {m: f for m, f in failures[condition].items() if f},
                                   skipped) for condition in conditions}
