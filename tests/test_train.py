@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from training.config import build_loss, load_config
+from training.config import build_loss, load_config, load_run_config
 
 from training_probe import PROBE
 
@@ -32,6 +32,12 @@ def test_configs_merge_and_reject_unknown_keys(tmp_path):
     bad.write_text("extends: base.yaml\ntraining:\n  learning_rat: 0.1\n")
     with pytest.raises(ValueError, match="learning_rat"):
         load_config(str(bad))
+    # A run's saved config.json: keys added to base.yaml since are filled in, overrides apply.
+    saved = load_config("small.yaml", ["training.epochs=3"])
+    del saved["training"]["early_stopping_patience"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    run = load_run_config(str(tmp_path / "config.json"), ["data.eval_repeats=1"])
+    assert run == load_config("small.yaml", ["training.epochs=3", "data.eval_repeats=1"])
     loss = build_loss(load_config("mpsenet_recipe.yaml")["loss"])
     assert loss.weights == {"recon/mse": 0.9, "phase/complex": 0.1, "phase/anti_wrap": 0.3, "time/l1": 0.2}
     with pytest.raises(ValueError, match="Unknown loss term"):
