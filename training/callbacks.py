@@ -145,8 +145,9 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     def on_epoch_end(self, epoch, logs=None):
         if self.resumed is not None:
             # EarlyStopping adds one wait per epoch and resets it on improvement: after
-            # the best at epoch b, it would enter epoch e having waited e - 1 - b.
+            # the best at epoch b, it would enter epoch e having waited e - 1 - b. (A kill
+            # between the best's save and the next backup repeats epoch b: -1 then.)
             self.best, self.best_epoch = self.resumed
-            self.wait = max(0, epoch - 1 - self.best_epoch)
+            self.wait = epoch - 1 - self.best_epoch
             self.resumed = None
         super().on_epoch_end(epoch, logs)
