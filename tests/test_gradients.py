@@ -319,10 +319,17 @@ def restorer_point(speech_16k):
 
 
 def test_restorer_gradient_wrt_input(restorer_point):
-    """float32 inside: step 1e-4 of the input's level, tolerance 0.02 (measured 1e-4 to 1.4e-3)."""
+    """float32 inside: step 3e-5 of the input's level (larger steps cross the leaky
+    ReLUs' kinks: 3e-2 at 1e-4), tolerance 0.02 (measured 3e-3 TensorFlow, 6e-3 JAX).
+    The directions' seeds are not the projection's (2): a direction drawn from the
+    projection's own noise lines up with the restorer's near-identity path, and its
+    derivative, a hundred times the others', hides an error in every other path (a mask
+    whose gradient is cut passed)."""
     model, noisy, projection = restorer_point
-    directions = [random_direction(np.random.default_rng(seed), noisy, speech_envelope(noisy)) for seed in range(3)]
-    assert_directional_derivatives(lambda points: projected(model(points), projection), noisy, directions, 1e-4, 0.02)
+    envelope = speech_envelope(noisy)
+    directions = [random_direction(np.random.default_rng(seed), noisy, envelope) for seed in range(3, 6)]
+    assert_directional_derivatives(lambda points: projected(model(points), projection), noisy,
+                                   directions, 3e-5, 0.02)
 
 
 @pytest.mark.large
