@@ -377,10 +377,12 @@ def discriminator_score(name, model, clean, projections, trainable=None):
 
 @pytest.mark.parametrize("name", ["multi_resolution", "metric"])
 def test_discriminator_gradients(name, speech_16k):
-    """Score with respect to the estimate and the weights, float32 inside: step 3e-5,
-    tolerance 0.15 (measured 0.3 % to 1.6 % under TensorFlow, up to 4.9 % under JAX:
-    the |X|^0.3 front end and, in the metric discriminator, the global max pooling make
-    the score strongly non-linear)."""
+    """Score with respect to the estimate and the weights, float32 inside: step 3e-5.
+    Estimate: tolerance 0.15 (measured 0.5 % to 1.6 % under TensorFlow, up to 4.9 % under
+    JAX: the |X|^0.3 front end and, in the metric discriminator, the global max pooling
+    make the score strongly non-linear). Weights: tolerance 0.03 (measured 0.26 % to
+    0.54 % under both backends; at 0.15 a gradient halved in one weight tensor, the
+    head's kernel or the learnable sigmoid's slope, passed)."""
     model = randomize(discriminator(name), 3)
     clean = speech_16k[5000:13000]
     estimate = (clean + 0.02 * np.random.default_rng(1).standard_normal(clean.shape)).astype(np.float32)
@@ -393,7 +395,8 @@ def test_discriminator_gradients(name, speech_16k):
     def total(trainable):
         return ops.sum(discriminator_score(name, model, clean, projections, trainable)(estimate[None]))
 
-    assert_weight_derivatives(total, [np.asarray(v.value) for v in model.trainable_variables], range(3), 3e-5, 0.15)
+    assert_weight_derivatives(total, [np.asarray(v.value) for v in model.trainable_variables],
+                              range(3), 3e-5, 0.03)
 
 
 def test_adversarial_objectives_reach_every_variable(speech_16k):
