@@ -334,8 +334,10 @@ def test_restorer_gradient_wrt_input(restorer_point):
 
 @pytest.mark.large
 def test_restorer_gradient_wrt_weights(restorer_point):
-    """Step 3e-5 of each weight tensor's level, tolerance 0.1 (measured 6e-3 to 0.02:
-    every weight moves at once)."""
+    """Step 1e-5 of each weight tensor's level, tolerance 0.03 (measured 6e-3 under
+    TensorFlow, 2e-3 under JAX; every weight moves at once, so larger steps cross more
+    leaky ReLU kinks: 1e-2 at 3e-5). At 0.1 a gradient halved in the mask head's kernel,
+    or cut between the encoder and the recurrent layers, passed."""
     model, noisy, projection = restorer_point
     non_trainable = [v.value for v in model.non_trainable_variables]
 
@@ -344,7 +346,7 @@ def test_restorer_gradient_wrt_weights(restorer_point):
         return ops.sum(projected(restored, projection))
 
     assert_weight_derivatives(output_functional, [np.asarray(v.value) for v in model.trainable_variables],
-                              range(3), 3e-5, 0.1)
+                              range(3), 1e-5, 0.03)
 
 
 def discriminator(name):
