@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class ReadStats:
-    """What reading a file source did: files read, files skipped and why.
+    """What reading a file source did: files read, files skipped and why (each
+    skipped file and reason counted once, however often a stream meets it).
     Updated while a dataset is iterated (thread-safe)."""
 
     files_read: int = 0
@@ -42,27 +43,34 @@ class ReadStats:
 
     def __post_init__(self):
         self._lock = threading.Lock()
+        self._seen = set()
 
     def record_ok(self):
         with self._lock:
             self.files_read += 1
 
-    def record_skip(self, path, reason):
+    def _add(self, problems):
+        """Counts the ``(path, reason)`` of ``problems`` not counted before (a stream
+        that passes over its source again meets the same files again); returns them."""
         with self._lock:
-            self.files_skipped += 1
-            self.skipped.append((str(path), str(reason)))
-        logger.warning("skipping audio: %s", reason if str(path) in str(reason) else f"{path}: {reason}")
+            new = [problem for problem in dict.fromkeys(problems) if problem not in self._seen]
+            self._seen.update(new)
+            self.files_skipped += len(new)
+            self.skipped.extend(new)
+        return new
+
+    def record_skip(self, path, reason):
+        """Counts ``path`` as skipped for ``reason`` (once) and logs it."""
+        if self._add([(str(path), str(reason))]):
+            logger.warning("skipping audio: %s", reason if str(path) in str(reason) else f"{path}: {reason}")
 
     def record_skips(self, problems, what):
-        """Counts every ``(path, reason)`` of ``problems`` as skipped and logs them in
-        one line that begins with ``what`` (a folder of thousands of unmatched files
-        would otherwise flood the log)."""
-        problems = [(str(path), str(reason)) for path, reason in problems]
+        """Counts every ``(path, reason)`` of ``problems`` as skipped (once) and logs
+        them in one line that begins with ``what`` (a folder of thousands of unmatched
+        files would otherwise flood the log)."""
+        problems = self._add([(str(path), str(reason)) for path, reason in problems])
         if not problems:
             return
-        with self._lock:
-            self.files_skipped += len(problems)
-            self.skipped.extend(problems)
         listed = "; ".join(f"{path} ({reason})" for path, reason in problems[:SUMMARY_NAMES])
         more = f"; and {len(problems) - SUMMARY_NAMES} more" if len(problems) > SUMMARY_NAMES else ""
         logger.warning("%s: %d files skipped: %s%s", what, len(problems), listed, more)
@@ -197,6 +205,13 @@ def match_pairs(damaged_dir, clean_dir, extensions=AUDIO_EXTENSIONS):
     return pairs, sorted(problems)
 
 
+def check_pair_tolerance(seconds, name="tolerance_seconds"):
+    """``seconds`` as a float, or ``ValueError`` naming ``name`` unless it is a number >= 0."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.integer, np.floating)) or seconds < 0:
+        raise ValueError(f"`{name}` must be a number of seconds >= 0. Received: {seconds!r}")
+    return float(seconds)
+
+
 def check_pair(name, damaged, clean, sample_rate, stats, tolerance_seconds=PAIR_TOLERANCE_SECONDS):
     """A recorded pair trimmed to its shorter side, or None (counted in ``stats``
     under ``name``) when the lengths differ by more than ``tolerance_seconds``.
@@ -212,8 +227,7 @@ def check_pair(name, damaged, clean, sample_rate, stats, tolerance_seconds=PAIR_
         stats: ReadStats. Receives the skip.
         tolerance_seconds: float. Defaults to ``PAIR_TOLERANCE_SECONDS`` (0.05 s).
     """
-    if isinstance(tolerance_seconds, bool) or not isinstance(tolerance_seconds, (int, float)) or tolerance_seconds < 0:
-        raise ValueError(f"`tolerance_seconds` must be a number >= 0. Received: {tolerance_seconds!r}")
+    tolerance_seconds = check_pair_tolerance(tolerance_seconds)
     difference = abs(len(damaged) - len(clean)) / float(sample_rate)
     if difference > tolerance_seconds:
         stats.record_skip(name, f"lengths differ by {difference:.3f} s (damaged {len(damaged) / sample_rate:.3f} s, "
@@ -252,5 +266,5 @@ def noise_pool_from_folder(folder, sample_rate=16000, seconds=10.0, stats=None):
 
 __all__ = [
     "AUDIO_EXTENSIONS", "PAIR_TOLERANCE_SECONDS", "ReadStats", "FilePair", "list_audio_files", "split_folder",
-    "read_or_skip", "match_pairs", "check_pair", "read_pair_or_skip", "noise_pool_from_folder",
+    "read_or_skip", "match_pairs", "check_pair_tolerance", "check_pair", "read_pair_or_skip", "noise_pool_from_folder",
 ]
