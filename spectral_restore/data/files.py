@@ -62,7 +62,7 @@ class ReadStats:
     def record_skip(self, path, reason):
         """Counts ``path`` as skipped for ``reason`` (once) and logs it."""
         if self._add([(str(path), str(reason))]):
-            logger.warning("skipping audio: %s", reason if str(path) in str(reason) else f"{path}: {reason}")
+            logger.warning("skipping audio: %s", _describe(str(path), str(reason)))
 
     def record_skips(self, problems, what):
         """Counts every ``(path, reason)`` of ``problems`` as skipped (once) and logs
@@ -75,10 +75,18 @@ class ReadStats:
         more = f"; and {len(problems) - SUMMARY_NAMES} more" if len(problems) > SUMMARY_NAMES else ""
         logger.warning("%s: %d files skipped: %s%s", what, len(problems), listed, more)
 
+    def messages(self):
+        """One ``"path: reason"`` line per skip (the reason alone where it names the path)."""
+        return [_describe(path, reason) for path, reason in self.skipped]
+
     def summary(self):
         lines = [f"{self.files_read} files read, {self.files_skipped} skipped"]
-        lines += [f"  {reason if path in reason else path + ': ' + reason}" for path, reason in self.skipped]
+        lines += [f"  {message}" for message in self.messages()]
         return "\n".join(lines)
+
+
+def _describe(path, reason):
+    return reason if path in reason else f"{path}: {reason}"
 
 
 def _gfile(path):
