@@ -121,7 +121,8 @@ def write_problem_pairs(root, speech):
     sf.write(os.path.join(folders["clean"], "corrupt.wav"), take, RATE)
     with open(os.path.join(folders["damaged"], "corrupt.wav"), "wb") as f:
         f.write(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
-    skips = {"orphan.wav": "no clean partner", "long.wav": "lengths differ by 0.200 s", "corrupt.wav": "could not decode"}
+    skips = {"orphan.wav": "no clean partner", "long.wav": "lengths differ by 0.200 s",
+             "corrupt.wav": "could not decode"}
     return folders, skips
 
 

@@ -4,9 +4,10 @@ Unreadable files are skipped and counted in :class:`ReadStats`, never fatal and
 never silent. Recorded pairs (a damaged recording and its clean reference) come
 from two folders matched by relative path (:func:`match_pairs`) and are read
 together (:func:`read_pair_or_skip`); a file without a partner, or a pair whose
-lengths differ by more than a tolerance, is skipped and counted the same way. Local paths need nothing but the standard library; remote paths
-(``gs://...``, ``s3://...``: any ``scheme://``) are walked with ``tf.io.gfile``
-and therefore need TensorFlow.
+lengths differ by more than a tolerance, is skipped and counted the same way.
+Local paths need nothing but the standard library; remote paths (``gs://...``,
+``s3://...``: any ``scheme://``) are walked with ``tf.io.gfile`` and therefore
+need TensorFlow.
 """
 
 import collections

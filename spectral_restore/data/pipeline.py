@@ -330,7 +330,8 @@ def make_dataset(
     dataset = pair_dataset(source, sample_rate, split, data_dir, manual_dir, stats, pair_tolerance_seconds)
     paired = dataset is not None
     if not paired:
-        dataset = source_dataset(source, sample_rate, split=split, data_dir=data_dir, stats=stats, manual_dir=manual_dir)
+        dataset = source_dataset(source, sample_rate, split=split, data_dir=data_dir, stats=stats,
+                                 manual_dir=manual_dir)
     # Recorded pairs keep their damage; the chain acts on top only when asked to.
     damages_here = damage == "pipeline" and (damage_pairs or not paired)
     if isinstance(chain, str):

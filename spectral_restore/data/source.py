@@ -143,9 +143,10 @@ def folder_pair(source):
     "clean": DIR}``, or None when ``source`` is not a mapping."""
     if not isinstance(source, collections.abc.Mapping):
         return None
-    if sorted(source) != sorted(PAIR_SIDES) or not all(isinstance(source[side], (str, os.PathLike)) for side in PAIR_SIDES):
+    folders = [source.get(side) for side in PAIR_SIDES]
+    if sorted(source) != sorted(PAIR_SIDES) or not all(isinstance(folder, (str, os.PathLike)) for folder in folders):
         raise ValueError(f"A folder-pair source must be {{'damaged': DIR, 'clean': DIR}}; received {dict(source)!r}")
-    return os.fspath(source["damaged"]), os.fspath(source["clean"])
+    return tuple(os.fspath(folder) for folder in folders)
 
 
 def is_pair_source(source, data_dir=None):
@@ -248,12 +249,10 @@ class AudioDataset(keras.utils.PyDataset):
         batch_size: int. Defaults to 16.
         chain: ArtifactChain, a chain name of ``artifacts.CHAINS`` or None. For
             ``damage="pipeline"``. Defaults to "default".
-        damage_pairs: bool. With recorded pairs, also apply ``damage`` on top of
-            the recorded damage; False yields the recorded pairs as they are (no
-            chain here, whatever ``damage`` says). Defaults to False.
-        pair_tolerance_seconds: float. A pair whose sides differ in length by more
-            is skipped and counted; a smaller difference is trimmed off the longer
-            side's end. Defaults to ``PAIR_TOLERANCE_SECONDS`` (0.05 s).
+        damage_pairs, pair_tolerance_seconds: for recorded pairs, as in
+            ``make_dataset``: whether ``damage`` also acts on top of the recorded
+            damage (defaults to False: the pairs as recorded), and the largest
+            length difference trimmed rather than skipped (defaults to 0.05 s).
         seed: int. Order, crops and damage all derive from it. Defaults to 0.
         output: str. "waveform" or "spectrogram" (``[batch, frames, bins, 2]``).
             Defaults to "waveform".
