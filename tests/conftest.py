@@ -180,3 +180,12 @@ def perturbed_restorer():
     for variable in model.trainable_variables:
         variable.assign(variable.numpy() + rng.normal(0.0, 0.05, variable.shape).astype(np.float32))
     return model
+
+
+@pytest.fixture(scope="session")
+def speech_pairs(tmp_path_factory, speech_16k):
+    """A folder pair of three recorded damage kinds (tests/recorded_pairs.py):
+    ``{"damaged": DIR, "clean": DIR}``."""
+    from recorded_pairs import write_pairs
+
+    return write_pairs(str(tmp_path_factory.mktemp("pairs")), speech_16k)

@@ -15,7 +15,9 @@ LABELS = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "si_sdr": 
 def evaluation_batches(config, repeat):
     """Pass ``repeat`` over the evaluation split: ``(damaged, clean, record)`` numpy
     batches, damaged with seeds ``eval_seed + repeat`` (``tf.data`` under TensorFlow,
-    :class:`~spectral_restore.data.source.AudioDataset` under the other backends)."""
+    :class:`~spectral_restore.data.source.AudioDataset` under the other backends);
+    recorded pairs keep their recorded damage, with the chain on top only for
+    ``data.damage_pairs``."""
     from spectral_restore import backend
 
     data = config["data"]
@@ -23,6 +25,8 @@ def evaluation_batches(config, repeat):
         split=data["eval_split"], seed=data["eval_seed"] + repeat, data_dir=data["data_dir"],
         sample_rate=config["model"]["sample_rate"], segment_seconds=data["segment_seconds"],
         batch_size=data["batch_size"], chain=data["chain"], shuffle=False, return_record=True,
+        manual_dir=data["manual_dir"], damage_pairs=data["damage_pairs"],
+        pair_tolerance_seconds=data["pair_tolerance_seconds"],
     )
     if backend.name() != "tensorflow":
         from spectral_restore.data.source import AudioDataset
