@@ -84,9 +84,9 @@ def _evaluate(args):
                              f"(received --config={args.config!r} and overrides {args.overrides})")
         if not args.out:
             raise ValueError("--pairs needs -o OUT, the folder the report goes to")
-        tolerance = folders.LENGTH_TOLERANCE_SECONDS if args.length_tolerance is None else args.length_tolerance
+        tolerance = folders.PAIR_TOLERANCE_SECONDS if args.length_tolerance is None else args.length_tolerance
         folders.evaluate_folders(args.pairs[0], args.pairs[1], args.out, model=args.model,
-                                 sample_rate=args.sample_rate, length_tolerance=tolerance, pad_seconds=pad_seconds,
+                                 sample_rate=args.sample_rate, tolerance_seconds=tolerance, pad_seconds=pad_seconds,
                                  processes=args.processes, progress=not args.quiet, max_files=args.max_files)
         output_dir = args.out
     else:

@@ -230,3 +230,46 @@ def test_best_checkpoint_and_early_stopping_follow_val_pesq_wb_across_a_resume(t
 
         run(load_config("small.yaml", ["training.pesq_batches=0", "training.early_stopping_patience=2",
                                        f"training.output_dir={tmp_path / 'run'}"]))
+
+
+def test_recorded_pairs_config_drops_the_synthetic_damage_unless_asked(speech_pairs, speech_folder):
+    from training.train import backend_config
+
+    pairs = f"data.source={{damaged: {speech_pairs['damaged']}, clean: {speech_pairs['clean']}}}"
+    config = load_config("small.yaml", [pairs])
+    assert config["data"]["source"] == speech_pairs and config["data"]["damage"] == "pipeline"
+    assert backend_config(config)["data"]["damage"] == "none"
+    assert backend_config(load_config("small.yaml", [pairs, "data.damage_pairs=true"]))["data"]["damage"] == "pipeline"
+    assert backend_config(load_config("small.yaml", [f"data.source={speech_folder}"]))["data"]["damage"] == "pipeline"
+
+
+@pytest.mark.large
+def test_train_on_a_folder_pair_feeds_the_recorded_damage_to_the_model(tmp_path, speech_pairs):
+    """``spectral-restore train`` on a folder pair of three recorded damage kinds: the
+    small preset trains a few steps, and every step's model input is the recorded
+    damaged crop of the clean crop it is scored against (no damage chain in the
+    data), and the model has no damage layer either."""
+    import keras
+
+    from spectral_restore import cli
+    from training_probe import probe_fit
+    from recorded_pairs import assert_aligned_crops, expected_pairs
+
+    out = tmp_path / "run"
+    overrides = TINY + [
+        f"data.source={{damaged: {speech_pairs['damaged']}, clean: {speech_pairs['clean']}}}",
+        "training.epochs=1", "training.steps_per_epoch=3", "data.batch_size=3", "training.audio_examples=0",
+        "training.pesq_batches=0", "data.cache_batches=0", f"training.output_dir={out}",
+    ]
+    record = {}
+    with probe_fit(record, batches=True):
+        assert cli.main(["train", "--config", "small.yaml", *overrides]) == 0
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 3 and summary["files_skipped"] == 0 and summary["skipped"] == []
+    assert json.loads((out / "config.json").read_text())["data"]["damage"] == "none"
+    assert keras.saving.load_model(out / "model.keras", compile=False).input_damage is None
+    expected = expected_pairs(speech_pairs)
+    assert len(record["inputs"]) == 3
+    for damaged, clean in zip(record["inputs"], record["batches"]):
+        assert_aligned_crops(damaged, clean, expected)
+    assert any(not np.array_equal(record["before"][key], record["after"][key]) for key in record["after"])

@@ -1,16 +1,17 @@
-"""`spectral-restore evaluate MODEL`: whole held-out utterances damaged by the run's
-artifact chain with seeds training never used, restored, and scored before and
-after restoration with every metric of :mod:`spectral_restore.evaluation`, overall
-and per artifact type.
+"""`spectral-restore evaluate MODEL`: the run's held-out utterances, whole, scored
+before and after restoration with every metric of :mod:`spectral_restore.evaluation`,
+overall and per artifact type.
 
 Each utterance of ``data.eval_split`` (held-out voices) is read whole, at any
-length, levelled as training crops are, damaged by ``data.chain`` with a seed of
-its own (``data.eval_seed + pass``, folded with its index; ``data.eval_repeats``
-passes), restored through the chunking
-:class:`~spectral_restore.inference.Restorer` and scored with
-:func:`~spectral_restore.evaluation.score_conditions`. Nothing is dropped: a file
-that cannot be read is listed in the report, a value a metric cannot give is
-counted by reason.
+length, and levelled as training crops are. Clean speech is damaged by ``data.chain``
+with a seed of its own (``data.eval_seed + pass``, folded with its index;
+``data.eval_repeats`` passes); recorded pairs (a folder pair or a TFDS dataset with
+a damaged field) keep their recorded damage, with the chain on top only for
+``data.damage_pairs``. The damaged side is restored through the chunking
+:class:`~spectral_restore.inference.Restorer` and both are scored with
+:func:`~spectral_restore.evaluation.score_conditions`. Nothing is dropped: files
+that cannot be read or do not pair are listed in the report, and a value a metric
+cannot give is counted by reason.
 """
 
 import os
@@ -33,40 +34,62 @@ def utterance_seed(eval_seed, repeat, index):
 def held_out_utterances(config, stats=None):
     """The evaluation split as an :class:`~spectral_restore.data.source.AudioDataset`
     (whole utterances come from its ``utterance(i)``) and the display name of each clip."""
+    from spectral_restore.data.files import FilePair
     from spectral_restore.data.source import AudioDataset
 
     data = config["data"]
     dataset = AudioDataset(data["source"], split=data["eval_split"], data_dir=data["data_dir"],
+                           manual_dir=data["manual_dir"], pair_tolerance_seconds=data["pair_tolerance_seconds"],
                            sample_rate=config["model"]["sample_rate"], batch_size=1, damage="none",
                            shuffle=False, stats=stats)
-    names = [os.path.basename(clip) if isinstance(clip, str) else f"{data['eval_split']}[{index}]"
-             for index, clip in enumerate(dataset.clips)]
+    names = []
+    for index, clip in enumerate(dataset.clips):
+        if isinstance(clip, FilePair):
+            names.append(clip.name)
+        else:
+            names.append(os.path.basename(clip) if isinstance(clip, str) else f"{data['eval_split']}[{index}]")
     return dataset, names
 
 
-def synthetic_items(config, dataset, names, restorer, damage, count, progress=True):
-    """``(name, clean, {"input": damaged, "restored": restored})`` of the first
-    ``count`` held-out utterances in every pass, made one at a time (unreadable ones
-    left to ``dataset.stats``), with a progress bar; ``damage`` receives, per item,
-    the chain's record (artifact -> strength, None where it was not applied)."""
-    from keras import ops
-    from tqdm import tqdm
-
+def damage_chain(config, dataset):
+    """The chain that damages the held-out utterances: the config's, or None for
+    recorded pairs evaluated as recorded (``data.damage_pairs`` false)."""
     from spectral_restore.data.artifacts import ArtifactChain
 
     data = config["data"]
-    chain = ArtifactChain(data["chain"], sample_rate=config["model"]["sample_rate"])
-    passes = [(repeat, index) for repeat in range(int(data["eval_repeats"])) for index in range(count)]
-    for repeat, index in tqdm(passes, desc="evaluating", unit="utterance", disable=not progress):
-        clean = dataset.utterance(index)
-        if clean is None:
+    if dataset.paired and not data["damage_pairs"]:
+        return None
+    return ArtifactChain(data["chain"], sample_rate=config["model"]["sample_rate"])
+
+
+def held_out_items(config, dataset, names, restorer, damage, count, progress=True):
+    """``(name, clean, {"input": damaged, "restored": restored})`` of the first
+    ``count`` held-out utterances in every pass (one pass for recorded pairs without
+    the chain), made one at a time with a progress bar; unreadable ones are left to
+    ``dataset.stats``. ``damage`` receives, per item, the chain's record (artifact ->
+    strength, None where it was not applied; empty without a chain)."""
+    from keras import ops
+    from tqdm import tqdm
+
+    data = config["data"]
+    chain = damage_chain(config, dataset)
+    passes = int(data["eval_repeats"]) if chain is not None else 1
+    order = [(repeat, index) for repeat in range(passes) for index in range(count)]
+    for repeat, index in tqdm(order, desc="evaluating", unit="utterance", disable=not progress):
+        utterance = dataset.utterance(index)
+        if utterance is None:
             continue
-        damaged, record = chain(clean[None], utterance_seed(data["eval_seed"], repeat, index))
-        damaged = ops.convert_to_numpy(damaged)
+        recorded, clean = (utterance[0], utterance[1]) if dataset.paired else (utterance, utterance)
+        if chain is None:
+            damaged, record = recorded, {}
+        else:
+            damaged, record = chain(recorded[None], utterance_seed(data["eval_seed"], repeat, index))
+            damaged = ops.convert_to_numpy(damaged)[0]
         damage.append({name: float(ops.convert_to_numpy(value["strength"])[0])
                        if bool(ops.convert_to_numpy(value["applied"])[0]) else None
                        for name, value in record.items()})
-        yield f"{names[index]} (pass {repeat + 1})", clean, {"input": damaged[0], "restored": restorer(damaged)[0]}
+        label = names[index] if passes == 1 else f"{names[index]} (pass {repeat + 1})"
+        yield label, clean, {"input": damaged, "restored": restorer(damaged[None])[0]}
 
 
 def evaluate(model, config, output_dir, max_files=None, progress=True, processes=None, metrics=None,
@@ -86,6 +109,7 @@ def evaluate(model, config, output_dir, max_files=None, progress=True, processes
     Returns:
         ``(data, markdown_text)``: what evaluation.json and evaluation.md hold.
     """
+    from spectral_restore.data.files import ReadStats
     from spectral_restore.inference import Restorer
 
     if max_files is not None and (isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1):
@@ -95,34 +119,45 @@ def evaluate(model, config, output_dir, max_files=None, progress=True, processes
     if restorer.sample_rate != rate:
         raise ValueError(f"The model restores {restorer.sample_rate} Hz audio but the config's model.sample_rate "
                          f"is {rate}")
-    from spectral_restore.data.files import ReadStats
-
     data = config["data"]
     stats, damage = ReadStats(), []
     dataset, names = held_out_utterances(config, stats)
+    chain = damage_chain(config, dataset)
     count = len(names) if max_files is None else min(len(names), max_files)
-    evaluations = score_conditions(synthetic_items(config, dataset, names, restorer, damage, count, progress), rate,
+    passes = int(data["eval_repeats"]) if chain is not None else 1
+    evaluations = score_conditions(held_out_items(config, dataset, names, restorer, damage, count, progress), rate,
                                    ("input", "restored"), metrics=metrics, processes=processes, progress=False)
-    unreadable = [reason if path in reason else f"{path}: {reason}" for path, reason in stats.skipped]
     scored = evaluations["input"].files
     if not scored:
-        raise ValueError(f"No utterance of {data['source']!r} ({data['eval_split']}) could be read: {unreadable}")
-    artifacts = list(damage[0]) if damage else []
-    groups = {name: np.array([entry[name] is not None for entry in damage]) for name in artifacts}
+        raise ValueError(f"No utterance of {data['source']!r} ({data['eval_split']}) could be read: "
+                         f"{stats.messages()}")
+    groups = {name: np.array([entry[name] is not None for entry in damage]) for name in (damage[0] if damage else ())}
+    if chain is None:
+        what = f"recorded pairs {data['source']}"
+        damage_note = "their recorded damage (data.damage_pairs is false)"
+    else:
+        what = f"{'recorded pairs' if dataset.paired else 'held-out utterances'} {data['source']}"
+        damage_note = (f"{'their recorded damage and ' if dataset.paired else ''}the {data['chain']!r} chain with "
+                       f"seeds from data.eval_seed={data['eval_seed']}, {passes} passes")
     notes = [
-        f"model: {restorer.source}; held-out utterances: {data['source']} ({data['eval_split']} split)",
-        f"{len(scored)} utterances scored whole at {rate} Hz: {count} per pass, {data['eval_repeats']} passes, "
-        f"damaged by the {data['chain']!r} chain with seeds from data.eval_seed={data['eval_seed']}",
+        f"model: {restorer.source}; {what} ({data['eval_split']} split)",
+        f"{len(scored)} utterances scored whole at {rate} Hz, damaged by {damage_note}",
     ]
-    if unreadable:
-        notes.append(f"{len(unreadable)} files could not be read (listed below)")
+    if stats.files_skipped:
+        notes.append(f"{stats.files_skipped} files could not be read or paired (listed below)")
     if max_files is not None and count < len(names):
         notes.append(f"max_files={max_files}: {len(names) - count} utterances per pass left out on request")
+    voicebank = chain is None and (str(data["source"]).startswith("tfds:voicebank_demand")
+                                   or report.is_voicebank_test(row["name"] for row in scored))
+    if voicebank and len(scored) != report.VOICEBANK_TEST_FILES:
+        notes.append(f"the published rows are over all {report.VOICEBANK_TEST_FILES} test files; "
+                     f"this evaluation scored {len(scored)}")
     return report.write_report(
-        output_dir, evaluations, title=f"synthetic damage on {data['source']}", notes=notes, groups=groups,
-        group_label="damage",
-        extra={"kind": "synthetic", "model": str(restorer.source), "max_files": max_files, "pad_seconds": pad_seconds,
+        output_dir, evaluations, title=f"{'synthetic damage' if chain is not None else 'recorded damage'} on "
+        f"{data['source']}", notes=notes, groups=groups, group_label="damage",
+        anchors=report.VOICEBANK_ANCHORS if voicebank else None,
+        extra={"kind": "held_out", "model": str(restorer.source), "max_files": max_files, "pad_seconds": pad_seconds,
                "damage": [{"name": row["name"], "artifacts": {k: v for k, v in entry.items() if v is not None}}
                           for row, entry in zip(scored, damage)]},
-        left_out={"Unreadable": unreadable},
+        left_out={"Files that could not be read or paired": stats.messages()},
     )

@@ -30,9 +30,19 @@ logger = logging.getLogger(__name__)
 
 
 def backend_config(config):
-    """``config`` as the active backend runs it: outside TensorFlow, damage in the
-    data pipeline becomes damage in the model (the batches are made on the CPU in
-    Python, where the chain would be slow), with a notice."""
+    """``config`` as the active backend runs it: recorded pairs train on their
+    recorded damage alone (``data.damage=none``) unless ``data.damage_pairs`` asks
+    for the chain on top; outside TensorFlow, damage in the data pipeline becomes
+    damage in the model (the batches are made on the CPU in Python, where the chain
+    would be slow). Each change comes with a notice."""
+    from spectral_restore.data.source import is_pair_source
+
+    data = config["data"]
+    if data["damage"] != "none" and not data["damage_pairs"] and is_pair_source(data["source"], data["data_dir"]):
+        logger.warning("data.source holds recorded pairs: they train on their recorded damage alone, "
+                       "data.damage=none (data.damage_pairs=true adds the damage chain on top)")
+        config = copy.deepcopy(config)
+        config["data"]["damage"] = "none"
     if backend.name() == "tensorflow" or config["data"]["damage"] != "pipeline":
         return config
     logger.warning(
@@ -75,7 +85,8 @@ def make_datasets(config, skip_batches=0):
     """Endless training and validation streams of ``(damaged, clean)`` batches, and
     the ReadStats their files are counted in: ``tf.data`` under TensorFlow,
     :class:`AudioDataset` under the other backends. Validation batches are always
-    damaged by the chain in the data ("model" damage acts in training only)."""
+    damaged by the chain in the data ("model" damage acts in training only), recorded
+    pairs only with ``data.damage_pairs``."""
     from spectral_restore.data.files import ReadStats
 
     data, model = config["data"], config["model"]
@@ -84,7 +95,8 @@ def make_datasets(config, skip_batches=0):
     stats = ReadStats()
     common = dict(
         sample_rate=model["sample_rate"], segment_seconds=data["segment_seconds"], batch_size=data["batch_size"],
-        data_dir=data["data_dir"], chain=data["chain"], stats=stats,
+        data_dir=data["data_dir"], manual_dir=data["manual_dir"], chain=data["chain"], stats=stats,
+        damage_pairs=data["damage_pairs"], pair_tolerance_seconds=data["pair_tolerance_seconds"],
     )
     damage = "pipeline" if data["damage"] == "pipeline" else "none"
     validation_damage = "none" if data["damage"] == "none" else "pipeline"
@@ -387,9 +399,12 @@ def run(config, callbacks=()):
         "final": {k: float(v[-1]) for k, v in history.history.items()},
         "files_read": stats.files_read,
         "files_skipped": stats.files_skipped,
+        "skipped": stats.messages(),
     }
     with open(os.path.join(output_dir, "train_summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
+    if stats.files_skipped:
+        logger.warning("training data: %s", stats.summary())
     return summary
 
 
