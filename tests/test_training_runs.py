@@ -372,6 +372,38 @@ def test_evaluate_command_agrees_with_independent_scores(perturbed_restorer, tmp
     assert (tmp_path / "evaluation" / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.large
+def test_evaluate_scores_a_runs_recorded_pairs_whole_as_recorded(perturbed_restorer, tmp_path, speech_pairs):
+    """A run on recorded pairs is evaluated on them, whole and as recorded (one pass,
+    no synthetic damage): "input" is each damaged recording against its clean one,
+    both scaled by the clean side's level gain as training scales them, and
+    "restored" the model's output on it, each equal to the ``pesq`` package's and
+    pystoi's scores of the pair read back independently."""
+    from pesq import pesq
+    from pystoi import stoi
+
+    from recorded_pairs import expected_pairs
+    from training.evaluate import evaluate
+
+    source = f"data.source={{damaged: {speech_pairs['damaged']}, clean: {speech_pairs['clean']}}}"
+    config = load_config("small.yaml", [source, "data.eval_repeats=2"])
+    report, text = evaluate(perturbed_restorer, config, str(tmp_path), metrics=["pesq_wb", "stoi"], processes=1,
+                            progress=False)
+    assert list(report["groups"]) == ["all"] and report["groups"]["all"]["examples"] == 3
+    assert "recorded damage (data.damage_pairs is false)" in text
+    for name, (damaged, clean) in expected_pairs(speech_pairs).items():
+        gain = 10 ** (-25 / 20) / np.sqrt(np.mean(clean**2) + 1e-12)
+        gain *= min(1.0, 0.99 / max(np.max(np.abs(damaged * gain)), np.max(np.abs(clean * gain))))
+        damaged, clean = damaged * gain, clean * gain
+        padded = np.pad(damaged, (0, -len(damaged) % 8000)).astype(np.float32)
+        restored = np.asarray(perturbed_restorer(padded[None]))[0, : len(damaged)].astype(np.float64)
+        for condition, estimate in (("input", damaged), ("restored", restored)):
+            (row,) = [row for row in report["conditions"][condition]["files"] if row["name"] == name]
+            # The data path resamples with its own filter (within 2e-5 of scipy's).
+            assert row["pesq_wb"] == pytest.approx(pesq(16000, clean, estimate, "wb"), abs=5e-3), (name, condition)
+            assert row["stoi"] == pytest.approx(stoi(clean, estimate, 16000), abs=1e-4), (name, condition)
+
+
 def read_events(folder):
     """``{tag: {step: summary value}}`` of every TensorBoard event file in ``folder``."""
     import tensorflow as tf
