@@ -305,6 +305,31 @@ def test_recorded_pairs_are_aligned_crops_without_synthetic_damage(speech_pairs)
     np.testing.assert_allclose(snr, 10.0, atol=0.5)
 
 
+def test_utterances_are_whole_clips_levelled_as_crops_are(speech_pairs, speech_16k, tmp_path):
+    """``utterance(i)``: clip i at its full length, at -25 dB RMS (the crops' level
+    rule); a recorded pair as ``[damaged, clean]`` scaled by the clean side's gain."""
+    sf.write(tmp_path / "a.wav", speech_16k[:5000], 16000)
+    sf.write(tmp_path / "b.wav", speech_16k, 16000)
+    single = AudioDataset(str(tmp_path), batch_size=1, damage="none")
+    for index, length in ((0, 5000), (1, len(speech_16k))):
+        utterance = single.utterance(index).astype(np.float64)
+        assert utterance.shape == (length,)
+        assert 10 * np.log10(np.mean(utterance**2)) == pytest.approx(-25.0, abs=1e-3)
+        original = sf.read(tmp_path / ("a.wav", "b.wav")[index])[0]
+        assert np.corrcoef(utterance, original)[0, 1] > 1 - 1e-9
+    with pytest.raises(IndexError, match=r"\[0, 2\)"):
+        single.utterance(2)
+    pairs = AudioDataset(speech_pairs, batch_size=1, damage="none")
+    expected = expected_pairs(speech_pairs)
+    for index, pair in enumerate(pairs.clips):
+        damaged, clean = pairs.utterance(index).astype(np.float64)
+        reference_damaged, reference_clean = expected[pair.name]
+        gain = np.sqrt(np.mean(clean**2) / np.mean(reference_clean**2))
+        assert 10 * np.log10(np.mean(clean**2)) == pytest.approx(-25.0, abs=1e-3)
+        np.testing.assert_allclose(clean, gain * reference_clean, atol=2e-5 * max(gain, 1.0))
+        np.testing.assert_allclose(damaged, gain * reference_damaged, atol=2e-5 * max(gain, 1.0))
+
+
 def test_pair_problems_are_counted_by_name_and_reported_in_one_line(tmp_path, speech_16k, caplog):
     folders, skips = write_problem_pairs(str(tmp_path), speech_16k)
     stats = ReadStats()
