@@ -93,7 +93,7 @@ def _evaluate(args):
         if args.identity:
             raise ValueError("--identity scores a folder pair: add --pairs DAMAGED_DIR CLEAN_DIR")
         if args.sample_rate is not None or args.length_tolerance is not None:
-            raise ValueError("--sample-rate and --length-tolerance are for --pairs; the synthetic evaluation "
+            raise ValueError("--sample-rate and --length-tolerance are for --pairs; the evaluation of a run "
                              "scores at the model's rate")
         from training.evaluate import evaluate
 
