@@ -219,16 +219,10 @@ SHIPPED = {
     "base": ("base.yaml", ["model.preset=base", "data.segment_seconds=0.5"]),
     "small_jit_compile": ("small.yaml", ["training.jit_compile=true"]),
 }
-GAN_LOSS_SCALING = pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="RestorationGAN._apply scales the loss after its GradientTape has closed, so under mixed_float16 "
-           "the tape gives no gradients ('No gradients provided for any variable'); fixed in models/gan.py",
-)
 
 
 @pytest.mark.large
-@pytest.mark.parametrize(
-    "case", [pytest.param(case, marks=[GAN_LOSS_SCALING] if case.startswith("gan") else []) for case in SHIPPED])
+@pytest.mark.parametrize("case", list(SHIPPED))
 def test_shipped_configs_train_a_few_steps(case, tmp_path, speech_folder):
     """``gan_small.yaml`` and ``small.yaml`` under mixed precision (loss-scaled
     optimizers), ``base.yaml`` with its own preset on half-second crops, and
