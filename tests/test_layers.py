@@ -117,3 +117,18 @@ def test_variables_are_those_of_keras_layer_and_it_round_trips():
 def test_unsupported_arguments_raise(arguments, name):
     with pytest.raises(ValueError, match=name):
         Conv2DTranspose(4, (3, 3), strides=(1, 2) if name != "dilation_rate" else 1, **arguments)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_computes_in_the_policy_dtype_with_float32_variables(policy):
+    x = np.random.default_rng(2).standard_normal((2, 5, 8, 6)).astype("float32")
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        reference, layer, _ = random_pair((3, 5), (1, 2), "same", 6)
+        expected, got = reference(x), layer(x)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert [v.dtype for v in layer.weights] == ["float32", "float32"]
+    assert keras.backend.standardize_dtype(got.dtype) == keras.backend.standardize_dtype(expected.dtype) == policy[6:]
+    # Half precision: a few units in the last place of outputs of magnitude ~10.
+    np.testing.assert_allclose(np.asarray(got, "float32"), np.asarray(expected, "float32"), atol=0.1, rtol=0.02)
