@@ -1,7 +1,7 @@
 """Layers shared by the restoration architectures."""
 
-import numpy as np
 import keras
+import numpy as np
 from keras import ops
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
@@ -38,9 +38,9 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
 
     The same layer as Keras's (same arguments, kernel and bias variables, initializers,
     output), computed differently: the gradient of a strided transposed convolution is
-    about ten times slower than its forward pass on XLA's CPU backend (2 s per decoder
-    level of the CRN ``small`` on 16 x 2 s clips), while that of a stride-1 convolution
-    is not. It keeps Keras's class name on purpose: a saved model's weights file
+    about ten times slower than its forward pass on XLA's CPU backend (1.6-4.2 s of CPU
+    per decoder level of the CRN ``small`` on 16 x 2 s clips), while that of a stride-1
+    convolution is not. It keeps Keras's class name on purpose: a saved model's weights file
     addresses the layers in a list by class name (``decoder/conv2d_transpose_1``), so
     files written with ``keras.layers.Conv2DTranspose`` load into it.
 
