@@ -65,21 +65,61 @@ def _train(args):
         from training.evaluate import evaluate
 
         config = load_config(args.config, args.overrides)
-        _, text = evaluate(summary["model"], config, config["training"]["output_dir"])
+        _, text = evaluate(summary["model"], config, config["training"]["output_dir"], progress=sys.stderr.isatty())
         print(text)
     return 0
 
 
 def _evaluate(args):
-    from training.config import load_config
-    from training.evaluate import evaluate
+    from spectral_restore.evaluation import folders
 
-    config = load_config(args.config, args.overrides)
-    output_dir = args.out or os.path.join(config["training"]["output_dir"], "evaluation")
-    _, text = evaluate(args.model, config, output_dir, max_batches=args.max_batches)
-    print(text)
+    pad_seconds = folders.PAD_SECONDS if args.pad_seconds is None else (args.pad_seconds or None)
+    if args.identity and args.model:
+        raise ValueError(f"--identity scores the damaged files themselves; drop MODEL ({args.model}) or --identity")
+    if not args.model and not args.identity:
+        raise ValueError("evaluate needs MODEL, or --identity with --pairs DAMAGED_DIR CLEAN_DIR")
+    if args.pairs:
+        if args.overrides or args.config:
+            raise ValueError("--pairs takes no config: the files and the model define the evaluation "
+                             f"(received --config={args.config!r} and overrides {args.overrides})")
+        if not args.out:
+            raise ValueError("--pairs needs -o OUT, the folder the report goes to")
+        tolerance = folders.PAIR_TOLERANCE_SECONDS if args.length_tolerance is None else args.length_tolerance
+        folders.evaluate_folders(args.pairs[0], args.pairs[1], args.out, model=args.model,
+                                 sample_rate=args.sample_rate, tolerance_seconds=tolerance, pad_seconds=pad_seconds,
+                                 processes=args.processes, progress=not args.quiet, max_files=args.max_files)
+        output_dir = args.out
+    else:
+        if args.identity:
+            raise ValueError("--identity scores a folder pair: add --pairs DAMAGED_DIR CLEAN_DIR")
+        if args.sample_rate is not None or args.length_tolerance is not None:
+            raise ValueError("--sample-rate and --length-tolerance are for --pairs; the evaluation of a run "
+                             "scores at the model's rate")
+        from training.evaluate import evaluate
+
+        config = _run_config(args.model, args.config, args.overrides)
+        output_dir = args.out or os.path.join(os.path.dirname(os.path.abspath(args.model)), "evaluation")
+        evaluate(args.model, config, output_dir, max_files=args.max_files, progress=not args.quiet,
+                 processes=args.processes, pad_seconds=pad_seconds)
+    with open(os.path.join(output_dir, "evaluation.md")) as f:
+        print(f.read())
     print(f"written: {output_dir}/evaluation.md, evaluation.json, evaluation.png")
     return 0
+
+
+def _run_config(model, config_path, overrides):
+    """``--config`` when given, else the ``config.json`` training saved beside the
+    model, else ``base.yaml`` (with a notice); overrides applied to it."""
+    from training.config import load_config, load_run_config
+
+    if config_path:
+        return load_config(config_path, overrides)
+    saved = os.path.join(os.path.dirname(os.path.abspath(model)), "config.json")
+    if os.path.exists(saved):
+        print(f"config: {saved} (the run's own)")
+        return load_run_config(saved, overrides)
+    print(f"config: training/configs/base.yaml (no config.json beside {model}; --config names another)")
+    return load_config(None, overrides)
 
 
 def _export(args):
@@ -132,12 +172,30 @@ def build_parser():
     train.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. training.epochs=3")
     train.set_defaults(handler=_train)
 
-    evaluate = commands.add_parser("evaluate", help="PESQ/STOI/SI-SDR/LSD before and after, per artifact")
-    evaluate.add_argument("model", help="a saved .keras model")
-    evaluate.add_argument("--config", default=None, help="config the data settings come from")
-    evaluate.add_argument("--out", default=None, help="output folder (default: <output_dir>/evaluation)")
-    evaluate.add_argument("--max-batches", type=int, default=None, help="evaluate at most this many batches per pass")
-    evaluate.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    evaluate = commands.add_parser(
+        "evaluate", help="score whole utterances before and after restoration (PESQ, STOI, CSIG/CBAK/COVL, ...)",
+        description="Without --pairs: the held-out split of the run's data, damaged per artifact type with unseen "
+                    "seeds. With --pairs: every damaged file against its clean partner (same relative path).")
+    evaluate.add_argument("model", nargs="?", help="a .keras model or SavedModel folder (omit with --identity)")
+    evaluate.add_argument("--pairs", nargs=2, metavar=("DAMAGED_DIR", "CLEAN_DIR"),
+                          help="score a folder of damaged files against a folder of clean ones")
+    evaluate.add_argument("--identity", action="store_true", help="with --pairs: score the damaged files themselves")
+    evaluate.add_argument("-o", "--out", default=None,
+                          help="report folder (default without --pairs: evaluation/ beside the model)")
+    evaluate.add_argument("--config", default=None,
+                          help="config the data settings come from (default: the config.json beside the model)")
+    evaluate.add_argument("--max-files", type=int, default=None, help="score only the first N utterances (per pass)")
+    evaluate.add_argument("--sample-rate", type=int, default=None,
+                          help="--identity: the rate to score at (default 16000); a model uses its own")
+    evaluate.add_argument("--length-tolerance", type=float, default=None,
+                          help="--pairs: seconds partners may differ in length before the pair is left out "
+                               "(reported; default 0.05)")
+    evaluate.add_argument("--pad-seconds", type=float, default=None,
+                          help="pad inputs to a multiple of this before restoring, so compiled models see few "
+                               "shapes (0: no padding; default 0.5)")
+    evaluate.add_argument("--processes", type=int, default=None, help="PESQ worker processes (default: one per CPU)")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    evaluate.add_argument("overrides", nargs="*", help="section.key=value overrides of the config")
     evaluate.set_defaults(handler=_evaluate)
 
     export = commands.add_parser("export", help="write a TensorFlow SavedModel for TF Serving")

@@ -129,9 +129,14 @@ class Restorer:
         chunk_seconds, overlap_seconds: float or None. Chunking for Keras models (an
             export carries its own). Defaults to ``DEFAULT_CHUNK_SECONDS`` and
             ``DEFAULT_OVERLAP_SECONDS``.
+        pad_seconds: float or None. Keras models: an input of at most one chunk is
+            zero-padded at its end to a multiple of this (at most the chunk) and the
+            output cut back, so a compiled model (XLA, JAX) sees a few input shapes
+            instead of one per length; longer inputs are chunks of one shape anyway.
+            None restores every input at its own length. Defaults to None.
     """
 
-    def __init__(self, model, chunk_seconds=None, overlap_seconds=None):
+    def __init__(self, model, chunk_seconds=None, overlap_seconds=None, pad_seconds=None):
         import keras
 
         if not isinstance(model, keras.Model) and os.path.isdir(os.fspath(model)):
@@ -151,7 +156,17 @@ class Restorer:
             chunk, overlap = chunking(rate, chunk_seconds or DEFAULT_CHUNK_SECONDS,
                                       overlap_seconds or DEFAULT_OVERLAP_SECONDS)
             self.metadata = model_metadata(network, chunk, overlap)
-            self._function = lambda wave: restore_in_chunks(network.predict_on_batch, wave, chunk, overlap)
+            if pad_seconds is not None and not pad_seconds > 0:
+                raise ValueError(f"`pad_seconds` must be > 0 or None. Received: {pad_seconds!r}")
+            multiple = None if pad_seconds is None else max(1, int(round(pad_seconds * rate)))
+
+            def function(wave):
+                length = wave.shape[1]
+                padded = length if multiple is None or length > chunk else min(chunk, -(-length // multiple) * multiple)
+                wave = np.pad(wave, [(0, 0), (0, padded - length)])
+                return restore_in_chunks(network.predict_on_batch, wave, chunk, overlap)[:, :length]
+
+            self._function = function
             self.source = model if not isinstance(model, keras.Model) else model.name
         self.sample_rate = int(self.metadata["sample_rate"])
 

@@ -43,10 +43,10 @@ def test_overrides_may_follow_the_options(monkeypatch, capsys):
     received = []
     monkeypatch.setattr(cli, "_evaluate", lambda args: received.append(args) or 0)
     assert cli.main(["evaluate", "m.keras", "data.eval_seed=7", "--config", "small.yaml", "data.batch_size=4",
-                     "--max-batches", "1", "data.seed=3"]) == 0
+                     "--max-files", "1", "data.seed=3"]) == 0
     (args,) = received
     assert args.overrides == ["data.eval_seed=7", "data.batch_size=4", "data.seed=3"]
-    assert (args.model, args.config, args.max_batches) == ("m.keras", "small.yaml", 1)
+    assert (args.model, args.config, args.max_files) == ("m.keras", "small.yaml", 1)
     with pytest.raises(SystemExit):
         cli.main(["evaluate", "m.keras", "--config", "small.yaml", "--bogus"])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err

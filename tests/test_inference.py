@@ -153,6 +153,25 @@ def test_keras_file_restorer_chunks_and_crossfades_like_numpy(perturbed_restorer
     assert np.max(np.abs(restored - np.asarray(perturbed_restorer(wave)))) > 1e-4
 
 
+def test_padding_restores_short_inputs_at_a_multiple_of_pad_seconds(perturbed_restorer, perturbed_model_file, rng):
+    """``pad_seconds``: an input of at most one chunk is the model's output on it
+    zero-padded to the next multiple (never beyond the chunk), cut back; a longer one
+    is chunked as without padding."""
+    restorer = Restorer(perturbed_model_file, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS,
+                        pad_seconds=0.125)
+    for length, padded in ((3000, 4000), (7999, 8000), (17000, 17000)):
+        wave = rng.normal(0, 0.1, (1, length)).astype(np.float32)
+        if padded == length:
+            expected = chunked_crossfade(perturbed_restorer, wave, 8000, 2000)
+        else:
+            expected = np.asarray(perturbed_restorer(np.pad(wave, [(0, 0), (0, padded - length)])))[:, :length]
+        np.testing.assert_allclose(restorer(wave), expected, atol=1e-5, err_msg=f"{length} samples")
+    # The padding shows: near its end, the model's output on the unpadded input differs.
+    assert np.max(np.abs(Restorer(perturbed_model_file)(wave[:, :3000]) - restorer(wave[:, :3000]))) > 1e-3
+    with pytest.raises(ValueError, match="pad_seconds"):
+        Restorer(perturbed_model_file, pad_seconds=0)
+
+
 def model_reference(model, samples, rate, model_rate=16000):
     """What restore_file should write for ``samples`` ``[channels, samples]``: scipy's
     polyphase resampling to the model rate, the numpy chunked crossfade of the model's

@@ -155,9 +155,10 @@ def test_cli_trains_resumes_evaluates_and_restores_without_tensorflow(jax_env, s
     assert 2 <= summary["resumed_from_step"] < 6 and summary["steps"] == 6
     assert json.loads((out / "config.json").read_text())["data"]["damage"] == "model"
     evaluation = json.loads((out / "evaluation.json").read_text())
-    assert evaluation["all"]["examples"] == 4  # the test voices' four clips: 2 batches of 2
-    for metric in ("pesq_wb", "stoi", "si_sdr"):
-        assert np.isfinite(evaluation["all"][metric]["before"]) and np.isfinite(evaluation["all"][metric]["after"])
+    overall = evaluation["groups"]["all"]
+    assert overall["examples"] == 4  # the test voices' four clips, whole, one pass
+    for metric in ("pesq_wb", "stoi", "si_sdr", "csig"):
+        assert np.isfinite(overall["input"][metric]) and np.isfinite(overall["restored"][metric])
     damaged = speech_folder / "test" / "en-us+f4_0.wav"
     restored = subprocess.run(
         [sys.executable, "-c", BLOCK_TENSORFLOW + CLI, "restore", str(damaged), "-o", str(tmp_path / "restored"),
@@ -167,3 +168,50 @@ def test_cli_trains_resumes_evaluates_and_restores_without_tensorflow(jax_env, s
     assert restored.returncode == 0, (restored.stdout + restored.stderr)[-4000:]
     samples, rate = sf.read(tmp_path / "restored" / damaged.name)
     assert rate == 16000 and len(samples) == sf.info(damaged).frames and np.all(np.isfinite(samples))
+
+
+@pytest.mark.large
+def test_cli_trains_on_a_folder_pair_with_the_recorded_damage_only_under_jax(jax_env, speech_pairs, tmp_path):
+    """``spectral-restore train`` on a folder pair of three recorded damage kinds under
+    JAX: the config's data.damage=pipeline becomes none (not model: no damage layer),
+    and the batches AudioDataset hands to fit are aligned crops of the recorded pairs."""
+    from recorded_pairs import assert_aligned_crops, expected_pairs
+
+    out = tmp_path / "train"
+    code = f"""
+import json
+import keras
+import numpy as np
+from spectral_restore.data.source import AudioDataset
+from spectral_restore.cli import main
+
+served = []
+get = AudioDataset.__getitem__
+def recording_get(self, index):
+    batch = get(self, index)
+    if self.shuffle:  # the training stream (validation is read in order)
+        served.append(batch)
+    return batch
+AudioDataset.__getitem__ = recording_get
+code = main(["train", "--config", "small.yaml", *{TINY_TRAINING!r}, "training.epochs=1",
+             "data.source={{damaged: {speech_pairs['damaged']}, clean: {speech_pairs['clean']}}}",
+             "training.output_dir={out}", "training.pesq_batches=0", "training.audio_examples=0"])
+np.savez("{tmp_path / 'served.npz'}", damaged=np.stack([b[0] for b in served]), clean=np.stack([b[1] for b in served]))
+model = keras.saving.load_model("{out / 'model.keras'}", compile=False)
+print(json.dumps({{"code": code, "input_damage": model.input_damage is None}}))
+"""
+    result = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW + code], env=jax_env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=1200)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome == {"code": 0, "input_damage": True}
+    assert "recorded pairs" in log and "data.damage=none" in log
+    assert json.loads((out / "config.json").read_text())["data"]["damage"] == "none"
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 3 and summary["files_skipped"] == 0
+    served = np.load(tmp_path / "served.npz")
+    assert served["damaged"].shape[1:] == (2, 16000) and len(served["damaged"]) >= 3
+    expected = expected_pairs(speech_pairs)
+    for damaged, clean in zip(served["damaged"], served["clean"]):
+        assert_aligned_crops(damaged, clean, expected)

@@ -23,7 +23,7 @@ def test_kaggle_notebook_runs_end_to_end_on_tiny_data(tmp_path):
     summary = json.loads((tmp_path / "run" / "train" / "train_summary.json").read_text())
     assert summary["steps"] == 6 and summary["files_skipped"] == 0
     evaluation = json.loads((tmp_path / "run" / "evaluation" / "evaluation.json").read_text())
-    assert evaluation["all"]["examples"] == 4
+    assert evaluation["groups"]["all"]["examples"] == 2  # max_files=2 whole utterances, one pass
     assert (tmp_path / "run" / "export" / "1" / "saved_model.pb").exists()
     assert (tmp_path / "run" / "example_0.png").read_bytes()[:4] == b"\x89PNG"
     text = "".join("".join(o.get("text", "")) for cell in executed["cells"] for o in cell.get("outputs", []))

@@ -10,6 +10,8 @@ from spectral_restore.data.artifacts import ArtifactChain
 from spectral_restore.data import levels
 from spectral_restore.data.artifacts import ArtifactLayer
 from spectral_restore.data.pipeline import ReadStats, crop_or_pad, make_dataset
+from spectral_restore.data.source import AudioDataset, is_pair_source
+from recorded_pairs import RATES, assert_aligned_crops, check_skips, expected_pairs, write_problem_pairs
 
 from reference import binomial_tolerance
 
@@ -179,3 +181,94 @@ def test_tfds_synthetic_speech_source(tmp_path):
     for damaged, clean in batches:
         assert damaged.shape == clean.shape == (2, 16000)
         assert np.all(np.isfinite(damaged.numpy()))
+
+
+def test_recorded_folder_pairs_are_aligned_crops_without_synthetic_damage(speech_pairs):
+    """The tf.data path of recorded pairs: every example is the same stretch of both
+    sides of one pair (noise; clipping with its clean side at 44.1 kHz; lowpass with
+    its damaged side at 8 kHz), levelled by one gain; no chain unless damage_pairs."""
+    expected = expected_pairs(speech_pairs)
+    # A small shuffle buffer: the default one (256) reads every file 64 times before the first batch.
+    options = dict(segment_seconds=0.5, batch_size=3, seed=3, repeat=True, shuffle_buffer=3)
+    names = []
+    for damaged, clean in make_dataset(speech_pairs, **options).take(4):
+        assert damaged.shape == clean.shape == (3, 8000)
+        names += assert_aligned_crops(damaged.numpy(), clean.numpy(), expected)
+    assert set(names) == set(RATES)
+    chain = ArtifactChain([("noise", 1.0, (10.0, 10.0))])
+    recorded = make_dataset(speech_pairs, **options)
+    on_top = make_dataset(speech_pairs, chain=chain, damage_pairs=True, return_record=True, **options)
+    for (plain, clean), (damaged, same_clean, record) in zip(recorded.take(2), on_top.take(2)):
+        np.testing.assert_array_equal(clean.numpy(), same_clean.numpy())
+        assert record["noise"]["applied"].numpy().all()
+        noise = damaged.numpy().astype(np.float64) - plain.numpy()
+        snr = 10 * np.log10(np.mean(plain.numpy().astype(np.float64) ** 2, axis=1) / np.mean(noise**2, axis=1))
+        np.testing.assert_allclose(snr, 10.0, atol=0.5)
+    spectrograms = make_dataset(speech_pairs, output="spectrogram", **options)
+    (damaged_spectrum, _), = spectrograms.take(1)
+    (damaged_wave, _), = make_dataset(speech_pairs, **options).take(1)
+    np.testing.assert_allclose(damaged_spectrum.numpy(), spectral.stack_complex(*spectral.stft(damaged_wave)).numpy())
+
+
+def test_pair_problems_are_counted_once_by_name_in_tf_data(tmp_path, speech_16k, caplog):
+    folders, skips = write_problem_pairs(str(tmp_path), speech_16k)
+    stats = ReadStats()
+    with caplog.at_level("WARNING", logger="spectral_restore.data.files"):
+        dataset = make_dataset(folders, batch_size=1, segment_seconds=0.5, stats=stats, shuffle=False, repeat=True)
+        summaries = [record.getMessage() for record in caplog.records]
+    assert len(summaries) == 1 and "orphan.wav (no clean partner)" in summaries[0]
+    batches = list(dataset.take(12))  # three passes over the four readable pairs
+    assert len(batches) == 12
+    check_skips(stats, folders, skips)
+
+
+def test_tfds_voicebank_demand_yields_its_noisy_side_resampled(tmp_path):
+    """``tfds:voicebank_demand/48k`` (the builder's dummy archives) read at 16 kHz:
+    the recorded noisy/clean pairs of the prepared dataset, resampled, aligned, in
+    both data paths; ``manual_dir`` is where the archives are."""
+    tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is in the test extras")
+    import scipy.signal
+
+    from tfds_builders.voicebank_demand.voicebank_demand_dataset_builder_test import VoicebankDemandTest
+
+    source, data_dir = "tfds:voicebank_demand/48k", str(tmp_path)
+    options = dict(segment_seconds=0.1, batch_size=2, split="test", data_dir=data_dir,
+                   manual_dir=str(VoicebankDemandTest.dummy_data), shuffle=False, repeat=True)
+    batches = list(make_dataset(source, **options).take(3))
+    assert is_pair_source(source, data_dir) and not is_pair_source("tfds:synthetic_speech", data_dir)
+    examples = tfds.as_numpy(tfds.load("voicebank_demand/48k", split="test", data_dir=data_dir))
+    expected = {example["id"].decode(): tuple(scipy.signal.resample_poly(example[field] / 32768.0, 1, 3)
+                                              for field in ("noisy", "audio")) for example in examples}
+    assert len(expected) == 2
+    for damaged, clean in batches:
+        assert damaged.shape == (2, 1600)
+        assert_aligned_crops(damaged.numpy(), clean.numpy(), expected)
+    for index in range(3):
+        assert_aligned_crops(*AudioDataset(source, **options)[index], expected)
+
+
+def test_tfds_audio_folder_pairs_counts_clean_files_without_damaged_side(tmp_path, speech_pairs, speech_16k):
+    tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is in the test extras")
+    import os
+    import shutil
+
+    manual = tmp_path / "manual"
+    shutil.copytree(os.path.dirname(speech_pairs["clean"]), manual)
+    sf.write(manual / "clean" / "alone.wav", speech_16k, 16000)
+    source, data_dir = "tfds:audio_folder_pairs", str(tmp_path / "data")
+    options = dict(segment_seconds=0.5, batch_size=3, data_dir=data_dir, manual_dir=str(manual), seed=5, repeat=True)
+    stats = ReadStats()
+    batches = list(make_dataset(source, stats=stats, shuffle_buffer=3, **options).take(3))
+    examples = tfds.as_numpy(tfds.load("audio_folder_pairs", split="train", data_dir=data_dir))
+    expected = {example["path"].decode(): (example["damaged"] / 32768.0, example["audio"] / 32768.0)
+                for example in examples if example["has_damaged"]}
+    assert sorted(expected) == ["clipping.wav", "noise.wav", os.path.join("sub", "lowpass.wav")]
+    names = []
+    for damaged, clean in batches:
+        names += assert_aligned_crops(damaged.numpy(), clean.numpy(), expected)
+    assert set(names) == set(expected)
+    assert stats.skipped == [("audio_folder_pairs/train/alone.wav", "no damaged partner")]
+    neutral_stats = ReadStats()
+    neutral = AudioDataset(source, stats=neutral_stats, **options)
+    assert len(neutral.clips) == 3 and neutral_stats.skipped == stats.skipped
+    assert_aligned_crops(*neutral[0], expected)

@@ -111,3 +111,38 @@ def test_input_damage_applies_in_training_only():
     assert np.mean((trained_view - x) ** 2) > 0.5 * np.mean(x**2)
     rebuilt = SpectralRestorer.from_config(model.get_config())
     assert isinstance(rebuilt.input_damage, ArtifactLayer)
+
+
+def test_weights_saved_with_keras_transposed_convolutions_load(tmp_path):
+    """The decoder's polyphase layer keeps Keras's Conv2DTranspose's variables and
+    weight-file paths: weights saved by a restorer whose decoder is Keras's own layer
+    (as before the change) load into today's and give the same output."""
+
+    class KerasDecoderRestorer(SpectralRestorer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            names = [(layer.name, layer.filters) for layer in self.decoder]
+            del self.decoder
+            self.decoder = [keras.layers.Conv2DTranspose(filters, self.kernel, strides=(1, 2), padding="same", name=name)
+                            for name, filters in names]
+
+    old = KerasDecoderRestorer(preset="small")
+    x = (0.1 * np.random.default_rng(3).standard_normal((2, 8000))).astype(np.float32)
+    old(x)
+    rng = np.random.default_rng(3)
+    for variable in old.trainable_variables:
+        variable.assign(variable.numpy() + rng.normal(0.0, 0.05, variable.shape).astype(np.float32))
+    assert [type(layer) for layer in old.decoder] == [keras.layers.Conv2DTranspose] * 3
+    path = tmp_path / "old.weights.h5"
+    old.save_weights(path)
+    new = build_restorer("small")
+    new.load_weights(path)
+    def by_path(model):  # inside the model, whatever its name
+        return {v.path.split("/", 1)[1]: v.numpy() for v in model.weights}
+
+    mine, theirs = by_path(new), by_path(old)
+    assert sorted((path, value.shape) for path, value in mine.items()) == \
+        sorted((path, value.shape) for path, value in theirs.items())
+    for path, value in theirs.items():
+        np.testing.assert_array_equal(mine[path], value)
+    np.testing.assert_allclose(np.asarray(new(x)), np.asarray(old(x)), atol=1e-5)

@@ -73,6 +73,37 @@ def test_other_rates_and_metric_selection(pairs):
         scoring.score_pairs([clean[0][None]], [estimates[0][None]], 16000)
 
 
+@pytest.mark.parametrize("long_from_seconds", [None, 0.5])
+def test_conditions_of_one_stream_are_scored_as_separately(pairs, monkeypatch, long_from_seconds):
+    """Two estimates per utterance in one pass (a generator, read once) give each the
+    rows and failures the references give it alone: PESQ exactly the ``pesq``
+    package's, nothing mixed between conditions. With every pair counted as long
+    (``PESQ_IN_PROCESS_SECONDS`` lowered), each condition's PESQ is awaited before the
+    next, and the numbers stay the same."""
+    from pesq import pesq
+
+    if long_from_seconds is not None:
+        monkeypatch.setattr(scoring._metrics, "PESQ_IN_PROCESS_SECONDS", long_from_seconds)
+    clean, estimates, names = pairs
+    quieter = [0.5 * c for c in clean]
+    items = ((name, c, {"noisy": e, "quieter": q}) for name, c, e, q in zip(names, clean, estimates, quieter))
+    wanted = ["pesq_wb", "stoi", "si_sdr"]
+    result = scoring.score_conditions(items, 16000, ("noisy", "quieter"), metrics=wanted, processes=1, progress=False)
+    for condition, sides in (("noisy", estimates), ("quieter", quieter)):
+        rows = result[condition].files
+        assert [row["name"] for row in rows] == names
+        for row, c, e in zip(rows[:2], clean, sides):
+            length = min(len(c), len(e))
+            assert row["pesq_wb"] == pesq(16000, c[:length], e[:length], "wb"), (condition, row["name"])
+            assert row["si_sdr"] == metrics.si_sdr(c[:length], e[:length])[0]
+        assert result[condition].failures["pesq_wb"] == {"NoUtterancesError": 1, "BufferTooShortError": 1}
+    with pytest.raises(ValueError, match=r"expected \['noisy', 'quieter'\]"):
+        scoring.score_conditions([("x", clean[0], {"noisy": estimates[0]})], 16000, ("noisy", "quieter"),
+                                 metrics=wanted, processes=1, progress=False)
+    with pytest.raises(ValueError, match="distinct"):
+        scoring.score_conditions([], 16000, ("a", "a"))
+
+
 def test_dnsmos_is_skipped_with_its_reason_when_absent(pairs, monkeypatch):
     clean, estimates, _ = pairs
     monkeypatch.setattr(scoring._dnsmos, "dnsmos_unavailable_reason", lambda: "speechmos is not installed")

@@ -1,12 +1,15 @@
 """AudioDataset, the PyDataset source of every backend: crops, silence, levels,
-order, resuming, unreadable files and its sources. Runs under any Keras backend."""
+order, resuming, unreadable files, its sources and recorded pairs. Runs under any
+Keras backend."""
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from spectral_restore.data.files import ReadStats
+from spectral_restore.data.artifacts import ArtifactChain
+from spectral_restore.data.files import FilePair, ReadStats, match_pairs
 from spectral_restore.data.source import AudioDataset, load_npz, save_npz
+from recorded_pairs import RATES, assert_aligned_crops, check_skips, expected_pairs, write_problem_pairs
 from reference import numpy_stft
 
 RATE = 16000
@@ -252,3 +255,99 @@ def test_tfds_source_reads_the_prepared_split(tmp_path):
     for clip, example in zip(dataset.clips, examples):
         np.testing.assert_array_equal(clip, example["audio"] / 32768.0)
     assert dataset[0][1].shape == (4, 4000)
+
+
+def test_match_pairs_by_relative_path_reports_every_unmatched_file(tmp_path):
+    files = ["damaged/a.flac", "damaged/sub/b.wav", "damaged/orphan.wav", "damaged/c.wav", "damaged/c.flac",
+             "clean/a.wav", "clean/sub/b.WAV", "clean/c.wav", "clean/lonely.ogg", "clean/notes.txt"]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+    pairs, problems = match_pairs(tmp_path / "damaged", tmp_path / "clean")
+    path = lambda name: str(tmp_path / name)  # noqa: E731
+    assert pairs == [FilePair("a", path("damaged/a.flac"), path("clean/a.wav")),
+                     FilePair("sub/b", path("damaged/sub/b.wav"), path("clean/sub/b.WAV"))]
+    assert dict(problems) == {
+        path("damaged/c.flac"): "ambiguous: 2 damaged files named c.*",
+        path("damaged/c.wav"): "ambiguous: 2 damaged files named c.*",
+        path("clean/c.wav"): "damaged partner ambiguous (2 files named c.*)",
+        path("damaged/orphan.wav"): "no clean partner",
+        path("clean/lonely.ogg"): "no damaged partner",
+    }
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        match_pairs(tmp_path / "nowhere", tmp_path / "clean")
+
+
+def test_recorded_pairs_are_aligned_crops_without_synthetic_damage(speech_pairs):
+    """Noise, clipping (clean side at 44.1 kHz) and lowpass (damaged side at 8 kHz,
+    FLAC, in a subfolder): every example is the same stretch of both sides of one
+    pair, resampled to 16 kHz and levelled by one gain, and the default damage mode
+    applies no chain to recorded pairs; ``damage_pairs=True`` adds it on top."""
+    expected = expected_pairs(speech_pairs)
+    options = dict(segment_seconds=0.5, batch_size=3, seed=3, repeat=True)  # level_db -25 and damage="pipeline"
+    dataset = AudioDataset(speech_pairs, **options)
+    assert dataset.paired and dataset.chain is None
+    names = []
+    for index in range(4):
+        damaged, clean = dataset[index]
+        assert damaged.shape == clean.shape == (3, 8000)
+        names += assert_aligned_crops(damaged, clean, expected)
+        np.testing.assert_allclose(10 * np.log10(np.mean(clean.astype(np.float64) ** 2, axis=1)), -25.0, atol=1e-3)
+    assert set(names) == set(RATES)
+    chain = ArtifactChain([("noise", 1.0, (10.0, 10.0))])
+    on_top = AudioDataset(speech_pairs, chain=chain, damage_pairs=True, return_record=True, **options)
+    damaged, clean, record = on_top[0]
+    recorded, same_clean = dataset[0]
+    np.testing.assert_array_equal(clean, same_clean)
+    assert record["noise"]["applied"].all()
+    noise = damaged.astype(np.float64) - recorded
+    snr = 10 * np.log10(np.mean(recorded.astype(np.float64) ** 2, axis=1) / np.mean(noise**2, axis=1))
+    np.testing.assert_allclose(snr, 10.0, atol=0.5)
+
+
+def test_utterances_are_whole_clips_levelled_as_crops_are(speech_pairs, speech_16k, tmp_path):
+    """``utterance(i)``: clip i at its full length, at -25 dB RMS (the crops' level
+    rule); a recorded pair as ``[damaged, clean]`` scaled by the clean side's gain."""
+    sf.write(tmp_path / "a.wav", speech_16k[:5000], 16000)
+    sf.write(tmp_path / "b.wav", speech_16k, 16000)
+    single = AudioDataset(str(tmp_path), batch_size=1, damage="none")
+    for index, length in ((0, 5000), (1, len(speech_16k))):
+        utterance = single.utterance(index).astype(np.float64)
+        assert utterance.shape == (length,)
+        assert 10 * np.log10(np.mean(utterance**2)) == pytest.approx(-25.0, abs=1e-3)
+        original = sf.read(tmp_path / ("a.wav", "b.wav")[index])[0]
+        assert np.corrcoef(utterance, original)[0, 1] > 1 - 1e-9
+    with pytest.raises(IndexError, match=r"\[0, 2\)"):
+        single.utterance(2)
+    pairs = AudioDataset(speech_pairs, batch_size=1, damage="none")
+    expected = expected_pairs(speech_pairs)
+    for index, pair in enumerate(pairs.clips):
+        damaged, clean = pairs.utterance(index).astype(np.float64)
+        reference_damaged, reference_clean = expected[pair.name]
+        gain = np.sqrt(np.mean(clean**2) / np.mean(reference_clean**2))
+        assert 10 * np.log10(np.mean(clean**2)) == pytest.approx(-25.0, abs=1e-3)
+        np.testing.assert_allclose(clean, gain * reference_clean, atol=2e-5 * max(gain, 1.0))
+        np.testing.assert_allclose(damaged, gain * reference_damaged, atol=2e-5 * max(gain, 1.0))
+
+
+def test_pair_problems_are_counted_by_name_and_reported_in_one_line(tmp_path, speech_16k, caplog):
+    folders, skips = write_problem_pairs(str(tmp_path), speech_16k)
+    stats = ReadStats()
+    with caplog.at_level("WARNING", logger="spectral_restore.data.files"):
+        dataset = AudioDataset(folders, stats=stats, **_options(batch_size=2, segment_seconds=0.5))
+    (summary,) = [record.getMessage() for record in caplog.records]
+    assert "6 matched: 1 files skipped" in summary and "orphan.wav (no clean partner)" in summary
+    assert len(dataset.clips) == 6  # 3 recorded kinds, long, near and corrupt: read when first drawn
+    for index in range(len(dataset)):
+        dataset[index]
+    check_skips(stats, folders, skips)
+    assert "tolerance 0.05 s" in dict(stats.skipped)[folders["damaged"] + "/long.wav"]
+    lenient = ReadStats()
+    dataset = AudioDataset(folders, stats=lenient, pair_tolerance_seconds=0.25, **_options(batch_size=2))
+    for index in range(len(dataset)):
+        dataset[index]
+    check_skips(lenient, folders, {name: reason for name, reason in skips.items() if name != "long.wav"})
+    with pytest.raises(ValueError, match="pair_tolerance_seconds"):
+        AudioDataset(folders, pair_tolerance_seconds=-1, **_options())
+    with pytest.raises(ValueError, match="folder-pair source"):
+        AudioDataset({"noisy": folders["damaged"], "clean": folders["clean"]}, **_options())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from training.config import build_loss, load_config
+from training.config import build_loss, load_config, load_run_config
 
 from reference import binomial_tolerance
 from training_probe import PROBE
@@ -33,6 +33,12 @@ def test_configs_merge_and_reject_unknown_keys(tmp_path):
     bad.write_text("extends: base.yaml\ntraining:\n  learning_rat: 0.1\n")
     with pytest.raises(ValueError, match="learning_rat"):
         load_config(str(bad))
+    # A run's saved config.json: keys added to base.yaml since are filled in, overrides apply.
+    saved = load_config("small.yaml", ["training.epochs=3"])
+    del saved["training"]["early_stopping_patience"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    run = load_run_config(str(tmp_path / "config.json"), ["data.eval_repeats=1"])
+    assert run == load_config("small.yaml", ["training.epochs=3", "data.eval_repeats=1"])
     loss = build_loss(load_config("mpsenet_recipe.yaml")["loss"])
     assert loss.weights == {"recon/mse": 0.9, "phase/complex": 0.1, "phase/anti_wrap": 0.3, "time/l1": 0.2}
     with pytest.raises(ValueError, match="Unknown loss term"):
@@ -183,3 +189,148 @@ def test_two_workers_on_localhost_train_on_different_halves_and_end_identical(tm
     weights = [key[len("after/"):] for key in states[0].files if key.startswith("after/weights/")]
     assert weights and not [key for key in weights
                             if np.array_equal(states[0][f"after/{key}"], states[0][f"before/{key}"])], "weights never moved"
+
+
+class ScriptedScores:
+    """Puts a given val_pesq_wb into each epoch's logs (listed before the callbacks
+    under test, as ValidationPESQ is) and snapshots the weights at every epoch end."""
+
+    def __new__(cls, scores):
+        import keras
+
+        class Scripted(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.weights = {}
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs["val_pesq_wb"] = scores[epoch]
+                self.weights[epoch] = [np.array(w) for w in self.model.get_weights()]
+
+        return Scripted()
+
+
+def tiny_fit(model, callbacks, epochs, initial_epoch=0):
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype("float32")
+    history = model.fit(x, x[:, :2], epochs=epochs, initial_epoch=initial_epoch, batch_size=4, verbose=0,
+                        callbacks=callbacks)
+    return [initial_epoch + i for i in range(len(history.history["loss"]))]
+
+
+def expected_stop(scores, patience):
+    """The last epoch run by EarlyStopping(mode=max, patience) on ``scores``, worked out
+    from its definition: stop at the first epoch that is ``patience`` epochs after the
+    best so far (strictly better counts as better)."""
+    best_epoch = 0
+    for epoch, score in enumerate(scores):
+        if score > scores[best_epoch]:
+            best_epoch = epoch
+        if epoch - best_epoch >= patience:
+            return epoch
+    return len(scores) - 1
+
+
+@pytest.mark.every_backend
+def test_best_checkpoint_and_early_stopping_follow_val_pesq_wb_across_a_resume(tmp_path):
+    """model.keras holds the weights of the epoch with the best val_pesq_wb (not the
+    last), early stopping ends where keras's rule says, and a run interrupted after
+    epoch 4 and resumed ends with the same best file and stops at the same epoch."""
+    import keras
+
+    from training.callbacks import BestCheckpoint, ResumableEarlyStopping
+
+    scores = [1.5, 2.0, 1.8, 2.2, float("nan"), 2.1, 2.15, 2.3, 2.0, 1.9, 1.95, 1.7]
+    patience = 3
+    stop = expected_stop([s if np.isfinite(s) else -np.inf for s in scores], patience)
+    best_epoch = int(np.nanargmax(scores[: stop + 1]))
+    # The scores exercise a NaN epoch and a stop that a resume after epoch 4 reaches
+    # only if it remembers both the best value and the epochs waited since.
+    assert (stop, best_epoch) == (6, 3)
+
+    def model():
+        keras.utils.set_random_seed(3)
+        net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        net.compile(optimizer="sgd", loss="mse")
+        return net
+
+    def callbacks(folder, net, resume, scripted):
+        best = BestCheckpoint(str(folder / "model.keras"), str(folder / "best.json"), net.save, resume=resume)
+        return best, [scripted, best, ResumableEarlyStopping(best, patience)]
+
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    net, scripted = model(), ScriptedScores(scores)
+    best, cbs = callbacks(whole, net, False, scripted)
+    ran = tiny_fit(net, cbs, epochs=len(scores))
+    assert ran[-1] == stop
+    assert best.summary() == {"monitor": "val_pesq_wb", "value": scores[best_epoch], "epoch": best_epoch}
+    assert json.loads((whole / "best.json").read_text()) == best.summary()
+    saved = keras.saving.load_model(whole / "model.keras").get_weights()
+    for got, want in zip(saved, scripted.weights[best_epoch]):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(saved[0], scripted.weights[stop][0])
+
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    net, scripted = model(), ScriptedScores(scores)
+    _, cbs = callbacks(resumed, net, False, scripted)
+    assert tiny_fit(net, cbs, epochs=5)[-1] == 4
+    best, cbs = callbacks(resumed, net, True, scripted)
+    assert best.summary()["epoch"] == 3
+    ran = tiny_fit(net, cbs, epochs=len(scores), initial_epoch=5)
+    assert ran[-1] == stop and best.summary()["epoch"] == best_epoch
+    for got, want in zip(keras.saving.load_model(resumed / "model.keras").get_weights(), scripted.weights[best_epoch]):
+        np.testing.assert_array_equal(got, want)
+    # A fresh (not resumed) run in the same folder forgets the old record.
+    fresh, _ = callbacks(resumed, net, False, scripted)
+    assert fresh.summary() is None and not (resumed / "best.json").exists()
+    with pytest.raises(ValueError, match="patience"):
+        ResumableEarlyStopping(fresh, 0)
+    with pytest.raises(ValueError, match="early_stopping_patience"):
+        from training.train import run
+
+        run(load_config("small.yaml", ["training.pesq_batches=0", "training.early_stopping_patience=2",
+                                       f"training.output_dir={tmp_path / 'run'}"]))
+
+
+def test_recorded_pairs_config_drops_the_synthetic_damage_unless_asked(speech_pairs, speech_folder):
+    from training.train import backend_config
+
+    pairs = f"data.source={{damaged: {speech_pairs['damaged']}, clean: {speech_pairs['clean']}}}"
+    config = load_config("small.yaml", [pairs])
+    assert config["data"]["source"] == speech_pairs and config["data"]["damage"] == "pipeline"
+    assert backend_config(config)["data"]["damage"] == "none"
+    assert backend_config(load_config("small.yaml", [pairs, "data.damage_pairs=true"]))["data"]["damage"] == "pipeline"
+    assert backend_config(load_config("small.yaml", [f"data.source={speech_folder}"]))["data"]["damage"] == "pipeline"
+
+
+@pytest.mark.large
+def test_train_on_a_folder_pair_feeds_the_recorded_damage_to_the_model(tmp_path, speech_pairs):
+    """``spectral-restore train`` on a folder pair of three recorded damage kinds: the
+    small preset trains a few steps, and every step's model input is the recorded
+    damaged crop of the clean crop it is scored against (no damage chain in the
+    data), and the model has no damage layer either."""
+    import keras
+
+    from spectral_restore import cli
+    from training_probe import probe_fit
+    from recorded_pairs import assert_aligned_crops, expected_pairs
+
+    out = tmp_path / "run"
+    overrides = TINY + [
+        f"data.source={{damaged: {speech_pairs['damaged']}, clean: {speech_pairs['clean']}}}",
+        "training.epochs=1", "training.steps_per_epoch=3", "data.batch_size=3", "training.audio_examples=0",
+        "training.pesq_batches=0", "data.cache_batches=0", f"training.output_dir={out}",
+    ]
+    record = {}
+    with probe_fit(record, batches=True):
+        assert cli.main(["train", "--config", "small.yaml", *overrides]) == 0
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 3 and summary["files_skipped"] == 0 and summary["skipped"] == []
+    assert json.loads((out / "config.json").read_text())["data"]["damage"] == "none"
+    assert keras.saving.load_model(out / "model.keras", compile=False).input_damage is None
+    expected = expected_pairs(speech_pairs)
+    assert len(record["inputs"]) == 3
+    for damaged, clean in zip(record["inputs"], record["batches"]):
+        assert_aligned_crops(damaged, clean, expected)
+    assert any(not np.array_equal(record["before"][key], record["after"][key]) for key in record["after"])

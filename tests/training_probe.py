@@ -47,12 +47,14 @@ def probe_fit(record, batches=False, steps=False):
     """While open, ``keras.Model.fit`` also stores ``record["before"]`` and
     ``record["after"]`` (:func:`training_state` around the call) and whether the
     model compiled its steps with XLA (``record["jit_compile"]``); with ``batches``
-    it appends each step's clean batch to ``record["batches"]``, with ``steps`` the
+    it appends each step's clean batch to ``record["batches"]`` and its input batch
+    to ``record["inputs"]``, with ``steps`` the
     state after each step to ``record["steps"]``."""
     import tensorflow as tf
 
     fit = keras.Model.fit
     record.setdefault("batches", [])
+    record.setdefault("inputs", [])
     record.setdefault("steps", [])
 
     class RecordSteps(keras.callbacks.Callback):
@@ -65,12 +67,13 @@ def probe_fit(record, batches=False, steps=False):
         if batches:
             step = model.train_step
 
-            def record_batch(clean):
+            def record_batch(damaged, clean):
+                record["inputs"].append(damaged.numpy())
                 record["batches"].append(clean.numpy())
                 return 0
 
             def step_recording_batch(data):
-                done = tf.py_function(record_batch, [data[1]], tf.int32)
+                done = tf.py_function(record_batch, [data[0], data[1]], tf.int32)
                 with tf.control_dependencies([done]):
                     return step(data)
 

@@ -1,6 +1,10 @@
-"""Callbacks of the training entry point: a time budget and audio/spectrogram summaries."""
+"""Callbacks of the training entry point: a time budget, audio/spectrogram summaries,
+the best checkpoint and early stopping that survive an interruption."""
 
 import io
+import json
+import math
+import os
 import time
 
 import keras
@@ -61,3 +65,89 @@ class AudioSummary(keras.callbacks.Callback):
                 images.append(tf.image.decode_png(buffer.getvalue(), channels=3))
             tf.summary.image("spectrograms", tf.stack(images), max_outputs=len(images))
         self.writer.flush()
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Keeps the best model by a validation score: whenever ``monitor`` improves on
+    the best value so far (higher is better, strictly, as ``EarlyStopping`` counts
+    it), ``save(path)`` writes the model and ``record_path`` (JSON) gets the value
+    and the epoch. A resumed run passes ``resume=True`` and goes on comparing with
+    the best of the interrupted run; otherwise an old record is removed. Epochs
+    whose value is missing or not finite (every PESQ failed) are never the best.
+
+    Args:
+        path: str. Where the best model goes (a ``.keras`` file).
+        record_path: str. JSON file of ``{"monitor", "value", "epoch"}``.
+        save: callable. ``save(path)`` writes the model (the GAN's generator, say).
+        monitor: str. The epoch-log key. Defaults to "val_pesq_wb".
+        resume: bool. Start from the record an interrupted run left. Defaults to False.
+    """
+
+    def __init__(self, path, record_path, save, monitor="val_pesq_wb", resume=False):
+        super().__init__()
+        if not str(path).endswith(".keras"):
+            raise ValueError(f"`path` must name a .keras file. Received: {path!r}")
+        self.path, self.record_path, self.save, self.monitor = str(path), str(record_path), save, monitor
+        self.best = self.best_epoch = None
+        if resume and os.path.exists(self.record_path):
+            with open(self.record_path) as f:
+                record = json.load(f)
+            if record.get("monitor") == monitor:
+                self.best, self.best_epoch = float(record["value"]), int(record["epoch"])
+        elif os.path.exists(self.record_path):
+            os.remove(self.record_path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(float(value)):
+            return
+        value = float(value)
+        if self.best is not None and not value > self.best:
+            return
+        # Written beside the target and renamed over it, so a kill mid-save leaves the
+        # previous best model whole.
+        partial = self.path[: -len(".keras")] + ".partial.keras"
+        self.save(partial)
+        os.replace(partial, self.path)
+        self.best, self.best_epoch = value, int(epoch)
+        with open(self.record_path, "w") as f:
+            json.dump({"monitor": self.monitor, "value": value, "epoch": self.best_epoch}, f)
+
+    def summary(self):
+        """``{"monitor", "value", "epoch"}`` of the best epoch, or None before any."""
+        if self.best_epoch is None:
+            return None
+        return {"monitor": self.monitor, "value": self.best, "epoch": self.best_epoch}
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """``keras.callbacks.EarlyStopping`` (mode "max") that a resumed run continues:
+    its best value, best epoch and the epochs waited since come from a
+    :class:`BestCheckpoint` of the same monitor, which remembers them across the
+    interruption (``EarlyStopping`` itself starts from scratch at every ``fit``).
+
+    Args:
+        checkpoint: BestCheckpoint. Supplies the interrupted run's best.
+        patience: int. Epochs without improvement before training stops (>= 1).
+    """
+
+    def __init__(self, checkpoint, patience):
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"`patience` must be an integer >= 1. Received: {patience!r}")
+        super().__init__(monitor=checkpoint.monitor, mode="max", patience=patience)
+        self.checkpoint = checkpoint
+        self.resumed = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.resumed = None if self.checkpoint.best_epoch is None else (self.checkpoint.best, self.checkpoint.best_epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.resumed is not None:
+            # EarlyStopping adds one wait per epoch and resets it on improvement: after
+            # the best at epoch b, it would enter epoch e having waited e - 1 - b. (A kill
+            # between the best's save and the next backup repeats epoch b: -1 then.)
+            self.best, self.best_epoch = self.resumed
+            self.wait = epoch - 1 - self.best_epoch
+            self.resumed = None
+        super().on_epoch_end(epoch, logs)

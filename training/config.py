@@ -1,6 +1,7 @@
 """Configs: a base YAML file, override files that `extends` it, and `key.sub=value` overrides."""
 
 import copy
+import json
 import os
 
 import yaml
@@ -51,7 +52,20 @@ def load_config(path=None, overrides=()):
     """The merged config: ``base.yaml`` (or ``path`` and what it extends) plus overrides.
     Keys not in the base config are errors, so a typo cannot silently do nothing;
     the loss section is replaced whole by an override file (it names the terms)."""
-    config = _load_file(path or os.path.join(CONFIG_DIR, "base.yaml"))
+    return _apply_overrides(_load_file(path or os.path.join(CONFIG_DIR, "base.yaml")), overrides)
+
+
+def load_run_config(path, overrides=()):
+    """The config a training run saved (``config.json`` in its output folder), with
+    ``base.yaml``'s defaults for keys added since, plus ``section.key=value`` overrides."""
+    with open(path) as f:
+        saved = json.load(f)
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: a saved config must be a mapping")
+    return _apply_overrides(_merge(_load_file(os.path.join(CONFIG_DIR, "base.yaml")), saved), overrides)
+
+
+def _apply_overrides(config, overrides):
     for text in overrides:
         keys, value = parse_override(text)
         node = config

@@ -1,17 +1,31 @@
-"""`spectral-restore evaluate`: PESQ-WB/NB, STOI, SI-SDR and LSD before and after
-restoration, on held-out data with unseen damage seeds: overall, on the clean input
-itself (a restorer must do no harm), per artifact type and per input-quality bin."""
+"""`spectral-restore evaluate MODEL`: the run's held-out utterances, whole, scored
+before and after restoration with every metric of :mod:`spectral_restore.evaluation`,
+overall, on the clean utterances themselves (a restorer must do no harm), per
+artifact type and per bin of the damaged input's PESQ-WB.
 
-import json
+Each utterance of ``data.eval_split`` (held-out voices) is read whole, at any
+length, and levelled as training crops are. Clean speech is damaged by ``data.chain``
+with a seed of its own (``data.eval_seed + pass``, folded with its index;
+``data.eval_repeats`` passes); recorded pairs (a folder pair or a TFDS dataset with
+a damaged field) keep their recorded damage, with the chain on top only for
+``data.damage_pairs``. The damaged side is restored through the chunking
+:class:`~spectral_restore.inference.Restorer` and both are scored with
+:func:`~spectral_restore.evaluation.score_conditions`; so is each clean utterance,
+once, as its own input (the ``clean`` row). Nothing is dropped: files
+that cannot be read or do not pair are listed in the report, and a value a metric
+cannot give is counted by reason.
+"""
+
 import os
 
 import numpy as np
 
-from spectral_restore import metrics
+from spectral_restore.evaluation import folders, report
+from spectral_restore.evaluation.scoring import score_conditions
 
-METRICS = ("pesq_wb", "pesq_nb", "stoi", "si_sdr", "lsd")
-LABELS = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "si_sdr": "SI-SDR (dB)", "lsd": "LSD (dB)"}
-# Rows of the damaged examples by the PESQ-WB of their damaged input: [low, high).
+# Salt of the per-utterance damage seeds, so they share no draws with training's.
+_DAMAGE_SALT = 0xE7A1
+# Rows of the damaged utterances by the PESQ-WB of their damaged input: [low, high).
 INPUT_QUALITY_BINS = (
     ("input PESQ-WB < 2", -np.inf, 2.0),
     ("input PESQ-WB 2-3", 2.0, 3.0),
@@ -19,138 +33,172 @@ INPUT_QUALITY_BINS = (
 )
 
 
-def evaluation_batches(config, repeat):
-    """Pass ``repeat`` over the evaluation split: ``(damaged, clean, record)`` numpy
-    batches, damaged with seeds ``eval_seed + repeat`` (``tf.data`` under TensorFlow,
-    :class:`~spectral_restore.data.source.AudioDataset` under the other backends)."""
-    from spectral_restore import backend
+def utterance_seed(eval_seed, repeat, index):
+    """The chain seed of utterance ``index`` in pass ``repeat``: int32 ``[2]``."""
+    state = np.random.SeedSequence([int(eval_seed) + int(repeat), _DAMAGE_SALT, int(index)]).generate_state(2)
+    return (state >> 1).astype(np.int32)
+
+
+def held_out_utterances(config, stats=None):
+    """The evaluation split as an :class:`~spectral_restore.data.source.AudioDataset`
+    (whole utterances come from its ``utterance(i)``) and the display name of each clip."""
+    from spectral_restore.data.files import FilePair
+    from spectral_restore.data.source import AudioDataset
 
     data = config["data"]
-    options = dict(
-        split=data["eval_split"], seed=data["eval_seed"] + repeat, data_dir=data["data_dir"],
-        sample_rate=config["model"]["sample_rate"], segment_seconds=data["segment_seconds"],
-        batch_size=data["batch_size"], chain=data["chain"], shuffle=False, return_record=True,
+    dataset = AudioDataset(data["source"], split=data["eval_split"], data_dir=data["data_dir"],
+                           manual_dir=data["manual_dir"], pair_tolerance_seconds=data["pair_tolerance_seconds"],
+                           sample_rate=config["model"]["sample_rate"], batch_size=1, damage="none",
+                           shuffle=False, stats=stats)
+    names = []
+    for index, clip in enumerate(dataset.clips):
+        if isinstance(clip, FilePair):
+            names.append(clip.name)
+        else:
+            names.append(os.path.basename(clip) if isinstance(clip, str) else f"{data['eval_split']}[{index}]")
+    return dataset, names
+
+
+def damage_chain(config, dataset):
+    """The chain that damages the held-out utterances: the config's, or None for
+    recorded pairs evaluated as recorded (``data.damage_pairs`` false)."""
+    from spectral_restore.data.artifacts import ArtifactChain
+
+    data = config["data"]
+    if dataset.paired and not data["damage_pairs"]:
+        return None
+    return ArtifactChain(data["chain"], sample_rate=config["model"]["sample_rate"])
+
+
+def held_out_items(config, dataset, names, restorer, damage, count, progress=True):
+    """``(name, clean, {"input": damaged, "restored": restored})`` of the first
+    ``count`` held-out utterances in every pass (one pass for recorded pairs without
+    the chain), then of the same clean utterances once more undamaged (``input`` is
+    the clean utterance itself, named ``"<name> (clean)"``), made one at a time with a
+    progress bar; unreadable ones are left to ``dataset.stats``. ``damage`` receives,
+    per item, the chain's record (artifact -> strength, None where it was not applied;
+    empty without a chain), or None for a clean item."""
+    from keras import ops
+    from tqdm import tqdm
+
+    data = config["data"]
+    chain = damage_chain(config, dataset)
+    passes = int(data["eval_repeats"]) if chain is not None else 1
+    order = [(repeat, index) for repeat in range(passes + 1) for index in range(count)]
+    for repeat, index in tqdm(order, desc="evaluating", unit="utterance", disable=not progress):
+        utterance = dataset.utterance(index)
+        if utterance is None:
+            continue
+        recorded, clean = (utterance[0], utterance[1]) if dataset.paired else (utterance, utterance)
+        if repeat == passes:
+            damage.append(None)
+            yield f"{names[index]} (clean)", clean, {"input": clean, "restored": restorer(clean[None])[0]}
+            continue
+        if chain is None:
+            damaged, record = recorded, {}
+        else:
+            damaged, record = chain(recorded[None], utterance_seed(data["eval_seed"], repeat, index))
+            damaged = ops.convert_to_numpy(damaged)[0]
+        damage.append({name: float(ops.convert_to_numpy(value["strength"])[0])
+                       if bool(ops.convert_to_numpy(value["applied"])[0]) else None
+                       for name, value in record.items()})
+        label = names[index] if passes == 1 else f"{names[index]} (pass {repeat + 1})"
+        yield label, clean, {"input": damaged, "restored": restorer(damaged[None])[0]}
+
+
+def input_groups(inputs, damage):
+    """The report's groups over the scored items, bool masks: ``all`` the damaged
+    items (it replaces the report's every-file default), ``clean`` the undamaged ones,
+    each artifact the items it was applied to, and each bin of ``INPUT_QUALITY_BINS``
+    the damaged items whose input's PESQ-WB falls in it (none without PESQ-WB; an
+    input whose PESQ-WB failed is in no bin).
+
+    Args:
+        inputs: Evaluation of the "input" condition, one file per item.
+        damage: list, per item, of the chain's record or None for a clean item.
+    """
+    damaged = np.array([entry is not None for entry in damage])
+    artifacts = next((entry for entry in damage if entry is not None), {})
+    groups = {"all": damaged, "clean": ~damaged}
+    groups.update({name: np.array([entry is not None and entry[name] is not None for entry in damage])
+                   for name in artifacts})
+    if "pesq_wb" in inputs.metrics:
+        quality = inputs.values("pesq_wb")
+        with np.errstate(invalid="ignore"):
+            groups.update({label: damaged & (quality >= low) & (quality < high)
+                           for label, low, high in INPUT_QUALITY_BINS})
+    return groups
+
+
+def evaluate(model, config, output_dir, max_files=None, progress=True, processes=None, metrics=None,
+             pad_seconds=folders.PAD_SECONDS):
+    """Writes evaluation.json, evaluation.md and evaluation.png to ``output_dir``.
+
+    Args:
+        model: a ``.keras`` file, SavedModel folder, keras.Model or Restorer.
+        config: dict. The run's config (``data`` and ``model.sample_rate`` are read).
+        output_dir: str.
+        max_files: int or None. Only the first utterances of each pass.
+        progress: bool. A progress bar. Defaults to True.
+        processes: int or None. PESQ worker processes (None: one per CPU).
+        metrics: list of metric names or None (all).
+        pad_seconds: float or None. The Restorer's input padding.
+
+    Returns:
+        ``(data, markdown_text)``: what evaluation.json and evaluation.md hold.
+    """
+    from spectral_restore.data.files import ReadStats
+    from spectral_restore.inference import Restorer
+
+    if max_files is not None and (isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1):
+        raise ValueError(f"`max_files` must be an integer >= 1 or None. Received: {max_files!r}")
+    restorer = model if isinstance(model, Restorer) else Restorer(model, pad_seconds=pad_seconds)
+    rate = int(config["model"]["sample_rate"])
+    if restorer.sample_rate != rate:
+        raise ValueError(f"The model restores {restorer.sample_rate} Hz audio but the config's model.sample_rate "
+                         f"is {rate}")
+    data = config["data"]
+    stats, damage = ReadStats(), []
+    dataset, names = held_out_utterances(config, stats)
+    chain = damage_chain(config, dataset)
+    count = len(names) if max_files is None else min(len(names), max_files)
+    passes = int(data["eval_repeats"]) if chain is not None else 1
+    evaluations = score_conditions(held_out_items(config, dataset, names, restorer, damage, count, progress), rate,
+                                   ("input", "restored"), metrics=metrics, processes=processes, progress=False)
+    scored = evaluations["input"].files
+    if not scored:
+        raise ValueError(f"No utterance of {data['source']!r} ({data['eval_split']}) could be read: "
+                         f"{stats.messages()}")
+    groups = input_groups(evaluations["input"], damage)
+    damaged = int(groups["all"].sum())
+    if chain is None:
+        what = f"recorded pairs {data['source']}"
+        damage_note = "their recorded damage (data.damage_pairs is false)"
+    else:
+        what = f"{'recorded pairs' if dataset.paired else 'held-out utterances'} {data['source']}"
+        damage_note = (f"{'their recorded damage and ' if dataset.paired else ''}the {data['chain']!r} chain with "
+                       f"seeds from data.eval_seed={data['eval_seed']}, {passes} passes")
+    notes = [
+        f"model: {restorer.source}; {what} ({data['eval_split']} split)",
+        f"{damaged} utterances scored whole at {rate} Hz, damaged by {damage_note}",
+        f"clean: the {len(scored) - damaged} clean utterances, undamaged, as input (a restorer must do no harm)",
+    ]
+    if stats.files_skipped:
+        notes.append(f"{stats.files_skipped} files could not be read or paired (listed below)")
+    if max_files is not None and count < len(names):
+        notes.append(f"max_files={max_files}: {len(names) - count} utterances per pass left out on request")
+    voicebank = chain is None and (str(data["source"]).startswith("tfds:voicebank_demand")
+                                   or report.is_voicebank_test(row["name"] for row in scored))
+    if voicebank and damaged != report.VOICEBANK_TEST_FILES:
+        notes.append(f"the published rows are over all {report.VOICEBANK_TEST_FILES} test files; "
+                     f"this evaluation scored {damaged}")
+    return report.write_report(
+        output_dir, evaluations, title=f"{'synthetic damage' if chain is not None else 'recorded damage'} on "
+        f"{data['source']}", notes=notes, groups=groups, group_label="damage",
+        anchors=report.VOICEBANK_ANCHORS if voicebank else None,
+        extra={"kind": "held_out", "model": str(restorer.source), "max_files": max_files, "pad_seconds": pad_seconds,
+               "damage": [{"name": row["name"], "artifacts": None if entry is None else
+                           {k: v for k, v in entry.items() if v is not None}}
+                          for row, entry in zip(scored, damage)]},
+        left_out={"Files that could not be read or paired": stats.messages()},
     )
-    if backend.name() != "tensorflow":
-        from spectral_restore.data.source import AudioDataset
-
-        return iter(AudioDataset(data["source"], **options))
-    from spectral_restore.data.pipeline import make_dataset
-
-    return make_dataset(data["source"], **options).as_numpy_iterator()
-
-
-def collect(model, config, max_batches=None):
-    """Runs the model over the evaluation split: damaged, restored, clean arrays and
-    the artifacts applied to each example."""
-    damaged, restored, clean, applied = [], [], [], []
-    for repeat in range(int(config["data"]["eval_repeats"])):
-        for index, (noisy, target, record) in enumerate(evaluation_batches(config, repeat)):
-            if max_batches is not None and index >= max_batches:
-                break
-            damaged.append(noisy)
-            restored.append(np.asarray(model.predict_on_batch(noisy)))
-            clean.append(target)
-            applied.append({name: value["applied"] for name, value in record.items()})
-    names = sorted(applied[0]) if applied else []
-    return (
-        np.concatenate(damaged), np.concatenate(restored), np.concatenate(clean),
-        {name: np.concatenate([a[name] for a in applied]) for name in names},
-    )
-
-
-def score(reference, estimate, rate):
-    return {
-        "pesq_wb": metrics.pesq_score(reference, estimate, rate, "wb").scores,
-        "pesq_nb": metrics.pesq_score(reference, estimate, rate, "nb").scores,
-        "stoi": metrics.stoi(reference, estimate, rate),
-        "si_sdr": metrics.si_sdr(reference, estimate),
-        "lsd": metrics.log_spectral_distance(reference, estimate),
-    }
-
-
-def restore_in_batches(model, waves, batch_size):
-    """``model.predict_on_batch`` over ``waves`` ``[examples, samples]``, ``batch_size`` at a time."""
-    return np.concatenate([np.asarray(model.predict_on_batch(waves[start:start + batch_size]))
-                           for start in range(0, len(waves), batch_size)])
-
-
-def summary_row(before, after, mask):
-    """Mean of each metric before and after restoration over the examples in ``mask``
-    (NaN scores left out of the means and counted as failed)."""
-    row = {"examples": int(mask.sum())}
-    for metric in METRICS:
-        row[metric] = {
-            "before": float(np.nanmean(before[metric][mask])),
-            "after": float(np.nanmean(after[metric][mask])),
-            "failed": int(np.sum(~np.isfinite(after[metric][mask]))),
-        }
-    return row
-
-
-def summarise(before, after, applied, clean_before, clean_after):
-    """The evaluation table: ``all`` damaged examples; ``clean``, the undamaged inputs
-    (scores ``clean_before``, the input against itself, and ``clean_after``, its
-    restoration); each artifact over the examples it was applied to; and each bin of
-    ``INPUT_QUALITY_BINS`` over the examples whose damaged input's PESQ-WB falls in it
-    (those whose input PESQ-WB failed are in no bin). Empty groups are left out."""
-    everything = np.ones(len(before["pesq_wb"]), bool)  # clean and damaged: the same examples
-    table = {"all": summary_row(before, after, everything),
-             "clean": summary_row(clean_before, clean_after, everything)}
-    groups = dict(applied)
-    quality = before["pesq_wb"]
-    with np.errstate(invalid="ignore"):
-        groups.update({label: (quality >= low) & (quality < high) for label, low, high in INPUT_QUALITY_BINS})
-    table.update({group: summary_row(before, after, mask) for group, mask in groups.items() if mask.any()})
-    return table
-
-
-def markdown(table):
-    header = "| input | n | " + " | ".join(LABELS[m] for m in METRICS) + " |"
-    lines = [header, "|" + "---|" * (len(METRICS) + 2)]
-    for group, row in table.items():
-        cells = [f"{row[m]['before']:.2f} -> {row[m]['after']:.2f}" for m in METRICS]
-        lines.append(f"| {group} | {row['examples']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def plot(table, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = list(table)
-    fig, axes = plt.subplots(len(METRICS), 1, figsize=(max(8, 0.7 * len(groups)), 2.4 * len(METRICS)), constrained_layout=True)
-    x = np.arange(len(groups))
-    for axis, metric in zip(axes, METRICS):
-        axis.bar(x - 0.2, [table[g][metric]["before"] for g in groups], 0.4, label="damaged", color="#bbbbbb")
-        axis.bar(x + 0.2, [table[g][metric]["after"] for g in groups], 0.4, label="restored", color="#3b7dd8")
-        axis.set_ylabel(LABELS[metric])
-        axis.set_xticks(x, groups, rotation=30, ha="right", fontsize=8)
-    axes[0].legend(loc="upper right")
-    axes[0].set_title("before and after restoration: all, clean input, per artifact, per input PESQ-WB")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def evaluate(model, config, output_dir, max_batches=None):
-    """Writes evaluation.json, evaluation.md and evaluation.png to ``output_dir``."""
-    if isinstance(model, (str, os.PathLike)):
-        from spectral_restore.inference import load_keras_model
-
-        model = load_keras_model(model)
-    os.makedirs(output_dir, exist_ok=True)
-    rate = config["model"]["sample_rate"]
-    damaged, restored, clean, applied = collect(model, config, max_batches)
-    before, after = score(clean, damaged, rate), score(clean, restored, rate)
-    restored_clean = restore_in_batches(model, clean, config["data"]["batch_size"])
-    table = summarise(before, after, applied, score(clean, clean, rate), score(clean, restored_clean, rate))
-    text = markdown(table)
-    with open(os.path.join(output_dir, "evaluation.json"), "w") as f:
-        json.dump(table, f, indent=2)
-    with open(os.path.join(output_dir, "evaluation.md"), "w") as f:
-        f.write(text + "\n")
-    plot(table, os.path.join(output_dir, "evaluation.png"))
-    return table, text

@@ -19,18 +19,30 @@ import keras
 import numpy as np
 
 from spectral_restore import backend
-from training.callbacks import AudioSummary, TimeLimit
+from training.callbacks import AudioSummary, BestCheckpoint, ResumableEarlyStopping, TimeLimit
 from training.config import build_loss, load_config
 
 DAMAGE_MODES = ("pipeline", "model", "none")
+# The score the best checkpoint and early stopping follow (ValidationPESQ logs it).
+CHECKPOINT_MONITOR = "val_pesq_wb"
 
 logger = logging.getLogger(__name__)
 
 
 def backend_config(config):
-    """``config`` as the active backend runs it: outside TensorFlow, damage in the
-    data pipeline becomes damage in the model (the batches are made on the CPU in
-    Python, where the chain would be slow), with a notice."""
+    """``config`` as the active backend runs it: recorded pairs train on their
+    recorded damage alone (``data.damage=none``) unless ``data.damage_pairs`` asks
+    for the chain on top; outside TensorFlow, damage in the data pipeline becomes
+    damage in the model (the batches are made on the CPU in Python, where the chain
+    would be slow). Each change comes with a notice."""
+    from spectral_restore.data.source import is_pair_source
+
+    data = config["data"]
+    if data["damage"] != "none" and not data["damage_pairs"] and is_pair_source(data["source"], data["data_dir"]):
+        logger.warning("data.source holds recorded pairs: they train on their recorded damage alone, "
+                       "data.damage=none (data.damage_pairs=true adds the damage chain on top)")
+        config = copy.deepcopy(config)
+        config["data"]["damage"] = "none"
     if backend.name() == "tensorflow" or config["data"]["damage"] != "pipeline":
         return config
     logger.warning(
@@ -87,7 +99,7 @@ def make_datasets(config, skip_batches=0):
     the ReadStats their files are counted in: ``tf.data`` under TensorFlow,
     :class:`AudioDataset` under the other backends. Training batches are damaged by
     :func:`training_chain`; validation batches always by the chain alone, in the data
-    ("model" damage acts in training only)."""
+    ("model" damage acts in training only); recorded pairs only with ``data.damage_pairs``."""
     from spectral_restore.data.files import ReadStats
 
     data, model = config["data"], config["model"]
@@ -96,7 +108,8 @@ def make_datasets(config, skip_batches=0):
     stats = ReadStats()
     common = dict(
         sample_rate=model["sample_rate"], segment_seconds=data["segment_seconds"], batch_size=data["batch_size"],
-        data_dir=data["data_dir"], stats=stats,
+        data_dir=data["data_dir"], manual_dir=data["manual_dir"], stats=stats,
+        damage_pairs=data["damage_pairs"], pair_tolerance_seconds=data["pair_tolerance_seconds"],
     )
     chain = training_chain(config)
     damage = "pipeline" if data["damage"] == "pipeline" else "none"
@@ -313,9 +326,20 @@ def precision_policy(setting):
 def run(config, callbacks=()):
     """Trains as ``config`` says; returns a summary dict. Resumes from
     ``output_dir/backup`` when a previous run of the same output_dir was interrupted.
-    ``callbacks`` are added to the trainer's own (e.g. to time the steps)."""
+    ``callbacks`` are added to the trainer's own (e.g. to time the steps).
+
+    Writes ``last.keras`` (the generator as training left it) and ``model.keras``
+    (the generator of the epoch with the best ``val_pesq_wb``, recorded in
+    ``best.json``; the last one when ``training.pesq_batches`` is 0 or no epoch
+    ended). ``training.early_stopping_patience`` (an int) stops training after that
+    many epochs without a better ``val_pesq_wb``.
+    """
     config = backend_config(config)
     training = config["training"]
+    patience = training["early_stopping_patience"]
+    if patience is not None and not training["pesq_batches"]:
+        raise ValueError(f"training.early_stopping_patience={patience!r} watches {CHECKPOINT_MONITOR}, which "
+                         "needs training.pesq_batches > 0")
     output_dir = worker_output_dir(training["output_dir"])
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "config.json"), "w") as f:
@@ -336,11 +360,18 @@ def run(config, callbacks=()):
     examples = training["audio_examples"]
     time_limit = TimeLimit(training["max_minutes"])
     extra_callbacks, callbacks = list(callbacks), []
+    generator = getattr(model, "generator", model)
+    best = None
     if training["pesq_batches"]:
         from spectral_restore.metrics import ValidationPESQ
 
-        # First, so that CSVLogger and TensorBoard record val_pesq_wb.
+        # First, so that CSVLogger, TensorBoard and the checkpoints see val_pesq_wb.
         callbacks.append(ValidationPESQ(validation, config["model"]["sample_rate"], batches=training["pesq_batches"]))
+        best = BestCheckpoint(os.path.join(output_dir, "model.keras"), os.path.join(output_dir, "best.json"),
+                              generator.save, monitor=CHECKPOINT_MONITOR, resume=resumed_from > 0)
+        callbacks.append(best)
+        if patience is not None:
+            callbacks.append(ResumableEarlyStopping(best, patience))
     tensorboard = backend.tensorflow_available()
     if tensorboard:
         backend.host_tensorflow("TensorBoard logging")
@@ -359,7 +390,6 @@ def run(config, callbacks=()):
     ]
     if examples and tensorboard:
         samples_damaged, samples_clean = next(iter(validation))
-        generator = getattr(model, "generator", model)
         callbacks.append(
             AudioSummary(
                 os.path.join(output_dir, "logs", "samples"), samples_damaged[:examples], samples_clean[:examples],
@@ -385,11 +415,16 @@ def run(config, callbacks=()):
         model.save_weights(os.path.join(backup_dir, "latest.weights.h5"))
     elif os.path.isdir(backup_dir):
         shutil.rmtree(backup_dir)
-    generator = getattr(model, "generator", model)
-    model_path = os.path.join(output_dir, "model.keras")
-    generator.save(model_path)
+    model_path, last_path = os.path.join(output_dir, "model.keras"), os.path.join(output_dir, "last.keras")
+    generator.save(last_path)
+    best_epoch = None if best is None else best.summary()
+    if best_epoch is None:
+        # Without a validation score (or before the first epoch ended) the last model is the best known.
+        shutil.copyfile(last_path, model_path)
     summary = {
         "model": model_path,
+        "last_model": last_path,
+        "best": best_epoch,
         "parameters": int(generator.count_params()),
         "minutes": round(minutes, 2),
         "resumed_from_step": resumed_from,
@@ -399,9 +434,12 @@ def run(config, callbacks=()):
         "final": {k: float(v[-1]) for k, v in history.history.items()},
         "files_read": stats.files_read,
         "files_skipped": stats.files_skipped,
+        "skipped": stats.messages(),
     }
     with open(os.path.join(output_dir, "train_summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
+    if stats.files_skipped:
+        logger.warning("training data: %s", stats.summary())
     return summary
 
 

@@ -56,10 +56,42 @@ def normalise_level(wave, level_db, peak=PEAK, xp=np):
     >>> round(float(rms_db(y)), 3)
     -20.0
     """
-    rms = xp.sqrt(xp.mean(xp.square(wave), axis=-1, keepdims=True) + EPSILON)
-    wave = wave * (10.0 ** (level_db / 20.0) / rms)
-    top = xp.max(xp.abs(wave), axis=-1, keepdims=True)
-    return wave * xp.minimum(1.0, peak / xp.maximum(top, EPSILON))
+    return wave * _gain(wave, level_db, peak, xp, wave)
 
 
-__all__ = ["SILENCE_DB", "PEAK", "rms_db", "is_silent", "normalise_level"]
+def normalise_pair_level(damaged, clean, level_db, peak=PEAK, xp=np):
+    """Scales a recorded pair by one gain: ``clean`` to ``level_db`` dB RMS re full
+    scale, then both down where either's peak would exceed ``peak``. One gain keeps
+    what the damage did to the level (noise adds energy, a lowpass removes some).
+
+    Formula: ``(d, c) -> (d * g', c * g')`` with ``g = 10^(level_db / 20) / sqrt(mean(c^2) + 1e-12)``
+    and ``g' = g * min(1, peak / max(|d * g|, |c * g|))``.
+
+    Args:
+        damaged, clean: arrays ``[..., samples]`` of the same shape.
+        level_db: float. Target RMS of ``clean``, dB re full scale.
+        peak: float. Largest absolute sample allowed on either side. Defaults to 0.99.
+        xp: module. Array namespace with numpy's API. Defaults to numpy.
+
+    Example:
+    >>> d, c = normalise_pair_level(np.array([0.5, -0.5]), np.array([0.1, -0.1]), -30.0)
+    >>> round(float(rms_db(c)), 3), round(float(rms_db(d)), 3)
+    (-30.0, -16.021)
+    >>> d, c = normalise_pair_level(np.array([1.0, -1.0]), np.array([0.1, -0.1]), -20.0)
+    >>> round(float(np.max(np.abs(d))), 3), round(float(np.max(np.abs(c))), 3)
+    (0.99, 0.099)
+    """
+    gain = _gain(clean, level_db, peak, xp, damaged, clean)
+    return damaged * gain, clean * gain
+
+
+def _gain(reference, level_db, peak, xp, *waves):
+    """The gain taking ``reference`` to ``level_db`` dB RMS, lowered so that no
+    wave of ``waves`` peaks above ``peak`` (``[..., 1]``, to broadcast)."""
+    rms = xp.sqrt(xp.mean(xp.square(reference), axis=-1, keepdims=True) + EPSILON)
+    gain = 10.0 ** (level_db / 20.0) / rms
+    top = gain * xp.max(xp.stack([xp.max(xp.abs(wave), axis=-1, keepdims=True) for wave in waves]), axis=0)
+    return gain * xp.minimum(1.0, peak / xp.maximum(top, EPSILON))
+
+
+__all__ = ["SILENCE_DB", "PEAK", "rms_db", "is_silent", "normalise_level", "normalise_pair_level"]

@@ -3,34 +3,48 @@
 :func:`make_dataset` reads clean audio from an in-memory array, a folder or
 list of files, a TFDS dataset or any ``tf.data.Dataset`` of waveforms; crops
 random segments, normalises their level, batches them and damages each batch
-with a seeded :class:`~spectral_restore.data.artifacts.ArtifactChain`.
+with a seeded :class:`~spectral_restore.data.artifacts.ArtifactChain`. Recorded
+pairs (two folders matched by relative path, or a TFDS dataset with a recorded
+damaged field) keep their recorded damage: one crop and one gain for both sides,
+the chain only on top when asked for.
 Unreadable files are skipped and counted in :class:`ReadStats`, never fatal.
 TensorFlow only; :class:`~spectral_restore.data.source.AudioDataset` is the same
 source for every Keras backend.
 """
 
+import functools
 import os
 
 import numpy as np
 
 from spectral_restore import spectral
-from spectral_restore.audio_io import check_sample_rate
+from spectral_restore.audio_io import check_sample_rate, resample_numpy
 from spectral_restore.backend import host_tensorflow, require_tensorflow
 from spectral_restore.data import levels
 from spectral_restore.data.artifacts import ArtifactChain
 from spectral_restore.data.files import (  # noqa: F401 - noise_pool_from_folder: also importable from here
     AUDIO_EXTENSIONS,
+    PAIR_TOLERANCE_SECONDS,
     ReadStats,
+    check_pair,
+    check_pair_tolerance,
     list_audio_files,
     noise_pool_from_folder,
     read_or_skip,
+    read_pair_or_skip,
     split_folder,
 )
-from spectral_restore.data.source import DAMAGE_MODES, OUTPUTS
+from spectral_restore.data.source import DAMAGE_MODES, OUTPUTS, as_float32, folder_pair, folder_pairs
 
 require_tensorflow("The tf.data pipeline (spectral_restore.data.pipeline)")
 import tensorflow as tf  # noqa: E402 - after the check that names what is missing
 import tensorflow.experimental.numpy as tnp  # noqa: E402
+
+
+# Fields of a TFDS dataset that hold the recorded damaged side of its "audio":
+# voicebank_demand's "noisy", audio_folder_pairs' "damaged".
+TFDS_DAMAGED_FIELDS = ("noisy", "damaged")
+PAIR_SPEC = tf.TensorSpec([2, None], tf.float32)
 
 
 def _file_dataset(paths, sample_rate, stats):
@@ -45,17 +59,89 @@ def _file_dataset(paths, sample_rate, stats):
     return tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec([None], tf.float32))
 
 
-def _tfds_dataset(name, split, data_dir, sample_rate):
+def _file_pair_dataset(pairs, sample_rate, stats, tolerance_seconds):
+    """``[2, samples]`` (damaged, clean) of each readable :class:`FilePair`."""
+
+    def generate():
+        for pair in pairs:
+            samples = read_pair_or_skip(pair, sample_rate, stats, tolerance_seconds)
+            if samples is not None:
+                yield np.stack(samples)
+
+    return tf.data.Dataset.from_generator(generate, output_signature=PAIR_SPEC)
+
+
+def _tfds_builder(name, data_dir):
     import tensorflow_datasets as tfds
 
     import tfds_builders  # noqa: F401 - registers the project's builders with TFDS
 
-    builder = tfds.builder(name, data_dir=data_dir)
-    builder.download_and_prepare()
+    return tfds.builder(name, data_dir=data_dir)
+
+
+def _tfds_dataset(name, split, data_dir, sample_rate=None, manual_dir=None):
+    """The prepared ``split`` of TFDS dataset ``name`` and its builder; with
+    ``sample_rate``, a dataset at another rate is an error."""
+    import tensorflow_datasets as tfds
+
+    builder = _tfds_builder(name, data_dir)
+    download_config = None if manual_dir is None else tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
+    builder.download_and_prepare(download_config=download_config)
     rate = builder.info.features["audio"].sample_rate if "audio" in builder.info.features else None
-    if rate is not None and rate != sample_rate:
+    if sample_rate is not None and rate is not None and rate != sample_rate:
         raise ValueError(f"TFDS dataset {name} is at {rate} Hz; make_dataset was asked for {sample_rate} Hz")
-    return builder.as_dataset(split=split)
+    return builder.as_dataset(split=split), builder
+
+
+def tfds_pair_field(name, data_dir=None):
+    """The field of TFDS dataset ``name`` that holds the recorded damaged side of
+    its ``"audio"`` (one of ``TFDS_DAMAGED_FIELDS``), or None: a dataset of clean
+    audio only. Reads the builder's description; prepares nothing."""
+    host_tensorflow("A TFDS source")
+    features = _tfds_builder(name, data_dir).info.features
+    if "audio" not in features:
+        return None
+    return next((field for field in TFDS_DAMAGED_FIELDS if field in features), None)
+
+
+def _mono(samples, name):
+    samples = as_float32(samples, name)
+    return samples.mean(axis=-1) if samples.ndim == 2 else samples
+
+
+def tfds_pairs(name, split="train", data_dir=None, sample_rate=16000, manual_dir=None, stats=None,
+               tolerance_seconds=PAIR_TOLERANCE_SECONDS):
+    """The recorded ``(damaged, clean)`` pairs of a TFDS dataset's ``split``, as
+    float32 numpy arrays at ``sample_rate`` (resampled on the host when the dataset
+    is at another rate), one by one.
+
+    An example without its damaged side (``has_damaged`` false in
+    ``audio_folder_pairs``) and a pair whose lengths differ by more than
+    ``tolerance_seconds`` (:func:`~spectral_restore.data.files.check_pair`) are
+    skipped and counted in ``stats`` under ``"NAME/SPLIT/<id or path>"``.
+
+    Raises:
+        ValueError: the dataset has no recorded damaged field.
+    """
+    host_tensorflow("A TFDS source")
+    stats = stats if stats is not None else ReadStats()
+    field = tfds_pair_field(name, data_dir)
+    if field is None:
+        raise ValueError(f"TFDS dataset {name} holds no recorded damaged audio (none of {TFDS_DAMAGED_FIELDS})")
+    dataset, builder = _tfds_dataset(name, split, data_dir, manual_dir=manual_dir)
+    rate = builder.info.features["audio"].sample_rate
+    for index, item in enumerate(dataset.as_numpy_iterator()):
+        label = item.get("path", item.get("id", index))
+        label = f"{name}/{split}/{label.decode() if isinstance(label, bytes) else label}"
+        if not item.get("has_damaged", True):
+            stats.record_skip(label, f"no {field} partner")
+            continue
+        damaged, clean = _mono(item[field], field), _mono(item["audio"], "audio")
+        if rate != sample_rate:
+            damaged, clean = (resample_numpy(side, rate, sample_rate).astype(np.float32) for side in (damaged, clean))
+        pair = check_pair(label, damaged, clean, sample_rate, stats, tolerance_seconds)
+        if pair is not None:
+            yield pair
 
 
 def _as_waveforms(dataset):
@@ -76,25 +162,46 @@ def _as_waveforms(dataset):
     return dataset
 
 
-def tfds_waveforms(name, split="train", data_dir=None, sample_rate=16000):
+def tfds_waveforms(name, split="train", data_dir=None, sample_rate=16000, manual_dir=None):
     """Every waveform of a TFDS dataset's ``split``, as float32 numpy arrays in
     memory: the TFDS reader of :class:`~spectral_restore.data.source.AudioDataset`."""
     host_tensorflow("A TFDS source")
-    dataset = _as_waveforms(_tfds_dataset(name, split, data_dir, sample_rate))
+    dataset = _as_waveforms(_tfds_dataset(name, split, data_dir, sample_rate, manual_dir)[0])
     return list(dataset.as_numpy_iterator())
 
 
-def source_dataset(source, sample_rate=16000, split="train", data_dir=None, stats=None):
+def pair_dataset(source, sample_rate=16000, split="train", data_dir=None, manual_dir=None, stats=None,
+                 tolerance_seconds=PAIR_TOLERANCE_SECONDS):
+    """A dataset of recorded pairs ``[2, samples]`` (damaged, clean; float32 at
+    ``sample_rate``) from a folder pair ``{"damaged": DIR, "clean": DIR}`` or a TFDS
+    dataset with a recorded damaged field (``"tfds:voicebank_demand/16k"``), or None
+    when ``source`` is neither. Files without a partner, unreadable files and pairs
+    whose lengths differ by more than ``tolerance_seconds`` are skipped and counted
+    in ``stats``."""
+    stats = stats if stats is not None else ReadStats()
+    if folder_pair(source) is not None:
+        return _file_pair_dataset(folder_pairs(source, split, stats), sample_rate, stats, tolerance_seconds)
+    if isinstance(source, str) and source.startswith("tfds:") and tfds_pair_field(source[len("tfds:") :], data_dir):
+        # Prepared here, so that a missing manual download is an error now rather than
+        # one wrapped in a tf.data error at the first batch.
+        _tfds_dataset(source[len("tfds:") :], split, data_dir, manual_dir=manual_dir)
+        pairs = functools.partial(tfds_pairs, source[len("tfds:") :], split, data_dir, sample_rate, manual_dir, stats,
+                                  tolerance_seconds)
+        return tf.data.Dataset.from_generator(lambda: (np.stack(pair) for pair in pairs()), output_signature=PAIR_SPEC)
+    return None
+
+
+def source_dataset(source, sample_rate=16000, split="train", data_dir=None, stats=None, manual_dir=None):
     """A dataset of float32 mono waveforms ``[samples]`` from ``source``:
     an array ``[clips, samples]`` or list of 1-D arrays; a folder (its ``split``
     subfolder when it has one) or list of audio files (resampled to ``sample_rate``; unreadable ones skipped and counted
-    in ``stats``); ``"tfds:NAME"`` (``split`` of a TFDS dataset); or a
+    in ``stats``); ``"tfds:NAME"`` (``split`` of a TFDS dataset, its clean ``"audio"``); or a
     ``tf.data.Dataset`` of waveforms or ``{"audio": ...}`` dicts."""
     stats = stats if stats is not None else ReadStats()
     if isinstance(source, tf.data.Dataset):
         return _as_waveforms(source)
     if isinstance(source, str) and source.startswith("tfds:"):
-        return _as_waveforms(_tfds_dataset(source[len("tfds:") :], split, data_dir, sample_rate))
+        return _as_waveforms(_tfds_dataset(source[len("tfds:") :], split, data_dir, sample_rate, manual_dir)[0])
     if isinstance(source, (str, os.PathLike)):
         folder = split_folder(source, split)
         paths = list_audio_files(folder)
@@ -121,12 +228,14 @@ def source_dataset(source, sample_rate=16000, split="train", data_dir=None, stat
 
 
 def crop_or_pad(wave, length, seed):
-    """A random ``length``-sample crop (stateless, seeded); shorter input is
+    """A random ``length``-sample crop along the last axis (stateless, seeded): the
+    rows of a stacked pair ``[2, samples]`` share one start. Shorter input is
     zero-padded at the end first."""
-    wave = tf.pad(wave, [[0, tf.maximum(length - tf.shape(wave)[0], 0)]])
-    room = tf.shape(wave)[0] - length + 1
+    padding = [[0, 0]] * (wave.shape.rank - 1) + [[0, tf.maximum(length - tf.shape(wave)[-1], 0)]]
+    wave = tf.pad(wave, padding)
+    room = tf.shape(wave)[-1] - length + 1
     start = tf.random.stateless_uniform([], seed, 0, room, dtype=tf.int32, alg="philox")
-    return wave[start : start + length]
+    return wave[..., start : start + length]
 
 
 def make_dataset(
@@ -136,6 +245,8 @@ def make_dataset(
     segment_seconds=3.0,
     batch_size=16,
     chain="default",
+    damage_pairs=False,
+    pair_tolerance_seconds=PAIR_TOLERANCE_SECONDS,
     seed=0,
     output="waveform",
     stft_config=None,
@@ -149,18 +260,31 @@ def make_dataset(
     skip_batches=0,
     split="train",
     data_dir=None,
+    manual_dir=None,
     stats=None,
 ):
     """A batched, prefetched ``tf.data.Dataset`` of ``(damaged, clean)`` pairs.
 
     Args:
-        source: see :func:`source_dataset`.
-        sample_rate: int. Defaults to 16000.
+        source: see :func:`source_dataset`; or recorded pairs (:func:`pair_dataset`):
+            a folder pair ``{"damaged": DIR, "clean": DIR}`` (files matched by
+            relative path without extension; each side's ``split`` subfolder
+            where it has one) or a TFDS dataset with a recorded damaged field
+            (``"tfds:voicebank_demand/16k"``, ``"tfds:audio_folder_pairs"``). A
+            pair gets one crop and one level gain for both sides; the silence rule
+            looks at its clean side.
+        sample_rate: int. Both sides of a pair are resampled to it. Defaults to 16000.
         segment_seconds: float. Length of the random crops. Defaults to 3.
         batch_size: int. Defaults to 16 (the last partial batch is dropped so
             shapes are static).
         chain: ArtifactChain, a chain name of ``artifacts.CHAINS`` ("default",
             "denoise") or None. Defaults to "default".
+        damage_pairs: bool. With recorded pairs, also apply ``damage`` on top of
+            the recorded damage; False yields the recorded pairs as they are (no
+            chain here, whatever ``damage`` says). Defaults to False.
+        pair_tolerance_seconds: float. A pair whose sides differ in length by more
+            is skipped and counted; a smaller difference is trimmed off the longer
+            side's end. Defaults to ``PAIR_TOLERANCE_SECONDS`` (0.05 s).
         seed: int. Crops, shuffling and damage are all derived from it: the same
             seed gives the same pairs. Defaults to 0.
         output: str. "waveform" (``[batch, samples]``) or "spectrogram"
@@ -179,8 +303,13 @@ def make_dataset(
         skip_batches: int. Leave out the first batches of the stream (their damage is
             not computed): a resumed run continues with exactly the batches it
             had not yet seen. Defaults to 0.
-        split, data_dir: for "tfds:NAME" sources.
-        stats: ReadStats or None. Receives the file-reading counts.
+        split, data_dir: for "tfds:NAME" sources (``split`` also picks a folder's
+            subfolder).
+        manual_dir: str or None. Where a TFDS dataset's manual downloads are
+            (VoiceBank+DEMAND's archives); None: TFDS's default
+            (``<data_dir>/downloads/manual``). Defaults to None.
+        stats: ReadStats or None. Receives the file-reading counts, unreadable
+            files, files without a partner and pairs of too different lengths.
 
     Silent segments (``levels.SILENCE_DB``, -60 dB RMS) are dropped: a pair of
     silences teaches nothing. Level rules: :mod:`spectral_restore.data.levels`.
@@ -194,17 +323,24 @@ def make_dataset(
         raise ValueError(f"`segment_seconds` must be > 0. Received: {segment_seconds!r}")
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
+    pair_tolerance_seconds = check_pair_tolerance(pair_tolerance_seconds, "pair_tolerance_seconds")
     if damage == "auto":
         damage = "model" if tf.config.list_physical_devices("GPU") else "pipeline"
+    stats = stats if stats is not None else ReadStats()
+    dataset = pair_dataset(source, sample_rate, split, data_dir, manual_dir, stats, pair_tolerance_seconds)
+    paired = dataset is not None
+    if not paired:
+        dataset = source_dataset(source, sample_rate, split=split, data_dir=data_dir, stats=stats,
+                                 manual_dir=manual_dir)
+    # Recorded pairs keep their damage; the chain acts on top only when asked to.
+    damages_here = damage == "pipeline" and (damage_pairs or not paired)
     if isinstance(chain, str):
         chain = ArtifactChain(chain, sample_rate=sample_rate)
-    if damage == "pipeline" and chain is None:
+    if damages_here and chain is None:
         raise ValueError("damage='pipeline' needs an ArtifactChain (chain=None: use damage='none')")
     stft_config = spectral.as_stft_config(stft_config)
     length = int(round(segment_seconds * sample_rate))
     base_seed = tf.constant([int(seed), 0x5EED], tf.int64)
-
-    dataset = source_dataset(source, sample_rate, split=split, data_dir=data_dir, stats=stats)
     if cache:
         dataset = dataset.cache()
     if repeat:
@@ -218,23 +354,34 @@ def make_dataset(
         segment = crop_or_pad(wave, length, item_seed)
         return segment
 
+    def clean_side(wave):
+        return wave[1] if paired else wave
+
+    def level(wave):
+        if paired:
+            return tf.stack(levels.normalise_pair_level(wave[0], wave[1], float(level_db), xp=tnp))
+        return levels.normalise_level(wave, float(level_db), xp=tnp)
+
     dataset = dataset.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.filter(lambda wave: tf.logical_not(levels.is_silent(wave, xp=tnp)))
+    dataset = dataset.filter(lambda wave: tf.logical_not(levels.is_silent(clean_side(wave), xp=tnp)))
     if level_db is not None:
-        dataset = dataset.map(lambda wave: levels.normalise_level(wave, float(level_db), xp=tnp),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(level, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=True).enumerate()
     if skip_batches:
         dataset = dataset.skip(int(skip_batches))
     damage_seed = tf.constant([int(seed), 0xDA3A6E], tf.int64)
 
-    def pair(index, clean):
-        clean = tf.ensure_shape(clean, [batch_size, length])
-        if damage == "pipeline":
-            batch_seed = tf.random.experimental.stateless_fold_in(damage_seed, index, alg="philox")
-            damaged, record = chain(clean, batch_seed)
+    def pair(index, batch):
+        if paired:
+            batch = tf.ensure_shape(batch, [batch_size, 2, length])
+            recorded, clean = batch[:, 0], batch[:, 1]
         else:
-            damaged, record = clean, {}
+            recorded = clean = tf.ensure_shape(batch, [batch_size, length])
+        if damages_here:
+            batch_seed = tf.random.experimental.stateless_fold_in(damage_seed, index, alg="philox")
+            damaged, record = chain(recorded, batch_seed)
+        else:
+            damaged, record = recorded, {}
         if output == "spectrogram":
             damaged = spectral.stack_complex(*spectral.stft(damaged, stft_config))
             clean = spectral.stack_complex(*spectral.stft(clean, stft_config))

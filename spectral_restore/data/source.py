@@ -9,6 +9,11 @@ Damage then happens inside the model on the accelerator (``damage="model"``, an
 :class:`ArtifactLayer` at the model's input), or in the dataset (``"pipeline"``)
 for evaluation.
 
+Recorded pairs (:func:`is_pair_source`: two folders matched by relative path,
+``{"damaged": DIR, "clean": DIR}``, or a TFDS dataset with a recorded damaged
+field) are read as they are: both sides at the model's rate, one crop and one gain
+for both, and no synthetic damage unless ``damage_pairs`` asks for it on top.
+
 Batch ``i`` is a pure function of ``(seed, i)``: batches can be read in any
 order, by several workers, and a resumed run (``skip_batches``) reads exactly
 the batches the interrupted one had not yet seen. Example ``k`` of the stream is
@@ -19,6 +24,7 @@ replaced by a seeded random crop of a random clip. Unreadable files are counted
 once in :class:`~spectral_restore.data.files.ReadStats` and not read again.
 """
 
+import collections.abc
 import functools
 import os
 import threading
@@ -31,7 +37,18 @@ from spectral_restore.audio_io import check_sample_rate
 from spectral_restore.backend import require_tensorflow
 from spectral_restore.data import levels
 from spectral_restore.data.artifacts import ArtifactChain
-from spectral_restore.data.files import AUDIO_EXTENSIONS, ReadStats, list_audio_files, read_or_skip, split_folder
+from spectral_restore.data.files import (
+    AUDIO_EXTENSIONS,
+    PAIR_TOLERANCE_SECONDS,
+    FilePair,
+    ReadStats,
+    check_pair_tolerance,
+    list_audio_files,
+    match_pairs,
+    read_or_skip,
+    read_pair_or_skip,
+    split_folder,
+)
 
 OUTPUTS = ("waveform", "spectrogram")
 DAMAGE_MODES = ("pipeline", "model", "none", "auto")
@@ -52,7 +69,7 @@ def _epoch_order(seed, epoch, clips, shuffle):
     return _rng(seed, _ORDER, epoch).permutation(clips)
 
 
-def _as_float32(array, name):
+def as_float32(array, name):
     """Integer PCM scaled to [-1, 1) (by ``-dtype.min``), floats cast to float32."""
     array = np.asarray(array)
     if np.issubdtype(array.dtype, np.integer):
@@ -82,7 +99,7 @@ def save_npz(path, sample_rate, **splits):
         raise ValueError("save_npz needs at least one split, e.g. train=[clip, ...]")
     arrays = {"sample_rate": np.asarray(sample_rate)}
     for split, clips in splits.items():
-        clips = [_as_float32(clip, split).reshape(-1) for clip in clips]
+        clips = [as_float32(clip, split).reshape(-1) for clip in clips]
         if not clips or not all(len(clip) for clip in clips):
             raise ValueError(f"Split {split!r} must hold at least one non-empty clip")
         # Scaled by 32768, the inverse of the reading rule, so float clips that came
@@ -106,7 +123,7 @@ def load_npz(path, split, sample_rate):
             raise ValueError(f"{path} holds audio at {int(data['sample_rate'])} Hz; {sample_rate} Hz was asked for")
         if split not in data:
             raise ValueError(f"{path} has no split {split!r}; it holds {sorted(data.files)}")
-        samples = _as_float32(data[split], split)
+        samples = as_float32(data[split], split)
         lengths = data[f"{split}_lengths"] if f"{split}_lengths" in data else None
     if lengths is None:
         if samples.ndim != 2:
@@ -118,13 +135,72 @@ def load_npz(path, split, sample_rate):
     return np.split(samples, np.cumsum(lengths)[:-1])
 
 
-def _clips_of(source, sample_rate, split, data_dir):
-    """The clips of ``source``: in-memory float32 arrays and file paths (read lazily)."""
+PAIR_SIDES = ("damaged", "clean")
+
+
+def folder_pair(source):
+    """``(damaged_dir, clean_dir)`` of a folder-pair source ``{"damaged": DIR,
+    "clean": DIR}``, or None when ``source`` is not a mapping."""
+    if not isinstance(source, collections.abc.Mapping):
+        return None
+    folders = [source.get(side) for side in PAIR_SIDES]
+    if sorted(source) != sorted(PAIR_SIDES) or not all(isinstance(folder, (str, os.PathLike)) for folder in folders):
+        raise ValueError(f"A folder-pair source must be {{'damaged': DIR, 'clean': DIR}}; received {dict(source)!r}")
+    return tuple(os.fspath(folder) for folder in folders)
+
+
+def is_pair_source(source, data_dir=None):
+    """Whether ``source`` yields recorded ``(damaged, clean)`` pairs: a folder pair
+    (:func:`folder_pair`) or ``"tfds:NAME"`` of a dataset with a recorded damaged
+    field (``tfds:voicebank_demand/16k``, ``tfds:audio_folder_pairs``; asking needs
+    TensorFlow)."""
+    if folder_pair(source) is not None:
+        return True
     if isinstance(source, str) and source.startswith("tfds:"):
         require_tensorflow("A TFDS source")
-        from spectral_restore.data.pipeline import tfds_waveforms
+        from spectral_restore.data.pipeline import tfds_pair_field
 
-        return tfds_waveforms(source[len("tfds:") :], split, data_dir, sample_rate)
+        return tfds_pair_field(source[len("tfds:") :], data_dir) is not None
+    return False
+
+
+def folder_pairs(source, split, stats):
+    """The :class:`FilePair` list of a folder-pair source (each side's ``split``
+    subfolder where it has one); files without a partner are counted in ``stats``
+    and reported in one line.
+
+    Raises:
+        ValueError: no pair matched.
+    """
+    damaged_dir, clean_dir = (split_folder(folder, split) for folder in folder_pair(source))
+    pairs, problems = match_pairs(damaged_dir, clean_dir)
+    stats.record_skips(problems, f"folder pairs {damaged_dir} | {clean_dir}: {len(pairs)} matched")
+    if not pairs:
+        raise ValueError(f"No file of {damaged_dir} has a partner of the same relative path in {clean_dir} "
+                         f"({len(problems)} unmatched audio files)")
+    return pairs
+
+
+def _clips_of(source, sample_rate, split, data_dir, stats, manual_dir=None, tolerance_seconds=PAIR_TOLERANCE_SECONDS):
+    """The clips of ``source`` and whether they are recorded pairs: in-memory float32
+    arrays (``[samples]``, or ``[2, samples]`` for a pair) and file paths or
+    :class:`FilePair` items (read lazily)."""
+    if folder_pair(source) is not None:
+        return folder_pairs(source, split, stats), True
+    if isinstance(source, str) and source.startswith("tfds:"):
+        require_tensorflow("A TFDS source")
+        from spectral_restore.data.pipeline import tfds_pair_field, tfds_pairs, tfds_waveforms
+
+        name = source[len("tfds:") :]
+        if tfds_pair_field(name, data_dir) is None:
+            return tfds_waveforms(name, split, data_dir, sample_rate, manual_dir), False
+        pairs = tfds_pairs(name, split, data_dir, sample_rate, manual_dir, stats, tolerance_seconds)
+        return [np.stack(pair) for pair in pairs], True
+    return _single_clips_of(source, sample_rate, split), False
+
+
+def _single_clips_of(source, sample_rate, split):
+    """The clips of a source of single waveforms: arrays and file paths (read lazily)."""
     if isinstance(source, (str, os.PathLike)):
         if os.fspath(source).endswith(".npz"):
             return load_npz(source, split, sample_rate)
@@ -137,14 +213,14 @@ def _clips_of(source, sample_rate, split, data_dir):
         source = source[None] if source.ndim == 1 else source
         if source.ndim != 2 or source.shape[1] == 0:
             raise ValueError(f"An array source must be [clips, samples]; received shape {source.shape}")
-        return list(_as_float32(source, "source"))
+        return list(as_float32(source, "source"))
     if isinstance(source, (list, tuple)) and source:
         if all(isinstance(item, (str, os.PathLike)) for item in source):
             return [os.fspath(item) for item in source]
-        return [_as_float32(item, "source").reshape(-1) for item in source]
+        return [as_float32(item, "source").reshape(-1) for item in source]
     raise TypeError(
-        "`source` must be an array, a list of arrays or files, a folder, an .npz file or 'tfds:NAME'; "
-        f"received {type(source).__name__}"
+        "`source` must be an array, a list of arrays or files, a folder, an .npz file, 'tfds:NAME' or a folder "
+        f"pair {{'damaged': DIR, 'clean': DIR}}; received {type(source).__name__}"
     )
 
 
@@ -160,13 +236,23 @@ class AudioDataset(keras.utils.PyDataset):
             (recursive; when it holds a subfolder named ``split``, that one) or
             list of audio files, resampled to ``sample_rate``; an ``.npz`` file
             (:func:`load_npz`); or ``"tfds:NAME"``, a prepared TFDS dataset's
-            ``split`` (needs TensorFlow; read into memory).
-        sample_rate: int. Defaults to 16000.
+            ``split`` (needs TensorFlow; read into memory). Recorded pairs: a
+            folder pair ``{"damaged": DIR, "clean": DIR}`` (files matched by
+            relative path without extension, :func:`~spectral_restore.data.files.match_pairs`;
+            each side's ``split`` subfolder where it has one) or a TFDS dataset with
+            a recorded damaged field (``"tfds:voicebank_demand/16k"``,
+            ``"tfds:audio_folder_pairs"``): one crop and one level gain for both
+            sides, the silence rule on the clean side.
+        sample_rate: int. Both sides of a pair are resampled to it. Defaults to 16000.
         segment_seconds: float. Length of the random crops (shorter clips are
             zero-padded at the end). Defaults to 3.
         batch_size: int. Defaults to 16.
         chain: ArtifactChain, a chain name of ``artifacts.CHAINS`` or None. For
             ``damage="pipeline"``. Defaults to "default".
+        damage_pairs, pair_tolerance_seconds: for recorded pairs, as in
+            ``make_dataset``: whether ``damage`` also acts on top of the recorded
+            damage (defaults to False: the pairs as recorded), and the largest
+            length difference trimmed rather than skipped (defaults to 0.05 s).
         seed: int. Order, crops and damage all derive from it. Defaults to 0.
         output: str. "waveform" or "spectrogram" (``[batch, frames, bins, 2]``).
             Defaults to "waveform".
@@ -190,7 +276,11 @@ class AudioDataset(keras.utils.PyDataset):
             Defaults to 0.
         split, data_dir: the TFDS split and data folder; ``split`` also picks an
             ``.npz`` entry and a folder's subfolder. Defaults to "train", None.
-        stats: ReadStats or None. Receives the file-reading counts.
+        manual_dir: str or None. Where a TFDS dataset's manual downloads are
+            (VoiceBank+DEMAND's archives); None: TFDS's default
+            (``<data_dir>/downloads/manual``). Defaults to None.
+        stats: ReadStats or None. Receives the file-reading counts, unreadable
+            files, files without a partner and pairs of too different lengths.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of
             ``keras.utils.PyDataset``.
 
@@ -210,6 +300,8 @@ class AudioDataset(keras.utils.PyDataset):
         segment_seconds=3.0,
         batch_size=16,
         chain="default",
+        damage_pairs=False,
+        pair_tolerance_seconds=PAIR_TOLERANCE_SECONDS,
         seed=0,
         output="waveform",
         stft_config=None,
@@ -223,6 +315,7 @@ class AudioDataset(keras.utils.PyDataset):
         cache_batches=0,
         split="train",
         data_dir=None,
+        manual_dir=None,
         stats=None,
         **kwargs,
     ):
@@ -239,13 +332,20 @@ class AudioDataset(keras.utils.PyDataset):
         for name, value in (("skip_batches", skip_batches), ("cache_batches", cache_batches)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"`{name}` must be an integer >= 0. Received: {value!r}")
+        self.pair_tolerance_seconds = check_pair_tolerance(pair_tolerance_seconds, "pair_tolerance_seconds")
         self.damage = "model" if damage == "auto" else damage
-        if self.damage == "pipeline" and chain is None:
+        self.stats = stats if stats is not None else ReadStats()
+        self.clips, self.paired = _clips_of(source, self.sample_rate, split, data_dir, self.stats, manual_dir,
+                                            self.pair_tolerance_seconds)
+        self.damage_pairs = bool(damage_pairs)
+        # Only "pipeline" damages here (recorded pairs: only when asked to); the other
+        # modes leave the chain to the model.
+        damages_here = self.damage == "pipeline" and (self.damage_pairs or not self.paired)
+        if damages_here and chain is None:
             raise ValueError("damage='pipeline' needs an ArtifactChain (chain=None: use damage='none')")
-        if self.damage == "pipeline" and isinstance(chain, str):
+        if damages_here and isinstance(chain, str):
             chain = ArtifactChain(chain, sample_rate=self.sample_rate)
-        # Only "pipeline" damages here; the other modes leave the chain to the model.
-        self.chain = chain if self.damage == "pipeline" else None
+        self.chain = chain if damages_here else None
         self.output = output
         self.stft_config = spectral.as_stft_config(stft_config)
         self.length = int(round(segment_seconds * self.sample_rate))
@@ -255,8 +355,6 @@ class AudioDataset(keras.utils.PyDataset):
         self.shuffle, self.repeat, self.cache = bool(shuffle), bool(repeat), bool(cache)
         self.return_record = bool(return_record)
         self.skip_batches, self.cache_batches = int(skip_batches), int(cache_batches)
-        self.stats = stats if stats is not None else ReadStats()
-        self.clips = _clips_of(source, self.sample_rate, split, data_dir)
         if not self.repeat and len(self.clips) < self.batch_size:
             raise ValueError(
                 f"The source has {len(self.clips)} clips, fewer than one batch of {self.batch_size} "
@@ -283,18 +381,26 @@ class AudioDataset(keras.utils.PyDataset):
         if not self.repeat:
             self.epoch += 1
 
+    def _read(self, clip):
+        """Samples of a file, ``[2, samples]`` of a :class:`FilePair`, or None (counted)."""
+        if isinstance(clip, FilePair):
+            pair = read_pair_or_skip(clip, self.sample_rate, self.stats, self.pair_tolerance_seconds)
+            return None if pair is None else np.stack(pair)
+        return read_or_skip(clip, self.sample_rate, self.stats)
+
     def _clip(self, index):
-        """Samples of clip ``index``, or None when its file cannot be read (counted
-        in ``stats`` the first time, then not read again)."""
+        """Samples of clip ``index`` (``[2, samples]`` for a recorded pair), or None
+        when its files cannot be read or do not pair (counted in ``stats`` the first
+        time, then not read again)."""
         clip = self.clips[index]
-        if not isinstance(clip, str):
+        if isinstance(clip, np.ndarray):
             return clip
         with self._lock:
             if clip in self._unreadable:
                 return None
             if clip in self._decoded:
                 return self._decoded[clip]
-        samples = read_or_skip(clip, self.sample_rate, self.stats)
+        samples = self._read(clip)
         with self._lock:
             if samples is None:
                 self._unreadable.add(clip)
@@ -302,15 +408,34 @@ class AudioDataset(keras.utils.PyDataset):
                 self._decoded[clip] = samples
         return samples
 
+    def utterance(self, index):
+        """Clip ``index`` whole, at any length, levelled as the crops are (``level_db``;
+        a recorded pair by one gain for both sides): float32 ``[samples]``, or
+        ``[2, samples]`` (damaged, clean) for recorded pairs; None when its files
+        cannot be read or do not pair (counted in ``stats``). For whole-utterance
+        evaluation; training reads crops."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.clips):
+            raise IndexError(f"Clip index must be in [0, {len(self.clips)}); received {index!r}")
+        samples = self._clip(int(index))
+        if samples is None:
+            return None
+        if self.level_db is not None and self.paired:
+            samples = np.stack(levels.normalise_pair_level(samples[0], samples[1], self.level_db))
+        elif self.level_db is not None:
+            samples = levels.normalise_level(samples, self.level_db)
+        return np.asarray(samples, np.float32)
+
     def _crop(self, samples, rng):
-        room = len(samples) - self.length
+        """A ``length`` crop along the last axis: both sides of a pair at one start."""
+        room = samples.shape[-1] - self.length
         if room < 0:
-            return np.pad(samples, (0, -room))
+            return np.pad(samples, [(0, 0)] * (samples.ndim - 1) + [(0, -room)])
         start = int(rng.integers(0, room + 1))
-        return samples[start : start + self.length]
+        return samples[..., start : start + self.length]
 
     def _example(self, position):
-        """Example ``position`` of the stream: a levelled, audible ``[length]`` crop."""
+        """Example ``position`` of the stream: a levelled, audible ``[length]`` crop
+        (``[2, length]``, damaged and clean, for recorded pairs)."""
         clips = len(self.clips)
         epoch, offset = divmod(position, clips)
         index = int(_epoch_order(self.seed, epoch, clips, self.shuffle)[offset])
@@ -323,8 +448,10 @@ class AudioDataset(keras.utils.PyDataset):
             if samples is None:
                 continue
             segment = self._crop(samples, rng)
-            if not levels.is_silent(segment):
-                if self.level_db is not None:
+            if not levels.is_silent(segment[-1] if self.paired else segment):
+                if self.level_db is not None and self.paired:
+                    segment = np.stack(levels.normalise_pair_level(segment[0], segment[1], self.level_db))
+                elif self.level_db is not None:
                     segment = levels.normalise_level(segment, self.level_db)
                 return segment.astype(np.float32)
         raise ValueError(
@@ -333,16 +460,18 @@ class AudioDataset(keras.utils.PyDataset):
         )
 
     def _stream_batch(self, batch):
-        """Batch ``batch`` of the stream, damaged as ``damage`` says."""
+        """Batch ``batch`` of the stream, damaged as ``damage`` says (recorded pairs:
+        their damaged side, with the chain on top only for ``damage_pairs``)."""
         start = batch * self.batch_size
-        clean = np.stack([self._example(start + j) for j in range(self.batch_size)])
-        if self.damage == "pipeline":
+        examples = np.stack([self._example(start + j) for j in range(self.batch_size)])
+        recorded, clean = (examples[:, 0], examples[:, 1]) if self.paired else (examples, examples)
+        if self.chain is not None:
             seed = np.random.SeedSequence([self.seed, _DAMAGE, batch]).generate_state(2, np.uint32) >> 1
-            damaged, record = self.chain(clean, seed.astype(np.int32))
+            damaged, record = self.chain(recorded, seed.astype(np.int32))
             damaged = keras.ops.convert_to_numpy(damaged)
             record = keras.tree.map_structure(keras.ops.convert_to_numpy, record)
         else:
-            damaged, record = clean, {}
+            damaged, record = recorded, {}
         if self.output == "spectrogram":
             damaged, clean = (
                 keras.ops.convert_to_numpy(spectral.stack_complex(*spectral.stft(wave, self.stft_config)))
@@ -371,4 +500,7 @@ class AudioDataset(keras.utils.PyDataset):
         return made
 
 
-__all__ = ["AudioDataset", "save_npz", "load_npz", "OUTPUTS", "DAMAGE_MODES"]
+__all__ = [
+    "AudioDataset", "save_npz", "load_npz", "as_float32", "folder_pair", "folder_pairs", "is_pair_source",
+    "OUTPUTS", "DAMAGE_MODES", "PAIR_SIDES",
+]

@@ -1,5 +1,6 @@
 """Scores of whole (clean, estimate) utterance pairs, as speech-enhancement papers report them."""
 
+import collections
 import dataclasses
 import math
 import os
@@ -173,15 +174,41 @@ def score_pairs(clean, estimates, sample_rate, metrics=None, names=None, process
     Returns:
         :class:`Evaluation`.
     """
-    from tqdm import tqdm
-
-    wanted = _check_metrics(metrics)
     clean, estimates = list(clean), list(estimates)
     if len(clean) != len(estimates):
         raise ValueError(f"{len(clean)} clean files but {len(estimates)} estimates")
     names = [str(i) for i in range(len(clean))] if names is None else [str(name) for name in names]
     if len(names) != len(clean):
         raise ValueError(f"{len(names)} names for {len(clean)} pairs")
+    items = ((name, c, {"estimate": e}) for name, c, e in zip(names, clean, estimates))
+    return score_conditions(items, sample_rate, ("estimate",), metrics=metrics, processes=processes,
+                            progress=progress, total=len(clean))["estimate"]
+
+
+def score_conditions(items, sample_rate, conditions, metrics=None, processes=None, progress=True, total=None):
+    """Scores several estimates of each clean utterance (the damaged input and its
+    restoration, say) in one streaming pass: :func:`score_pairs`, for any iterable.
+
+    Items are read one at a time (a generator may restore each file as it is
+    asked for it), so memory holds a few utterances whatever the number of files.
+
+    Args:
+        items: iterable of ``(name, clean, {condition: estimate})``, 1-D float arrays
+            of any length (each estimate is scored on its common length with clean).
+        sample_rate: int. Rate of all of them.
+        conditions: sequence of str. The keys every item's dict must have.
+        metrics, processes, progress: as for :func:`score_pairs`.
+        total: int or None. Number of items, for the progress bar.
+
+    Returns:
+        dict condition -> :class:`Evaluation`, the files in item order.
+    """
+    from tqdm import tqdm
+
+    wanted = _check_metrics(metrics)
+    conditions = tuple(conditions)
+    if not conditions or len(set(conditions)) != len(conditions):
+        raise ValueError(f"`conditions` must be distinct names, at least one. Received: {conditions!r}")
     skipped = {}
     reason = _dnsmos.dnsmos_unavailable_reason() if any(m in wanted for m in _DNSMOS) else None
     if reason:
@@ -189,27 +216,49 @@ def score_pairs(clean, estimates, sample_rate, metrics=None, names=None, process
         wanted = tuple(m for m in wanted if m not in _DNSMOS)
     processes = int(processes or os.cpu_count() or 1)
     ahead = max(2, processes)
-    files, failures = [], {m: {} for m in wanted}
-    with _metrics.PesqWorkers(processes) as workers, tqdm(total=len(clean), disable=not progress,
+    files = {condition: [] for condition in conditions}
+    failures = {condition: {m: {} for m in wanted} for condition in conditions}
+    with _metrics.PesqWorkers(processes) as workers, tqdm(total=total, disable=not progress,
                                                           unit="file", desc="scoring") as bar:
         scorer = _Scorer(wanted, sample_rate, workers)
-        pending = []
-        for index, (c, e) in enumerate(zip(clean, estimates)):
-            c, e = _as_waveform(c, "clean", index), _as_waveform(e, "estimates", index)
-            length = min(len(c), len(e))
-            row = {"name": names[index], "samples": length, "trimmed": abs(len(c) - len(e))}
-            c, e = c[:length], e[:length]
-            handles = scorer.submit(c, e)
-            values, reasons = scorer.local(c, e)
-            pending.append((row, values, reasons, handles))
-            while len(pending) >= ahead or (pending and index == len(clean) - 1):
-                row, values, reasons, handles = pending.pop(0)
-                values, reasons = scorer.finish(values, reasons, handles)
-                for metric in wanted:
-                    row[metric] = float(values[metric])
-                    if not math.isfinite(row[metric]):
-                        why = reasons.get(metric) or "not finite"
-                        failures[metric][why] = failures[metric].get(why, 0) + 1
-                files.append(row)
-                bar.update()
-    return Evaluation(wanted, files, {m: f for m, f in failures.items() if f}, skipped)
+        pending = collections.deque()
+
+        def finish(condition, row, values, reasons, handles):
+            """The row with its PESQ and what depends on it (the job's arrays are then released)."""
+            values, reasons = scorer.finish(values, reasons, handles)
+            for metric in wanted:
+                row[metric] = float(values[metric])
+                if not math.isfinite(row[metric]):
+                    why = reasons.get(metric) or "not finite"
+                    failures[condition][metric][why] = failures[condition][metric].get(why, 0) + 1
+            return row
+
+        def record(rows):
+            for condition, row in rows.items():
+                files[condition].append(row if isinstance(row, dict) else finish(condition, *row))
+            bar.update()
+
+        for index, (name, clean, estimates) in enumerate(items):
+            if set(estimates) != set(conditions):
+                raise ValueError(f"Item {index} ({name}) has estimates {sorted(estimates)}; expected {list(conditions)}")
+            clean = _as_waveform(clean, "clean", index)
+            rows = {}
+            for condition in conditions:
+                estimate = _as_waveform(estimates[condition], condition, index)
+                length = min(len(clean), len(estimate))
+                row = {"name": str(name), "samples": length, "trimmed": abs(len(clean) - len(estimate))}
+                c, e = clean[:length], estimate[:length]
+                handles = scorer.submit(c, e)  # PESQ runs in the workers while the rest runs here
+                job = (row, *scorer.local(c, e), handles)
+                # A long pair's PESQ runs alone in a worker of its own (about a gigabyte for
+                # 10 minutes): waiting for it before the next condition keeps one such pair
+                # in memory at a time, and costs no time, as those jobs run one by one anyway.
+                long = length > _metrics.PESQ_IN_PROCESS_SECONDS * scorer.rate
+                rows[condition] = finish(condition, *job) if long else job
+            pending.append(rows)
+            while len(pending) >= ahead:
+                record(pending.popleft())
+        while pending:
+            record(pending.popleft())
+    return {condition: Evaluation(wanted, files[condition], {m: f for m, f in failures[condition].items() if f},
+                                  skipped) for condition in conditions}

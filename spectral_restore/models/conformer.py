@@ -49,6 +49,7 @@ from keras import layers, ops
 from spectral_restore import spectral
 from spectral_restore.models.discriminators import LearnableSigmoid
 from spectral_restore.models.frontend import SpectralModel, resolve_settings
+from spectral_restore.models.layers import Conv2DTranspose
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
 
@@ -400,7 +401,7 @@ class MagnitudePhaseConformer(SpectralModel):
         bin (to which the encoder's full-resolution features are added), norm, PReLU."""
         return [
             DenseBlock(self.channels, self.dense_depth, name=f"{prefix}_dense"),
-            layers.Conv2DTranspose(self.full_resolution_channels, **self._frequency_resampling(), name=f"{prefix}_up"),
+            Conv2DTranspose(self.full_resolution_channels, **self._frequency_resampling(), name=f"{prefix}_up"),
             _instance_norm(f"{prefix}_norm"),
             _prelu(f"{prefix}_prelu"),
         ]

@@ -17,6 +17,7 @@ from keras import layers, ops
 
 from spectral_restore import spectral
 from spectral_restore.models.frontend import SpectralModel, built, resolve_settings
+from spectral_restore.models.layers import Conv2DTranspose
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
 
@@ -107,8 +108,10 @@ class SpectralRestorer(SpectralModel):
             self.recurrent.append(layers.Bidirectional(gru, name=f"bigru_{i}") if self.bidirectional else gru)
         self.from_recurrent = layers.Dense(width, name="from_recurrent")
         decoder_channels = list(reversed(self.channels[:-1])) + [self.channels[0]]
+        # Keras's transposed convolution computed as one stride-1 convolution, whose gradient
+        # XLA's CPU backend runs 6-9x faster; same weights, outputs and saved-weight paths.
         self.decoder = [
-            layers.Conv2DTranspose(c, self.kernel, strides=(1, 2), padding="same", name=f"decoder_{i}")
+            Conv2DTranspose(c, self.kernel, strides=(1, 2), padding="same", name=f"decoder_{i}")
             for i, c in enumerate(decoder_channels)
         ]
         self.decoder_norms = [layers.LayerNormalization(name=f"decoder_norm_{i}") for i in range(len(decoder_channels))]
