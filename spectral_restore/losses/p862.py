@@ -11,8 +11,9 @@ package reports.
 Alignment: by default one delay per example instead of one per utterance (the
 envelope cross-correlation and the histogram of frame cross-correlation peaks, over
 the whole signal, in the graph); ``delay_search="utterance"`` uses P.862's own
-utterance alignment (``p862_align``, on the host) and reads every frame at its
-utterance's delay. Bad intervals are re-aligned one by one, as P.862 does (up to 16
+utterance alignment (``p862_align``, on the host), reads every frame at its
+utterance's delay and, as P.862 does, leaves out the frames where the delay falls
+back by more than half a frame between utterances. Bad intervals are re-aligned one by one, as P.862 does (up to 16
 per example, each delay searched over at most the interval's first 0.77 s). Delays are found without gradient; the scores
 are differentiable in both signals. ``delay_search=False`` skips both searches
 (the signals are then taken as aligned sample for sample, about 1.6x faster).
@@ -521,9 +522,13 @@ class P862Model:
             skipped = np.zeros((len(ref_np), frames), np.float32)
             frame_start = buffer_pad + np.arange(frames) * hop
             sample_at = buffer_pad + np.arange(length)
+            # P.862's buffers: SEARCHBUFFER frames of zeros before the signal; after
+            # it, as many frames of the filtered signal's continuation (the narrow-band
+            # filter rings past the end; the padding, 320 ms, covers the 300 ms).
+            buffer_length = self.samples + 2 * buffer_pad
             for b in range(len(ref_np)):
                 starts, ends, delays = p862_align.utterance_delays(
-                    np.pad(ref_np[b, : self.samples], buffer_pad), np.pad(deg_np[b, : self.samples], buffer_pad),
+                    np.pad(ref_np[b], (buffer_pad, 0))[:buffer_length], np.pad(deg_np[b], (buffer_pad, 0))[:buffer_length],
                     self.sample_rate)
                 skipped[b] = p862_align.skipped_frames(starts, ends, delays, self.downsample, frames)
                 # Each position takes the last utterance starting at or before it.
