@@ -283,9 +283,20 @@ def test_pesq_loss_tracks_the_reference_pesq(pesq_references, rate, mode, delay_
     assert stats.spearmanr(reference, ours)[0] >= (0.9995 if exact else 0.998)
 
 
+def reverberant_copy_8k(speech_16k, rt60, seed):
+    """The first 3 s of real speech at 8 kHz and a reverberant copy (a numpy impulse
+    response: Gaussian noise decaying by 60 dB in ``rt60`` s), the same on every backend."""
+    rate = 8000
+    clean = scipy.signal.resample_poly(speech_16k[:48000].astype(np.float64), 1, 2)
+    t = np.arange(int(rt60 * rate)) / rate
+    impulse = np.random.default_rng(seed).standard_normal(len(t)) * np.exp(-3.0 * np.log(10.0) * t / rt60)
+    wet = scipy.signal.fftconvolve(clean, impulse)[: len(clean)]
+    wet = wet * np.sqrt(np.mean(clean**2) / np.mean(wet**2))
+    return clean.astype(np.float32), wet.astype(np.float32)
+
+
 def test_pesq_loss_leaves_out_frames_where_the_utterance_delay_falls_back(speech_16k, monkeypatch):
-    """A reverberant copy at 8 kHz (RT60 0.8 s, a numpy impulse response, so the
-    signal is the same on every backend): P.862 splits it into utterances whose delay
+    """P.862 splits this reverberant copy (RT60 0.8 s) into utterances whose delay
     falls back by more than half a frame from one to the next and leaves the frames
     around that boundary out of the score. Counting them gives 1.516 (`pesq`'s C code
     with that step removed) where `pesq` gives 1.775; the model scores as `pesq` does."""
@@ -293,20 +304,26 @@ def test_pesq_loss_leaves_out_frames_where_the_utterance_delay_falls_back(speech
 
     from spectral_restore.losses import p862_align
 
-    rate, rt60 = 8000, 0.8
-    clean = scipy.signal.resample_poly(speech_16k[:48000].astype(np.float64), 1, 2)
-    t = np.arange(int(rt60 * rate)) / rate
-    impulse = np.random.default_rng(4).standard_normal(len(t)) * np.exp(-3.0 * np.log(10.0) * t / rt60)
-    wet = scipy.signal.fftconvolve(clean, impulse)[: len(clean)]
-    wet = (wet * np.sqrt(np.mean(clean**2) / np.mean(wet**2))).astype(np.float32)
-    clean = clean.astype(np.float32)
+    clean, wet = reverberant_copy_8k(speech_16k, 0.8, seed=4)
     found = []
     original = p862_align.skipped_frames
     monkeypatch.setattr(p862_align, "skipped_frames", lambda *args: found.append(original(*args)) or found[-1])
-    ours = float(PESQLoss(rate, "nb", delay_search="utterance").mos(clean[None], wet[None])[0])
+    ours = float(PESQLoss(8000, "nb", delay_search="utterance").mos(clean[None], wet[None])[0])
     assert len(found) == 1 and found[0].any()  # the case does take that step
     # Measured: within 3e-7 of the reference.
-    assert ours == pytest.approx(pesq(rate, clean, wet, "nb"), abs=1e-4)
+    assert ours == pytest.approx(pesq(8000, clean, wet, "nb"), abs=1e-4)
+
+
+def test_utterance_alignment_reads_the_filtered_signal_past_its_end(speech_16k):
+    """P.862 aligns the narrow-band filtered signals, whose ringing past the end
+    fills the 75 envelope frames after it. With zeros there instead, this copy (RT60
+    0.3 s) was scored 0.013 off `pesq`; with the ringing, as `pesq` does."""
+    from pesq import pesq
+
+    clean, wet = reverberant_copy_8k(speech_16k, 0.3, seed=2)
+    ours = float(PESQLoss(8000, "nb", delay_search="utterance").mos(clean[None], wet[None])[0])
+    # Measured: equal to the reference's float32 value.
+    assert ours == pytest.approx(pesq(8000, clean, wet, "nb"), abs=1e-4)
 
 
 def test_pesq_loss_value_gradient_and_arguments(speech_16k):
