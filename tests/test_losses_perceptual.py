@@ -222,23 +222,28 @@ def damaged_versions(speech):
 
 
 # Agreement of PESQLoss.mos with the `pesq` package on the 31 versions above, as
-# measured (mean absolute error, largest error):
-#   alignment            wb 16 kHz         nb 16 kHz          nb 8 kHz
-#   one delay (default)  0.0046, 0.118     0.0034, 0.045      0.0025, 0.030
-#   "utterance"          0.0001, 0.0010    0.00001, 0.0002    0.00000, 0.00002
-# (the worst are reverberant copies, which one delay cannot align; README and
-# benchmarks/README.md report 0.002 and 0.003 (one delay) and 0.0003 and 0.0005
-# ("utterance") on 216 pairs of 10 voices). Each bound below is the figure measured
-# here plus a margin of 0.0015 (mean) and 0.015 (largest) for one delay, 0.0005 and
-# 0.005 for the utterance alignment: a model whose error grows by 0.01 on average fails.
+# measured under TensorFlow (the noise, reverb and dropout versions are drawn with
+# the backend's random generator) (mean absolute error, largest error):
+#   alignment            wb 16 kHz          nb 16 kHz            nb 8 kHz
+#   one delay (default)  0.0066, 0.186      0.0015, 0.042        0.0063, 0.188
+#   "utterance"          0.0001, 0.0010     0.000001, 0.000003   0.000001, 0.000002
+# With one delay every error above 0.001 is a reverberant copy's (the others: at most
+# 0.001 wb, 3e-6 nb); the largest are version 17 wb, where `pesq` finds one utterance
+# at delay 0 and the in-graph search, without P.862's alignment filter, 128 samples,
+# and version 20 at 8 kHz, whose utterance delays fall back by 2487 samples, which
+# one delay cannot follow. README and benchmarks/README.md report 0.0015 and 0.0028
+# (one delay) and 0.0001 and 0.0000002 ("utterance") on 216 pairs of 10 voices. Each
+# bound below is the figure measured here plus a margin of 0.0015 (mean) and 0.015
+# (largest) for one delay, 0.0005 and 0.005 for the utterance alignment: a model
+# whose error grows by 0.01 on average fails.
 PESQ_AGREEMENT = {
     # (rate, mode, delay_search): (mean absolute error, largest error)
-    (16000, "wb", True): (0.0046 + 0.0015, 0.118 + 0.015),
-    (16000, "nb", True): (0.0034 + 0.0015, 0.045 + 0.015),
-    (8000, "nb", True): (0.0025 + 0.0015, 0.030 + 0.015),
+    (16000, "wb", True): (0.0066 + 0.0015, 0.186 + 0.015),
+    (16000, "nb", True): (0.0015 + 0.0015, 0.042 + 0.015),
+    (8000, "nb", True): (0.0063 + 0.0015, 0.188 + 0.015),
     (16000, "wb", "utterance"): (0.0001 + 0.0005, 0.0010 + 0.005),
-    (16000, "nb", "utterance"): (0.00001 + 0.0005, 0.0002 + 0.005),
-    (8000, "nb", "utterance"): (0.0 + 0.0005, 0.0 + 0.005),
+    (16000, "nb", "utterance"): (0.000001 + 0.0005, 0.000003 + 0.005),
+    (8000, "nb", "utterance"): (0.000001 + 0.0005, 0.000002 + 0.005),
 }
 
 
@@ -273,7 +278,52 @@ def test_pesq_loss_tracks_the_reference_pesq(pesq_references, rate, mode, delay_
     assert error.mean() <= mean_bound and error.max() <= max_bound, (error.mean(), error.max())
     exact = delay_search == "utterance"
     assert stats.pearsonr(reference, ours)[0] >= (0.99995 if exact else 0.9995)
-    assert stats.spearmanr(reference, ours)[0] >= (0.9995 if exact else 0.999)
+    # Measured: 1.0, except 0.9988 with one delay at 8 kHz (version 20 changes places
+    # with another reverberant copy).
+    assert stats.spearmanr(reference, ours)[0] >= (0.9995 if exact else 0.998)
+
+
+def reverberant_copy_8k(speech_16k, rt60, seed):
+    """The first 3 s of real speech at 8 kHz and a reverberant copy (a numpy impulse
+    response: Gaussian noise decaying by 60 dB in ``rt60`` s), the same on every backend."""
+    rate = 8000
+    clean = scipy.signal.resample_poly(speech_16k[:48000].astype(np.float64), 1, 2)
+    t = np.arange(int(rt60 * rate)) / rate
+    impulse = np.random.default_rng(seed).standard_normal(len(t)) * np.exp(-3.0 * np.log(10.0) * t / rt60)
+    wet = scipy.signal.fftconvolve(clean, impulse)[: len(clean)]
+    wet = wet * np.sqrt(np.mean(clean**2) / np.mean(wet**2))
+    return clean.astype(np.float32), wet.astype(np.float32)
+
+
+def test_pesq_loss_leaves_out_frames_where_the_utterance_delay_falls_back(speech_16k, monkeypatch):
+    """P.862 splits this reverberant copy (RT60 0.8 s) into utterances whose delay
+    falls back by more than half a frame from one to the next and leaves the frames
+    around that boundary out of the score. Counting them gives 1.516 (`pesq`'s C code
+    with that step removed) where `pesq` gives 1.775; the model scores as `pesq` does."""
+    from pesq import pesq
+
+    from spectral_restore.losses import p862_align
+
+    clean, wet = reverberant_copy_8k(speech_16k, 0.8, seed=4)
+    found = []
+    original = p862_align.skipped_frames
+    monkeypatch.setattr(p862_align, "skipped_frames", lambda *args: found.append(original(*args)) or found[-1])
+    ours = float(PESQLoss(8000, "nb", delay_search="utterance").mos(clean[None], wet[None])[0])
+    assert len(found) == 1 and found[0].any()  # the case does take that step
+    # Measured: within 3e-7 of the reference.
+    assert ours == pytest.approx(pesq(8000, clean, wet, "nb"), abs=1e-4)
+
+
+def test_utterance_alignment_reads_the_filtered_signal_past_its_end(speech_16k):
+    """P.862 aligns the narrow-band filtered signals, whose ringing past the end
+    fills the 75 envelope frames after it. With zeros there instead, this copy (RT60
+    0.3 s) was scored 0.013 off `pesq`; with the ringing, as `pesq` does."""
+    from pesq import pesq
+
+    clean, wet = reverberant_copy_8k(speech_16k, 0.3, seed=2)
+    ours = float(PESQLoss(8000, "nb", delay_search="utterance").mos(clean[None], wet[None])[0])
+    # Measured: equal to the reference's float32 value.
+    assert ours == pytest.approx(pesq(8000, clean, wet, "nb"), abs=1e-4)
 
 
 def test_pesq_loss_value_gradient_and_arguments(speech_16k):

@@ -11,8 +11,9 @@ package reports.
 Alignment: by default one delay per example instead of one per utterance (the
 envelope cross-correlation and the histogram of frame cross-correlation peaks, over
 the whole signal, in the graph); ``delay_search="utterance"`` uses P.862's own
-utterance alignment (``p862_align``, on the host) and reads every frame at its
-utterance's delay. Bad intervals are re-aligned one by one, as P.862 does (up to 16
+utterance alignment (``p862_align``, on the host), reads every frame at its
+utterance's delay and, as P.862 does, leaves out the frames where the delay falls
+back by more than half a frame between utterances. Bad intervals are re-aligned one by one, as P.862 does (up to 16
 per example, each delay searched over at most the interval's first 0.77 s). Delays are found without gradient; the scores
 are differentiable in both signals. ``delay_search=False`` skips both searches
 (the signals are then taken as aligned sample for sample, about 1.6x faster).
@@ -507,7 +508,9 @@ class P862Model:
 
     def utterance_alignment(self, ref, deg):
         """P.862's per-utterance delays (``p862_align``, on the host, no gradient):
-        ``(frame_delay [batch, frames], sample_delay [batch, samples + padding])``."""
+        ``(frame_delay [batch, frames], sample_delay [batch, samples + padding],
+        skipped [batch, frames])``, ``skipped`` 1 on the frames P.862 leaves out
+        where the delay falls back between utterances (``p862_align.skipped_frames``)."""
         from spectral_restore.losses import p862_align
 
         frames, length, hop = self.frames, self.padded, self.hop
@@ -516,19 +519,26 @@ class P862Model:
         def compute(ref_np, deg_np):
             frame_delay = np.zeros((len(ref_np), frames), np.int32)
             sample_delay = np.zeros((len(ref_np), length), np.int32)
+            skipped = np.zeros((len(ref_np), frames), np.float32)
             frame_start = buffer_pad + np.arange(frames) * hop
             sample_at = buffer_pad + np.arange(length)
+            # P.862's buffers: SEARCHBUFFER frames of zeros before the signal; after
+            # it, as many frames of the filtered signal's continuation (the narrow-band
+            # filter rings past the end; the padding, 320 ms, covers the 300 ms).
+            buffer_length = self.samples + 2 * buffer_pad
             for b in range(len(ref_np)):
-                starts, delays = p862_align.utterance_delays(
-                    np.pad(ref_np[b, : self.samples], buffer_pad), np.pad(deg_np[b, : self.samples], buffer_pad),
+                starts, ends, delays = p862_align.utterance_delays(
+                    np.pad(ref_np[b], (buffer_pad, 0))[:buffer_length], np.pad(deg_np[b], (buffer_pad, 0))[:buffer_length],
                     self.sample_rate)
+                skipped[b] = p862_align.skipped_frames(starts, ends, delays, self.downsample, frames)
                 # Each position takes the last utterance starting at or before it.
                 bounds, delays = np.asarray(starts) * self.downsample, np.asarray(delays)
                 frame_delay[b] = delays[np.maximum(np.searchsorted(bounds, frame_start, side="right") - 1, 0)]
                 sample_delay[b] = delays[np.maximum(np.searchsorted(bounds, sample_at, side="right") - 1, 0)]
-            return frame_delay, sample_delay
+            return frame_delay, sample_delay, skipped
 
-        return host_call(compute, ref, deg, result_shape=((None, frames), (None, length)), result_dtype=("int32", "int32"))
+        return host_call(compute, ref, deg, result_shape=((None, frames), (None, length), (None, frames)),
+                         result_dtype=("int32", "int32", "float32"))
 
     def raw_and_mapped(self, clean, degraded, delay_search=True):
         """(raw P.862 score, MOS-LQO), each ``[batch]``. ``delay_search``: True (one
@@ -539,7 +549,7 @@ class P862Model:
         start_frame, stop_frame = self.speech_range(ref)
         p_ref = self.bark_power(ref)
         if delay_search == "utterance":
-            frame_delay, sample_delay = self.utterance_alignment(ref, deg)
+            frame_delay, sample_delay, skipped = self.utterance_alignment(ref, deg)
             p_deg = self.bark_power(deg, frame_delay)
             # The bad intervals are searched in the degraded signal read at its
             # utterances' delays, the edge value repeated beyond it (P.862's tweaked_deg).
@@ -562,6 +572,12 @@ class P862Model:
         p_ref = p_ref * ops.clip(ratio, 0.01, 100.0)[:, None, :]
         audible_ref = self.audible(p_ref, 1.0)
         symmetric, asymmetric = self.disturbances(p_ref, audible_ref, p_deg)
+        if delay_search == "utterance":
+            # Frames where the delay falls back between utterances count as
+            # undisturbed (P.862 skips them; they cannot become bad intervals),
+            # except the last analysed frame, which P.862's loop does not reach.
+            kept = 1.0 - skipped * ops.cast(frame < stop_frame[:, None], skipped.dtype)
+            symmetric, asymmetric = symmetric * kept, asymmetric * kept
         if delay_search:
             # Bad intervals are scored again with the degraded signal re-aligned, and
             # each frame keeps the smaller disturbance.

@@ -295,15 +295,16 @@ class _Aligner:
 
 
 def utterance_delays(ref, deg, sample_rate):
-    """P.862's utterances of one pair: ``(starts, delays)``.
+    """P.862's utterances of one pair: ``(starts, ends, delays)``.
 
     ``ref`` and ``deg``: P.862's working buffers (see the module docstring), equal
-    length. ``starts``: the first envelope frame (``downsample`` samples each,
-    buffer coordinates) of each utterance, ascending; ``delays``: samples by which
-    the degraded signal lags in each. A frame starting at buffer sample ``s`` takes
-    the delay of the last utterance starting at or before ``s // downsample``
-    (the first utterance's before it). With no utterance found, one utterance with
-    the whole-signal delay.
+    length. ``starts`` and ``ends``: the first and the end envelope frame
+    (``downsample`` samples each, buffer coordinates) of each utterance, starts
+    ascending (neighbours may overlap where a split moved a boundary); ``delays``:
+    samples by which the degraded signal lags in each. A frame starting at buffer
+    sample ``s`` takes the delay of the last utterance starting at or before
+    ``s // downsample`` (the first utterance's before it). With no utterance found,
+    one utterance with the whole-signal delay.
     """
     downsample = 32 if sample_rate == 8000 else 64
     fft_length = 512 if sample_rate == 8000 else 1024
@@ -327,7 +328,7 @@ def utterance_delays(ref, deg, sample_rate):
                 search.append([max(begin - SEARCHBUFFER, 0), min(count + SEARCHBUFFER, frames - 1)])
                 speech.append([begin, count])
     if not speech:
-        return [SEARCHBUFFER], [crude]
+        return [SEARCHBUFFER], [frames - SEARCHBUFFER], [crude]
 
     estimates, delays, confidences = [], [], []
     for start, end in search:
@@ -390,7 +391,40 @@ def utterance_delays(ref, deg, sample_rate):
             starts[u] = SEARCHBUFFER + _trunc_div(downsample - 1 - d1, downsample)
         if ends[u + 1] * downsample + d2 > len(al.deg) - SEARCHBUFFER * downsample:
             ends[u + 1] = _trunc_div(len(al.deg) - d2, downsample) - SEARCHBUFFER
-    return starts, delays
+    return starts, ends, delays
 
 
-__all__ = ["utterance_delays", "voice_activity"]
+def skipped_frames(starts, ends, delays, downsample, frames):
+    """The model frames P.862 leaves out (disturbance 0) where the delay falls back.
+
+    Where utterance ``u`` starts with a delay more than half a frame shorter than
+    the previous one's, the degraded signal around the boundary would be heard
+    twice; P.862 (``pesq_psychoacoustic_model`` in the Recommendation's code)
+    zeroes the disturbance of the frames from where either side of the boundary
+    begins to be read (the earlier of utterance ``u``'s first degraded sample and
+    utterance ``u - 1``'s last) to the boundary plus the jump, one frame past.
+    Frames are ``4 * downsample`` samples apart, frame 0 at buffer sample
+    ``SEARCHBUFFER * downsample``; divisions truncate toward zero as in C.
+
+    Args:
+        starts, ends, delays: sequences. :func:`utterance_delays`'s result.
+        downsample: int. Envelope frame length in samples (32 at 8 kHz, 64 at 16 kHz).
+        frames: int. Number of model frames.
+
+    Returns:
+        bool array ``[frames]``, True where the frame is left out.
+    """
+    hop = 4 * downsample
+    skipped = np.zeros(frames, bool)
+    for u in range(1, len(starts)):
+        jump = delays[u] - delays[u - 1]
+        if jump >= -hop:
+            continue
+        first = _trunc_div((starts[u] - SEARCHBUFFER) * downsample + delays[u], hop)
+        first = max(min(first, _trunc_div((ends[u - 1] - SEARCHBUFFER) * downsample + delays[u - 1], hop)), 0)
+        last = _trunc_div((starts[u] - SEARCHBUFFER) * downsample - jump, hop) + 1
+        skipped[first : max(first, min(last + 1, frames))] = True
+    return skipped
+
+
+__all__ = ["skipped_frames", "utterance_delays", "voice_activity"]
