@@ -28,7 +28,8 @@ import pytest
 from spectral_restore import cli as command_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCUMENTS = ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
+DOCUMENTS = ["README.md"] + sorted(
+    os.path.relpath(path, ROOT) for path in glob.glob(os.path.join(ROOT, "docs", "*.md")))
 FENCE = re.compile(r"^```(\w*)\s*$")
 NOT_RUN = re.compile(r"^<!-- not-run: (.+\S) -->$")
 SHELLS = ("bash", "sh", "shell")
@@ -63,8 +64,10 @@ def code_blocks(document):
 BLOCKS = [(document, *block) for document in DOCUMENTS for block in code_blocks(document)]
 
 
-def block_ids(blocks):
-    return [f"{document}:{line}" for document, line, *_ in blocks]
+def each(blocks):
+    """Parametrizes a test over ``blocks``, one case per block, named ``document:line``."""
+    return pytest.mark.parametrize("document, line, language, code, reason", blocks,
+                                   ids=[f"{document}:{line}" for document, line, *_ in blocks])
 
 
 def of_language(*languages):
@@ -111,9 +114,9 @@ def parse_command(argv):
         try:
             status = command_line.main(argv)
         except SystemExit as stop:  # --help, or an argparse error
-            assert stop.code == 0, f"spectral-restore {shlex.join(argv)}: argparse exited with {stop.code}"
+            assert stop.code == 0, f"spectral-restore {shlex.join(argv)}: argparse exit {stop.code}"
             return None
-    assert status == 0 and len(received) == 1, f"spectral-restore {shlex.join(argv)} returned {status}"
+    assert status == 0 and len(received) == 1, f"spectral-restore {shlex.join(argv)}: {status}"
     return received[0]
 
 
@@ -135,7 +138,7 @@ def check_command(argv):
     if args is None or args.command not in ("train", "evaluate"):
         return args
     if args.command == "evaluate" and args.pairs:
-        assert args.model or args.identity, f"{shlex.join(argv)}: evaluate --pairs needs MODEL or --identity"
+        assert args.model or args.identity, f"{shlex.join(argv)}: --pairs needs MODEL or --identity"
         assert args.out, f"{shlex.join(argv)}: evaluate --pairs needs -o OUT"
         return args
     resolve_config(args)
@@ -151,12 +154,13 @@ def test_the_readme_test_command_is_what_ci_runs():
     """The README's first block is the two commands, and .ci/run runs its test command."""
     document, _, language, code, _ = BLOCKS[0]
     assert (document, language) == ("README.md", "bash")
-    assert shell_commands(code) == [["bash", "training/run_main.sh"], ["bash", "tests/run_tests.sh"]]
+    assert shell_commands(code) == [["bash", "training/run_main.sh"],
+                                    ["bash", "tests/run_tests.sh"]]
     with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
         assert re.search(r"^[^#\n]*\bbash tests/run_tests\.sh$", f.read(), flags=re.M)
 
 
-@pytest.mark.parametrize("document, line, language, code, reason", BLOCKS, ids=block_ids(BLOCKS))
+@each(BLOCKS)
 def test_every_block_is_checked_or_marked(document, line, language, code, reason):
     """A block is Python, YAML or shell (checked below) or says why it is not run;
     shell lines other than `spectral-restore`, `bash SCRIPT` and `pip install` need
@@ -173,19 +177,18 @@ def test_every_block_is_checked_or_marked(document, line, language, code, reason
         for words in shell_commands(code):
             known = (words[0] == "spectral-restore" or (words[0] == "bash" and len(words) >= 2)
                      or words[:2] == ["pip", "install"])
-            assert known, f"{document}:{line}: `{shlex.join(words)}` is not checked; mark the block not-run"
+            assert known, f"{document}:{line}: `{shlex.join(words)}` is unchecked; mark it not-run"
 
 
-@pytest.mark.parametrize("document, line, language, code, reason", of_language("text"),
-                         ids=block_ids(of_language("text")))
+@each(of_language("text"))
 def test_folder_trees_name_existing_folders(document, line, language, code, reason):
-    folders = [line.split()[0] for line in code.splitlines() if line.split() and line.split()[0].endswith("/")]
+    names = [row.split()[0] for row in code.splitlines() if row.split()]
+    folders = [name for name in names if name.endswith("/")]
     missing = [folder for folder in folders if not os.path.isdir(os.path.join(ROOT, folder))]
     assert not missing, f"{document}:{line} names folders that do not exist: {missing}"
 
 
-@pytest.mark.parametrize("document, line, language, code, reason", of_language(*SHELLS),
-                         ids=block_ids(of_language(*SHELLS)))
+@each(of_language(*SHELLS))
 def test_shell_lines(document, line, language, code, reason, monkeypatch):
     monkeypatch.chdir(ROOT)  # commands are written for the repository root
     extras = declared_extras()
@@ -201,13 +204,13 @@ def test_shell_lines(document, line, language, code, reason, monkeypatch):
                 named = re.fullmatch(r"\.\[([\w,-]+)\]", target)
                 if named:
                     unknown = set(named.group(1).split(",")) - extras
-                    assert not unknown, f"{document}:{line}: pyproject.toml declares no extra {unknown}"
+                    assert not unknown, f"{document}:{line}: no extra {unknown} in pyproject.toml"
 
 
 YAML_BLOCKS = [block for block in of_language("yaml") if block[4] is None]
 
 
-@pytest.mark.parametrize("document, line, language, code, reason", YAML_BLOCKS, ids=block_ids(YAML_BLOCKS))
+@each(YAML_BLOCKS)
 def test_yaml_blocks_are_valid_config(document, line, language, code, reason, tmp_path):
     from training.config import CONFIG_DIR, build_loss, load_config
 
@@ -220,7 +223,7 @@ def test_yaml_blocks_are_valid_config(document, line, language, code, reason, tm
 PYTHON_BLOCKS = [block for block in of_language("python") if block[4] is None]
 
 
-@pytest.mark.parametrize("document, line, language, code, reason", PYTHON_BLOCKS, ids=block_ids(PYTHON_BLOCKS))
+@each(PYTHON_BLOCKS)
 def test_python_blocks_run(document, line, language, code, reason, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, f"{document}:{line}", "exec"), {"__name__": "__docs__"})
@@ -248,12 +251,13 @@ def cheap_commands(code):
 
 
 # Blocks repeating the same cheap commands (README and docs/serving.md) run once.
-CHEAP_BLOCKS = list({repr(cheap_commands(block[3])): block for block in reversed(of_language(*SHELLS))
-                     if cheap_commands(block[3])}.values())
+CHEAP_BLOCKS = list({repr(cheap_commands(code)): (document, line, language, code, reason)
+                     for document, line, language, code, reason in reversed(of_language(*SHELLS))
+                     if cheap_commands(code)}.values())
 
 
 @pytest.mark.large
-@pytest.mark.parametrize("document, line, language, code, reason", CHEAP_BLOCKS, ids=block_ids(CHEAP_BLOCKS))
+@each(CHEAP_BLOCKS)
 def test_cheap_commands_run(document, line, language, code, reason, tmp_path, monkeypatch, capsys):
     """`--help`, `demo`, `export` and `restore` lines executed in order, in a temporary
     folder, each expected to succeed."""
