@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from spectral_restore import cli
+from training import cli
 from spectral_restore.audio_io import read_audio
 
 

@@ -76,7 +76,7 @@ from spectral_restore.backend import tensorflow_available
 from spectral_restore.data.source import AudioDataset
 from spectral_restore.inference import Restorer
 from spectral_restore.models.restorer import SpectralRestorer
-import spectral_restore.cli, training.train, training.evaluate
+import training.cli, training.train, training.evaluate
 from training.config import build_loss, load_config
 
 rng = np.random.default_rng(0)
@@ -120,7 +120,7 @@ print(json.dumps({
         assert feature in result["errors"][name] and "jax" in result["errors"][name]
 
 
-CLI = "from spectral_restore.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+CLI = "from training.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 TINY_TRAINING = [
     "data.segment_seconds=1.0", "data.batch_size=2", "data.eval_repeats=1", "data.cache_batches=0",
     "training.epochs=2", "training.steps_per_epoch=3", "training.validation_steps=1", "training.max_minutes=null",
@@ -183,7 +183,7 @@ import json
 import keras
 import numpy as np
 from spectral_restore.data.source import AudioDataset
-from spectral_restore.cli import main
+from training.cli import main
 
 served = []
 get = AudioDataset.__getitem__

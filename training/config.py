@@ -43,8 +43,8 @@ def _load_file(path):
     if not os.path.exists(path):
         names = ", ".join(sorted(name for name in os.listdir(CONFIG_DIR) if name.endswith(".yaml")))
         raise UsageError(f"config file not found: {path} (give a path, or one of training/configs/: {names})")
-    with open(path) as f, user_input(f"config file {path} is not valid YAML"):
-        data = yaml.safe_load(f) or {}
+    with open(path) as f:
+        data = _yaml(f, f"config file {path}") or {}
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a config must be a mapping of sections (model:, data:, loss:, training:)")
     parent = data.pop("extends", None)
@@ -62,8 +62,18 @@ def parse_override(text):
     keys = key.strip().split(".")
     if not equals or not all(keys):
         raise UsageError(f"an override must look like section.key=value (e.g. training.epochs=3); received {text!r}")
-    with user_input(f"the value of override {text!r} is not valid YAML (quote text with spaces or colons)"):
-        return keys, yaml.safe_load(value)
+    return keys, _yaml(value, f"the value of override {text!r}")
+
+
+def _yaml(text, what):
+    """``text`` (a string or file) read as YAML; a UsageError naming ``what`` if it is not YAML."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise UsageError(f"{what} is not valid YAML: {getattr(err, 'problem', None) or err}{at} "
+                         "(quote values holding spaces, colons or braces)") from err
 
 
 def _check_number(where, default, value):
