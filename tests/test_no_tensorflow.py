@@ -121,6 +121,25 @@ print(json.dumps({
 
 
 CLI = "from training.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+
+
+def test_export_outside_tensorflow_is_a_one_line_usage_error(jax_env, tmp_path):
+    """``export`` without TensorFlow, and under the JAX backend with TensorFlow
+    installed: status 2 and one line saying how to fix it, before the model is read."""
+    (tmp_path / "model.keras").write_bytes(b"")
+    fixes = {BLOCK_TENSORFLOW + CLI: "TensorFlow is not installed: pip install 'spectral-restore[tensorflow]'",
+             "import sys\n" + CLI: "the active Keras backend is jax: run it with KERAS_BACKEND=tensorflow"}
+    for code, fix in fixes.items():
+        if "sys.modules" not in code:
+            pytest.importorskip("tensorflow", reason="the second case needs TensorFlow installed")
+        result = subprocess.run([sys.executable, "-c", code, "export", "model.keras", "sm"], env=jax_env,
+                                cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and result.stdout == "", result.stderr
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("spectral-restore: error: export ") and fix in line, line
+    assert not (tmp_path / "sm").exists()
+
+
 TINY_TRAINING = [
     "data.segment_seconds=1.0", "data.batch_size=2", "data.eval_repeats=1", "data.cache_batches=0",
     "training.epochs=2", "training.steps_per_epoch=3", "training.validation_steps=1", "training.max_minutes=null",
