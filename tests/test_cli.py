@@ -223,3 +223,22 @@ def test_a_single_unreadable_file_is_a_usage_error(model_file, tmp_path, capsys)
     err = usage_error(["restore", str(tmp_path / "empty.flac"), "-o", str(tmp_path / "o"), "-m", model_file, "-q"],
                       capsys)
     assert err.startswith(f"spectral-restore: error: nothing restored: {tmp_path / 'empty.flac'}: the file is empty")
+
+
+def test_the_library_does_not_import_the_application():
+    """``spectral_restore`` is the library; the command (``training/cli.py``) and the
+    trainer use it, never the reverse."""
+    import ast
+    import pathlib
+
+    importers = []
+    for path in sorted((pathlib.Path(ROOT) / "spectral_restore").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            importers += [f"{path.relative_to(ROOT)}: {name}" for name in names if name.split(".")[0] == "training"]
+    assert importers == []

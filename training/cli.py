@@ -118,6 +118,7 @@ def _evaluate(args):
                              "scores at the model's rate")
     if args.model:
         _check_model_path(args.model)
+    config = None if args.pairs else _run_config(args.model, args.config, args.overrides)
     from spectral_restore.evaluation import folders
 
     pad_seconds = folders.PAD_SECONDS if args.pad_seconds is None else (args.pad_seconds or None)
@@ -146,7 +147,6 @@ def _evaluate(args):
     else:
         from training.evaluate import evaluate
 
-        config = _run_config(args.model, args.config, args.overrides)
         output_dir = args.out or os.path.join(os.path.dirname(os.path.abspath(args.model)), "evaluation")
         evaluate(restorer, config, output_dir, max_files=args.max_files, progress=not args.quiet,
                  processes=args.processes)
