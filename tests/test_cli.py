@@ -64,7 +64,7 @@ def run_command(*argv, **env):
     """``spectral-restore ARGV`` in a fresh Python, as a user runs it; ``(status, stdout, stderr)``."""
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]), **env)
     result = subprocess.run([sys.executable, "-m", "training.cli", *argv], env=environment, capture_output=True,
-                            text=True, timeout=300)
+                            text=True, timeout=300, check=False)
     return result.returncode, result.stdout, result.stderr
 
 

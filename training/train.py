@@ -60,10 +60,10 @@ def check_source(source):
     exist (TFDS names, remote URLs and arrays are checked where they are opened)."""
     paths = source.values() if isinstance(source, dict) else [source]
     for path in paths:
-        if isinstance(path, (str, os.PathLike)) and not str(path).startswith("tfds:") and "://" not in str(path):
-            if not os.path.exists(path):
-                raise UsageError(f"config data.source: {path} does not exist (give a folder of audio files, an .npz "
-                                 "file, {damaged: DIR, clean: DIR} or tfds:NAME)")
+        local = isinstance(path, (str, os.PathLike)) and not str(path).startswith("tfds:") and "://" not in str(path)
+        if local and not os.path.exists(path):
+            raise UsageError(f"config data.source: {path} does not exist (give a folder of audio files, an .npz "
+                             "file, {damaged: DIR, clean: DIR} or tfds:NAME)")
 
 
 def choose_strategy():
