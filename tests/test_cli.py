@@ -123,6 +123,8 @@ def test_each_usage_error_is_one_line(tmp_path, capsys):
                              "cannot load the model .*taken: .*not a spectral-restore SavedModel"),
         "not audio": (["restore", str(tmp_path / "notes.txt"), "-o", out, "-m", model],
                       "notes.txt is not an audio file"),
+        "no audio in a folder": (["restore", str(tmp_path / "taken"), "-o", out, "-m", model],
+                                 r"no audio files \(.wav, .*\) in .*taken: only 1 other file"),
         "export of a missing model": (["export", str(tmp_path / "none.keras"), out], "model not found"),
         "export into a full folder": (["export", model, str(tmp_path / "taken")], "is not empty"),
         "export of a damaged model": (["export", model, out], "cannot load the model .*damaged.keras"),
@@ -170,7 +172,7 @@ def test_restore_walks_folders_keeps_the_layout_and_counts_what_it_skips(model_f
     out = tmp_path / "restored"
     assert cli.main(["restore", str(inputs), "-o", str(out), "-m", model_file, "-q"]) == 1
     captured = capsys.readouterr()
-    assert captured.out.splitlines()[-1] == "4 restored, 1 unreadable files skipped, 2 non-audio files skipped"
+    assert captured.out.splitlines()[-1] == "4 restored; skipped: 1 unreadable file, 2 non-audio files"
     assert captured.err.splitlines() == [
         f"spectral-restore: skipped unreadable audio: {inputs / 'day2' / 'broken.wav'}: "
         + captured.err.split("broken.wav: ", 1)[1].strip()]
@@ -184,9 +186,9 @@ def test_restore_walks_folders_keeps_the_layout_and_counts_what_it_skips(model_f
     (inputs / "day2" / "broken.wav").unlink()
     inside = inputs / "restored"
     assert cli.main(["restore", str(inputs), "-o", str(inside), "-m", model_file, "-q"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "4 restored, 2 non-audio files skipped"
+    assert capsys.readouterr().out.splitlines()[-1] == "4 restored; skipped: 2 non-audio files"
     assert cli.main(["restore", str(inputs), "-o", str(inside), "-m", model_file, "-q"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "4 restored, 2 non-audio files skipped"
+    assert capsys.readouterr().out.splitlines()[-1] == "4 restored; skipped: 2 non-audio files"
     assert sorted(str(p.relative_to(inside)) for p in inside.rglob("*") if p.is_file()) == sorted(files)
 
 

@@ -66,7 +66,7 @@ def test_a_failing_file_is_reported_and_the_others_restored(identity_model_file,
                      "-o", str(tmp_path / "out"), "-m", identity_model_file, "-q"])
     assert code == 1
     captured = capsys.readouterr()
-    assert "1 restored, 2 unreadable files skipped" in captured.out
+    assert "1 restored; skipped: 2 unreadable files" in captured.out
     for name in ("corrupt.wav", "empty.flac"):
         assert f"spectral-restore: skipped unreadable audio: {tmp_path / name}: " in captured.err
     assert sf.info(tmp_path / "out" / "good.wav").frames == 8000

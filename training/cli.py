@@ -269,15 +269,21 @@ def _check_outputs(jobs, plot):
                                  "different output folders (-o)")
 
 
+def _count(count, noun):
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _restore(args):
     for path in args.inputs:
         if not os.path.exists(path):
             raise UsageError(f"input not found: {path}")
     _check_model_path(args.model)
+    from spectral_restore.data.files import AUDIO_EXTENSIONS
+
     jobs, other = _restore_jobs(args.inputs, args.out)
-    skipped_other = f", {other} non-audio files skipped" if other else ""
     if not jobs:
-        raise UsageError(f"no audio files in {' '.join(args.inputs)}{skipped_other}")
+        raise UsageError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {' '.join(args.inputs)}"
+                         + (f": only {_count(other, 'other file')}" if other else ""))
     _check_outputs(jobs, args.plot)
     restorer = _load_restorer(args.model)
     from tqdm import tqdm
@@ -298,12 +304,13 @@ def _restore(args):
         tqdm.write(f"{result.source} -> {result.output} ({result.seconds} s, {result.channels} ch, "
                    f"{result.sample_rate} Hz{clipped})", file=sys.stdout)
     if unreadable and not restored:
-        more = f" (and {len(unreadable) - 1} more unreadable files)" if len(unreadable) > 1 else ""
+        more = f" (and {len(unreadable) - 1} more unreadable)" if len(unreadable) > 1 else ""
         raise UsageError(f"nothing restored: {unreadable[0]}{more}")
     for message in unreadable:
         print(f"{PROG}: skipped unreadable audio: {message}", file=sys.stderr)
-    unreadable_skipped = f", {len(unreadable)} unreadable files skipped" if unreadable else ""
-    print(f"{restored} restored{unreadable_skipped}{skipped_other}")
+    skipped = [_count(len(unreadable), "unreadable file")] if unreadable else []
+    skipped += [_count(other, "non-audio file")] if other else []
+    print(f"{restored} restored" + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
     return 1 if unreadable else 0
 
 
