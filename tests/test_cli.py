@@ -114,6 +114,7 @@ def test_each_usage_error_is_one_line(tmp_path, capsys):
                             "argument --max-files: must be an integer >= 1; received 'two'"),
         "missing input": (["restore", str(tmp_path / "missing.wav"), "-o", out, "-m", model],
                           "input not found: .*missing.wav"),
+        "output is a file": (["restore", str(audio), "-o", str(audio), "-m", model], "is a file; -o names the folder"),
         "missing model": (["restore", str(audio), "-o", out, "-m", str(tmp_path / "none.keras")],
                           "model not found: .*none.keras"),
         "not a model": (["restore", str(audio), "-o", out, "-m", str(tmp_path / "model.h5")],

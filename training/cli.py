@@ -38,9 +38,10 @@ def _demo(args):
 
     with user_input("--sample-rate"):
         audio_io.check_sample_rate(args.sample_rate)
+    if not args.text.strip():
+        raise UsageError("--text must hold a sentence to synthesize")
     try:
-        with user_input("--text"):
-            clean = synthesize(args.text, voice=args.voice, engine=args.engine, sample_rate=args.sample_rate)
+        clean = synthesize(args.text, voice=args.voice, engine=args.engine, sample_rate=args.sample_rate)
     except SynthesisError as err:
         # The engine is missing, or refused the voice or text it was given.
         raise UsageError(str(err)) from err
@@ -277,6 +278,8 @@ def _restore(args):
     for path in args.inputs:
         if not os.path.exists(path):
             raise UsageError(f"input not found: {path}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"-o {args.out} is a file; -o names the folder the restored files go to")
     _check_model_path(args.model)
     from spectral_restore.data.files import AUDIO_EXTENSIONS
 
