@@ -214,6 +214,18 @@ def test_restore_never_overwrites_its_input(model_file, tmp_path, capsys, rng):
     assert not (tmp_path / "o").exists()
 
 
+def test_export_under_another_backend_is_a_one_line_usage_error(tmp_path):
+    pytest.importorskip("jax", reason="the JAX backend is in the jax extra; CI installs it")
+    (tmp_path / "model.keras").write_bytes(b"")
+    status, out, err = run_command("export", str(tmp_path / "model.keras"), str(tmp_path / "sm"),
+                                   KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    assert (status, out) == (2, "")
+    assert err.splitlines()[-1] == (
+        "spectral-restore: error: export runs under the TensorFlow backend; the active Keras backend is jax: run it "
+        "with KERAS_BACKEND=tensorflow (a .keras file saved under any backend loads there)")
+    assert "Traceback" not in err and not (tmp_path / "sm").exists()
+
+
 def test_export_checks_its_chunking_before_it_writes(model_file, tmp_path, capsys):
     err = usage_error(["export", model_file, str(tmp_path / "sm"), "--chunk-seconds", "1", "--overlap-seconds", "0.5"],
                       capsys)
