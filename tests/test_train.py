@@ -45,7 +45,7 @@ def test_configs_merge_and_reject_unknown_keys(tmp_path):
             load_config("small.yaml", [override])
     bad = tmp_path / "bad.yaml"
     bad.write_text("extends: base.yaml\ntraining:\n  learning_rat: 0.1\n")
-    with pytest.raises(ValueError, match="learning_rat"):
+    with pytest.raises(UsageError, match=f"'training.learning_rat' in {bad}; did you mean 'training.learning_rate'"):
         load_config(str(bad))
     # A run's saved config.json: keys added to base.yaml since are filled in, overrides apply.
     saved = load_config("small.yaml", ["training.epochs=3"])

@@ -24,14 +24,15 @@ def _unknown(kind, where, known, context=""):
     return UsageError(f"unknown config {kind} {where!r}{context}; known here: {', '.join(map(str, known))}")
 
 
-def _merge(base, override, path=""):
+def _merge(base, override, source, path=""):
+    """``override`` (read from ``source``, named in errors) merged into ``base``."""
     merged = copy.deepcopy(base)
     for key, value in override.items():
         where = f"{path}{key}"
         if key not in merged:
-            raise _unknown("key", where, merged)
+            raise _unknown("key", where, merged, f" in {source}")
         if isinstance(merged[key], dict) and isinstance(value, dict) and path + key != "loss":
-            merged[key] = _merge(merged[key], value, where + ".")
+            merged[key] = _merge(merged[key], value, source, where + ".")
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -53,7 +54,7 @@ def _load_file(path):
     candidate = os.path.join(os.path.dirname(path), parent)
     if not os.path.exists(candidate):
         candidate = os.path.join(CONFIG_DIR, parent)
-    return _merge(_load_file(candidate), data)
+    return _merge(_load_file(candidate), data, path)
 
 
 def parse_override(text):
@@ -107,7 +108,7 @@ def load_run_config(path, overrides=()):
         saved = json.load(f)
     if not isinstance(saved, dict):
         raise UsageError(f"{path}: a saved run config must be a mapping")
-    return _apply_overrides(_merge(_load_file(os.path.join(CONFIG_DIR, "base.yaml")), saved), overrides)
+    return _apply_overrides(_merge(_load_file(os.path.join(CONFIG_DIR, "base.yaml")), saved, path), overrides)
 
 
 def _apply_overrides(config, overrides):
