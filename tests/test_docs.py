@@ -25,7 +25,7 @@ import pytest
 
 # The command line under test: the console script `spectral-restore` runs this
 # module's main().
-from spectral_restore import cli as command_line
+from training import cli as command_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCUMENTS = ["README.md"] + sorted(

@@ -124,7 +124,7 @@ def test_export_arguments_are_checked(perturbed_restorer, tmp_path):
 
 
 def test_export_from_keras_file_and_cli(perturbed_restorer, tmp_path, capsys, rng):
-    from spectral_restore import cli
+    from training import cli
 
     path = str(tmp_path / "model.keras")
     perturbed_restorer.save(path)

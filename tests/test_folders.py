@@ -1,12 +1,14 @@
 """``spectral-restore evaluate --pairs``: folder pairs scored whole, nothing dropped silently."""
 
 import json
+import os
+import re
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from spectral_restore import cli
+from training import cli
 
 RATE = 16000
 
@@ -95,27 +97,29 @@ def test_identity_scores_equal_pesq_and_pystoi_of_the_raw_files(folder_pair, tmp
     assert (out / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bad_folders_and_arguments_are_clear_value_errors(folder_pair, tmp_path):
+def test_bad_folders_and_arguments_are_one_line_usage_errors(folder_pair, tmp_path, capsys):
     damaged_dir, clean_dir, _ = folder_pair
     out = str(tmp_path / "out")
-    with pytest.raises(ValueError, match="`damaged_dir` must be an existing folder.*nowhere"):
-        cli.main(["evaluate", "--identity", "--pairs", str(tmp_path / "nowhere"), str(clean_dir), "-o", out])
-    with pytest.raises(ValueError, match="`clean_dir` must be an existing folder"):
-        cli.main(["evaluate", "--identity", "--pairs", str(damaged_dir), str(tmp_path / "nowhere"), "-o", out])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="has a partner.*6 files unmatched"):
-        cli.main(["evaluate", "--identity", "--pairs", str(tmp_path / "empty"), str(clean_dir), "-o", out])
-    with pytest.raises(ValueError, match="--identity scores the damaged files themselves"):
-        cli.main(["evaluate", "model.keras", "--identity", "--pairs", str(damaged_dir), str(clean_dir), "-o", out])
-    with pytest.raises(ValueError, match="needs MODEL, or --identity"):
-        cli.main(["evaluate", "--pairs", str(damaged_dir), str(clean_dir), "-o", out])
-    with pytest.raises(ValueError, match="needs -o OUT"):
-        cli.main(["evaluate", "--identity", "--pairs", str(damaged_dir), str(clean_dir)])
-    with pytest.raises(ValueError, match="--identity scores a folder pair"):
-        cli.main(["evaluate", "--identity"])
-    with pytest.raises(ValueError, match="tolerance_seconds"):
-        cli.main(["evaluate", "--identity", "--pairs", str(damaged_dir), str(clean_dir), "-o", out,
-                  "--length-tolerance", "-1"])
+    pairs = ["--pairs", str(damaged_dir), str(clean_dir)]
+    for argv, message in (
+            (["--identity", "--pairs", str(tmp_path / "nowhere"), str(clean_dir), "-o", out],
+             "--pairs DAMAGED_DIR must be an existing folder; received '.*nowhere'"),
+            (["--identity", "--pairs", str(damaged_dir), str(tmp_path / "nowhere"), "-o", out],
+             "--pairs CLEAN_DIR must be an existing folder"),
+            (["--identity", "--pairs", str(tmp_path / "empty"), str(clean_dir), "-o", out], "has a partner in"),
+            (["model.keras", "--identity", *pairs, "-o", out], "--identity scores the damaged files themselves"),
+            ([*pairs, "-o", out], "needs MODEL, or --identity"),
+            (["--identity", *pairs], "needs -o OUT"),
+            (["--identity"], "--identity scores a folder pair"),
+            (["--identity", *pairs, "-o", out, "--length-tolerance", "-1"],
+             "argument --length-tolerance: must be a number >= 0.0; received '-1'"),
+            (["--identity", *pairs, "-o", out, "--sample-rate", "100"], "--sample-rate: Unsupported `sample_rate`"),
+            ([str(tmp_path / "missing.keras"), *pairs, "-o", out], "model not found: .*missing.keras")):
+        assert cli.main(["evaluate", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and re.match(f"spectral-restore: error: .*{message}", err), (argv, err)
+    assert not os.path.exists(out)
 
 
 @pytest.mark.large

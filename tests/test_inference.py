@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from spectral_restore import cli
+from training import cli
 from spectral_restore.inference import Restorer, restore_files
 from spectral_restore.models.restorer import build_restorer
 
@@ -63,12 +63,12 @@ def test_a_failing_file_is_reported_and_the_others_restored(identity_model_file,
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunk")
     (tmp_path / "empty.flac").write_bytes(b"")
     code = cli.main(["restore", str(tmp_path / "corrupt.wav"), str(tmp_path / "good.wav"), str(tmp_path / "empty.flac"),
-                     str(tmp_path / "missing.wav"), "-o", str(tmp_path / "out"), "-m", identity_model_file, "-q"])
+                     "-o", str(tmp_path / "out"), "-m", identity_model_file, "-q"])
     assert code == 1
     captured = capsys.readouterr()
-    assert "1 restored, 3 failed" in captured.out
-    for name in ("corrupt.wav", "empty.flac", "missing.wav"):
-        assert f"FAILED {tmp_path / name}" in captured.err
+    assert "1 restored; skipped: 2 unreadable files" in captured.out
+    for name in ("corrupt.wav", "empty.flac"):
+        assert f"spectral-restore: skipped unreadable audio: {tmp_path / name}: " in captured.err
     assert sf.info(tmp_path / "out" / "good.wav").frames == 8000
     assert not (tmp_path / "out" / "corrupt.wav").exists()
 

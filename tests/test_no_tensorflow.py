@@ -76,7 +76,7 @@ from spectral_restore.backend import tensorflow_available
 from spectral_restore.data.source import AudioDataset
 from spectral_restore.inference import Restorer
 from spectral_restore.models.restorer import SpectralRestorer
-import spectral_restore.cli, training.train, training.evaluate
+import training.cli, training.train, training.evaluate
 from training.config import build_loss, load_config
 
 rng = np.random.default_rng(0)
@@ -120,7 +120,20 @@ print(json.dumps({
         assert feature in result["errors"][name] and "jax" in result["errors"][name]
 
 
-CLI = "from spectral_restore.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+CLI = "from training.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+
+
+def test_export_without_tensorflow_is_a_one_line_usage_error(jax_env, tmp_path):
+    """Status 2 and one line saying what to install, before the model is read."""
+    (tmp_path / "model.keras").write_bytes(b"")
+    result = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW + CLI, "export", "model.keras", "sm"],
+                            env=jax_env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert result.stderr == ("spectral-restore: error: export writes a TensorFlow SavedModel, and TensorFlow is not "
+                             "installed: pip install 'spectral-restore[tensorflow]'\n")
+    assert not (tmp_path / "sm").exists()
+
+
 TINY_TRAINING = [
     "data.segment_seconds=1.0", "data.batch_size=2", "data.eval_repeats=1", "data.cache_batches=0",
     "training.epochs=2", "training.steps_per_epoch=3", "training.validation_steps=1", "training.max_minutes=null",
@@ -183,7 +196,7 @@ import json
 import keras
 import numpy as np
 from spectral_restore.data.source import AudioDataset
-from spectral_restore.cli import main
+from training.cli import main
 
 served = []
 get = AudioDataset.__getitem__

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from training.config import build_loss, load_config, load_run_config
+from training.errors import UsageError
 
 from reference import binomial_tolerance
 from training_probe import PROBE
@@ -27,11 +28,24 @@ def test_configs_merge_and_reject_unknown_keys(tmp_path):
     assert small["model"]["preset"] == "small" and base["model"]["preset"] == "base"
     assert small["data"]["batch_size"] == base["data"]["batch_size"]
     assert load_config("small.yaml", ["training.epochs=3"])["training"]["epochs"] == 3
-    with pytest.raises(ValueError, match="Unknown config key 'training.epoch'"):
+    with pytest.raises(UsageError, match="unknown config key 'training.epoch' .*did you mean 'training.epochs'"):
         load_config("small.yaml", ["training.epoch=3"])
+    # Number keys take numbers (YAML 1.1 reads 1e-3 as text: a float key takes it); others any value.
+    typed = load_config("small.yaml", ["training.learning_rate=1e-3", "training.max_minutes=5",
+                                       "training.mixed_precision=bfloat16", "training.clip_norm=null"])["training"]
+    assert (typed["learning_rate"], typed["max_minutes"], typed["mixed_precision"], typed["clip_norm"]) == (
+        0.001, 5, "bfloat16", None)
+    for override, message in (("training.epochs=ten", "'training.epochs' takes a whole number .*'ten'"),
+                              ("training.epochs=2.5", "whole number"), ("data.batch_size=true", "whole number"),
+                              ("training.learning_rate=fast", "'training.learning_rate' takes a number"),
+                              ("training.epochs", "section.key=value"), ("training..epochs=3", "section.key=value"),
+                              ("data.source={damaged: x", "not valid YAML"),
+                              ("trainig.epochs=3", "unknown config section 'trainig'.*did you mean 'training'")):
+        with pytest.raises(UsageError, match=message):
+            load_config("small.yaml", [override])
     bad = tmp_path / "bad.yaml"
     bad.write_text("extends: base.yaml\ntraining:\n  learning_rat: 0.1\n")
-    with pytest.raises(ValueError, match="learning_rat"):
+    with pytest.raises(UsageError, match=f"'training.learning_rat' in {bad}; did you mean 'training.learning_rate'"):
         load_config(str(bad))
     # A run's saved config.json: keys added to base.yaml since are filled in, overrides apply.
     saved = load_config("small.yaml", ["training.epochs=3"])
@@ -41,7 +55,7 @@ def test_configs_merge_and_reject_unknown_keys(tmp_path):
     assert run == load_config("small.yaml", ["training.epochs=3", "data.eval_repeats=1"])
     loss = build_loss(load_config("mpsenet_recipe.yaml")["loss"])
     assert loss.weights == {"recon/mse": 0.9, "phase/complex": 0.1, "phase/anti_wrap": 0.3, "time/l1": 0.2}
-    with pytest.raises(ValueError, match="Unknown loss term"):
+    with pytest.raises(UsageError, match="unknown config loss term 'recon/nothing'"):
         build_loss({"recon/nothing": 1.0})
 
 
@@ -312,7 +326,7 @@ def test_train_on_a_folder_pair_feeds_the_recorded_damage_to_the_model(tmp_path,
     data), and the model has no damage layer either."""
     import keras
 
-    from spectral_restore import cli
+    from training import cli
     from training_probe import probe_fit
     from recorded_pairs import assert_aligned_crops, expected_pairs
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from spectral_restore import cli
+from training import cli
 from training.config import load_config
 
 from training_probe import PROBE, probe_fit
@@ -144,7 +144,7 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_state(case, tmp_path,
     args = ["--config", config_file, *tiny(speech_folder), *extra]
     interrupted = tmp_path / "interrupted"
     killed = subprocess.Popen(
-        [sys.executable, "-m", "spectral_restore.cli", "train", *args, f"training.output_dir={interrupted}"],
+        [sys.executable, "-m", "training.cli", "train", *args, f"training.output_dir={interrupted}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     outcome = {}

@@ -92,7 +92,7 @@ def probe_fit(record, batches=False, steps=False):
 
 
 def main(argv):
-    from spectral_restore import cli
+    from training import cli
 
     state_path, argv = argv[0], argv[1:]
     batches_path = None

@@ -22,6 +22,7 @@ import numpy as np
 
 from spectral_restore.evaluation import folders, report
 from spectral_restore.evaluation.scoring import score_conditions
+from training.errors import UsageError
 
 # Salt of the per-utterance damage seeds, so they share no draws with training's.
 _DAMAGE_SALT = 0xE7A1
@@ -155,8 +156,8 @@ def evaluate(model, config, output_dir, max_files=None, progress=True, processes
     restorer = model if isinstance(model, Restorer) else Restorer(model, pad_seconds=pad_seconds)
     rate = int(config["model"]["sample_rate"])
     if restorer.sample_rate != rate:
-        raise ValueError(f"The model restores {restorer.sample_rate} Hz audio but the config's model.sample_rate "
-                         f"is {rate}")
+        raise UsageError(f"the model restores {restorer.sample_rate} Hz audio but the config's model.sample_rate "
+                         f"is {rate} (--config names the run's config, or override model.sample_rate)")
     data = config["data"]
     stats, damage = ReadStats(), []
     dataset, names = held_out_utterances(config, stats)
@@ -167,7 +168,7 @@ def evaluate(model, config, output_dir, max_files=None, progress=True, processes
                                    ("input", "restored"), metrics=metrics, processes=processes, progress=False)
     scored = evaluations["input"].files
     if not scored:
-        raise ValueError(f"No utterance of {data['source']!r} ({data['eval_split']}) could be read: "
+        raise UsageError(f"no utterance of {data['source']!r} ({data['eval_split']}) could be read: "
                          f"{stats.messages()}")
     groups = input_groups(evaluations["input"], damage)
     damaged = int(groups["all"].sum())

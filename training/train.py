@@ -20,7 +20,8 @@ import numpy as np
 
 from spectral_restore import backend
 from training.callbacks import AudioSummary, BestCheckpoint, ResumableEarlyStopping, TimeLimit
-from training.config import build_loss, load_config
+from training.config import build_loss
+from training.errors import UsageError, user_input
 
 DAMAGE_MODES = ("pipeline", "model", "none")
 # The score the best checkpoint and early stopping follow (ValidationPESQ logs it).
@@ -52,6 +53,17 @@ def backend_config(config):
     config = copy.deepcopy(config)
     config["data"]["damage"] = "model"
     return config
+
+
+def check_source(source):
+    """A UsageError when ``data.source`` names local files or folders that do not
+    exist (TFDS names, remote URLs and arrays are checked where they are opened)."""
+    paths = source.values() if isinstance(source, dict) else [source]
+    for path in paths:
+        local = isinstance(path, (str, os.PathLike)) and not str(path).startswith("tfds:") and "://" not in str(path)
+        if local and not os.path.exists(path):
+            raise UsageError(f"config data.source: {path} does not exist (give a folder of audio files, an .npz "
+                             "file, {damaged: DIR, clean: DIR} or tfds:NAME)")
 
 
 def choose_strategy():
@@ -104,7 +116,7 @@ def make_datasets(config, skip_batches=0):
 
     data, model = config["data"], config["model"]
     if data["damage"] not in DAMAGE_MODES:
-        raise ValueError(f"data.damage must be one of {DAMAGE_MODES}; received {data['damage']!r}")
+        raise UsageError(f"config data.damage must be one of {', '.join(DAMAGE_MODES)}; received {data['damage']!r}")
     stats = ReadStats()
     common = dict(
         sample_rate=model["sample_rate"], segment_seconds=data["segment_seconds"], batch_size=data["batch_size"],
@@ -116,7 +128,7 @@ def make_datasets(config, skip_batches=0):
     validation_damage = "none" if data["damage"] == "none" else "pipeline"
     cached = int(data["cache_batches"])
     if cached < 0:
-        raise ValueError(f"data.cache_batches must be >= 0; received {cached}")
+        raise UsageError(f"config data.cache_batches must be >= 0; received {cached}")
     if backend.name() != "tensorflow":
         from spectral_restore.data.source import AudioDataset
 
@@ -319,7 +331,7 @@ def precision_policy(setting):
     if isinstance(setting, str) and setting.lower() in ("true", "false"):
         setting = setting.lower() == "true"
     if setting not in MIXED_PRECISION:
-        raise ValueError(f"training.mixed_precision must be false, true, float16 or bfloat16; received {setting!r}")
+        raise UsageError(f"config training.mixed_precision must be false, true, float16 or bfloat16; received {setting!r}")
     return MIXED_PRECISION[setting]
 
 
@@ -334,11 +346,12 @@ def run(config, callbacks=()):
     ended). ``training.early_stopping_patience`` (an int) stops training after that
     many epochs without a better ``val_pesq_wb``.
     """
+    check_source(config["data"]["source"])
     config = backend_config(config)
     training = config["training"]
     patience = training["early_stopping_patience"]
     if patience is not None and not training["pesq_batches"]:
-        raise ValueError(f"training.early_stopping_patience={patience!r} watches {CHECKPOINT_MONITOR}, which "
+        raise UsageError(f"config training.early_stopping_patience={patience!r} watches {CHECKPOINT_MONITOR}, which "
                          "needs training.pesq_batches > 0")
     output_dir = worker_output_dir(training["output_dir"])
     os.makedirs(output_dir, exist_ok=True)
@@ -352,7 +365,9 @@ def run(config, callbacks=()):
     backup_dir = os.path.join(output_dir, "backup")
     with strategy_scope(strategy):
         loss = build_loss(config["loss"])
-        model = build_model(config, loss)
+        # The library checks the names and settings of the model section as it builds.
+        with user_input("config model/training section"):
+            model = build_model(config, loss)
         model(np.zeros((1, int(config["data"]["segment_seconds"] * config["model"]["sample_rate"])), np.float32))
         resumed_from = restore_backup(model, backup_dir)
     train, validation, stats = make_datasets(config, skip_batches=resumed_from)
@@ -440,11 +455,4 @@ def run(config, callbacks=()):
         json.dump(summary, f, indent=2)
     if stats.files_skipped:
         logger.warning("training data: %s", stats.summary())
-    return summary
-
-
-def main(config_path=None, overrides=()):
-    config = load_config(config_path, overrides)
-    summary = run(config)
-    print(json.dumps(summary, indent=2))
     return summary
