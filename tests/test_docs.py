@@ -231,7 +231,8 @@ def test_python_blocks_run(document, line, language, code, reason, tmp_path, mon
 
 def _prepare_inputs(args):
     """Files a cheap command reads, made where the document assumes they exist: a small
-    untrained model for `export`, short tones in each input's format for `restore`."""
+    untrained model for `export`, short tones in each input's format for `restore`
+    (an input ending in `/` is a folder holding two)."""
     from spectral_restore.audio_io import write_audio
     from spectral_restore.models import build_model
 
@@ -241,7 +242,13 @@ def _prepare_inputs(args):
     if args.command == "restore":
         tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(24000) / 16000).astype("float32")
         for path in args.inputs:
-            if not os.path.exists(path):
+            if os.path.exists(path):
+                continue
+            if path.endswith("/"):  # a folder of recordings: two files, one in a subfolder
+                os.makedirs(os.path.join(path, "day2"))
+                write_audio(os.path.join(path, "take1.wav"), tone, 16000)
+                write_audio(os.path.join(path, "day2", "take2.flac"), tone, 16000)
+            else:
                 write_audio(path, tone, 16000)
 
 
