@@ -4,7 +4,7 @@ import soundfile as sf
 import soxr
 
 from spectral_restore import cli
-from spectral_restore.inference import Restorer, restore_files
+from spectral_restore.inference import Restorer, restore_file, restore_files
 from spectral_restore.models.restorer import build_restorer
 
 from reference import chunked_crossfade
@@ -227,3 +227,67 @@ def test_restored_files_are_the_models_output_at_every_rate_and_channel_count(
         # Measured up to 2.2e-7: float32 rounding of the crossfade and 24-bit FLAC's 6e-8.
         np.testing.assert_allclose(restored.T, expected, atol=1e-6, err_msg=name)
         assert np.max(np.abs(restored.T - originals[name])) > 0.01, name  # far beyond the tolerance
+
+
+@pytest.fixture(scope="module")
+def tiny_model_file(tmp_path_factory):
+    """A one-level CRN with 8 GRU units and seeded random weights (a few thousand
+    parameters): fast enough to restore minutes of audio in a test, and its output
+    differs from its input, so chunking and resampling show."""
+    import keras
+
+    from spectral_restore.models.restorer import SpectralRestorer
+
+    keras.utils.set_random_seed(3)
+    model = SpectralRestorer(channels=(4,), recurrent_units=8)
+    model(np.zeros((1, 4000), np.float32))
+    rng = np.random.default_rng(3)
+    for variable in model.trainable_variables:
+        variable.assign(variable.numpy() + rng.normal(0.0, 0.05, variable.shape).astype(np.float32))
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    model.save(path)
+    return str(path), model
+
+
+def test_a_two_minute_file_restored_in_blocks_equals_the_whole_array_at_once(tiny_model_file, tmp_path, rng):
+    """Two minutes of 22.05 kHz stereo read in blocks of 3.7 s (not aligned with the
+    model's 10 s chunks or the resampling ratio): the file written equals the whole
+    array resampled at once (soxr), restored at once by the numpy crossfade of the
+    same model's outputs on 10 s chunks, resampled back, within 1e-4."""
+    path, model = tiny_model_file
+    rate, length = 22050, 120 * 22050
+    t = np.arange(length) / rate
+    samples = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sin(2 * np.pi * 330 * t + 1.0)])
+    samples += rng.normal(0, 0.02, samples.shape)
+    sf.write(tmp_path / "long.wav", samples.T, rate, subtype="FLOAT")
+    original = sf.read(tmp_path / "long.wav", dtype="float32", always_2d=True)[0].T
+    result = restore_file(Restorer(path), tmp_path / "long.wav", tmp_path / "out", block_seconds=3.7)
+    restored, written_rate = sf.read(tmp_path / "out" / "long.wav", always_2d=True)
+    assert (result.error, written_rate, restored.shape) == (None, rate, (length, 2))
+    expected = model_reference(model, original, rate, chunk=160000, overlap=8000)
+    assert np.max(np.abs(restored.T - expected)) < 1e-4
+    assert np.max(np.abs(restored.T - original)) > 0.01  # the model changes the audio
+
+
+@pytest.mark.parametrize("rate,channels,length", [(44100, 2, 1), (44100, 1, 7), (8000, 3, 12345), (48000, 2, 26459)])
+def test_odd_lengths_keep_their_length_exactly(perturbed_restorer, perturbed_model_file, tmp_path, rng,
+                                               rate, channels, length):
+    """Down- and upsampling around the model, one sample to several chunks, 1 to 3
+    channels: as many frames written as read, each the model's chunked output."""
+    samples = rng.normal(0, 0.1, (channels, length))
+    sf.write(tmp_path / "odd.wav", samples.T, rate, subtype="FLOAT")
+    original = sf.read(tmp_path / "odd.wav", dtype="float32", always_2d=True)[0].T
+    restorer = Restorer(perturbed_model_file, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS)
+    restore_file(restorer, tmp_path / "odd.wav", tmp_path / "out", block_seconds=0.13)
+    restored, _ = sf.read(tmp_path / "out" / "odd.wav", always_2d=True)
+    assert restored.shape == (length, channels)
+    np.testing.assert_allclose(restored.T, model_reference(perturbed_restorer, original, rate), atol=1e-6)
+
+
+def test_a_file_failing_midway_leaves_no_output(identity_model_file, tmp_path):
+    samples = np.full((5 * 16000, 2), 0.1)
+    samples[3 * 16000 + 5, 1] = np.nan
+    sf.write(tmp_path / "bad.wav", samples, 16000, subtype="FLOAT")
+    with pytest.raises(ValueError, match=r"bad\.wav: 1 samples from 3.000 s on are NaN"):
+        restore_file(Restorer(identity_model_file), tmp_path / "bad.wav", tmp_path / "out", block_seconds=1.0)
+    assert list((tmp_path / "out").iterdir()) == []
