@@ -7,11 +7,13 @@ restored by the ``spectral-restore restore`` command in a fresh Python process, 
 maximum resident set size (``getrusage(RUSAGE_CHILDREN)``, measured for each run in its
 own wrapper process); RTF = wall time / audio duration.
 
-The model is ``build_restorer("small")`` freshly built (untrained, seeded), or with
-``--model tiny`` a one-level CRN with 8 GRU units (the tests' tiny model), which
-measures what the file pipeline itself costs at a speed that lets an hour of audio
-be restored on a loaded 2-core machine: the model sees one chunk at a time whatever
-the file's length, so its share of memory does not grow with the file either.
+The model is ``build_restorer("small")`` freshly built (untrained, seeded); with
+``--model tiny`` a one-level CRN with 8 GRU units (the tests' tiny model); with
+``--model identity`` a Keras model that returns its input, which measures what the
+file pipeline itself costs (reading, resampling twice, crossfading, writing) at a
+speed that lets an hour of audio go through on a loaded 2-core machine. The model
+sees one chunk at a time whatever the file's length, so its share of memory does not
+grow with the file either.
 ``--kinds savedmodel`` restores with its SavedModel export instead.
 ``--before`` runs the same command with another checkout on ``PYTHONPATH`` (the code
 before block-wise restoring, e.g. ``/work/main``) for comparison.
@@ -62,13 +64,17 @@ def write_test_file(path, minutes, rate, block_seconds=30):
 
 
 def build_models(folder, kinds, name):
-    """``{kind: path}`` of a freshly built restorer (``name``: "small" or "tiny") saved as each kind."""
+    """``{kind: path}`` of a freshly built model (``name``: "small", "tiny" or "identity")
+    saved as each kind."""
     import keras
 
     from spectral_restore.models.restorer import SpectralRestorer
 
     keras.utils.set_random_seed(0)
-    model = SpectralRestorer("small") if name == "small" else SpectralRestorer(channels=(4,), recurrent_units=8)
+    if name == "identity":
+        model = keras.Sequential([keras.Input((None,)), keras.layers.Identity()], name="identity")
+    else:
+        model = SpectralRestorer("small") if name == "small" else SpectralRestorer(channels=(4,), recurrent_units=8)
     model(np.zeros((1, 16000), np.float32))
     paths = {"keras": os.path.join(folder, f"{name}.keras")}
     model.save(paths["keras"])
@@ -119,7 +125,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[5, 15, 60])
     parser.add_argument("--rate", type=int, default=48000, help="the files' sample rate (default 48000)")
-    parser.add_argument("--model", choices=["small", "tiny"], default="small")
+    parser.add_argument("--model", choices=["small", "tiny", "identity"], default="small")
     parser.add_argument("--kinds", nargs="+", choices=["keras", "savedmodel"], default=["keras"])
     parser.add_argument("--before", default=None, help="a checkout of the code before, run for comparison")
     parser.add_argument("--before-minutes", type=float, nargs="+", default=[1])

@@ -188,8 +188,9 @@ def model_reference(model, samples, rate, model_rate=16000, chunk=8000, overlap=
     """What restore_file should write for ``samples`` ``[channels, samples]``: the whole
     signal resampled to the model rate by ``soxr.resample``, the numpy chunked crossfade
     of the model's outputs, resampled back, cut or zero-padded to the input length."""
-    there = soxr_resample(samples, rate, model_rate)
-    restored = chunked_crossfade(model, np.asarray(there, np.float32), chunk, overlap)
+    there = np.asarray(soxr_resample(samples, rate, model_rate), np.float32)
+    # A file of a sample or two can have none at the model's rate: nothing to restore.
+    restored = chunked_crossfade(model, there, chunk, overlap) if there.shape[-1] else there
     return fit_length(soxr_resample(restored, model_rate, rate), samples.shape[-1])
 
 
@@ -249,6 +250,7 @@ def tiny_model_file(tmp_path_factory):
     return str(path), model
 
 
+@pytest.mark.large
 def test_a_two_minute_file_restored_in_blocks_equals_the_whole_array_at_once(tiny_model_file, tmp_path, rng):
     """Two minutes of 22.05 kHz stereo read in blocks of 3.7 s (not aligned with the
     model's 10 s chunks or the resampling ratio): the file written equals the whole
