@@ -61,6 +61,14 @@ def check_sample_rate(sample_rate, name="sample_rate"):
     return sample_rate
 
 
+def check_count(value, name):
+    """Returns ``value`` as int, or raises ``ValueError`` naming ``name`` if it is not
+    an integer >= 1 (a channel count, a block or chunk length)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be an integer >= 1. Received: {value!r}")
+    return int(value)
+
+
 @functools.lru_cache(maxsize=None)
 def tfio_available():
     """True when ``tensorflow_io`` imports and its audio ops load with this TensorFlow."""
@@ -301,13 +309,11 @@ class AudioWriter:
         self.path = os.fspath(path)
         file_format, self.subtype = _output_format(self.path, subtype)
         self.sample_rate = check_sample_rate(sample_rate)
-        if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
-            raise ValueError(f"`channels` must be an integer >= 1. Received: {channels!r}")
-        self.channels = int(channels)
+        self.channels = check_count(channels, "channels")
         self.frames = 0
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self._file = sf.SoundFile(self.path, "w", samplerate=self.sample_rate, channels=self.channels,
-                                  subtype=self.subtype, format=file_format)
+        self._file = sf.SoundFile(self.path, "w", samplerate=self.sample_rate,
+                                  channels=self.channels, subtype=self.subtype, format=file_format)
 
     def write(self, samples):
         """Appends ``samples`` ``[channels, frames]`` (or ``[frames]`` for one channel)."""
@@ -420,8 +426,7 @@ class AudioReader:
     def blocks(self, frames):
         """Yields ``(block, last)``: float32 blocks ``[channels, frames]`` (the last one
         shorter) in order, ``last`` True for the final one."""
-        if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
-            raise ValueError(f"`frames` must be an integer >= 1. Received: {frames!r}")
+        frames = check_count(frames, "frames")
         position = 0
         block = self._read(frames, position)
         while block.shape[1]:
@@ -485,9 +490,7 @@ class StreamResampler:
 
         self.from_rate = check_sample_rate(from_rate, "from_rate")
         self.to_rate = check_sample_rate(to_rate, "to_rate")
-        if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
-            raise ValueError(f"`channels` must be an integer >= 1. Received: {channels!r}")
-        self.channels = int(channels)
+        self.channels = check_count(channels, "channels")
         self._finished = False
         self._stream = None if self.from_rate == self.to_rate else soxr.ResampleStream(
             self.from_rate, self.to_rate, self.channels, dtype="float32", quality=self.QUALITY)
@@ -605,6 +608,7 @@ def resample_numpy(x, from_rate, to_rate):
 __all__ = [
     "AudioReadError",
     "check_sample_rate",
+    "check_count",
     "read_audio",
     "write_audio",
     "AudioReader",

@@ -16,7 +16,13 @@ import os
 import numpy as np
 
 from spectral_restore import __version__
-from spectral_restore.audio_io import WRITE_FORMATS, AudioReader, AudioWriter, StreamResampler
+from spectral_restore.audio_io import (
+    WRITE_FORMATS,
+    AudioReader,
+    AudioWriter,
+    StreamResampler,
+    check_count,
+)
 from spectral_restore.backend import require_tensorflow
 
 EXPORT_FORMAT = 1
@@ -75,12 +81,11 @@ class ChunkedRestoration:
     """
 
     def __init__(self, restore, chunk, overlap, channels):
-        for name, value in (("chunk", chunk), ("overlap", overlap), ("channels", channels)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"`{name}` must be an integer >= 1. Received: {value!r}")
+        self.restore = restore
+        self.chunk, self.overlap = check_count(chunk, "chunk"), check_count(overlap, "overlap")
+        self.channels = check_count(channels, "channels")
         if not 2 * overlap < chunk:
             raise ValueError(f"`overlap` must be below chunk / 2 = {chunk / 2}. Received: {overlap!r}")
-        self.restore, self.chunk, self.overlap, self.channels = restore, int(chunk), int(overlap), int(channels)
         self.hop = self.chunk - self.overlap
         self._window = crossfade_window(self.chunk, self.overlap).astype(np.float64)
         self._pending = np.zeros((self.channels, 0), np.float32)  # inputs from the next chunk's start on
@@ -120,8 +125,9 @@ class ChunkedRestoration:
                 remaining, closing = pending.shape[1], []
                 # Chunks start while they reach past the last overlap (kH < length - O).
                 while pending.shape[1] > self.overlap:
-                    padding = self.chunk - min(self.chunk, pending.shape[1])
-                    closing.append(self._restore_chunk(np.pad(pending[:, : self.chunk], [(0, 0), (0, padding)])))
+                    piece = pending[:, : self.chunk]
+                    piece = np.pad(piece, [(0, 0), (0, self.chunk - piece.shape[1])])
+                    closing.append(self._restore_chunk(piece))
                     pending = pending[:, self.hop :]
                 closing.append(self._tail[0] / self._tail[1])
                 outputs.append(np.concatenate(closing, axis=1)[:, :remaining])
@@ -219,7 +225,8 @@ class Restorer:
             self.metadata = export.read_metadata(path)
             signature = tf.saved_model.load(path).signatures["serving_default"]
             # Inputs of at most one chunk, which the export restores whole.
-            self._restore_piece = lambda wave: signature(waveform=tf.constant(wave, tf.float32))["restored"].numpy()
+            self._restore_piece = lambda wave: signature(
+                waveform=tf.constant(wave, tf.float32))["restored"].numpy()
             self.source = path
         else:
             network = load_keras_model(model)
@@ -233,7 +240,8 @@ class Restorer:
 
             def restore_piece(wave):
                 length = wave.shape[1]
-                padded = length if multiple is None else min(chunk, -(-length // multiple) * multiple)
+                padded = length if multiple is None else min(
+                    chunk, -(-length // multiple) * multiple)
                 wave = np.pad(wave, [(0, 0), (0, padded - length)])
                 return np.asarray(network.predict_on_batch(wave))[:, :length]
 
