@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.signal
 import soundfile as sf
+import soxr
 import tensorflow as tf
 
 from spectral_restore import audio_io
@@ -235,7 +236,6 @@ def test_stream_resampler_matches_the_fft_oracle_and_whole_signal_soxr(rng, from
     Nyquist frequency, fed in blocks of 1237 samples: within 2e-4 of the exact FFT
     resampling away from the ends (measured up to 9.6e-5 at 22.05 -> 16 kHz, the 0.01 dB
     passband ripple; 1e-7 for integer ratios), and equal to soxr on the whole signal."""
-    soxr = pytest.importorskip("soxr")
     x = band_limited_noise(rng, 2, from_rate, from_rate, 0.85 * min(from_rate, to_rate) / 2)
     got = stream_in_blocks(audio_io.StreamResampler(from_rate, to_rate, channels=2), x, 1237)
     assert got.shape == (2, to_rate) and got.dtype == np.float32
@@ -264,7 +264,6 @@ def test_stream_resampler_rejects_what_would_alias(rng):
 def test_stream_resampler_odd_lengths_and_blocks(rng, length, from_rate, to_rate):
     """Any length and block size: the same samples as whole-signal soxr (the rates'
     ratio times the length, rounded); equal rates pass the blocks through."""
-    soxr = pytest.importorskip("soxr")
     x = rng.uniform(-0.5, 0.5, (3, length)).astype(np.float32)
     whole = x if from_rate == to_rate else soxr.resample(np.ascontiguousarray(x.T), from_rate, to_rate).T
     assert abs(whole.shape[1] - length * to_rate / from_rate) <= 1
