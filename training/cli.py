@@ -254,12 +254,12 @@ def _restore_jobs(inputs, out):
 def _check_outputs(jobs, plot):
     """A UsageError when a restored file (or its ``--plot`` PNG) would replace an
     input file or another restored file."""
-    from spectral_restore.inference import _output_path
+    from spectral_restore.inference import output_path
 
     inputs = {os.path.realpath(path): path for path, _ in jobs}
     written = {}
     for path, out_dir in jobs:
-        output = _output_path(path, out_dir)
+        output = output_path(path, out_dir)
         if os.path.realpath(output) in inputs:
             raise UsageError(f"restoring {path} would overwrite the input {inputs[os.path.realpath(output)]}: "
                              "choose an output folder (-o) that holds no input")
