@@ -12,7 +12,9 @@ is still measured:
 - ``temp_bytes``: XLA's temporary buffers of the compiled step (activations kept for
   the backward pass, intermediate results): what decides whether a batch fits;
 - ``argument_bytes`` / ``output_bytes``: weights and batch in, gradients and loss out;
-- ``flops``: XLA's count of floating-point operations of the step.
+- ``flops``: XLA's count of floating-point operations of the step;
+- ``bytes_accessed``: XLA's count of the bytes its operations read and write (after
+  fusion): the memory traffic that bounds the elementwise work.
 
 The numbers are those of the backend JAX compiles for here (a CPU on this machine):
 fusion and scheduling differ on a GPU, so compare architectures and variants measured
@@ -132,6 +134,7 @@ def measure(spec, batch, seconds, precision, loss_config, flash):
             "temp_gib": round(memory.temp_size_in_bytes / GIB, 2),
             "flops": float(cost.get("flops", float("nan"))),
             "tflops": round(float(cost.get("flops", float("nan"))) / 1e12, 2),
+            "bytes_accessed": float(cost.get("bytes accessed", float("nan"))),
             "compile_seconds": round(compile_seconds, 1),
         }
     finally:
@@ -170,11 +173,11 @@ def main(argv=None):
     with open(args.output, "w") as f:
         json.dump(results, f, indent=2)
     print(f"\nbatch {args.batch} x {args.seconds} s, {args.precision}, flash proxy: {args.flash_proxy}")
-    print("| model | trainable parameters | temp (GiB) | TFLOPs per step | compile (s) |")
-    print("|---|---|---|---|---|")
+    print("| model | trainable parameters | temp (GiB) | TFLOPs per step | GB accessed | compile (s) |")
+    print("|---|---|---|---|---|---|")
     for spec, run in results["runs"].items():
         print(f"| `{spec}` | {run['trainable_parameters']:,} | {run['temp_gib']} | {run['tflops']} | "
-              f"{run['compile_seconds']} |")
+              f"{run['bytes_accessed'] / 1e9:.0f} | {run['compile_seconds']} |")
 
 
 if __name__ == "__main__":
