@@ -41,14 +41,12 @@ import sys
 import time
 from unittest import mock
 
+from train_speed import parse_spec
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-from train_speed import parse_spec  # noqa: E402
 
 GIB = 2.0**30
 # Queries per block of the flash-attention stand-in.
