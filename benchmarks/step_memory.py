@@ -25,11 +25,15 @@ block by block over the queries, each block recomputed in the backward pass
 (``jax.checkpoint``), so that only one block's scores are ever held, as a fused
 kernel's working set (same result; used only for this measurement).
 
-A spec's ``remat=true`` builds the model with ``remat=True`` (its conformer blocks
-recompute their activations in the backward pass).
+A spec's ``key=value`` pairs are constructor arguments: ``conformer:base:remat=true``
+recomputes the conformer blocks' activations in the backward pass,
+``conformer:base:freq_stride=4`` gives them half the frequency tokens. ``--pieces base``
+adds the conformer ``base``'s blocks and depthwise convolution alone, forward and
+forward + backward.
 
 Run: KERAS_BACKEND=jax JAX_PLATFORMS=cpu python benchmarks/step_memory.py crn:base conformer:base
      [conformer:base:remat=true] [--batch 64] [--seconds 3] [--precision bfloat16] [--flash-proxy]
+     [--pieces base]
 Writes benchmarks/results/step_memory.json (``--output``) and prints a Markdown table.
 """
 
@@ -94,6 +98,28 @@ def flash_proxy(enabled):
         yield
 
 
+def compiled_stats(function, *args):
+    """XLA's accounting of ``jax.jit(function)`` compiled for ``args`` (arrays or shapes)."""
+    import jax
+
+    started = time.perf_counter()
+    compiled = jax.jit(function).lower(*args).compile()
+    compile_seconds = time.perf_counter() - started
+    memory = compiled.memory_analysis()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return {
+        "temp_bytes": int(memory.temp_size_in_bytes),
+        "argument_bytes": int(memory.argument_size_in_bytes),
+        "output_bytes": int(memory.output_size_in_bytes),
+        "temp_gib": round(memory.temp_size_in_bytes / GIB, 2),
+        "flops": float(cost.get("flops", float("nan"))),
+        "tflops": round(float(cost.get("flops", float("nan"))) / 1e12, 2),
+        "bytes_accessed": float(cost.get("bytes accessed", float("nan"))),
+        "compile_seconds": round(compile_seconds, 1),
+    }
+
+
 def measure(spec, batch, seconds, precision, loss_config, flash):
     import jax
     import keras
@@ -115,26 +141,63 @@ def measure(spec, batch, seconds, precision, loss_config, flash):
             restored, non_trainable = model.stateless_call(trainable, non_trainable, noisy, training=True)
             return loss(clean, restored), non_trainable
 
-        step = jax.jit(jax.value_and_grad(objective, has_aux=True))
         audio = jax.ShapeDtypeStruct((batch, int(round(seconds * model.sample_rate))), np.float32)
-        started = time.perf_counter()
         with flash_proxy(flash):
-            compiled = step.lower(trainable, non_trainable, audio, audio).compile()
-        compile_seconds = time.perf_counter() - started
-        memory = compiled.memory_analysis()
-        cost = compiled.cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        return {
-            "trainable_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
-            "temp_bytes": int(memory.temp_size_in_bytes),
-            "argument_bytes": int(memory.argument_size_in_bytes),
-            "output_bytes": int(memory.output_size_in_bytes),
-            "temp_gib": round(memory.temp_size_in_bytes / GIB, 2),
-            "flops": float(cost.get("flops", float("nan"))),
-            "tflops": round(float(cost.get("flops", float("nan"))) / 1e12, 2),
-            "bytes_accessed": float(cost.get("bytes accessed", float("nan"))),
-            "compile_seconds": round(compile_seconds, 1),
+            stats = compiled_stats(jax.value_and_grad(objective, has_aux=True), trainable, non_trainable, audio, audio)
+        return {"trainable_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)), **stats}
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+        keras.backend.clear_session()
+
+
+def measure_pieces(preset, batch, seconds, precision, flash):
+    """Forward and backward of the pieces of the conformer ``preset``'s blocks alone, on
+    the sequences they see in a batch ``batch`` x ``seconds``: a conformer block over
+    time and over frequency, and the depthwise convolution of the time block."""
+    import jax
+    import keras
+    import numpy as np
+
+    from spectral_restore.models import build_model
+    from spectral_restore.models.conformer import PRESETS, ConformerBlock
+    from training.train import precision_policy
+
+    keras.mixed_precision.set_global_policy(precision_policy(precision) or "float32")
+    settings = PRESETS[preset]
+    try:
+        model = build_model("conformer", preset)
+        frames = int(round(seconds * model.sample_rate)) // model.stft_config.hop_length + 1
+        bins = (model.stft_config.num_bins - 1) // settings["freq_stride"] + 1
+        channels = settings["channels"]
+        block = dict(channels=channels, num_heads=settings["num_heads"], ffn_multiplier=settings["ffn_multiplier"],
+                     conv_expansion=settings["conv_expansion"], conv_kernel=settings["conv_kernel"],
+                     dropout=settings["dropout"])
+        pieces = {
+            "conformer block over time": (ConformerBlock(**block), (batch * bins, frames, channels)),
+            "conformer block over frequency": (ConformerBlock(**block), (batch * frames, bins, channels)),
+            "depthwise convolution over time": (
+                keras.layers.DepthwiseConv1D(settings["conv_kernel"], padding="same", use_bias=False),
+                (batch * bins, frames, settings["conv_expansion"] * channels)),
         }
+        results = {}
+        for name, (layer, shape) in pieces.items():
+            layer(np.zeros((1,) + shape[1:], np.float32))
+            values = [v.value for v in layer.trainable_variables]
+            states = [v.value for v in layer.non_trainable_variables]
+            training = {"training": True} if isinstance(layer, ConformerBlock) else {}
+
+            def forward(values, x, layer=layer, states=states, training=training):
+                outputs, _ = layer.stateless_call(values, states, x, **training)
+                return keras.ops.sum(keras.ops.square(keras.ops.cast(outputs, "float32")))
+
+            inputs = jax.ShapeDtypeStruct(shape, np.float32)
+            with flash_proxy(flash):
+                results[name] = {"shape": list(shape), "forward": compiled_stats(forward, values, inputs),
+                                 "forward_and_backward": compiled_stats(jax.grad(forward, argnums=(0, 1)), values,
+                                                                        inputs)}
+            print(name, {k: (v["tflops"], v["temp_gib"]) for k, v in results[name].items() if k != "shape"},
+                  flush=True)
+        return results
     finally:
         keras.mixed_precision.set_global_policy("float32")
         keras.backend.clear_session()
@@ -150,6 +213,8 @@ def main(argv=None):
                         help="the loss terms of this config")
     parser.add_argument("--flash-proxy", action="store_true",
                         help="attention without materialised scores, as cuDNN's flash attention on a GPU")
+    parser.add_argument("--pieces", default=None, metavar="PRESET",
+                        help="also measure the conformer PRESET's blocks and depthwise convolution alone")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "step_memory.json"))
     args = parser.parse_args(argv)
 
@@ -167,6 +232,8 @@ def main(argv=None):
     for spec in args.specs:
         results["runs"][spec] = measure(spec, args.batch, args.seconds, args.precision, loss_config, args.flash_proxy)
         print(spec, results["runs"][spec], flush=True)
+    if args.pieces:
+        results["pieces"] = measure_pieces(args.pieces, args.batch, args.seconds, args.precision, args.flash_proxy)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(results, f, indent=2)
