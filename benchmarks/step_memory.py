@@ -205,7 +205,8 @@ def measure_pieces(preset, batch, seconds, precision, flash):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("specs", nargs="*", default=["crn:base", "conformer:base"])
+    parser.add_argument("specs", nargs="*",
+                        help="ARCHITECTURE:PRESET[:key=value,...]; default crn:base conformer:base unless --pieces")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--precision", default="bfloat16", help="training.mixed_precision value")
@@ -229,7 +230,8 @@ def main(argv=None):
     results = {"batch": args.batch, "seconds": args.seconds, "precision": args.precision,
                "flash_proxy": args.flash_proxy, "device": jax.devices()[0].device_kind, "jax": jax.__version__,
                "keras": keras.__version__, "runs": {}}
-    for spec in args.specs:
+    specs = args.specs or ([] if args.pieces else ["crn:base", "conformer:base"])
+    for spec in specs:
         results["runs"][spec] = measure(spec, args.batch, args.seconds, args.precision, loss_config, args.flash_proxy)
         print(spec, results["runs"][spec], flush=True)
     if args.pieces:
