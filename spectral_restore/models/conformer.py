@@ -40,7 +40,11 @@ Where it departs from MP-SENet, and why:
 - the phase decoder's two outputs are added to the input's unit phasor
   ``C / |C| = (cos phi, sin phi)`` before ``atan2``, and the last layer of both decoders starts
   at zero, so the untrained network is the identity (mask 1, phase unchanged), as the
-  CRN is: restoration starts from "do no harm".
+  CRN is: restoration starts from "do no harm";
+- dropout falls on the attention's output (the conformer paper's placement), not on its
+  weights (MP-SENet's), so that the attention runs as one fused kernel where the
+  backend has one (cuDNN's flash attention under JAX on a GPU) and keeps no
+  ``[length, length]`` weights for the backward pass.
 """
 
 import keras
