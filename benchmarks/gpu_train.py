@@ -194,9 +194,12 @@ def train_and_score(name, config_path, overrides, minutes, args, versions, befor
 
 
 def step_times(args):
-    """Median training-step time of each ``ARCHITECTURE:PRESET`` at each batch size, on
-    one fixed batch of speech (no damage, no data loading): the models' own cost."""
+    """Median training-step time of each ``ARCHITECTURE:PRESET[:key=value,...]`` (keys:
+    the architecture's constructor arguments, e.g. ``conformer:base:remat=true``) at
+    each batch size, on one fixed batch of speech (no damage, no data loading): the
+    models' own cost."""
     import keras
+    from train_speed import parse_spec
 
     from spectral_restore.data.source import load_npz
     from spectral_restore.models import build_model
@@ -209,12 +212,12 @@ def step_times(args):
     clips = [clip for clip in load_npz(args.npz, "train", rate) if len(clip) >= length]
     results = {"seconds": args.seconds, "precision": args.precision, "runs": {}}
     for spec in args.architecture:
-        architecture, preset = spec.split(":")
+        architecture, preset, overrides = parse_spec(spec)
         for batch in args.batch:
-            name = f"{architecture}:{preset}@{batch}"
+            name = f"{spec}@{batch}"
             try:
                 keras.mixed_precision.set_global_policy(precision_policy(args.precision) or "float32")
-                model = build_model(architecture, preset, sample_rate=rate)
+                model = build_model(architecture, preset, sample_rate=rate, **overrides)
                 model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=build_loss(config["loss"]))
                 clean = np.stack([clip[:length] for clip in clips[:batch]]).astype(np.float32)
                 damaged = clean + 0.05 * np.random.default_rng(0).standard_normal(clean.shape).astype(np.float32)
@@ -316,7 +319,8 @@ def main(argv=None):
     steps.add_argument("--out", required=True)
     steps.add_argument("--config", default=os.path.join(ROOT, "training", "configs", "base.yaml"),
                        help="the loss terms of this config")
-    steps.add_argument("--architecture", action="append", required=True, help="ARCHITECTURE:PRESET, e.g. crn:base")
+    steps.add_argument("--architecture", action="append", required=True,
+                       help="ARCHITECTURE:PRESET[:key=value,...], e.g. crn:base or conformer:base:remat=true")
     steps.add_argument("--batch", type=int, action="append", required=True)
     steps.add_argument("--seconds", type=float, default=2.0)
     steps.add_argument("--steps", type=int, default=20)

@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import keras
 import numpy as np
@@ -11,7 +12,7 @@ import tensorflow as tf
 from spectral_restore import spectral
 from spectral_restore.losses import CombinedLoss, SpectrogramMSE
 from spectral_restore.models import build_model
-from spectral_restore.models.conformer import MASK_BOUND, PRESETS, MagnitudePhaseConformer
+from spectral_restore.models.conformer import MASK_BOUND, PRESETS, ConformerBlock, MagnitudePhaseConformer
 from spectral_restore.models.discriminators import LearnableSigmoid
 
 RATE = 16000
@@ -162,6 +163,92 @@ def test_bad_arguments_are_value_errors():
         MagnitudePhaseConformer("small", channels=0)
     with pytest.raises(ValueError, match="samples"):
         MagnitudePhaseConformer("small")(np.zeros((2, 3, 100), np.float32))
+    with pytest.raises(TypeError, match="remat"):
+        MagnitudePhaseConformer("small", remat="yes")
+
+
+def numpy_attention(layer, x):
+    """Multi-head softmax attention of ``x`` [batch, length, channels] with the
+    projections of the Keras ``MultiHeadAttention`` ``layer``, in float64."""
+    x = x.astype(np.float64)
+
+    def project(dense):
+        kernel, bias = (np.asarray(w, np.float64) for w in dense.weights)
+        return np.einsum("btc,chd->bthd", x, kernel) + bias
+
+    query, key, value = project(layer._query_dense), project(layer._key_dense), project(layer._value_dense)
+    scores = np.einsum("bthd,bshd->bhts", query, key) / np.sqrt(query.shape[-1])
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    weights /= weights.sum(axis=-1, keepdims=True)
+    heads = np.einsum("bhts,bshd->bthd", weights, value)
+    kernel, bias = (np.asarray(w, np.float64) for w in layer._output_dense.weights)
+    return np.einsum("bthd,hdc->btc", heads, kernel) + bias
+
+
+@pytest.mark.every_backend
+@pytest.mark.parametrize("training", [False, True])
+def test_attention_is_fused_and_equals_softmax_attention(training):
+    """With dropout (as the base preset) the attention goes through
+    ``keras.ops.dot_product_attention`` (a fused kernel where the backend has one: no
+    [length, length] weights kept) also in training, and equals the explicit softmax
+    attention; the dropout falls on its output."""
+    from keras.src import ops as keras_ops
+
+    block = ConformerBlock(8, num_heads=2, ffn_multiplier=2, conv_kernel=3, dropout=0.2)
+    x = np.random.default_rng(4).normal(0.0, 1.0, (3, 11, 8)).astype(np.float32)
+    block(x)
+    fused = keras_ops.dot_product_attention
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(tuple(kwargs["query"].shape))
+        return fused(*args, **kwargs)
+
+    with mock.patch.object(keras_ops, "dot_product_attention", counted):
+        y = np.asarray(block.attention(x, x, training=training))
+    assert calls == [(3, 11, 2, 4)]
+    np.testing.assert_allclose(y, numpy_attention(block.attention, x), rtol=1e-5, atol=1e-5)
+    assert block.attention_dropout.rate == 0.2
+
+
+def tiny_conformer(remat):
+    """A one-block conformer with dropout, its weights moved off the identity, the
+    same for every call (seeded)."""
+    keras.utils.set_random_seed(11)
+    model = MagnitudePhaseConformer(None, channels=8, full_resolution_channels=4, dense_depth=1, num_blocks=1,
+                                    num_heads=2, ffn_multiplier=2, conv_expansion=2, conv_kernel=3, freq_stride=16,
+                                    dropout=0.2, remat=remat, name="tiny")
+    model(np.zeros((1, 1024), np.float32))
+    return moved_off_identity(model, seed=5)
+
+
+@pytest.mark.every_backend
+def test_remat_gives_the_same_training_step():
+    """One SGD step (learning rate 1: the weights move by the gradient) with and
+    without rematerialised conformer blocks: same loss, weights, batch-norm
+    statistics and dropout seeds; and the setting round-trips through the config."""
+    clean = speech_like(2, 3000)
+    noisy = (clean + 0.05 * np.random.default_rng(1).standard_normal(clean.shape)).astype(np.float32)
+    results = {}
+    for remat in (False, True):
+        model = tiny_conformer(remat)
+        model.compile(optimizer=keras.optimizers.SGD(1.0), loss=SpectrogramMSE(compress_exponent=0.3))
+        before = [np.asarray(w) for w in model.trainable_weights]
+        loss = float(model.train_on_batch(noisy, clean))
+        results[remat] = (loss, [np.asarray(w) - b for w, b in zip(model.trainable_weights, before)],
+                          [np.asarray(v) for v in model.non_trainable_variables])
+    assert MagnitudePhaseConformer.from_config(model.get_config()).remat is True
+    assert results[True][0] == pytest.approx(results[False][0], rel=1e-6)
+    moved = [np.max(np.abs(step)) for step in results[False][1]]
+    assert max(moved) > 1e-3
+    for plain, recomputed in zip(results[False][1], results[True][1]):
+        np.testing.assert_allclose(recomputed, plain, atol=1e-4 * max(moved))
+    for plain, recomputed in zip(results[False][2], results[True][2]):
+        np.testing.assert_allclose(recomputed, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_every_backend_case_under_jax(rerun_under_jax):
+    rerun_under_jax()
 
 
 def loss_and_gradients(model, noisy, clean):

@@ -40,7 +40,11 @@ Where it departs from MP-SENet, and why:
 - the phase decoder's two outputs are added to the input's unit phasor
   ``C / |C| = (cos phi, sin phi)`` before ``atan2``, and the last layer of both decoders starts
   at zero, so the untrained network is the identity (mask 1, phase unchanged), as the
-  CRN is: restoration starts from "do no harm".
+  CRN is: restoration starts from "do no harm";
+- dropout falls on the attention's output (the conformer paper's placement), not on its
+  weights (MP-SENet's), so that the attention runs as one fused kernel where the
+  backend has one (cuDNN's flash attention under JAX on a GPU) and keeps no
+  ``[length, length]`` weights for the backward pass.
 """
 
 import keras
@@ -76,6 +80,12 @@ NORM_EPSILON = 1e-5
 def _check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    return value
+
+
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
     return value
 
 
@@ -141,7 +151,7 @@ class DenseBlock(layers.Layer):
 class ConformerBlock(layers.Layer):
     """A conformer block on sequences ``[batch, length, channels]``.
 
-    Formula: ``x += FFN_1(x) / 2``; ``x += MHSA(LN(x))``; ``x += ConvModule(x)``;
+    Formula: ``x += FFN_1(x) / 2``; ``x += Dropout(MHSA(LN(x)))``; ``x += ConvModule(x)``;
     ``x += FFN_2(x) / 2``; ``y = LN(x)``, with ``FFN = LN -> Dense(m C) -> Swish ->
     Dropout -> Dense(C) -> Dropout`` and ``ConvModule = LN -> Dense(2 e C) -> GLU ->
     depthwise Conv1D(k) -> BatchNorm -> Swish -> Dense(C)``. No positional encoding:
@@ -153,8 +163,8 @@ class ConformerBlock(layers.Layer):
         ffn_multiplier: int. Feed-forward expansion ``m``. Defaults to 4.
         conv_expansion: int. Convolution-module expansion ``e``. Defaults to 2.
         conv_kernel: int. Depthwise kernel ``k`` (odd). Defaults to 31.
-        dropout: float. Dropout of the feed-forward modules and the attention
-            weights. Defaults to 0.
+        dropout: float. Dropout of the feed-forward modules and of the attention's
+            output. Defaults to 0.
 
     Reference: Gulati et al., "Conformer", Interspeech 2020, as used by CMGAN
     (Cao et al. 2022) and MP-SENet (Lu et al. 2023).
@@ -178,8 +188,11 @@ class ConformerBlock(layers.Layer):
         inner = conv_expansion * channels
         self.ffn = [self._feed_forward(f"ffn_{i}") for i in (1, 2)]
         self.attention_norm = layers.LayerNormalization(name="attention_norm")
-        self.attention = layers.MultiHeadAttention(num_heads, channels // num_heads, dropout=self.dropout,
-                                                   name="attention")
+        # Dropout on the attention's output, not on its weights (Gulati et al.'s placement):
+        # undropped weights let the attention run as one fused kernel (cuDNN's flash
+        # attention under JAX on a GPU, no [length, length] scores kept for the backward pass).
+        self.attention = layers.MultiHeadAttention(num_heads, channels // num_heads, name="attention")
+        self.attention_dropout = layers.Dropout(self.dropout, name="attention_dropout")
         self.conv_norm = layers.LayerNormalization(name="conv_norm")
         self.conv_in = layers.Dense(2 * inner, name="conv_pointwise_in")
         # No bias before the batch norm, which removes it.
@@ -206,7 +219,7 @@ class ConformerBlock(layers.Layer):
     def call(self, x, training=False):
         x = x + 0.5 * self._apply_feed_forward(self.ffn[0], x, training)
         normed = self.attention_norm(x)
-        x = x + self.attention(normed, normed, training=training)
+        x = x + self.attention_dropout(self.attention(normed, normed, training=training), training=training)
         hidden = ops.glu(self.conv_in(self.conv_norm(x)), axis=-1)
         hidden = ops.silu(self.conv_batch_norm(self.conv_depthwise(hidden), training=training))
         x = x + self.conv_out(hidden)
@@ -242,16 +255,22 @@ class TimeFrequencyConformer(layers.Layer):
     Args:
         channels, num_heads, ffn_multiplier, conv_expansion, conv_kernel, dropout:
             as :class:`ConformerBlock`.
+        remat: bool. In training, keep only each block's input for the backward pass
+            and recompute its activations there (gradient checkpointing: less memory,
+            one more forward pass of the blocks). Same outputs and gradients.
+            Defaults to False.
 
     Reference: the two-stage conformer blocks of CMGAN (Cao et al. 2022) and MP-SENet
-    (Lu et al. 2023).
+    (Lu et al. 2023); rematerialisation after Chen et al., "Training deep nets with
+    sublinear memory cost", arXiv:1604.06174.
     """
 
     def __init__(self, channels, num_heads=4, ffn_multiplier=4, conv_expansion=2, conv_kernel=31, dropout=0.0,
-                 **kwargs):
+                 remat=False, **kwargs):
         super().__init__(**kwargs)
         self.block_settings = dict(channels=channels, num_heads=num_heads, ffn_multiplier=ffn_multiplier,
                                    conv_expansion=conv_expansion, conv_kernel=conv_kernel, dropout=dropout)
+        self.remat = _check_bool("remat", remat)
         self.time_block = ConformerBlock(**self.block_settings, name="time")
         self.freq_block = ConformerBlock(**self.block_settings, name="frequency")
 
@@ -260,11 +279,29 @@ class TimeFrequencyConformer(layers.Layer):
         batch, frames, bins = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2]
         channels = x.shape[3]
         per_bin = ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (batch * bins, frames, channels))
-        per_bin = self.time_block(per_bin, training=training) + per_bin
+        per_bin = self._run_block(self.time_block, per_bin, training) + per_bin
         x = ops.transpose(ops.reshape(per_bin, (batch, bins, frames, channels)), (0, 2, 1, 3))
         per_frame = ops.reshape(x, (batch * frames, bins, channels))
-        per_frame = self.freq_block(per_frame, training=training) + per_frame
+        per_frame = self._run_block(self.freq_block, per_frame, training) + per_frame
         return ops.reshape(per_frame, (batch, frames, bins, channels))
+
+    def _run_block(self, block, x, training):
+        if not (self.remat and training and block.built):
+            return block(x, training=training)
+        # Through the block's stateless call, so that its state updates (batch-norm
+        # statistics, dropout seeds) leave the recomputed function as outputs and are
+        # assigned here, once, instead of escaping it.
+        trainable, non_trainable = block.trainable_variables, block.non_trainable_variables
+        count = len(trainable)
+
+        def stateless(x, *values):
+            outputs, updated = block.stateless_call(list(values[:count]), list(values[count:]), x, training=True)
+            return outputs, *updated
+
+        outputs, *updated = keras.remat(stateless)(x, *(v.value for v in trainable + non_trainable))
+        for variable, value in zip(non_trainable, updated):
+            variable.assign(value)
+        return outputs
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -272,6 +309,7 @@ class TimeFrequencyConformer(layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(self.block_settings)
+        config["remat"] = self.remat
         return config
 
 
@@ -303,9 +341,12 @@ class MagnitudePhaseConformer(SpectralModel):
         conv_kernel: int. Conformer depthwise kernel (odd).
         freq_stride: int. Frequency downsampling of the encoder (MP-SENet: 2);
             ``fft_length // 2`` must be divisible by it.
-        dropout: float. Conformer dropout (feed-forward and attention weights).
+        dropout: float. Conformer dropout (feed-forward modules and attention output).
         stft_config, sample_rate, input_damage: the front end's, as
             :class:`~spectral_restore.models.frontend.SpectralModel`.
+        remat: bool. Recompute the conformer blocks' activations in the backward
+            pass instead of keeping them (:class:`TimeFrequencyConformer`): for a
+            batch that would not fit in an accelerator's memory. Defaults to False.
 
     The untrained network is the identity up to the magnitude floor: both decoders'
     last layers start at zero (mask 1, phase unchanged). Attention spans the whole
@@ -340,6 +381,7 @@ class MagnitudePhaseConformer(SpectralModel):
         stft_config=None,
         sample_rate=16000,
         input_damage=None,
+        remat=False,
         **kwargs,
     ):
         super().__init__(stft_config=stft_config, sample_rate=sample_rate, input_damage=input_damage, **kwargs)
@@ -364,6 +406,7 @@ class MagnitudePhaseConformer(SpectralModel):
                      "ffn_multiplier", "conv_expansion", "conv_kernel", "freq_stride"):
             setattr(self, name, _check_positive_int(name, settings[name]))
         self.dropout = float(settings["dropout"])
+        self.remat = _check_bool("remat", remat)
         intervals = self.stft_config.num_bins - 1
         if intervals % self.freq_stride:
             raise ValueError(
@@ -379,7 +422,7 @@ class MagnitudePhaseConformer(SpectralModel):
         self.encoder_dense = DenseBlock(self.channels, self.dense_depth, name="encoder_dense")
         self.blocks = [
             TimeFrequencyConformer(self.channels, self.num_heads, self.ffn_multiplier, self.conv_expansion, self.conv_kernel,
-                                   self.dropout, name=f"tf_conformer_{i}")
+                                   self.dropout, self.remat, name=f"tf_conformer_{i}")
             for i in range(self.num_blocks)
         ]
         self.mask_trunk = self._decoder_trunk("mask")
@@ -390,6 +433,11 @@ class MagnitudePhaseConformer(SpectralModel):
         self.phase_trunk = self._decoder_trunk("phase")
         self.phase_head_real = layers.Conv2D(1, (1, 1), kernel_initializer="zeros", name="phase_head_real")
         self.phase_head_imag = layers.Conv2D(1, (1, 1), kernel_initializer="zeros", name="phase_head_imag")
+
+    def get_config(self):
+        config = super().get_config()
+        config["remat"] = self.remat
+        return config
 
     def _frequency_resampling(self):
         """A (1, s + 1) kernel with stride s maps bins 0..F-1 onto (F - 1) / s + 1 points,
