@@ -302,12 +302,12 @@ def test_pesq_loss_leaves_out_frames_where_the_utterance_delay_falls_back(speech
     with that step removed) where `pesq` gives 1.775; the model scores as `pesq` does."""
     from pesq import pesq
 
-    from spectral_restore.losses import p862_align
+    from spectral_restore.p862 import align
 
     clean, wet = reverberant_copy_8k(speech_16k, 0.8, seed=4)
     found = []
-    original = p862_align.skipped_frames
-    monkeypatch.setattr(p862_align, "skipped_frames", lambda *args: found.append(original(*args)) or found[-1])
+    original = align.skipped_frames
+    monkeypatch.setattr(align, "skipped_frames", lambda *args: found.append(original(*args)) or found[-1])
     ours = float(PESQLoss(8000, "nb", delay_search="utterance").mos(clean[None], wet[None])[0])
     assert len(found) == 1 and found[0].any()  # the case does take that step
     # Measured: within 3e-7 of the reference.
@@ -384,9 +384,9 @@ def test_each_bad_interval_is_realigned_by_its_own_delay(speech_16k):
     """Two stretches of the degraded signal lag by different amounts (+40 and -24
     samples); each bad interval gets its own delay, and the samples outside the
     intervals stay where they were."""
-    from spectral_restore.losses import p862
+    from spectral_restore.p862.model import p862_model
 
-    model = p862.p862_model(16000, "wb", 32000)
+    model = p862_model(16000, "wb", 32000)
     ref = speech_16k[None, 4000 : 4000 + model.padded].astype(np.float32)
     deg = ref.copy()
     hop = model.hop

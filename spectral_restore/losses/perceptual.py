@@ -7,7 +7,6 @@ from keras import ops
 from spectral_restore import spectral
 from spectral_restore import weighting as weighting_module
 from spectral_restore.audio_io import check_sample_rate
-from spectral_restore.losses import p862
 from spectral_restore.losses.base import (
     DISTANCES,
     SpectralLoss,
@@ -17,6 +16,9 @@ from spectral_restore.losses.base import (
     distance,
     per_example_mean,
 )
+from spectral_restore.p862.mapping import best_mos
+from spectral_restore.p862.model import check_delay_search, check_mode
+from spectral_restore.p862.model import mos as p862_mos
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
 
@@ -155,7 +157,7 @@ class PESQLoss(keras.losses.Loss):
 
     ``mos(clean, degraded)`` predicts, per example, the MOS-LQO the ``pesq`` package
     gives (P.862.2 for ``mode="wb"``, P.862 mapped by P.862.1 for ``"nb"``), through
-    the Recommendation's stages (``spectral_restore.losses.p862``): level alignment,
+    the Recommendation's stages (``spectral_restore.p862``): level alignment,
     IRS / wide-band input filter, Bark power spectra of 32 ms Hann frames,
     frequency-response and short-term gain compensation, Zwicker loudness,
     symmetric and asymmetric disturbance with the deadzone, L_6 over split-second
@@ -205,17 +207,17 @@ class PESQLoss(keras.losses.Loss):
     def __init__(self, sample_rate=16000, mode="wb", delay_search=True, reduction="sum_over_batch_size",
                  name="pesq_loss", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
-        p862.check_mode(sample_rate, mode)
+        check_mode(sample_rate, mode)
         self.sample_rate = int(sample_rate)
         self.mode = mode
-        self.delay_search = p862.check_delay_search(delay_search)
-        self.best_mos = p862.best_mos(mode)
+        self.delay_search = check_delay_search(delay_search)
+        self.best_mos = best_mos(mode)
 
     def mos(self, clean, degraded):
         """Predicted MOS-LQO ``[batch]``."""
         clean = as_waveform(ops.cast(clean, "float32"), "clean")
         degraded = as_waveform(ops.cast(degraded, "float32"), "degraded")
-        return p862.mos(clean, degraded, self.sample_rate, self.mode, self.delay_search)
+        return p862_mos(clean, degraded, self.sample_rate, self.mode, self.delay_search)
 
     def call(self, y_true, y_pred):
         return (self.best_mos - self.mos(y_true, y_pred)) / (self.best_mos - 1.0)

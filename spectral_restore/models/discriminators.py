@@ -118,8 +118,9 @@ class LearnableSigmoid(keras.layers.Layer):
 @register
 class MetricDiscriminator(keras.Model):
     """A learned quality metric (MetricGAN, Fu et al., ICML 2019; CMGAN's layout):
-    ``D((clean, estimate))`` predicts the normalised PESQ of ``estimate``,
-    ``(MOS-LQO - 1) / (4.644 - 1)``, about 0..1, one value per example.
+    ``D((clean, estimate))`` predicts the normalised wide-band PESQ of ``estimate``
+    (:func:`~spectral_restore.p862.mapping.normalised_mos`), about 0..1, one value
+    per example.
 
     Both waveforms are resampled to 16 kHz inside (models at 22.05, 44.1 or 48 kHz
     use it unchanged), turned into power-law compressed magnitude spectrograms

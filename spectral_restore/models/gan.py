@@ -18,16 +18,14 @@ from spectral_restore.losses.adversarial import (
     generator_adversarial_loss,
 )
 from spectral_restore.losses.combined import CombinedLoss
-from spectral_restore.losses.p862 import best_mos
-from spectral_restore.losses.p862 import mos as p862_mos
+from spectral_restore.p862.mapping import mos_lqo_from_normalised, normalised_mos
+from spectral_restore.p862.model import mos as p862_mos
 from spectral_restore.models.discriminators import resample_fft
 from spectral_restore.optimizers import build_optimizer
 
 METRIC_TARGETS = ("surrogate", "reference")
 # Of every network when compile() is given none: HiFi-GAN's and MP-SENet's betas.
 DEFAULT_OPTIMIZER = {"name": "adam", "learning_rate": 2e-4, "beta_1": 0.8, "beta_2": 0.99}
-# MOS-LQO of identical signals (P.862.2): the normalised score (MOS - 1) / (BEST - 1) is 1.
-BEST_WB_MOS = best_mos("wb")
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
 
@@ -60,7 +58,7 @@ def _maybe_loss_scaled(optimizer):
 
 
 def normalised_pesq(clean, estimate, sample_rate, target):
-    """``(MOS-LQO - 1) / (BEST_WB_MOS - 1)`` per example, wide band: from the
+    """:func:`~spectral_restore.p862.mapping.normalised_mos` per example, wide band: from the
     differentiable surrogate (``"surrogate"``, on the accelerator, resampled to 16 kHz
     inside) or the reference ``pesq`` package on the CPU through
     :func:`~spectral_restore.backend.host_call` (``"reference"``; NaN where PESQ
@@ -75,7 +73,7 @@ def normalised_pesq(clean, estimate, sample_rate, target):
             return pesq_score(c, e, sample_rate, "wb", processes=1).scores
 
         score = backend.host_call(reference, clean, estimate, result_shape=(None,), result_dtype="float32")
-    return (score - 1.0) / (BEST_WB_MOS - 1.0)
+    return normalised_mos(score, "wb")
 
 
 def masked_squared_error(prediction, target):
@@ -328,7 +326,7 @@ class RestorationGAN(BackendSteps, keras.Model):
                   + masked_squared_error(judge((clean, estimate)), target_estimate)
                   + masked_squared_error(judge((clean, damaged)), target_damaged))
         finite = ops.isfinite(target_estimate)
-        mos = 1.0 + ops.where(finite, target_estimate, 0.0) * (BEST_WB_MOS - 1.0)
+        mos = mos_lqo_from_normalised(ops.where(finite, target_estimate, 0.0), "wb")
         return m_loss, {"metric/disc": (m_loss, None), "metric/pesq": (mos, ops.cast(finite, "float32"))}
 
     def generator_objective(self, generate, discriminate, judge, damaged, clean, step):
