@@ -11,6 +11,7 @@ import keras
 from keras import ops
 
 from spectral_restore import backend
+from spectral_restore.audio_io import resample
 from spectral_restore.losses.adversarial import (
     KINDS,
     discriminator_loss,
@@ -18,10 +19,10 @@ from spectral_restore.losses.adversarial import (
     generator_adversarial_loss,
 )
 from spectral_restore.losses.combined import CombinedLoss
+from spectral_restore.models.terms import attach_term_trackers
+from spectral_restore.optimizers import build_optimizer
 from spectral_restore.p862.mapping import mos_lqo_from_normalised, normalised_mos
 from spectral_restore.p862.model import mos as p862_mos
-from spectral_restore.models.discriminators import resample_fft
-from spectral_restore.optimizers import build_optimizer
 
 METRIC_TARGETS = ("surrogate", "reference")
 # Of every network when compile() is given none: HiFi-GAN's and MP-SENet's betas.
@@ -65,7 +66,7 @@ def normalised_pesq(clean, estimate, sample_rate, target):
     rejects an example, e.g. a silent crop)."""
     clean, estimate = ops.cast(clean, "float32"), ops.cast(estimate, "float32")
     if target == "surrogate":
-        score = p862_mos(resample_fft(clean, sample_rate, 16000), resample_fft(estimate, sample_rate, 16000), 16000, "wb")
+        score = p862_mos(resample(clean, sample_rate, 16000), resample(estimate, sample_rate, 16000), 16000, "wb")
     else:
         from spectral_restore.metrics import pesq_score
 
@@ -204,7 +205,7 @@ class RestorationGAN(BackendSteps, keras.Model):
         self.metric_d_tracker = keras.metrics.Mean(name="metric/disc")
         self.metric_g_tracker = keras.metrics.Mean(name="metric/gen")
         self.metric_pesq_tracker = keras.metrics.Mean(name="metric/pesq")
-        self.__dict__["term_trackers"] = {}
+        attach_term_trackers(self, None)
 
     def call(self, waveform, training=False):
         return self.generator(waveform, training=training)
@@ -271,9 +272,7 @@ class RestorationGAN(BackendSteps, keras.Model):
         self.adversarial_weight = float(adversarial_weight)
         self.feature_matching_weight = float(feature_matching_weight)
         self.clip_norm = None if clip_norm is None else float(clip_norm)
-        # Per-term trackers depend on the loss, so they are made here; kept out of Keras's
-        # state tracking (a loaded, already built model is recompiled from its config).
-        self.__dict__["term_trackers"] = {name: keras.metrics.Mean(name=name) for name, _, weight in loss.terms if weight}
+        attach_term_trackers(self, loss)
         self._compile_settings = {
             "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
             "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
