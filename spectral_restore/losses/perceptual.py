@@ -4,16 +4,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from spectral_restore import spectral
-from spectral_restore import weighting as weighting_module
+from spectral_restore import psychoacoustics, spectral
 from spectral_restore.audio_io import check_sample_rate
+from spectral_restore.checks import check_choice, check_non_negative
 from spectral_restore.losses.base import (
-    DISTANCES,
+    ELEMENTWISE_DISTANCES,
     SpectralLoss,
     as_waveform,
-    check_choice,
-    check_non_negative,
-    distance,
+    elementwise_distance,
     per_example_mean,
 )
 from spectral_restore.p862.mapping import best_mos
@@ -88,7 +86,7 @@ class LoudnessWeightedLoss(SpectralLoss):
     ):
         super().__init__(**kwargs)
         self.sample_rate = check_sample_rate(sample_rate)
-        self.weighting = check_choice("weighting", weighting, weighting_module.WEIGHTINGS)
+        self.weighting = check_choice("weighting", weighting, psychoacoustics.WEIGHTINGS)
         self.phon = float(phon)
         self.bands = check_choice("bands", bands, BAND_SCALES)
         self.compression = check_non_negative("compression", compression)
@@ -96,14 +94,14 @@ class LoudnessWeightedLoss(SpectralLoss):
             raise ValueError(f"`compression` must be in (0, 1]. Received: {compression}")
         self.frame_weighting = bool(frame_weighting)
         self.min_frame_weight = check_non_negative("min_frame_weight", min_frame_weight)
-        self.distance = check_choice("distance", distance, DISTANCES)
+        self.distance = check_choice("distance", distance, ELEMENTWISE_DISTANCES)
         self._projection = self.band_matrix()
 
     def band_matrix(self):
         """``[bins, bands]`` matrix of frequency gains times band membership (numpy)."""
         cfg = self.stft_config
-        freqs = weighting_module.bin_frequencies(self.sample_rate, cfg.fft_length)
-        gain = 10.0 ** (weighting_module.weighting_db(self.weighting, freqs, self.phon) / 10.0)
+        freqs = psychoacoustics.bin_frequencies(self.sample_rate, cfg.fft_length)
+        gain = 10.0 ** (psychoacoustics.weighting_db(self.weighting, freqs, self.phon) / 10.0)
         if self.bands is None:
             return np.diag(gain).astype(np.float32)
         nyquist = self.sample_rate / 2.0
@@ -111,7 +109,7 @@ class LoudnessWeightedLoss(SpectralLoss):
             count = int(round(float(spectral.hz_to_bark(nyquist) - spectral.hz_to_bark(0.0))))
             bank = spectral.bark_filterbank(count, self.sample_rate, cfg.fft_length, shape="rectangular")
         else:
-            count = int(round(float(weighting_module.hz_to_erb_rate(nyquist))))
+            count = int(round(float(psychoacoustics.hz_to_erb_rate(nyquist))))
             bank = spectral.erb_filterbank(count, self.sample_rate, cfg.fft_length, shape="rectangular")
         return (gain[:, None] * bank).astype(np.float32)
 
@@ -126,7 +124,7 @@ class LoudnessWeightedLoss(SpectralLoss):
         rt, it, rp, ip = self.spectra(y_true, y_pred)
         n_true = self.loudness(rt, it)
         n_pred = self.loudness(rp, ip)
-        error = distance(n_true, n_pred, self.distance)
+        error = elementwise_distance(n_true, n_pred, self.distance)
         if self.frame_weighting:
             frame_loudness = ops.stop_gradient(ops.sum(n_true, axis=-1))
             mean_loudness = ops.mean(frame_loudness, axis=-1, keepdims=True)

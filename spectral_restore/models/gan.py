@@ -12,6 +12,7 @@ from keras import ops
 
 from spectral_restore import backend
 from spectral_restore.audio_io import resample
+from spectral_restore.checks import check_choice
 from spectral_restore.losses.adversarial import (
     KINDS,
     discriminator_loss,
@@ -93,7 +94,7 @@ def clip_by_global_norm(grads, limit):
     return [None if g is None else g * ops.cast(factor, g.dtype) for g in grads]
 
 
-def as_float32(outputs):
+def float32_outputs(outputs):
     """Every tensor of a discriminator's output structure in float32 (its losses
     are computed in float32 under mixed precision)."""
     return keras.tree.map_structure(lambda x: ops.cast(x, "float32"), outputs)
@@ -248,10 +249,8 @@ class RestorationGAN(BackendSteps, keras.Model):
         """
         if not isinstance(loss, CombinedLoss):
             raise TypeError(f"`loss` must be a CombinedLoss; received {type(loss).__name__}")
-        if adversarial not in KINDS:
-            raise ValueError(f"`adversarial` must be one of {KINDS}. Received: {adversarial!r}")
-        if metric_target not in METRIC_TARGETS:
-            raise ValueError(f"`metric_target` must be one of {METRIC_TARGETS}. Received: {metric_target!r}")
+        check_choice("adversarial", adversarial, KINDS)
+        check_choice("metric_target", metric_target, METRIC_TARGETS)
         if clip_norm is not None and not float(clip_norm) > 0:
             raise ValueError(f"`clip_norm` must be a positive number or None. Received: {clip_norm!r}")
         if (metric_target == "reference" and self.metric_discriminator is not None and backend.name() == "tensorflow"
@@ -307,8 +306,8 @@ class RestorationGAN(BackendSteps, keras.Model):
 
     def discriminator_objective(self, discriminate, clean, generated):
         """Adversarial loss of the discriminator on clean against generated audio."""
-        real_outputs = as_float32(discriminate(clean))
-        fake_outputs = as_float32(discriminate(ops.stop_gradient(generated)))
+        real_outputs = float32_outputs(discriminate(clean))
+        fake_outputs = float32_outputs(discriminate(ops.stop_gradient(generated)))
         d_loss = ops.mean(discriminator_loss(real_outputs, fake_outputs, self.adversarial))
         return d_loss, {"adv/disc": (d_loss, None)}
 
@@ -338,8 +337,8 @@ class RestorationGAN(BackendSteps, keras.Model):
         logged = {name: (terms[name], None) for name in self.term_trackers}
         active = ops.cast(step >= self.warmup_steps, "float32")
         if self.discriminator is not None:
-            fake_outputs = as_float32(discriminate(generated))
-            real_outputs = as_float32(discriminate(clean))
+            fake_outputs = float32_outputs(discriminate(generated))
+            real_outputs = float32_outputs(discriminate(clean))
             adv = ops.mean(generator_adversarial_loss(fake_outputs, self.adversarial))
             fm = ops.mean(feature_matching_loss(real_outputs, fake_outputs))
             g_loss = g_loss + active * (self.adversarial_weight * adv + self.feature_matching_weight * fm)

@@ -28,6 +28,7 @@ import numpy as np
 from keras import ops
 
 from spectral_restore.backend import host_call
+from spectral_restore.checks import check_choice
 from spectral_restore.p862 import align, tables
 from spectral_restore.p862.mapping import BEST_RAW_SCORE, MODES, mos_lqo
 
@@ -65,8 +66,7 @@ MAX_BAD_INTERVALS = 16  # re-aligned per example; later ones keep their first sc
 
 
 def check_mode(sample_rate, mode):
-    if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
+    check_choice("mode", mode, MODES)
     if sample_rate not in SCALES:
         raise ValueError(f"P.862 is defined at 8000 and 16000 Hz. Received: sample_rate={sample_rate!r}")
     if mode == "wb" and sample_rate != 16000:
