@@ -31,11 +31,17 @@ from spectral_restore.data.files import (
     split_folder,
 )
 from spectral_restore.data.source import check_stream_options, folder_pair, folder_pairs
-from spectral_restore.data.tfds_sources import tfds_dataset, tfds_pair_field, tfds_pairs, waveform_dataset
 
 require_tensorflow("The tf.data pipeline (spectral_restore.data.pipeline)")
 import tensorflow as tf  # noqa: E402 - after the check that names what is missing
 import tensorflow.experimental.numpy as tnp  # noqa: E402
+
+from spectral_restore.data.tfds_sources import (  # noqa: E402 - it needs TensorFlow too
+    tfds_dataset,
+    tfds_pair_field,
+    tfds_pairs,
+    waveform_dataset,
+)
 
 
 PAIR_SPEC = tf.TensorSpec([2, None], tf.float32)
