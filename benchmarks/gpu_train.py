@@ -24,7 +24,7 @@ speech as one ``.npz``. Two steps:
    restorer must do no harm). A run that fails is recorded with its error and the
    others go on.
 
-PESQ-WB comes from the differentiable P.862 model (``spectral_restore.losses.p862.mos``
+PESQ-WB comes from the differentiable P.862 model (``spectral_restore.p862.model.mos``
 with its in-graph delay search), which tracks the ``pesq`` package to a mean
 absolute error of about 0.002 (0.01 on reverberant speech; benchmarks/README.md), so
 no ``pesq`` build is needed on the GPU machine.
@@ -96,9 +96,9 @@ def damaged_versions(clean, chain_name, sample_rate, seed):
 def _compiled_pesq(sample_rate):
     import jax
 
-    from spectral_restore.losses import p862
+    from spectral_restore.p862.model import mos
 
-    return jax.jit(lambda clean, degraded: p862.mos(clean, degraded, sample_rate, "wb"))
+    return jax.jit(lambda clean, degraded: mos(clean, degraded, sample_rate, "wb"))
 
 
 def surrogate_pesq(clean, degraded, sample_rate, batch=40):

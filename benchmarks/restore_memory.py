@@ -88,7 +88,7 @@ def build_models(folder, kinds, name):
 
 def restore(path, model, out_dir, pythonpath):
     env = dict(os.environ, PYTHONPATH=pythonpath, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, "-c", WRAPPER, sys.executable, "-m", "spectral_restore.cli",
+    command = [sys.executable, "-c", WRAPPER, sys.executable, "-m", "training.cli",
                "restore", path, "-o", out_dir, "-m", model, "-q"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     report = json.loads(result.stdout.strip().splitlines()[-1])

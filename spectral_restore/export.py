@@ -40,11 +40,11 @@ from spectral_restore.inference import (
     DEFAULT_OVERLAP_SECONDS,
     chunking,
     crossfade_window,
+    METADATA_FILE,
     load_keras_model,
     model_metadata,
+    read_metadata,
 )
-
-METADATA_FILE = "spectral_restore.json"
 
 
 class RestorationServer(tf.Module):
@@ -155,13 +155,4 @@ def export_saved_model(model, export_dir, chunk_seconds=DEFAULT_CHUNK_SECONDS, o
     return json.loads(server.metadata_text)
 
 
-def read_metadata(export_dir):
-    """The metadata JSON an export carries in its assets."""
-    path = os.path.join(os.fspath(export_dir), "assets", METADATA_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{export_dir} is not a spectral-restore SavedModel export (no assets/{METADATA_FILE})")
-    with open(path) as f:
-        return json.load(f)
-
-
-__all__ = ["RestorationServer", "export_saved_model", "load_keras_model", "read_metadata", "crossfade_window", "model_metadata"]
+__all__ = ["RestorationServer", "export_saved_model"]

@@ -11,6 +11,7 @@ output format allows it, its original sample format: memory does not grow with t
 file's length, and the result equals restoring the whole file at once."""
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -29,6 +30,8 @@ EXPORT_FORMAT = 1
 DEFAULT_CHUNK_SECONDS = 10.0
 DEFAULT_OVERLAP_SECONDS = 0.5
 DEFAULT_BLOCK_SECONDS = 10.0
+# The metadata an export carries in its assets folder (written by spectral_restore.export).
+METADATA_FILE = "spectral_restore.json"
 
 
 def crossfade_window(chunk, overlap):
@@ -193,6 +196,15 @@ def load_keras_model(model):
     return keras.saving.load_model(path, compile=False)
 
 
+def read_metadata(export_dir):
+    """The metadata JSON an export carries in its assets."""
+    path = os.path.join(os.fspath(export_dir), "assets", METADATA_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{export_dir} is not a spectral-restore SavedModel export (no assets/{METADATA_FILE})")
+    with open(path) as f:
+        return json.load(f)
+
+
 class Restorer:
     """A loaded restoration model: ``restorer(waveform)`` restores ``[batch, samples]``
     float32 audio at ``restorer.sample_rate``; ``restorer.stream(channels)`` restores a
@@ -219,10 +231,8 @@ class Restorer:
             require_tensorflow("Restoring with a SavedModel")
             import tensorflow as tf
 
-            from spectral_restore import export
-
             path = os.fspath(model)
-            self.metadata = export.read_metadata(path)
+            self.metadata = read_metadata(path)
             signature = tf.saved_model.load(path).signatures["serving_default"]
             # Inputs of at most one chunk, which the export restores whole.
             self._restore_piece = lambda wave: signature(

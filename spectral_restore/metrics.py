@@ -10,9 +10,9 @@ minutes. :func:`pesq_score` never lets these escape: the example gets ``NaN``, a
 :class:`PesqResult` counts the failures by reason (``"ProcessCrashed"`` for a
 worker that died; :class:`PesqWorkers` runs long files in worker processes).
 
-During training, :class:`ValidationPESQ` adds the reference PESQ of restored
-held-out batches to ``fit``'s epoch logs, and :class:`PESQMetric` is the same
-score as a compiled Keras metric.
+:class:`PESQMetric` is the reference PESQ as a compiled Keras metric
+(:class:`~spectral_restore.callbacks.ValidationPESQ` scores held-out batches once
+per epoch instead).
 """
 
 import collections
@@ -59,7 +59,7 @@ def _as_batch(x, name):
     return x
 
 
-def _check_pesq_mode(mode):
+def check_pesq_mode(mode):
     if mode not in PESQ_RATES:
         raise ValueError(f"`mode` must be 'wb' or 'nb'. Received: {mode!r}")
 
@@ -160,7 +160,7 @@ class PesqWorkers:
         self._long = _PesqProcess()
 
     def submit(self, clean, degraded, sample_rate, mode):
-        _check_pesq_mode(mode)
+        check_pesq_mode(mode)
         handle = _PesqHandle(_pesq_job(clean, degraded, sample_rate, mode))
         long = len(handle.job[0]) > PESQ_IN_PROCESS_SECONDS * handle.job[2]
         (self._long if long else min(self._workers, key=_PesqProcess.load)).add(handle)
@@ -202,7 +202,7 @@ def pesq_score(clean, degraded, sample_rate, mode="wb", processes=None):
         degraded signal) are NaN and counted under their error's class name, a
         crashed worker under ``"ProcessCrashed"``.
     """
-    _check_pesq_mode(mode)
+    check_pesq_mode(mode)
     clean, degraded = _as_batch(clean, "clean"), _as_batch(degraded, "degraded")
     if clean.shape != degraded.shape:
         raise ValueError(f"clean {clean.shape} and degraded {degraded.shape} differ in shape")
@@ -425,7 +425,8 @@ class PESQMetric(keras.metrics.Metric):
     0.25 s) are left out of the mean and counted in the ``failed`` variable; the
     result is NaN while no example has been scored. As a compiled metric
     (``metrics=[PESQMetric(16000)]``) it also runs on every training step, on the
-    CPU, which slows training: :class:`ValidationPESQ` (once per epoch, on
+    CPU, which slows training:
+    :class:`~spectral_restore.callbacks.ValidationPESQ` (once per epoch, on
     held-out batches) is usually better.
 
     Args:
@@ -436,7 +437,7 @@ class PESQMetric(keras.metrics.Metric):
     """
 
     def __init__(self, sample_rate=16000, mode="wb", name=None, dtype=None):
-        _check_pesq_mode(mode)
+        check_pesq_mode(mode)
         super().__init__(name=name or f"pesq_{mode}", dtype=dtype or "float32")
         self.sample_rate, self.mode = int(sample_rate), mode
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
@@ -460,49 +461,3 @@ class PESQMetric(keras.metrics.Metric):
 
     def get_config(self):
         return {"sample_rate": self.sample_rate, "mode": self.mode, "name": self.name, "dtype": self.dtype}
-
-
-class ValidationPESQ(keras.callbacks.Callback):
-    """Adds the reference PESQ of restored held-out audio to ``fit``'s epoch logs.
-
-    Takes ``batches`` (damaged, clean) batches from ``validation_data`` once; at the
-    end of every ``every``-th epoch restores them with the model (its ``generator``
-    for a GAN) and scores them with :func:`pesq_score` over ``processes`` CPU
-    workers, after the accelerator's part is done. Logs ``val_pesq_<mode>`` (mean
-    over the scored examples) and ``val_pesq_<mode>_failed`` (examples PESQ
-    rejected). List it before ``CSVLogger``/``TensorBoard`` so they record it.
-
-    Args:
-        validation_data: tf.data.Dataset or iterable of (damaged, clean) batches.
-        sample_rate: int. Rate of the audio.
-        mode: str. "wb" or "nb". Defaults to "wb".
-        batches: int. Validation batches scored. Defaults to 2.
-        every: int. Epoch period. Defaults to 1.
-        processes: int or None. PESQ worker processes (None: one per CPU).
-    """
-
-    def __init__(self, validation_data, sample_rate, mode="wb", batches=2, every=1, processes=None):
-        super().__init__()
-        _check_pesq_mode(mode)
-        if int(batches) < 1 or int(every) < 1:
-            raise ValueError(f"`batches` and `every` must be >= 1. Received: batches={batches}, every={every}")
-        self.sample_rate, self.mode, self.every, self.processes = int(sample_rate), mode, int(every), processes
-        taken = validation_data.take(int(batches)) if hasattr(validation_data, "take") else validation_data
-        self.batches = []
-        for damaged, clean in taken:
-            self.batches.append((np.asarray(damaged, np.float32), np.asarray(clean, np.float32)))
-            if len(self.batches) == int(batches):
-                break
-        self.last = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
-        network = getattr(self.model, "generator", None) or self.model
-        restored = [keras.ops.convert_to_numpy(network(damaged, training=False)) for damaged, _ in self.batches]
-        clean = np.concatenate([c for _, c in self.batches])
-        self.last = pesq_score(clean, np.concatenate(restored).reshape(clean.shape), self.sample_rate, self.mode,
-                               processes=self.processes)
-        if logs is not None:
-            logs[f"val_pesq_{self.mode}"] = self.last.nanmean()
-            logs[f"val_pesq_{self.mode}_failed"] = float(self.last.failed)

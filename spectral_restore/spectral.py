@@ -12,6 +12,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from spectral_restore.checks import check_choice
+
 WINDOWS = ("hann", "hamming", "blackman", "rectangular")
 PAD_MODES = ("reflect", "constant")
 
@@ -78,12 +80,8 @@ class STFTConfig:
                 "`hop_length` must be <= `frame_length` or samples are skipped. Received: "
                 f"hop_length={self.hop_length}, frame_length={self.frame_length}"
             )
-        if self.window not in WINDOWS:
-            raise ValueError(f"`window` must be one of {WINDOWS}. Received: window={self.window!r}")
-        if self.pad_mode not in PAD_MODES:
-            raise ValueError(
-                f"`pad_mode` must be one of {PAD_MODES}. Received: pad_mode={self.pad_mode!r}"
-            )
+        check_choice("window", self.window, WINDOWS)
+        check_choice("pad_mode", self.pad_mode, PAD_MODES)
 
     @property
     def num_bins(self):
@@ -460,7 +458,7 @@ def erb_filterbank(num_bands, sample_rate, fft_length, fmin=0.0, fmax=None, shap
     """ERB-rate filterbank matrix ``[fft_length // 2 + 1, num_bands]``; as
     :func:`bark_filterbank` with edges equally spaced on the ERB-rate scale
     ``21.4 log10(1 + 0.00437 f)`` (Glasberg & Moore, Hearing Research 47, 1990)."""
-    from spectral_restore.weighting import erb_rate_to_hz, hz_to_erb_rate
+    from spectral_restore.psychoacoustics import erb_rate_to_hz, hz_to_erb_rate
 
     return _scale_filterbank(hz_to_erb_rate, erb_rate_to_hz, num_bands, sample_rate, fft_length, fmin, fmax, shape)
 

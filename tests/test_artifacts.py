@@ -459,13 +459,15 @@ def test_chain_applies_each_link_only_where_drawn(speech):
 def test_chain_with_noise_from_a_folder(tmp_path, speech):
     import soundfile as sf
 
-    pipeline = pytest.importorskip("spectral_restore.data.pipeline", reason="the folder reader uses tf.io.gfile")
+    pytest.importorskip("tensorflow", reason="the folder reader uses tf.io.gfile")
+    from spectral_restore.data.files import ReadStats, noise_pool_from_folder
+
     rng = np.random.default_rng(3)
     sf.write(tmp_path / "fan.wav", rng.uniform(-0.5, 0.5, 8000), 16000)
     sf.write(tmp_path / "hum.flac", 0.3 * np.sin(np.arange(30000) / 3.0), 48000)
     (tmp_path / "broken.wav").write_bytes(b"RIFFbroken")
-    stats = pipeline.ReadStats()
-    pool = pipeline.noise_pool_from_folder(tmp_path, seconds=2.0, stats=stats)
+    stats = ReadStats()
+    pool = noise_pool_from_folder(tmp_path, seconds=2.0, stats=stats)
     assert pool.shape == (2, 32000) and stats.files_skipped == 1
     chain = A.ArtifactChain([("noise_file", 1.0, (5.0, 5.0))], noise_pool=pool)
     damaged, record = chain(speech, SEED)

@@ -135,7 +135,6 @@ def test_pesq_variant_and_rates(speech_16k, rng):
     narrow_clean, narrow_noisy = clean[::2].copy(), noisy[::2].copy()
     mos_lqo = pesq(8000, narrow_clean, narrow_noisy, "nb")
     raw = C.composite(narrow_clean, narrow_noisy, 8000)["pesq"]
-    assert raw == pytest.approx(C.p862_raw_from_mos_lqo(mos_lqo))
     assert 0.999 + 4 / (1 + math.exp(-1.4945 * raw + 4.6607)) == pytest.approx(mos_lqo, abs=1e-12)
     # Any other rate is scored at 16 kHz.
     wide_clean, wide_noisy = resample_numpy(clean, 16000, 48000), resample_numpy(noisy, 16000, 48000)

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from spectral_restore import __version__
-from spectral_restore.export import RestorationServer, export_saved_model, read_metadata
+from spectral_restore.export import RestorationServer, export_saved_model
+from spectral_restore.inference import read_metadata
 
 from reference import chunked_crossfade
 

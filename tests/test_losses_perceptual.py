@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from spectral_restore import spectral, weighting
+from spectral_restore import psychoacoustics, spectral
 from spectral_restore.data import artifacts
 from spectral_restore.losses import LoudnessWeightedLoss, PESQLoss
 
@@ -15,7 +15,7 @@ IEC_A = {15: -39.4, 18: -26.2, 21: -16.1, 24: -8.6, 27: -3.2, 30: 0.0, 33: 1.2, 
 
 def test_a_weighting_matches_iec_table():
     freqs = 10.0 ** (np.array(list(IEC_A)) / 10.0)
-    np.testing.assert_allclose(weighting.a_weighting_db(freqs), list(IEC_A.values()), atol=0.1)
+    np.testing.assert_allclose(psychoacoustics.a_weighting_db(freqs), list(IEC_A.values()), atol=0.1)
 
 
 def test_k_weighting_matches_bs1770_filters():
@@ -25,16 +25,16 @@ def test_k_weighting_matches_bs1770_filters():
     freqs = np.array([20.0, 50.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0])
     _, h1 = scipy.signal.freqz(shelf_b, shelf_a, worN=freqs, fs=48000)
     _, h2 = scipy.signal.freqz(hp_b, hp_a, worN=freqs, fs=48000)
-    np.testing.assert_allclose(weighting.k_weighting_db(freqs), 20 * np.log10(np.abs(h1 * h2)), atol=1e-6)
+    np.testing.assert_allclose(psychoacoustics.k_weighting_db(freqs), 20 * np.log10(np.abs(h1 * h2)), atol=1e-6)
     # The shelf lifts high frequencies by about 4 dB; the high-pass cuts the lows.
-    assert 3.5 < weighting.k_weighting_db([10000.0])[0] < 4.5
-    assert weighting.k_weighting_db([20.0])[0] < -10
+    assert 3.5 < psychoacoustics.k_weighting_db([10000.0])[0] < 4.5
+    assert psychoacoustics.k_weighting_db([20.0])[0] < -10
 
 
 # ISO 226:2003, Table 1, as published: frequency f (Hz), exponent for loudness
 # perception alpha_f, magnitude of the linear transfer function normalised at 1 kHz
 # L_U (dB) and threshold of hearing T_f (dB SPL). Typed here from the standard, not
-# read from spectral_restore.weighting.
+# read from spectral_restore.psychoacoustics.
 ISO226_TABLE_1 = np.array([
     # f      alpha_f  L_U    T_f
     [20.0,   0.532, -31.6, 78.5],
@@ -79,46 +79,46 @@ def iso226_published(phon):
 
 def test_iso226_tables_are_the_published_ones():
     f, alpha_f, l_u, t_f = ISO226_TABLE_1.T
-    np.testing.assert_array_equal(weighting.ISO226_FREQUENCIES, f)
-    np.testing.assert_array_equal(weighting.ISO226_ALPHA, alpha_f)
-    np.testing.assert_array_equal(weighting.ISO226_LU, l_u)
-    np.testing.assert_array_equal(weighting.ISO226_TF, t_f)
+    np.testing.assert_array_equal(psychoacoustics.ISO226_FREQUENCIES, f)
+    np.testing.assert_array_equal(psychoacoustics.ISO226_ALPHA, alpha_f)
+    np.testing.assert_array_equal(psychoacoustics.ISO226_LU, l_u)
+    np.testing.assert_array_equal(psychoacoustics.ISO226_TF, t_f)
 
 
 @pytest.mark.parametrize("phon", [20, 40, 60, 80])
 def test_iso226_contour(phon):
-    contour = weighting.iso226_contour(phon)
+    contour = psychoacoustics.iso226_contour(phon)
     np.testing.assert_allclose(contour, iso226_published(phon), atol=1e-9)
     # Between the tabled frequencies: linear in log-frequency; outside: the edge values.
     between = np.sqrt(ISO226_TABLE_1[:-1, 0] * ISO226_TABLE_1[1:, 0])
     published = iso226_published(phon)
-    np.testing.assert_allclose(weighting.iso226_contour(phon, between), (published[:-1] + published[1:]) / 2, atol=1e-9)
-    np.testing.assert_allclose(weighting.iso226_contour(phon, [10.0, 16000.0]), published[[0, -1]], atol=1e-9)
+    np.testing.assert_allclose(psychoacoustics.iso226_contour(phon, between), (published[:-1] + published[1:]) / 2, atol=1e-9)
+    np.testing.assert_allclose(psychoacoustics.iso226_contour(phon, [10.0, 16000.0]), published[[0, -1]], atol=1e-9)
     # By definition a 1 kHz tone of L phon has L dB SPL.
-    assert abs(weighting.iso226_contour(phon, [1000.0])[0] - phon) < 0.1
+    assert abs(psychoacoustics.iso226_contour(phon, [1000.0])[0] - phon) < 0.1
     # Ears are most sensitive near 3-4 kHz and far less so at 50 Hz.
-    assert weighting.iso226_contour(phon, [3150.0])[0] < phon
-    assert weighting.iso226_contour(phon, [50.0])[0] > phon + 15
+    assert psychoacoustics.iso226_contour(phon, [3150.0])[0] < phon
+    assert psychoacoustics.iso226_contour(phon, [50.0])[0] > phon + 15
     with pytest.raises(ValueError, match="phon"):
-        weighting.iso226_contour(120)
+        psychoacoustics.iso226_contour(120)
 
 
 def test_erb_scale_round_trip():
     f = np.array([0.0, 100.0, 1000.0, 8000.0])
-    np.testing.assert_allclose(weighting.erb_rate_to_hz(weighting.hz_to_erb_rate(f)), f, atol=1e-9)
-    assert abs(weighting.hz_to_erb_rate(1000.0) - 15.62) < 0.05
+    np.testing.assert_allclose(psychoacoustics.erb_rate_to_hz(psychoacoustics.hz_to_erb_rate(f)), f, atol=1e-9)
+    assert abs(psychoacoustics.hz_to_erb_rate(1000.0) - 15.62) < 0.05
 
 
 def numpy_loudness_loss(clean, noisy, cfg, rate, kind, bands, frame_weighting, dist, phon=60.0, c=0.23, min_w=0.1):
     zt, zp = numpy_spectra(clean, noisy, cfg)
     freqs = np.arange(cfg.fft_length // 2 + 1) * rate / cfg.fft_length
-    gain = 10 ** (weighting.weighting_db(kind, freqs, phon) / 10)
+    gain = 10 ** (psychoacoustics.weighting_db(kind, freqs, phon) / 10)
     if bands is None:
         member = np.eye(len(freqs))
     else:
         scale, inverse = {
             "bark": (spectral.hz_to_bark, spectral.bark_to_hz),
-            "erb": (weighting.hz_to_erb_rate, weighting.erb_rate_to_hz),
+            "erb": (psychoacoustics.hz_to_erb_rate, psychoacoustics.erb_rate_to_hz),
         }[bands]
         lo, hi = scale(0.0), scale(rate / 2)
         count = int(round(float(hi - lo)))
@@ -302,12 +302,12 @@ def test_pesq_loss_leaves_out_frames_where_the_utterance_delay_falls_back(speech
     with that step removed) where `pesq` gives 1.775; the model scores as `pesq` does."""
     from pesq import pesq
 
-    from spectral_restore.losses import p862_align
+    from spectral_restore.p862 import align
 
     clean, wet = reverberant_copy_8k(speech_16k, 0.8, seed=4)
     found = []
-    original = p862_align.skipped_frames
-    monkeypatch.setattr(p862_align, "skipped_frames", lambda *args: found.append(original(*args)) or found[-1])
+    original = align.skipped_frames
+    monkeypatch.setattr(align, "skipped_frames", lambda *args: found.append(original(*args)) or found[-1])
     ours = float(PESQLoss(8000, "nb", delay_search="utterance").mos(clean[None], wet[None])[0])
     assert len(found) == 1 and found[0].any()  # the case does take that step
     # Measured: within 3e-7 of the reference.
@@ -384,9 +384,9 @@ def test_each_bad_interval_is_realigned_by_its_own_delay(speech_16k):
     """Two stretches of the degraded signal lag by different amounts (+40 and -24
     samples); each bad interval gets its own delay, and the samples outside the
     intervals stay where they were."""
-    from spectral_restore.losses import p862
+    from spectral_restore.p862.model import p862_model
 
-    model = p862.p862_model(16000, "wb", 32000)
+    model = p862_model(16000, "wb", 32000)
     ref = speech_16k[None, 4000 : 4000 + model.padded].astype(np.float32)
     deg = ref.copy()
     hop = model.hop

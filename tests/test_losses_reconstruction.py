@@ -9,7 +9,7 @@ from spectral_restore.losses import (
     SpectrogramMSE,
     WaveformLoss,
 )
-from spectral_restore.weighting import a_weighting_db
+from spectral_restore.psychoacoustics import a_weighting_db
 
 from reference import numpy_magnitude, numpy_spectra, numpy_stft
 

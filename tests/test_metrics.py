@@ -69,6 +69,8 @@ def test_pesq_metric_in_evaluate_and_validation_callback_in_fit(noisy_set):
     import keras
     import tensorflow as tf
 
+    from spectral_restore.callbacks import ValidationPESQ
+
     clean, noisy = noisy_set
     clean, noisy = clean[:, :32000], noisy[:, :32000]
     model = keras.Sequential([keras.Input((32000,)), keras.layers.Rescaling(0.5)])
@@ -85,14 +87,14 @@ def test_pesq_metric_in_evaluate_and_validation_callback_in_fit(noisy_set):
     assert (rebuilt.sample_rate, rebuilt.mode, rebuilt.name) == (8000, "nb", "p")
 
     validation = tf.data.Dataset.from_tensor_slices((noisy, clean)).batch(2)
-    callback = metrics.ValidationPESQ(validation, 16000, batches=2, processes=1)
+    callback = ValidationPESQ(validation, 16000, batches=2, processes=1)
     history = model.fit(noisy, clean, epochs=2, batch_size=4, verbose=0, callbacks=[callback])
     assert history.history["val_pesq_wb"][-1] == pytest.approx(expected.mean(), abs=1e-4)
     assert history.history["val_pesq_wb_failed"] == [0.0, 0.0]
     with pytest.raises(ValueError, match="mode"):
-        metrics.ValidationPESQ(validation, 16000, mode="fb")
+        ValidationPESQ(validation, 16000, mode="fb")
     with pytest.raises(ValueError, match="batches"):
-        metrics.ValidationPESQ(validation, 16000, batches=0)
+        ValidationPESQ(validation, 16000, batches=0)
 
 
 def _long_noisy_pair(speech, seconds, snr_db, seed):

@@ -176,6 +176,7 @@ def test_tfds_synthetic_speech_source(tmp_path):
 
     if shutil.which("espeak-ng") is None or shutil.which("flite") is None:
         pytest.skip("espeak-ng and flite are needed (tests/run_tests.sh installs them)")
+    import tfds_builders  # noqa: F401 - registers the project's builders
     batches = list(make_dataset("tfds:synthetic_speech/tiny", split="test", data_dir=str(tmp_path), batch_size=2, segment_seconds=1.0, shuffle=False))
     assert len(batches) == 3
     for damaged, clean in batches:
@@ -229,6 +230,7 @@ def test_tfds_voicebank_demand_yields_its_noisy_side_resampled(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is in the test extras")
     import scipy.signal
 
+    import tfds_builders  # noqa: F401 - registers the project's builders
     from tfds_builders.voicebank_demand.voicebank_demand_dataset_builder_test import VoicebankDemandTest
 
     source, data_dir = "tfds:voicebank_demand/48k", str(tmp_path)
@@ -252,6 +254,8 @@ def test_tfds_audio_folder_pairs_counts_clean_files_without_damaged_side(tmp_pat
     import os
     import shutil
 
+    import tfds_builders  # noqa: F401 - registers the project's builders
+
     manual = tmp_path / "manual"
     shutil.copytree(os.path.dirname(speech_pairs["clean"]), manual)
     sf.write(manual / "clean" / "alone.wav", speech_16k, 16000)
@@ -272,3 +276,9 @@ def test_tfds_audio_folder_pairs_counts_clean_files_without_damaged_side(tmp_pat
     neutral = AudioDataset(source, stats=neutral_stats, **options)
     assert len(neutral.clips) == 3 and neutral_stats.skipped == stats.skipped
     assert_aligned_crops(*neutral[0], expected)
+
+
+def test_an_unregistered_tfds_dataset_says_how_to_register_it():
+    pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is in the test extras")
+    with pytest.raises(ValueError, match="import tfds_builders"):
+        make_dataset("tfds:no_such_dataset_of_spectral_restore", batch_size=2, segment_seconds=0.5)

@@ -72,7 +72,7 @@ def test_the_config_chooses_the_architecture():
 LOAD_SCRIPT = r"""
 import sys
 import numpy as np
-from spectral_restore.export import load_keras_model
+from spectral_restore.inference import load_keras_model
 model = load_keras_model(sys.argv[1])
 x = np.load(sys.argv[2])
 np.save(sys.argv[3], np.asarray(model(x)))

@@ -251,7 +251,7 @@ def test_best_checkpoint_and_early_stopping_follow_val_pesq_wb_across_a_resume(t
     epoch 4 and resumed ends with the same best file and stops at the same epoch."""
     import keras
 
-    from training.callbacks import BestCheckpoint, ResumableEarlyStopping
+    from spectral_restore.callbacks import BestCheckpoint, ResumableEarlyStopping
 
     scores = [1.5, 2.0, 1.8, 2.2, float("nan"), 2.1, 2.15, 2.3, 2.0, 1.9, 1.95, 1.7]
     patience = 3

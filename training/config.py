@@ -128,6 +128,14 @@ def _apply_overrides(config, overrides):
     return config
 
 
+def register_dataset_builders(source):
+    """Registers the project's TFDS builders with TFDS when ``source`` names a TFDS
+    dataset (``"tfds:NAME"``): the library looks datasets up by name and imports no
+    builder (builders import the library, not the other way round)."""
+    if isinstance(source, str) and source.startswith("tfds:"):
+        import tfds_builders  # noqa: F401 - importing registers every builder
+
+
 def build_loss(loss_config):
     """A CombinedLoss from the ``loss`` section: ``name: weight`` or ``name: {weight, args}``."""
     from spectral_restore.losses import CombinedLoss

@@ -22,6 +22,7 @@ import numpy as np
 
 from spectral_restore.evaluation import folders, report
 from spectral_restore.evaluation.scoring import score_conditions
+from training.config import register_dataset_builders
 from training.errors import UsageError
 
 # Salt of the per-utterance damage seeds, so they share no draws with training's.
@@ -47,6 +48,7 @@ def held_out_utterances(config, stats=None):
     from spectral_restore.data.source import AudioDataset
 
     data = config["data"]
+    register_dataset_builders(data["source"])
     dataset = AudioDataset(data["source"], split=data["eval_split"], data_dir=data["data_dir"],
                            manual_dir=data["manual_dir"], pair_tolerance_seconds=data["pair_tolerance_seconds"],
                            sample_rate=config["model"]["sample_rate"], batch_size=1, damage="none",

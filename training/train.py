@@ -19,8 +19,8 @@ import keras
 import numpy as np
 
 from spectral_restore import backend
-from training.callbacks import AudioSummary, BestCheckpoint, ResumableEarlyStopping, TimeLimit
-from training.config import build_loss
+from spectral_restore.callbacks import AudioSummary, BestCheckpoint, ResumableEarlyStopping, TimeLimit, ValidationPESQ
+from training.config import build_loss, register_dataset_builders
 from training.errors import UsageError, user_input
 
 DAMAGE_MODES = ("pipeline", "model", "none")
@@ -39,6 +39,7 @@ def backend_config(config):
     from spectral_restore.data.source import is_pair_source
 
     data = config["data"]
+    register_dataset_builders(data["source"])
     if data["damage"] != "none" and not data["damage_pairs"] and is_pair_source(data["source"], data["data_dir"]):
         logger.warning("data.source holds recorded pairs: they train on their recorded damage alone, "
                        "data.damage=none (data.damage_pairs=true adds the damage chain on top)")
@@ -115,6 +116,7 @@ def make_datasets(config, skip_batches=0):
     from spectral_restore.data.files import ReadStats
 
     data, model = config["data"], config["model"]
+    register_dataset_builders(data["source"])
     if data["damage"] not in DAMAGE_MODES:
         raise UsageError(f"config data.damage must be one of {', '.join(DAMAGE_MODES)}; received {data['damage']!r}")
     stats = ReadStats()
@@ -378,8 +380,6 @@ def run(config, callbacks=()):
     generator = getattr(model, "generator", model)
     best = None
     if training["pesq_batches"]:
-        from spectral_restore.metrics import ValidationPESQ
-
         # First, so that CSVLogger, TensorBoard and the checkpoints see val_pesq_wb.
         callbacks.append(ValidationPESQ(validation, config["model"]["sample_rate"], batches=training["pesq_batches"]))
         best = BestCheckpoint(os.path.join(output_dir, "model.keras"), os.path.join(output_dir, "best.json"),

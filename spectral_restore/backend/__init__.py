@@ -134,7 +134,10 @@ def host_call(fn, *args, result_shape, result_dtype):
     args = tuple(keras.ops.stop_gradient(keras.ops.convert_to_tensor(arg)) for arg in args)
     implementation = _implementation()
     if implementation is not None:
-        results = implementation.host_call(on_numpy, args, shapes, dtypes)
+        # Sizes known when tracing are filled in here; a size still None is left to
+        # the backend (TensorFlow reads it from the first argument at run time).
+        known = tuple(static_shape(shape, tuple(args[0].shape)) for shape in shapes)
+        results = implementation.host_call(on_numpy, args, known, dtypes)
     else:
         arrays = tuple(keras.ops.convert_to_numpy(arg) for arg in args)
         results = on_numpy(*arrays)

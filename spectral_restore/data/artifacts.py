@@ -634,7 +634,7 @@ class ArtifactChain:
         ensure_one: bool. An example that drew no artifact gets the most probable
             link, so no training pair is clean/clean. Defaults to True.
         noise_pool: array ``[clips, samples]`` or None. Noise recordings for the
-            "noise_file" link (see ``pipeline.noise_pool_from_folder``). Defaults to None.
+            "noise_file" link (see ``files.noise_pool_from_folder``). Defaults to None.
         clean_fraction: float in [0, 1]. Share of examples passed through undamaged,
             bit for bit (``ensure_one`` does not apply to them), so a restorer also
             learns to leave clean input alone. Defaults to 0.

@@ -86,6 +86,16 @@ class ReadStats:
         return "\n".join(lines)
 
 
+def as_float32(array, name):
+    """Integer PCM scaled to [-1, 1) (by ``-dtype.min``), floats cast to float32."""
+    array = np.asarray(array)
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.float32) / float(-np.iinfo(array.dtype).min)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"`{name}` must hold float or integer PCM samples; received dtype {array.dtype}")
+    return array.astype(np.float32)
+
+
 def _describe(path, reason):
     return reason if path in reason else f"{path}: {reason}"
 
@@ -276,4 +286,5 @@ def noise_pool_from_folder(folder, sample_rate=16000, seconds=10.0, stats=None):
 __all__ = [
     "AUDIO_EXTENSIONS", "PAIR_TOLERANCE_SECONDS", "ReadStats", "FilePair", "list_audio_files", "split_folder",
     "read_or_skip", "match_pairs", "check_pair_tolerance", "check_pair", "read_pair_or_skip", "noise_pool_from_folder",
+    "as_float32",
 ]

@@ -18,32 +18,32 @@ import os
 import numpy as np
 
 from spectral_restore import spectral
-from spectral_restore.audio_io import check_sample_rate, resample_numpy
-from spectral_restore.backend import host_tensorflow, require_tensorflow
+from spectral_restore.backend import require_tensorflow
 from spectral_restore.data import levels
 from spectral_restore.data.artifacts import ArtifactChain
-from spectral_restore.data.files import (  # noqa: F401 - noise_pool_from_folder: also importable from here
+from spectral_restore.data.files import (
     AUDIO_EXTENSIONS,
     PAIR_TOLERANCE_SECONDS,
     ReadStats,
-    check_pair,
-    check_pair_tolerance,
     list_audio_files,
-    noise_pool_from_folder,
     read_or_skip,
     read_pair_or_skip,
     split_folder,
 )
-from spectral_restore.data.source import DAMAGE_MODES, OUTPUTS, as_float32, folder_pair, folder_pairs
+from spectral_restore.data.source import check_stream_options, folder_pair, folder_pairs
 
 require_tensorflow("The tf.data pipeline (spectral_restore.data.pipeline)")
 import tensorflow as tf  # noqa: E402 - after the check that names what is missing
 import tensorflow.experimental.numpy as tnp  # noqa: E402
 
+from spectral_restore.data.tfds_sources import (  # noqa: E402 - it needs TensorFlow too
+    tfds_dataset,
+    tfds_pair_field,
+    tfds_pairs,
+    waveform_dataset,
+)
 
-# Fields of a TFDS dataset that hold the recorded damaged side of its "audio":
-# voicebank_demand's "noisy", audio_folder_pairs' "damaged".
-TFDS_DAMAGED_FIELDS = ("noisy", "damaged")
+
 PAIR_SPEC = tf.TensorSpec([2, None], tf.float32)
 
 
@@ -71,105 +71,6 @@ def _file_pair_dataset(pairs, sample_rate, stats, tolerance_seconds):
     return tf.data.Dataset.from_generator(generate, output_signature=PAIR_SPEC)
 
 
-def _tfds_builder(name, data_dir):
-    import tensorflow_datasets as tfds
-
-    import tfds_builders  # noqa: F401 - registers the project's builders with TFDS
-
-    return tfds.builder(name, data_dir=data_dir)
-
-
-def _tfds_dataset(name, split, data_dir, sample_rate=None, manual_dir=None):
-    """The prepared ``split`` of TFDS dataset ``name`` and its builder; with
-    ``sample_rate``, a dataset at another rate is an error."""
-    import tensorflow_datasets as tfds
-
-    builder = _tfds_builder(name, data_dir)
-    download_config = None if manual_dir is None else tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
-    builder.download_and_prepare(download_config=download_config)
-    rate = builder.info.features["audio"].sample_rate if "audio" in builder.info.features else None
-    if sample_rate is not None and rate is not None and rate != sample_rate:
-        raise ValueError(f"TFDS dataset {name} is at {rate} Hz; make_dataset was asked for {sample_rate} Hz")
-    return builder.as_dataset(split=split), builder
-
-
-def tfds_pair_field(name, data_dir=None):
-    """The field of TFDS dataset ``name`` that holds the recorded damaged side of
-    its ``"audio"`` (one of ``TFDS_DAMAGED_FIELDS``), or None: a dataset of clean
-    audio only. Reads the builder's description; prepares nothing."""
-    host_tensorflow("A TFDS source")
-    features = _tfds_builder(name, data_dir).info.features
-    if "audio" not in features:
-        return None
-    return next((field for field in TFDS_DAMAGED_FIELDS if field in features), None)
-
-
-def _mono(samples, name):
-    samples = as_float32(samples, name)
-    return samples.mean(axis=-1) if samples.ndim == 2 else samples
-
-
-def tfds_pairs(name, split="train", data_dir=None, sample_rate=16000, manual_dir=None, stats=None,
-               tolerance_seconds=PAIR_TOLERANCE_SECONDS):
-    """The recorded ``(damaged, clean)`` pairs of a TFDS dataset's ``split``, as
-    float32 numpy arrays at ``sample_rate`` (resampled on the host when the dataset
-    is at another rate), one by one.
-
-    An example without its damaged side (``has_damaged`` false in
-    ``audio_folder_pairs``) and a pair whose lengths differ by more than
-    ``tolerance_seconds`` (:func:`~spectral_restore.data.files.check_pair`) are
-    skipped and counted in ``stats`` under ``"NAME/SPLIT/<id or path>"``.
-
-    Raises:
-        ValueError: the dataset has no recorded damaged field.
-    """
-    host_tensorflow("A TFDS source")
-    stats = stats if stats is not None else ReadStats()
-    field = tfds_pair_field(name, data_dir)
-    if field is None:
-        raise ValueError(f"TFDS dataset {name} holds no recorded damaged audio (none of {TFDS_DAMAGED_FIELDS})")
-    dataset, builder = _tfds_dataset(name, split, data_dir, manual_dir=manual_dir)
-    rate = builder.info.features["audio"].sample_rate
-    for index, item in enumerate(dataset.as_numpy_iterator()):
-        label = item.get("path", item.get("id", index))
-        label = f"{name}/{split}/{label.decode() if isinstance(label, bytes) else label}"
-        if not item.get("has_damaged", True):
-            stats.record_skip(label, f"no {field} partner")
-            continue
-        damaged, clean = _mono(item[field], field), _mono(item["audio"], "audio")
-        if rate != sample_rate:
-            damaged, clean = (resample_numpy(side, rate, sample_rate).astype(np.float32) for side in (damaged, clean))
-        pair = check_pair(label, damaged, clean, sample_rate, stats, tolerance_seconds)
-        if pair is not None:
-            yield pair
-
-
-def _as_waveforms(dataset):
-    """Maps TFDS-style dicts (``{"audio": ...}``) and integer PCM to float32 waveforms."""
-    spec = dataset.element_spec
-    if isinstance(spec, dict):
-        if "audio" not in spec:
-            raise ValueError(f"Dataset elements are dicts without an 'audio' key: {sorted(spec)}")
-        dataset = dataset.map(lambda item: item["audio"], num_parallel_calls=tf.data.AUTOTUNE)
-        spec = dataset.element_spec
-    if spec.dtype.is_integer:
-        scale = float(-spec.dtype.min)
-        dataset = dataset.map(lambda x: tf.cast(x, tf.float32) / scale)
-    elif spec.dtype != tf.float32:
-        dataset = dataset.map(lambda x: tf.cast(x, tf.float32))
-    if spec.shape.rank == 2:
-        dataset = dataset.map(lambda x: tf.reduce_mean(x, axis=-1))
-    return dataset
-
-
-def tfds_waveforms(name, split="train", data_dir=None, sample_rate=16000, manual_dir=None):
-    """Every waveform of a TFDS dataset's ``split``, as float32 numpy arrays in
-    memory: the TFDS reader of :class:`~spectral_restore.data.source.AudioDataset`."""
-    host_tensorflow("A TFDS source")
-    dataset = _as_waveforms(_tfds_dataset(name, split, data_dir, sample_rate, manual_dir)[0])
-    return list(dataset.as_numpy_iterator())
-
-
 def pair_dataset(source, sample_rate=16000, split="train", data_dir=None, manual_dir=None, stats=None,
                  tolerance_seconds=PAIR_TOLERANCE_SECONDS):
     """A dataset of recorded pairs ``[2, samples]`` (damaged, clean; float32 at
@@ -184,7 +85,7 @@ def pair_dataset(source, sample_rate=16000, split="train", data_dir=None, manual
     if isinstance(source, str) and source.startswith("tfds:") and tfds_pair_field(source[len("tfds:") :], data_dir):
         # Prepared here, so that a missing manual download is an error now rather than
         # one wrapped in a tf.data error at the first batch.
-        _tfds_dataset(source[len("tfds:") :], split, data_dir, manual_dir=manual_dir)
+        tfds_dataset(source[len("tfds:") :], split, data_dir, manual_dir=manual_dir)
         pairs = functools.partial(tfds_pairs, source[len("tfds:") :], split, data_dir, sample_rate, manual_dir, stats,
                                   tolerance_seconds)
         return tf.data.Dataset.from_generator(lambda: (np.stack(pair) for pair in pairs()), output_signature=PAIR_SPEC)
@@ -199,9 +100,9 @@ def source_dataset(source, sample_rate=16000, split="train", data_dir=None, stat
     ``tf.data.Dataset`` of waveforms or ``{"audio": ...}`` dicts."""
     stats = stats if stats is not None else ReadStats()
     if isinstance(source, tf.data.Dataset):
-        return _as_waveforms(source)
+        return waveform_dataset(source)
     if isinstance(source, str) and source.startswith("tfds:"):
-        return _as_waveforms(_tfds_dataset(source[len("tfds:") :], split, data_dir, sample_rate, manual_dir)[0])
+        return waveform_dataset(tfds_dataset(source[len("tfds:") :], split, data_dir, sample_rate, manual_dir)[0])
     if isinstance(source, (str, os.PathLike)):
         folder = split_folder(source, split)
         paths = list_audio_files(folder)
@@ -314,16 +215,8 @@ def make_dataset(
     Silent segments (``levels.SILENCE_DB``, -60 dB RMS) are dropped: a pair of
     silences teaches nothing. Level rules: :mod:`spectral_restore.data.levels`.
     """
-    sample_rate = check_sample_rate(sample_rate)
-    if output not in OUTPUTS:
-        raise ValueError(f"`output` must be one of {OUTPUTS}. Received: {output!r}")
-    if damage not in DAMAGE_MODES:
-        raise ValueError(f"`damage` must be one of {DAMAGE_MODES}. Received: {damage!r}")
-    if not segment_seconds or segment_seconds <= 0:
-        raise ValueError(f"`segment_seconds` must be > 0. Received: {segment_seconds!r}")
-    if not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
-    pair_tolerance_seconds = check_pair_tolerance(pair_tolerance_seconds, "pair_tolerance_seconds")
+    sample_rate, pair_tolerance_seconds = check_stream_options(
+        sample_rate, output, damage, segment_seconds, batch_size, pair_tolerance_seconds)
     if damage == "auto":
         damage = "model" if tf.config.list_physical_devices("GPU") else "pipeline"
     stats = stats if stats is not None else ReadStats()

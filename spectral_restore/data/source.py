@@ -35,6 +35,7 @@ import numpy as np
 from spectral_restore import spectral
 from spectral_restore.audio_io import check_sample_rate
 from spectral_restore.backend import require_tensorflow
+from spectral_restore.checks import check_choice
 from spectral_restore.data import levels
 from spectral_restore.data.artifacts import ArtifactChain
 from spectral_restore.data.files import (
@@ -42,6 +43,7 @@ from spectral_restore.data.files import (
     PAIR_TOLERANCE_SECONDS,
     FilePair,
     ReadStats,
+    as_float32,
     check_pair_tolerance,
     list_audio_files,
     match_pairs,
@@ -67,16 +69,6 @@ def _epoch_order(seed, epoch, clips, shuffle):
     if not shuffle:
         return np.arange(clips)
     return _rng(seed, _ORDER, epoch).permutation(clips)
-
-
-def as_float32(array, name):
-    """Integer PCM scaled to [-1, 1) (by ``-dtype.min``), floats cast to float32."""
-    array = np.asarray(array)
-    if np.issubdtype(array.dtype, np.integer):
-        return array.astype(np.float32) / float(-np.iinfo(array.dtype).min)
-    if not np.issubdtype(array.dtype, np.floating):
-        raise TypeError(f"`{name}` must hold float or integer PCM samples; received dtype {array.dtype}")
-    return array.astype(np.float32)
 
 
 def save_npz(path, sample_rate, **splits):
@@ -149,6 +141,20 @@ def folder_pair(source):
     return tuple(os.fspath(folder) for folder in folders)
 
 
+def check_stream_options(sample_rate, output, damage, segment_seconds, batch_size, pair_tolerance_seconds):
+    """The checks :class:`AudioDataset` and
+    :func:`~spectral_restore.data.pipeline.make_dataset` share; returns the sample
+    rate and the pair tolerance as they use them."""
+    sample_rate = check_sample_rate(sample_rate)
+    check_choice("output", output, OUTPUTS)
+    check_choice("damage", damage, DAMAGE_MODES)
+    if not segment_seconds or segment_seconds <= 0:
+        raise ValueError(f"`segment_seconds` must be > 0. Received: {segment_seconds!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
+    return sample_rate, check_pair_tolerance(pair_tolerance_seconds, "pair_tolerance_seconds")
+
+
 def is_pair_source(source, data_dir=None):
     """Whether ``source`` yields recorded ``(damaged, clean)`` pairs: a folder pair
     (:func:`folder_pair`) or ``"tfds:NAME"`` of a dataset with a recorded damaged
@@ -158,7 +164,7 @@ def is_pair_source(source, data_dir=None):
         return True
     if isinstance(source, str) and source.startswith("tfds:"):
         require_tensorflow("A TFDS source")
-        from spectral_restore.data.pipeline import tfds_pair_field
+        from spectral_restore.data.tfds_sources import tfds_pair_field
 
         return tfds_pair_field(source[len("tfds:") :], data_dir) is not None
     return False
@@ -189,7 +195,7 @@ def _clips_of(source, sample_rate, split, data_dir, stats, manual_dir=None, tole
         return folder_pairs(source, split, stats), True
     if isinstance(source, str) and source.startswith("tfds:"):
         require_tensorflow("A TFDS source")
-        from spectral_restore.data.pipeline import tfds_pair_field, tfds_pairs, tfds_waveforms
+        from spectral_restore.data.tfds_sources import tfds_pair_field, tfds_pairs, tfds_waveforms
 
         name = source[len("tfds:") :]
         if tfds_pair_field(name, data_dir) is None:
@@ -320,19 +326,11 @@ class AudioDataset(keras.utils.PyDataset):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.sample_rate = check_sample_rate(sample_rate)
-        if output not in OUTPUTS:
-            raise ValueError(f"`output` must be one of {OUTPUTS}. Received: {output!r}")
-        if damage not in DAMAGE_MODES:
-            raise ValueError(f"`damage` must be one of {DAMAGE_MODES}. Received: {damage!r}")
-        if not segment_seconds or segment_seconds <= 0:
-            raise ValueError(f"`segment_seconds` must be > 0. Received: {segment_seconds!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-            raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
+        self.sample_rate, self.pair_tolerance_seconds = check_stream_options(
+            sample_rate, output, damage, segment_seconds, batch_size, pair_tolerance_seconds)
         for name, value in (("skip_batches", skip_batches), ("cache_batches", cache_batches)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"`{name}` must be an integer >= 0. Received: {value!r}")
-        self.pair_tolerance_seconds = check_pair_tolerance(pair_tolerance_seconds, "pair_tolerance_seconds")
         self.damage = "model" if damage == "auto" else damage
         self.stats = stats if stats is not None else ReadStats()
         self.clips, self.paired = _clips_of(source, self.sample_rate, split, data_dir, self.stats, manual_dir,
@@ -501,6 +499,6 @@ class AudioDataset(keras.utils.PyDataset):
 
 
 __all__ = [
-    "AudioDataset", "save_npz", "load_npz", "as_float32", "folder_pair", "folder_pairs", "is_pair_source",
+    "AudioDataset", "save_npz", "load_npz", "folder_pair", "folder_pairs", "is_pair_source",
     "OUTPUTS", "DAMAGE_MODES", "PAIR_SIDES",
 ]

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 
 from spectral_restore.audio_io import read_audio
+from spectral_restore.checks import check_choice
 
 ENGINES = ("espeak-ng", "flite")
 FLITE_VOICES = ("slt", "rms", "awb", "kal16")
@@ -76,8 +77,7 @@ def synthesize(text, voice="en-us", engine="espeak-ng", sample_rate=16000, words
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"`text` must be a non-empty string. Received: {text!r}")
-    if engine not in ENGINES:
-        raise ValueError(f"`engine` must be one of {ENGINES}. Received: {engine!r}")
+    check_choice("engine", engine, ENGINES)
     if not engine_available(engine):
         raise SynthesisError(
             f"{engine} is not installed; install it with `apt-get install -y {engine}`"

@@ -23,6 +23,7 @@ from keras import layers, ops
 
 from spectral_restore import spectral
 from spectral_restore.audio_io import resample
+from spectral_restore.checks import check_choice
 
 SAMPLE_RATE = 16000
 FFT_LENGTH = 512
@@ -271,8 +272,7 @@ def load_musicnn(model="MTT_musicnn", checkpoint=None):
     Every variable of the network is read by its TF1 name and checked for shape;
     optimiser slots in the checkpoint are ignored.
     """
-    if model not in MODELS:
-        raise ValueError(f"`model` must be one of {sorted(MODELS)}. Received: {model!r}")
+    check_choice("model", model, tuple(sorted(MODELS)))
     architecture, kwargs = MODELS[model]
     prefix = checkpoint if checkpoint is not None else installed_checkpoint(model)
     reader = _checkpoint_reader(os.fspath(prefix))

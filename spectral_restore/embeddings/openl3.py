@@ -30,7 +30,7 @@ from keras import layers, ops
 
 from spectral_restore import spectral
 from spectral_restore.audio_io import resample
-from spectral_restore.losses.base import check_choice
+from spectral_restore.checks import check_choice
 
 SAMPLE_RATE = 48000
 WINDOW = SAMPLE_RATE  # 1 s

@@ -29,6 +29,7 @@ import math
 import numpy as np
 
 from spectral_restore.audio_io import resample_numpy
+from spectral_restore.p862.mapping import raw_score
 
 FRAME_SECONDS = 0.030
 TRIMMED_FRACTION = 0.95
@@ -251,17 +252,6 @@ def frame_measures(clean, processed, sample_rate, measures=("llr", "wss", "segsn
     return out
 
 
-def p862_raw_from_mos_lqo(mos_lqo):
-    """Raw P.862 PESQ score from a narrow-band MOS-LQO: the inverse of ITU-T P.862.1's
-    ``MOS-LQO = 0.999 + 4 / (1 + exp(-1.4945 x + 4.6607))``.
-
-    Example:
-    >>> round(p862_raw_from_mos_lqo(0.999 + 4 / (1 + math.exp(-1.4945 * 2.5 + 4.6607))), 10)
-    2.5
-    """
-    return (4.6607 - math.log(4.0 / (mos_lqo - 0.999) - 1.0)) / 1.4945 if math.isfinite(mos_lqo) else math.nan
-
-
 def composite_scores(pesq, llr, wss, segsnr):
     """CSIG, CBAK and COVL from their four measures (Hu & Loizou 2008), limited to [1, 5].
 
@@ -298,7 +288,7 @@ def prepare_pair(clean, processed, sample_rate):
 def composite_pesq(mos_lqo, rate):
     """The PESQ value the regressions take, from the ``pesq`` package's MOS-LQO at
     ``rate``: itself at 16 kHz ("wb"), the raw P.862 score at 8 kHz ("nb")."""
-    return p862_raw_from_mos_lqo(mos_lqo) if rate == 8000 else float(mos_lqo)
+    return raw_score(mos_lqo, "nb") if rate == 8000 else float(mos_lqo)
 
 
 def composite(clean, processed, sample_rate):

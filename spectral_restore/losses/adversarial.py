@@ -8,6 +8,7 @@ resolutions (and over each logit map's frames and bins).
 import keras
 from keras import ops
 
+from spectral_restore.checks import check_choice
 from spectral_restore.losses.base import per_example_mean
 
 KINDS = ("lsgan", "hinge")
@@ -15,9 +16,7 @@ register = keras.saving.register_keras_serializable(package="spectral_restore")
 
 
 def _check_kind(kind):
-    if kind not in KINDS:
-        raise ValueError(f"`adversarial` must be one of {KINDS}. Received: {kind!r}")
-    return kind
+    return check_choice("adversarial", kind, KINDS)
 
 
 def discriminator_loss(real_outputs, fake_outputs, kind="lsgan"):

@@ -4,21 +4,10 @@ import keras
 from keras import ops
 
 from spectral_restore import spectral
+from spectral_restore.checks import check_choice
 
 INPUT_FORMATS = ("waveform", "spectrogram")
-DISTANCES = ("l1", "l2")
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
-    return value
-
-
-def check_non_negative(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={value!r}")
-    return float(value)
+ELEMENTWISE_DISTANCES = ("l1", "l2")
 
 
 def as_waveform(x, name):
@@ -42,7 +31,7 @@ def per_example_sum(x):
     return ops.sum(ops.reshape(x, (ops.shape(x)[0], -1)), axis=-1)
 
 
-def distance(a, b, kind):
+def elementwise_distance(a, b, kind):
     """Element-wise ``|a - b|`` ("l1") or ``(a - b)^2`` ("l2")."""
     return ops.abs(a - b) if kind == "l1" else ops.square(a - b)
 

@@ -6,13 +6,13 @@ import keras
 from keras import ops
 
 from spectral_restore.audio_io import check_sample_rate
-from spectral_restore.losses.base import as_waveform, check_choice, per_example_mean
-from spectral_restore.losses.base import distance as elementwise_distance
+from spectral_restore.checks import check_choice
+from spectral_restore.losses.base import as_waveform, elementwise_distance, per_example_mean
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
 
 EMBEDDINGS = ("musicnn", "openl3")
-DISTANCES = ("l1", "l2", "cosine")
+EMBEDDING_DISTANCES = ("l1", "l2", "cosine")
 NORMALIZATIONS = ("variance", "running_mean", None)
 # Layers compared when `layers` is None: the time-resolved maps and the summary layer.
 DEFAULT_LAYERS = {
@@ -154,7 +154,7 @@ class AudioEmbeddingLoss(keras.losses.Loss):
                  normalization="variance", sample_rate=16000, embedding_options=None, decay=0.99,
                  reduction="sum_over_batch_size", name="audio_embedding_loss", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
-        self.distance = check_choice("distance", distance, DISTANCES)
+        self.distance = check_choice("distance", distance, EMBEDDING_DISTANCES)
         self.normalization = check_choice("normalization", normalization, NORMALIZATIONS)
         self.sample_rate = check_sample_rate(sample_rate)
         if not 0.0 < float(decay) < 1.0:

@@ -4,19 +4,19 @@ import keras
 import numpy as np
 from keras import ops
 
-from spectral_restore import spectral
-from spectral_restore import weighting as weighting_module
+from spectral_restore import psychoacoustics, spectral
 from spectral_restore.audio_io import check_sample_rate
-from spectral_restore.losses import p862
+from spectral_restore.checks import check_choice, check_non_negative
 from spectral_restore.losses.base import (
-    DISTANCES,
+    ELEMENTWISE_DISTANCES,
     SpectralLoss,
     as_waveform,
-    check_choice,
-    check_non_negative,
-    distance,
+    elementwise_distance,
     per_example_mean,
 )
+from spectral_restore.p862.mapping import best_mos
+from spectral_restore.p862.model import check_delay_search, check_mode
+from spectral_restore.p862.model import mos as p862_mos
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
 
@@ -86,7 +86,7 @@ class LoudnessWeightedLoss(SpectralLoss):
     ):
         super().__init__(**kwargs)
         self.sample_rate = check_sample_rate(sample_rate)
-        self.weighting = check_choice("weighting", weighting, weighting_module.WEIGHTINGS)
+        self.weighting = check_choice("weighting", weighting, psychoacoustics.WEIGHTINGS)
         self.phon = float(phon)
         self.bands = check_choice("bands", bands, BAND_SCALES)
         self.compression = check_non_negative("compression", compression)
@@ -94,14 +94,14 @@ class LoudnessWeightedLoss(SpectralLoss):
             raise ValueError(f"`compression` must be in (0, 1]. Received: {compression}")
         self.frame_weighting = bool(frame_weighting)
         self.min_frame_weight = check_non_negative("min_frame_weight", min_frame_weight)
-        self.distance = check_choice("distance", distance, DISTANCES)
+        self.distance = check_choice("distance", distance, ELEMENTWISE_DISTANCES)
         self._projection = self.band_matrix()
 
     def band_matrix(self):
         """``[bins, bands]`` matrix of frequency gains times band membership (numpy)."""
         cfg = self.stft_config
-        freqs = weighting_module.bin_frequencies(self.sample_rate, cfg.fft_length)
-        gain = 10.0 ** (weighting_module.weighting_db(self.weighting, freqs, self.phon) / 10.0)
+        freqs = psychoacoustics.bin_frequencies(self.sample_rate, cfg.fft_length)
+        gain = 10.0 ** (psychoacoustics.weighting_db(self.weighting, freqs, self.phon) / 10.0)
         if self.bands is None:
             return np.diag(gain).astype(np.float32)
         nyquist = self.sample_rate / 2.0
@@ -109,7 +109,7 @@ class LoudnessWeightedLoss(SpectralLoss):
             count = int(round(float(spectral.hz_to_bark(nyquist) - spectral.hz_to_bark(0.0))))
             bank = spectral.bark_filterbank(count, self.sample_rate, cfg.fft_length, shape="rectangular")
         else:
-            count = int(round(float(weighting_module.hz_to_erb_rate(nyquist))))
+            count = int(round(float(psychoacoustics.hz_to_erb_rate(nyquist))))
             bank = spectral.erb_filterbank(count, self.sample_rate, cfg.fft_length, shape="rectangular")
         return (gain[:, None] * bank).astype(np.float32)
 
@@ -124,7 +124,7 @@ class LoudnessWeightedLoss(SpectralLoss):
         rt, it, rp, ip = self.spectra(y_true, y_pred)
         n_true = self.loudness(rt, it)
         n_pred = self.loudness(rp, ip)
-        error = distance(n_true, n_pred, self.distance)
+        error = elementwise_distance(n_true, n_pred, self.distance)
         if self.frame_weighting:
             frame_loudness = ops.stop_gradient(ops.sum(n_true, axis=-1))
             mean_loudness = ops.mean(frame_loudness, axis=-1, keepdims=True)
@@ -155,7 +155,7 @@ class PESQLoss(keras.losses.Loss):
 
     ``mos(clean, degraded)`` predicts, per example, the MOS-LQO the ``pesq`` package
     gives (P.862.2 for ``mode="wb"``, P.862 mapped by P.862.1 for ``"nb"``), through
-    the Recommendation's stages (``spectral_restore.losses.p862``): level alignment,
+    the Recommendation's stages (``spectral_restore.p862``): level alignment,
     IRS / wide-band input filter, Bark power spectra of 32 ms Hann frames,
     frequency-response and short-term gain compensation, Zwicker loudness,
     symmetric and asymmetric disturbance with the deadzone, L_6 over split-second
@@ -205,17 +205,17 @@ class PESQLoss(keras.losses.Loss):
     def __init__(self, sample_rate=16000, mode="wb", delay_search=True, reduction="sum_over_batch_size",
                  name="pesq_loss", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
-        p862.check_mode(sample_rate, mode)
+        check_mode(sample_rate, mode)
         self.sample_rate = int(sample_rate)
         self.mode = mode
-        self.delay_search = p862.check_delay_search(delay_search)
-        self.best_mos = p862.best_mos(mode)
+        self.delay_search = check_delay_search(delay_search)
+        self.best_mos = best_mos(mode)
 
     def mos(self, clean, degraded):
         """Predicted MOS-LQO ``[batch]``."""
         clean = as_waveform(ops.cast(clean, "float32"), "clean")
         degraded = as_waveform(ops.cast(degraded, "float32"), "degraded")
-        return p862.mos(clean, degraded, self.sample_rate, self.mode, self.delay_search)
+        return p862_mos(clean, degraded, self.sample_rate, self.mode, self.delay_search)
 
     def call(self, y_true, y_pred):
         return (self.best_mos - self.mos(y_true, y_pred)) / (self.best_mos - 1.0)

@@ -6,12 +6,11 @@ import keras
 from keras import ops
 
 from spectral_restore import spectral
+from spectral_restore.checks import check_choice, check_non_negative
 from spectral_restore.losses.base import (
-    DISTANCES,
+    ELEMENTWISE_DISTANCES,
     SpectralLoss,
-    check_choice,
-    check_non_negative,
-    distance,
+    elementwise_distance,
     per_example_mean,
     per_example_sum,
 )
@@ -51,14 +50,14 @@ class ComplexSTFTLoss(SpectralLoss):
             if not 0.0 < compress_exponent <= 1.0:
                 raise ValueError(f"`compress_exponent` must be in (0, 1]. Received: {compress_exponent}")
         self.compress_exponent = compress_exponent
-        self.distance = check_choice("distance", distance, DISTANCES)
+        self.distance = check_choice("distance", distance, ELEMENTWISE_DISTANCES)
 
     def call(self, y_true, y_pred):
         rt, it, rp, ip = self.spectra(y_true, y_pred)
         if self.compress_exponent is not None:
             rt, it = spectral.compress_complex(rt, it, self.compress_exponent)
             rp, ip = spectral.compress_complex(rp, ip, self.compress_exponent)
-        return per_example_mean(distance(rt, rp, self.distance) + distance(it, ip, self.distance))
+        return per_example_mean(elementwise_distance(rt, rp, self.distance) + elementwise_distance(it, ip, self.distance))
 
     def get_config(self):
         return {**super().get_config(), "compress_exponent": self.compress_exponent, "distance": self.distance}

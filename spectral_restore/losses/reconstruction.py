@@ -5,14 +5,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from spectral_restore import spectral, weighting
+from spectral_restore import psychoacoustics, spectral
+from spectral_restore.checks import check_choice, check_non_negative
 from spectral_restore.losses.base import (
-    DISTANCES,
+    ELEMENTWISE_DISTANCES,
     SpectralLoss,
     as_waveform,
-    check_choice,
-    check_non_negative,
-    distance,
+    elementwise_distance,
     per_example_mean,
     safe_norm,
 )
@@ -106,7 +105,7 @@ class LogSpectrogramLoss(SpectralLoss):
 
     def __init__(self, distance="l1", eps=LOG_POWER_FLOOR, **kwargs):
         super().__init__(**kwargs)
-        self.distance = check_choice("distance", distance, DISTANCES)
+        self.distance = check_choice("distance", distance, ELEMENTWISE_DISTANCES)
         self.eps = check_non_negative("eps", eps)
         if self.eps == 0:
             raise ValueError("`eps` must be > 0: log(0) is -inf")
@@ -115,7 +114,7 @@ class LogSpectrogramLoss(SpectralLoss):
         rt, it, rp, ip = self.spectra(y_true, y_pred)
         log_true = 0.5 * ops.log(spectral.power(rt, it, self.eps))
         log_pred = 0.5 * ops.log(spectral.power(rp, ip, self.eps))
-        return per_example_mean(distance(log_true, log_pred, self.distance))
+        return per_example_mean(elementwise_distance(log_true, log_pred, self.distance))
 
     def get_config(self):
         return {**super().get_config(), "distance": self.distance, "eps": self.eps}
@@ -242,10 +241,10 @@ class MultiResolutionSTFTLoss(keras.losses.Loss):
         self.w_lin_mag = check_non_negative("w_lin_mag", w_lin_mag)
         if self.w_sc + self.w_log_mag + self.w_lin_mag == 0:
             raise ValueError("At least one of `w_sc`, `w_log_mag`, `w_lin_mag` must be > 0")
-        self.distance = check_choice("distance", distance, DISTANCES)
+        self.distance = check_choice("distance", distance, ELEMENTWISE_DISTANCES)
         self.scale = check_choice("scale", scale, (None, "mel"))
         self.frequency_weighting = check_choice(
-            "frequency_weighting", frequency_weighting, (None,) + weighting.WEIGHTINGS
+            "frequency_weighting", frequency_weighting, (None,) + psychoacoustics.WEIGHTINGS
         )
         self.phon = float(phon)
         self.eps = check_non_negative("eps", eps)
@@ -261,8 +260,8 @@ class MultiResolutionSTFTLoss(keras.losses.Loss):
         for cfg, bands in zip(self.configs, bins_per_resolution):
             matrix = None
             if needs_rate and frequency_weighting not in (None, "none"):
-                freqs = weighting.bin_frequencies(sample_rate, cfg.fft_length)
-                gain = 10.0 ** (weighting.weighting_db(frequency_weighting, freqs, self.phon) / 20.0)
+                freqs = psychoacoustics.bin_frequencies(sample_rate, cfg.fft_length)
+                gain = 10.0 ** (psychoacoustics.weighting_db(frequency_weighting, freqs, self.phon) / 20.0)
                 matrix = np.diag(gain)
             if scale == "mel":
                 mel = spectral.mel_filterbank(int(bands), sample_rate, cfg.fft_length).astype(np.float64)
@@ -291,9 +290,9 @@ class MultiResolutionSTFTLoss(keras.losses.Loss):
                 else:
                     log_true = ops.log(ops.maximum(mag_true, PROJECTED_MAGNITUDE_FLOOR))
                     log_pred = ops.log(ops.maximum(mag_pred, PROJECTED_MAGNITUDE_FLOOR))
-                terms["log_mag"] = per_example_mean(distance(log_true, log_pred, self.distance))
+                terms["log_mag"] = per_example_mean(elementwise_distance(log_true, log_pred, self.distance))
             if self.w_lin_mag:
-                terms["lin_mag"] = per_example_mean(distance(mag_true, mag_pred, self.distance))
+                terms["lin_mag"] = per_example_mean(elementwise_distance(mag_true, mag_pred, self.distance))
             results.append(terms)
         return results
 
@@ -349,12 +348,12 @@ class WaveformLoss(keras.losses.Loss):
 
     def __init__(self, distance="l1", reduction="sum_over_batch_size", name="waveform", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
-        self.distance = check_choice("distance", distance, DISTANCES)
+        self.distance = check_choice("distance", distance, ELEMENTWISE_DISTANCES)
 
     def call(self, y_true, y_pred):
         y_true = as_waveform(y_true, "y_true")
         y_pred = as_waveform(y_pred, "y_pred")
-        return per_example_mean(distance(y_true, y_pred, self.distance))
+        return per_example_mean(elementwise_distance(y_true, y_pred, self.distance))
 
     def get_config(self):
         return {**super().get_config(), "distance": self.distance}

@@ -4,6 +4,7 @@ import keras
 from keras import layers, ops
 
 from spectral_restore import spectral
+from spectral_restore.audio_io import resample
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
 
@@ -78,24 +79,6 @@ class MultiResolutionDiscriminator(keras.Model):
         return {**super().get_config(), "resolutions": [list(r) for r in self.resolutions], "channels": self.channels}
 
 
-def resample_fft(waveform, from_rate, to_rate):
-    """Band-limited resampling of ``[batch, samples]`` by truncating or zero-padding
-    the spectrum of the whole signal (differentiable; exact for band-limited periodic
-    signals, with circular edge effects otherwise)."""
-    if from_rate == to_rate:
-        return waveform
-    length = int(waveform.shape[-1])
-    target = int(round(length * to_rate / from_rate))
-    real, imag = ops.rfft(waveform)
-    bins = target // 2 + 1
-    if bins <= real.shape[-1]:
-        real, imag = real[:, :bins], imag[:, :bins]
-    else:
-        pad = ((0, 0), (0, bins - real.shape[-1]))
-        real, imag = ops.pad(real, pad), ops.pad(imag, pad)
-    return ops.irfft((real, imag), fft_length=target) * (target / length)
-
-
 @register
 class LearnableSigmoid(keras.layers.Layer):
     """``beta * sigmoid(slope * x)`` with a trainable slope (MetricGAN+, Fu et al.,
@@ -118,8 +101,9 @@ class LearnableSigmoid(keras.layers.Layer):
 @register
 class MetricDiscriminator(keras.Model):
     """A learned quality metric (MetricGAN, Fu et al., ICML 2019; CMGAN's layout):
-    ``D((clean, estimate))`` predicts the normalised PESQ of ``estimate``,
-    ``(MOS-LQO - 1) / (4.644 - 1)``, about 0..1, one value per example.
+    ``D((clean, estimate))`` predicts the normalised wide-band PESQ of ``estimate``
+    (:func:`~spectral_restore.p862.mapping.normalised_mos`), about 0..1, one value
+    per example.
 
     Both waveforms are resampled to 16 kHz inside (models at 22.05, 44.1 or 48 kHz
     use it unchanged), turned into power-law compressed magnitude spectrograms
@@ -155,7 +139,7 @@ class MetricDiscriminator(keras.Model):
         self.squash = LearnableSigmoid(name="learnable_sigmoid")
 
     def spectrogram(self, waveform):
-        waveform = resample_fft(ops.cast(waveform, "float32"), self.sample_rate, self.INTERNAL_RATE)
+        waveform = resample(ops.cast(waveform, "float32"), self.sample_rate, self.INTERNAL_RATE)
         real, imag = spectral.stft(waveform, self.stft_config)
         return spectral.compress_magnitude(spectral.magnitude(real, imag), 0.3)
 

@@ -11,6 +11,8 @@ import keras
 from keras import ops
 
 from spectral_restore import backend
+from spectral_restore.audio_io import resample
+from spectral_restore.checks import check_choice
 from spectral_restore.losses.adversarial import (
     KINDS,
     discriminator_loss,
@@ -18,16 +20,14 @@ from spectral_restore.losses.adversarial import (
     generator_adversarial_loss,
 )
 from spectral_restore.losses.combined import CombinedLoss
-from spectral_restore.losses.p862 import best_mos
-from spectral_restore.losses.p862 import mos as p862_mos
-from spectral_restore.models.discriminators import resample_fft
+from spectral_restore.models.terms import attach_term_trackers
 from spectral_restore.optimizers import build_optimizer
+from spectral_restore.p862.mapping import mos_lqo_from_normalised, normalised_mos
+from spectral_restore.p862.model import mos as p862_mos
 
 METRIC_TARGETS = ("surrogate", "reference")
 # Of every network when compile() is given none: HiFi-GAN's and MP-SENet's betas.
 DEFAULT_OPTIMIZER = {"name": "adam", "learning_rate": 2e-4, "beta_1": 0.8, "beta_2": 0.99}
-# MOS-LQO of identical signals (P.862.2): the normalised score (MOS - 1) / (BEST - 1) is 1.
-BEST_WB_MOS = best_mos("wb")
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
 
@@ -60,14 +60,14 @@ def _maybe_loss_scaled(optimizer):
 
 
 def normalised_pesq(clean, estimate, sample_rate, target):
-    """``(MOS-LQO - 1) / (BEST_WB_MOS - 1)`` per example, wide band: from the
+    """:func:`~spectral_restore.p862.mapping.normalised_mos` per example, wide band: from the
     differentiable surrogate (``"surrogate"``, on the accelerator, resampled to 16 kHz
     inside) or the reference ``pesq`` package on the CPU through
     :func:`~spectral_restore.backend.host_call` (``"reference"``; NaN where PESQ
     rejects an example, e.g. a silent crop)."""
     clean, estimate = ops.cast(clean, "float32"), ops.cast(estimate, "float32")
     if target == "surrogate":
-        score = p862_mos(resample_fft(clean, sample_rate, 16000), resample_fft(estimate, sample_rate, 16000), 16000, "wb")
+        score = p862_mos(resample(clean, sample_rate, 16000), resample(estimate, sample_rate, 16000), 16000, "wb")
     else:
         from spectral_restore.metrics import pesq_score
 
@@ -75,7 +75,7 @@ def normalised_pesq(clean, estimate, sample_rate, target):
             return pesq_score(c, e, sample_rate, "wb", processes=1).scores
 
         score = backend.host_call(reference, clean, estimate, result_shape=(None,), result_dtype="float32")
-    return (score - 1.0) / (BEST_WB_MOS - 1.0)
+    return normalised_mos(score, "wb")
 
 
 def masked_squared_error(prediction, target):
@@ -94,7 +94,7 @@ def clip_by_global_norm(grads, limit):
     return [None if g is None else g * ops.cast(factor, g.dtype) for g in grads]
 
 
-def as_float32(outputs):
+def float32_outputs(outputs):
     """Every tensor of a discriminator's output structure in float32 (its losses
     are computed in float32 under mixed precision)."""
     return keras.tree.map_structure(lambda x: ops.cast(x, "float32"), outputs)
@@ -206,7 +206,7 @@ class RestorationGAN(BackendSteps, keras.Model):
         self.metric_d_tracker = keras.metrics.Mean(name="metric/disc")
         self.metric_g_tracker = keras.metrics.Mean(name="metric/gen")
         self.metric_pesq_tracker = keras.metrics.Mean(name="metric/pesq")
-        self.__dict__["term_trackers"] = {}
+        attach_term_trackers(self, None)
 
     def call(self, waveform, training=False):
         return self.generator(waveform, training=training)
@@ -249,10 +249,8 @@ class RestorationGAN(BackendSteps, keras.Model):
         """
         if not isinstance(loss, CombinedLoss):
             raise TypeError(f"`loss` must be a CombinedLoss; received {type(loss).__name__}")
-        if adversarial not in KINDS:
-            raise ValueError(f"`adversarial` must be one of {KINDS}. Received: {adversarial!r}")
-        if metric_target not in METRIC_TARGETS:
-            raise ValueError(f"`metric_target` must be one of {METRIC_TARGETS}. Received: {metric_target!r}")
+        check_choice("adversarial", adversarial, KINDS)
+        check_choice("metric_target", metric_target, METRIC_TARGETS)
         if clip_norm is not None and not float(clip_norm) > 0:
             raise ValueError(f"`clip_norm` must be a positive number or None. Received: {clip_norm!r}")
         if (metric_target == "reference" and self.metric_discriminator is not None and backend.name() == "tensorflow"
@@ -273,9 +271,7 @@ class RestorationGAN(BackendSteps, keras.Model):
         self.adversarial_weight = float(adversarial_weight)
         self.feature_matching_weight = float(feature_matching_weight)
         self.clip_norm = None if clip_norm is None else float(clip_norm)
-        # Per-term trackers depend on the loss, so they are made here; kept out of Keras's
-        # state tracking (a loaded, already built model is recompiled from its config).
-        self.__dict__["term_trackers"] = {name: keras.metrics.Mean(name=name) for name, _, weight in loss.terms if weight}
+        attach_term_trackers(self, loss)
         self._compile_settings = {
             "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
             "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
@@ -310,8 +306,8 @@ class RestorationGAN(BackendSteps, keras.Model):
 
     def discriminator_objective(self, discriminate, clean, generated):
         """Adversarial loss of the discriminator on clean against generated audio."""
-        real_outputs = as_float32(discriminate(clean))
-        fake_outputs = as_float32(discriminate(ops.stop_gradient(generated)))
+        real_outputs = float32_outputs(discriminate(clean))
+        fake_outputs = float32_outputs(discriminate(ops.stop_gradient(generated)))
         d_loss = ops.mean(discriminator_loss(real_outputs, fake_outputs, self.adversarial))
         return d_loss, {"adv/disc": (d_loss, None)}
 
@@ -328,7 +324,7 @@ class RestorationGAN(BackendSteps, keras.Model):
                   + masked_squared_error(judge((clean, estimate)), target_estimate)
                   + masked_squared_error(judge((clean, damaged)), target_damaged))
         finite = ops.isfinite(target_estimate)
-        mos = 1.0 + ops.where(finite, target_estimate, 0.0) * (BEST_WB_MOS - 1.0)
+        mos = mos_lqo_from_normalised(ops.where(finite, target_estimate, 0.0), "wb")
         return m_loss, {"metric/disc": (m_loss, None), "metric/pesq": (mos, ops.cast(finite, "float32"))}
 
     def generator_objective(self, generate, discriminate, judge, damaged, clean, step):
@@ -341,8 +337,8 @@ class RestorationGAN(BackendSteps, keras.Model):
         logged = {name: (terms[name], None) for name in self.term_trackers}
         active = ops.cast(step >= self.warmup_steps, "float32")
         if self.discriminator is not None:
-            fake_outputs = as_float32(discriminate(generated))
-            real_outputs = as_float32(discriminate(clean))
+            fake_outputs = float32_outputs(discriminate(generated))
+            real_outputs = float32_outputs(discriminate(clean))
             adv = ops.mean(generator_adversarial_loss(fake_outputs, self.adversarial))
             fm = ops.mean(feature_matching_loss(real_outputs, fake_outputs))
             g_loss = g_loss + active * (self.adversarial_weight * adv + self.feature_matching_weight * fm)

@@ -6,6 +6,17 @@ from keras import ops
 from spectral_restore.losses.combined import CombinedLoss
 
 
+def attach_term_trackers(model, loss):
+    """Gives ``model`` a ``term_trackers`` dict: one ``keras.metrics.Mean`` per
+    active (non-zero weight) term of ``loss``, named like the term (``recon/mse``,
+    ...); empty for any other loss. Kept out of Keras's state tracking: the trackers
+    depend on the compiled loss, and a loaded, already built model is recompiled."""
+    trackers = {}
+    if isinstance(loss, CombinedLoss):
+        trackers = {name: keras.metrics.Mean(name=name) for name, _, weight in loss.terms if weight}
+    model.__dict__["term_trackers"] = trackers
+
+
 class LossTermsMixin:
     """For a ``keras.Model`` compiled with a :class:`CombinedLoss`: ``compute_loss``
     evaluates the terms once, reports each by name (``recon/mse``, ...) next to
@@ -13,12 +24,7 @@ class LossTermsMixin:
 
     def compile(self, *args, **kwargs):
         super().compile(*args, **kwargs)
-        loss = kwargs.get("loss", args[1] if len(args) > 1 else None)
-        trackers = {}
-        if isinstance(loss, CombinedLoss):
-            trackers = {name: keras.metrics.Mean(name=name) for name, _, weight in loss.terms if weight}
-        # Kept out of Keras's state tracking: a loaded, already built model is recompiled.
-        self.__dict__["_term_trackers"] = trackers
+        attach_term_trackers(self, kwargs.get("loss", args[1] if len(args) > 1 else None))
 
     def compile_from_config(self, config):
         # Keras skips this for classes that override compile(); restore it explicitly.
@@ -29,14 +35,14 @@ class LossTermsMixin:
 
     @property
     def metrics(self):
-        return list(super().metrics) + list(getattr(self, "_term_trackers", {}).values())
+        return list(super().metrics) + list(getattr(self, "term_trackers", {}).values())
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = self.loss
         if not isinstance(loss, CombinedLoss):
             return super().compute_loss(x, y, y_pred, sample_weight, training=training)
         terms = loss.compute_terms(y, y_pred)
-        for name, tracker in self._term_trackers.items():
+        for name, tracker in self.term_trackers.items():
             tracker.update_state(terms[name], sample_weight=sample_weight)
         per_example = terms["total"]
         if sample_weight is not None:

@@ -20,13 +20,14 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from spectral_restore.audio_io import to_pcm16
-from spectral_restore.data.files import ReadStats, list_audio_files, read_or_skip
+from spectral_restore.data.files import list_audio_files, read_or_skip
+from tfds_builders.skipped_files import SkippedFilesMixin
 
 SAMPLE_RATE = 16000
 logger = logging.getLogger(__name__)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(SkippedFilesMixin, tfds.core.GeneratorBasedBuilder):
     """DatasetBuilder for audio_folder_pairs."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -36,15 +37,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     with the same relative paths), or as train/clean, train/damaged, test/clean,
     test/damaged. Any format soundfile reads; any sample rate (resampled to 16 kHz).
     """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.stats = ReadStats()
-
-    @property
-    def skipped(self):
-        """``(path, reason)`` of every file left out while preparing."""
-        return self.stats.skipped
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(

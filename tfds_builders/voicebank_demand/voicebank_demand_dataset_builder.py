@@ -14,7 +14,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from spectral_restore.audio_io import to_pcm16
-from spectral_restore.data.files import ReadStats, list_audio_files, read_or_skip
+from spectral_restore.data.files import list_audio_files, read_or_skip
+from tfds_builders.skipped_files import SkippedFilesMixin
 
 ARCHIVES = {
     "train": ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav"),
@@ -22,7 +23,7 @@ ARCHIVES = {
 }
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(SkippedFilesMixin, tfds.core.GeneratorBasedBuilder):
     """DatasetBuilder for voicebank_demand."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -41,15 +42,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     directory, by default ~/tensorflow_datasets/downloads/manual/, or pass
     `download_config=tfds.download.DownloadConfig(manual_dir=...)`.
     """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.stats = ReadStats()
-
-    @property
-    def skipped(self):
-        """``(path, reason)`` of every file left out while preparing."""
-        return self.stats.skipped
 
     @property
     def sample_rate(self):

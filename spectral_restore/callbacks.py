@@ -1,5 +1,9 @@
-"""Callbacks of the training entry point: a time budget, audio/spectrogram summaries,
-the best checkpoint and early stopping that survive an interruption."""
+"""Keras callbacks for training restorers: the reference PESQ of held-out audio
+each epoch, a time budget, audio/spectrogram summaries, and the best checkpoint
+and early stopping that survive an interruption.
+
+The library's one home for callbacks (as ``keras.callbacks`` is Keras's): the
+training entry point (``training/``) uses them, and so can any ``model.fit``."""
 
 import io
 import json
@@ -11,6 +15,7 @@ import keras
 import numpy as np
 
 from spectral_restore.backend import host_tensorflow
+from spectral_restore.metrics import check_pesq_mode, pesq_score
 
 
 class TimeLimit(keras.callbacks.Callback):
@@ -151,3 +156,49 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.wait = epoch - 1 - self.best_epoch
             self.resumed = None
         super().on_epoch_end(epoch, logs)
+
+
+class ValidationPESQ(keras.callbacks.Callback):
+    """Adds the reference PESQ of restored held-out audio to ``fit``'s epoch logs.
+
+    Takes ``batches`` (damaged, clean) batches from ``validation_data`` once; at the
+    end of every ``every``-th epoch restores them with the model (its ``generator``
+    for a GAN) and scores them with :func:`pesq_score` over ``processes`` CPU
+    workers, after the accelerator's part is done. Logs ``val_pesq_<mode>`` (mean
+    over the scored examples) and ``val_pesq_<mode>_failed`` (examples PESQ
+    rejected). List it before ``CSVLogger``/``TensorBoard`` so they record it.
+
+    Args:
+        validation_data: tf.data.Dataset or iterable of (damaged, clean) batches.
+        sample_rate: int. Rate of the audio.
+        mode: str. "wb" or "nb". Defaults to "wb".
+        batches: int. Validation batches scored. Defaults to 2.
+        every: int. Epoch period. Defaults to 1.
+        processes: int or None. PESQ worker processes (None: one per CPU).
+    """
+
+    def __init__(self, validation_data, sample_rate, mode="wb", batches=2, every=1, processes=None):
+        super().__init__()
+        check_pesq_mode(mode)
+        if int(batches) < 1 or int(every) < 1:
+            raise ValueError(f"`batches` and `every` must be >= 1. Received: batches={batches}, every={every}")
+        self.sample_rate, self.mode, self.every, self.processes = int(sample_rate), mode, int(every), processes
+        taken = validation_data.take(int(batches)) if hasattr(validation_data, "take") else validation_data
+        self.batches = []
+        for damaged, clean in taken:
+            self.batches.append((np.asarray(damaged, np.float32), np.asarray(clean, np.float32)))
+            if len(self.batches) == int(batches):
+                break
+        self.last = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        network = getattr(self.model, "generator", None) or self.model
+        restored = [keras.ops.convert_to_numpy(network(damaged, training=False)) for damaged, _ in self.batches]
+        clean = np.concatenate([c for _, c in self.batches])
+        self.last = pesq_score(clean, np.concatenate(restored).reshape(clean.shape), self.sample_rate, self.mode,
+                               processes=self.processes)
+        if logs is not None:
+            logs[f"val_pesq_{self.mode}"] = self.last.nanmean()
+            logs[f"val_pesq_{self.mode}_failed"] = float(self.last.failed)

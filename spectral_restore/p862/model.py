@@ -11,7 +11,7 @@ package reports.
 Alignment: by default one delay per example instead of one per utterance (the
 envelope cross-correlation and the histogram of frame cross-correlation peaks, over
 the whole signal, in the graph); ``delay_search="utterance"`` uses P.862's own
-utterance alignment (``p862_align``, on the host), reads every frame at its
+utterance alignment (``align``, on the host), reads every frame at its
 utterance's delay and, as P.862 does, leaves out the frames where the delay falls
 back by more than half a frame between utterances. Bad intervals are re-aligned one by one, as P.862 does (up to 16
 per example, each delay searched over at most the interval's first 0.77 s). Delays are found without gradient; the scores
@@ -28,9 +28,10 @@ import numpy as np
 from keras import ops
 
 from spectral_restore.backend import host_call
-from spectral_restore.losses import p862_tables as tables
+from spectral_restore.checks import check_choice
+from spectral_restore.p862 import align, tables
+from spectral_restore.p862.mapping import BEST_RAW_SCORE, MODES, mos_lqo
 
-MODES = ("wb", "nb")
 TARGET_AVG_POWER = 1e7
 SILENCE_OF_5_SAMPLES = 500.0
 PADDING_MS = 320
@@ -62,19 +63,10 @@ FRAMES_PER_SYLLABLE = 20
 BAD_FRAME_DISTURBANCE = 30.0
 MIN_BAD_INTERVAL = 5
 MAX_BAD_INTERVALS = 16  # re-aligned per example; later ones keep their first score
-MOS_MAPPING = {"nb": (1.4945, 4.6607), "wb": (1.3669, 3.8224)}
-
-
-def best_mos(mode):
-    """MOS-LQO of identical signals: the mapping of the best raw score, 4.5
-    (about 4.644 wide band, P.862.2; 4.549 narrow band, P.862.1)."""
-    slope, offset = MOS_MAPPING[mode]
-    return 0.999 + 4.0 / (1.0 + float(np.exp(-slope * 4.5 + offset)))
 
 
 def check_mode(sample_rate, mode):
-    if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
+    check_choice("mode", mode, MODES)
     if sample_rate not in SCALES:
         raise ValueError(f"P.862 is defined at 8000 and 16000 Hz. Received: sample_rate={sample_rate!r}")
     if mode == "wb" and sample_rate != 16000:
@@ -513,10 +505,10 @@ class P862Model:
     # The whole model ---------------------------------------------------------------
 
     def utterance_alignment(self, ref, deg):
-        """P.862's per-utterance delays (``p862_align``, on the host, no gradient):
+        """P.862's per-utterance delays (``align``, on the host, no gradient):
         ``(frame_delay [batch, frames], sample_delay [batch, samples + padding],
         skipped [batch, frames])``, ``skipped`` 1 on the frames P.862 leaves out
-        where the delay falls back between utterances (``p862_align.skipped_frames``).
+        where the delay falls back between utterances (``align.skipped_frames``).
 
         ``ref`` and ``deg``: the input-filtered signals (narrow band) or the
         level-aligned ones (wide band). The wide-band filter is applied here again,
@@ -528,10 +520,8 @@ class P862Model:
         2.4e-4 with this one (the splits depend on differences of that size)."""
         from scipy import signal
 
-        from spectral_restore.losses import p862_align
-
         frames, length, hop = self.frames, self.padded, self.hop
-        buffer_pad = p862_align.SEARCHBUFFER * self.downsample
+        buffer_pad = align.SEARCHBUFFER * self.downsample
         b0, b1, b2, a1, a2 = WB_INPUT_BIQUAD[self.sample_rate]
 
         def compute(ref_np, deg_np):
@@ -554,8 +544,8 @@ class P862Model:
                 return np.pad(x, (buffer_pad, max(0, buffer_length - buffer_pad - len(x))))[:buffer_length]
 
             for b in range(len(ref_np)):
-                starts, ends, delays = p862_align.utterance_delays(buffer(ref_np[b]), buffer(deg_np[b]), self.sample_rate)
-                skipped[b] = p862_align.skipped_frames(starts, ends, delays, self.downsample, frames)
+                starts, ends, delays = align.utterance_delays(buffer(ref_np[b]), buffer(deg_np[b]), self.sample_rate)
+                skipped[b] = align.skipped_frames(starts, ends, delays, self.downsample, frames)
                 # Each position takes the last utterance starting at or before it.
                 bounds, delays = np.asarray(starts) * self.downsample, np.asarray(delays)
                 frame_delay[b] = delays[np.maximum(np.searchsorted(bounds, frame_start, side="right") - 1, 0)]
@@ -619,10 +609,8 @@ class P862Model:
         asymmetric = ops.minimum(asymmetric / loudness_weight, 45.0)
         d_indicator = self.aggregate(symmetric, start_frame, stop_frame)
         a_indicator = self.aggregate(asymmetric, start_frame, stop_frame)
-        raw = 4.5 - 0.1 * d_indicator - 0.0309 * a_indicator
-        slope, offset = MOS_MAPPING[self.mode]
-        mapped = 0.999 + 4.0 / (1.0 + ops.exp(-slope * raw + offset))
-        return raw, mapped
+        raw = BEST_RAW_SCORE - 0.1 * d_indicator - 0.0309 * a_indicator
+        return raw, mos_lqo(raw, self.mode)
 
 
 _MODELS = {}

@@ -8,7 +8,7 @@ peaks), and tries to split each long utterance in two where two delays explain i
 with more confidence. The scores of reverberant speech depend on those delays by
 several hundredths. Delays carry no gradient, so this runs on the host, once per
 pair, as :func:`utterance_delays`; the differentiable part of the model
-(``spectral_restore.losses.p862``) then reads each frame at its utterance's delay.
+(``spectral_restore.p862.model``) then reads each frame at its utterance's delay.
 
 Signals here are P.862's working buffers: the level-aligned, filtered signal with
 75 envelope frames (``SEARCHBUFFER``) of zeros before and after it.

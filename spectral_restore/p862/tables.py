@@ -3,7 +3,7 @@
 Numbers of the Recommendation's perceptual model: for each Bark band of the 8 kHz
 (42 bands) and 16 kHz (49 bands) models, how many FFT bins of a 256/512-point frame
 it sums, its centre (Bark), width (Bark), power-density correction factor and
-absolute hearing threshold (power). Used by ``spectral_restore.losses.p862``.
+absolute hearing threshold (power). Used by ``spectral_restore.p862.model``.
 The 16 kHz model has the 8 kHz model's 42 bands (same centres, widths and
 thresholds) plus 7 above 4 kHz; bins per band and correction factors differ.
 """
