@@ -14,3 +14,8 @@ DiscriminatorOutputs = Sequence[tuple[Tensor, Sequence[Tensor]]]
 
 # A dtype name ("float32") or a keras.DTypePolicy; None for the default.
 DType = Any
+
+# Where audio comes from: an array [clips, samples] or a list of 1-D arrays, a folder
+# or a list of audio files, a folder pair {"damaged": DIR, "clean": DIR}, "tfds:NAME",
+# or (for the tf.data pipeline) a tf.data.Dataset of waveforms.
+AudioSource = Any

@@ -20,14 +20,19 @@ and strength range drawn per example, and returns a record of what it applied;
 :class:`ArtifactLayer` runs a chain inside a model, on the accelerator.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
 from spectral_restore import backend, spectral
+from spectral_restore._typing import Tensor
 
 SILENCE_POWER = 1e-10
 ALIASING_FACTORS = (2, 3, 4)
@@ -669,8 +674,10 @@ class ArtifactChain:
     [[0.0, 0.5, -0.5, 0.25]]
     """
 
-    def __init__(self, specs=DEFAULT_CHAIN, sample_rate=16000, ensure_one=True, noise_pool=None,
-                 clean_fraction=0.0, mild_fraction=0.0, mild_reduction_db=(6.0, 20.0)):
+    def __init__(self, specs: Sequence[ArtifactSpec | tuple[str, float, Sequence[float]]] | str = DEFAULT_CHAIN,
+                 sample_rate: int = 16000, ensure_one: bool = True, noise_pool: np.ndarray | None = None,
+                 clean_fraction: float = 0.0, mild_fraction: float = 0.0,
+                 mild_reduction_db: tuple[float, float] = (6.0, 20.0)) -> None:
         self.clean_fraction = _fraction("clean_fraction", clean_fraction)
         self.mild_fraction = _fraction("mild_fraction", mild_fraction)
         if self.clean_fraction + self.mild_fraction > 1.0:
@@ -708,7 +715,7 @@ class ArtifactChain:
         self.ensure_one = bool(ensure_one)
 
     @property
-    def names(self):
+    def names(self) -> list[str]:
         return [spec.name for spec in self.specs]
 
     def _link(self, spec):
@@ -716,7 +723,7 @@ class ArtifactChain:
             return lambda wave, seed, snr, sample_rate: add_noise_from_pool(wave, seed, snr, self.noise_pool)
         return ARTIFACTS[spec.name][1]
 
-    def __call__(self, wave, seed):
+    def __call__(self, wave: Tensor, seed: Tensor | Sequence[int]) -> tuple[Tensor, dict[str, dict[str, Tensor]]]:
         wave = _check(wave)
         seed = _as_seed(seed)
         batch = (_batch(wave),)
@@ -760,7 +767,7 @@ class ArtifactChain:
             record["mild"] = {"applied": mild, "strength": reduction_db}
         return wave, record
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "specs": [[s.name, s.probability, list(s.strength)] for s in self.specs],
             "sample_rate": self.sample_rate,
@@ -791,7 +798,8 @@ class ArtifactLayer(keras.layers.Layer):
         seed: int. Defaults to 0.
     """
 
-    def __init__(self, chain_config=None, sample_rate=16000, seed=0, **kwargs):
+    def __init__(self, chain_config: dict[str, Any] | None = None, sample_rate: int = 16000, seed: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.chain_config = chain_config
         self.sample_rate = int(sample_rate)
@@ -806,7 +814,7 @@ class ArtifactLayer(keras.layers.Layer):
         # int32: JAX has no int64 unless x64 is enabled.
         self.calls = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="calls")
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: Tensor, training: bool = False) -> Tensor:
         if not training:
             return inputs
         seed = fold_in([self.seed, 0xA7], self.calls)
@@ -816,5 +824,5 @@ class ArtifactLayer(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "chain_config": self.chain_config, "sample_rate": self.sample_rate, "seed": self.seed}
