@@ -37,12 +37,17 @@ from spectral_restore.data.files import (  # noqa: F401 - noise_pool_from_folder
     read_pair_or_skip,
     split_folder,
 )
-from spectral_restore.data.source import DAMAGE_MODES, OUTPUTS, as_float32, folder_pair, folder_pairs
+from spectral_restore.data.source import (
+    DAMAGE_MODES,
+    OUTPUTS,
+    as_float32,
+    folder_pair,
+    folder_pairs,
+)
 
 require_tensorflow("The tf.data pipeline (spectral_restore.data.pipeline)")
 import tensorflow as tf  # noqa: E402 - after the check that names what is missing
 import tensorflow.experimental.numpy as tnp  # noqa: E402
-
 
 # Fields of a TFDS dataset that hold the recorded damaged side of its "audio":
 # voicebank_demand's "noisy", audio_folder_pairs' "damaged".

@@ -16,8 +16,7 @@ from keras import ops
 
 from spectral_restore import spectral
 from spectral_restore._typing import Tensor
-# Registers ArtifactLayer, which a saved model's `input_damage` deserializes to.
-from spectral_restore.data import artifacts  # noqa: F401
+from spectral_restore.data import artifacts  # noqa: F401 - registers ArtifactLayer, which `input_damage` loads as
 from spectral_restore.models.terms import LossTermsMixin
 
 # Power-law exponent of the magnitude the backbones see (CMGAN, MP-SENet: 0.3).
