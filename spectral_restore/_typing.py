@@ -19,3 +19,6 @@ DType = Any
 # or a list of audio files, a folder pair {"damaged": DIR, "clean": DIR}, "tfds:NAME",
 # or (for the tf.data pipeline) a tf.data.Dataset of waveforms.
 AudioSource = Any
+
+# A stateless random seed: two integers (shape [2]).
+Seed = Any

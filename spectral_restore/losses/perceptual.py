@@ -9,8 +9,8 @@ import numpy as np
 from keras import ops
 
 from spectral_restore import spectral
-from spectral_restore._typing import DType, Tensor
 from spectral_restore import weighting as weighting_module
+from spectral_restore._typing import DType, Tensor
 from spectral_restore.audio_io import check_sample_rate
 from spectral_restore.losses import p862
 from spectral_restore.losses.base import (
