@@ -71,9 +71,9 @@ def clean_utterances():
     import soundfile as sf
 
     sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-    from conftest import arctic_example_path
-
     from spectral_restore.data import speech
+
+    from conftest import arctic_example_path
 
     arctic, rate = sf.read(arctic_example_path(), dtype="float32")
     names, waves = ["arctic_a0007"], [arctic]

@@ -136,7 +136,7 @@ def main():
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "mrstft_speed.json"), "w") as f:
         json.dump(results, f, indent=2)
-    print(f"| implementation | median fwd+bwd (s) | ratio vs auraloss |\n|---|---|---|")
+    print("| implementation | median fwd+bwd (s) | ratio vs auraloss |\n|---|---|---|")
     print(f"| auraloss (torch, {args.threads} threads) | {aura_time:.4f} | 1.00 |")
     print(f"| ours, TensorFlow + XLA | {xla_time:.4f} | {xla_time / aura_time:.2f} |")
     print(f"| ours, TensorFlow graph, no XLA | {graph_time:.4f} | {graph_time / aura_time:.2f} |")

@@ -75,8 +75,8 @@ def tfio_available():
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import tensorflow_io as tfio
             import tensorflow as tf
+            import tensorflow_io as tfio
 
             probe = tf.zeros([8, 1], tf.int16)
             tfio.audio.encode_flac(probe, rate=8000)

@@ -21,30 +21,31 @@ The export also carries, for any reader without this package:
 - the attributes ``sample_rate`` and ``metadata_json`` (variables) on the loaded object.
 """
 
+from __future__ import annotations
+
 import functools
 import json
 import os
 import tempfile
+from typing import Any
 
 import keras
 import numpy as np
 
 from spectral_restore.backend import name as backend_name
 from spectral_restore.backend import require_tensorflow
-
-require_tensorflow("SavedModel export")
-import tensorflow as tf  # noqa: E402 - after the check that names what is missing
-
 from spectral_restore.inference import (
     DEFAULT_CHUNK_SECONDS,
     DEFAULT_OVERLAP_SECONDS,
+    METADATA_FILE,
     chunking,
     crossfade_window,
-    METADATA_FILE,
     load_keras_model,
     model_metadata,
-    read_metadata,
 )
+
+require_tensorflow("SavedModel export")
+import tensorflow as tf  # noqa: E402 - after the check that names what is missing
 
 
 class RestorationServer(tf.Module):
@@ -56,7 +57,9 @@ class RestorationServer(tf.Module):
         overlap_seconds: float. Crossfade between chunks. Defaults to 0.5.
     """
 
-    def __init__(self, model, chunk_seconds=DEFAULT_CHUNK_SECONDS, overlap_seconds=DEFAULT_OVERLAP_SECONDS):
+    def __init__(
+        self, model: keras.Model, chunk_seconds: float = DEFAULT_CHUNK_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS
+    ) -> None:
         super().__init__(name="spectral_restore_server")
         rate = int(getattr(model, "sample_rate", 16000))
         self.chunk, self.overlap = chunking(rate, chunk_seconds, overlap_seconds)
@@ -116,7 +119,12 @@ class RestorationServer(tf.Module):
         return {"metadata": self.metadata_json.read_value(), "sample_rate": self.sample_rate.read_value()}
 
 
-def export_saved_model(model, export_dir, chunk_seconds=DEFAULT_CHUNK_SECONDS, overlap_seconds=DEFAULT_OVERLAP_SECONDS):
+def export_saved_model(
+    model: keras.Model | str | os.PathLike,
+    export_dir: str | os.PathLike,
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+    overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+) -> dict[str, Any]:
     """Writes ``model`` (a Keras model or a ``.keras`` file) as a SavedModel in
     ``export_dir`` (created; must not already hold files). Returns the metadata dict.
 

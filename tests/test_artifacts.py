@@ -180,7 +180,10 @@ def test_hard_clip_peak_at_threshold(speech):
 def test_soft_clip_keeps_peak_and_compresses(speech):
     soft = as_numpy(A.soft_clip(speech, 12.0))
     np.testing.assert_allclose(np.max(np.abs(soft), axis=1), np.max(np.abs(speech), axis=1), rtol=1e-5)
-    crest = lambda x: np.max(np.abs(x), axis=1) / np.sqrt(np.mean(x**2, axis=1))
+
+    def crest(x):
+        return np.max(np.abs(x), axis=1) / np.sqrt(np.mean(x**2, axis=1))
+
     assert np.all(crest(soft) < 0.7 * crest(speech))
 
 
@@ -231,8 +234,13 @@ def test_reverb_keeps_level_and_smears(speech):
 
 def test_phase_damage_keeps_the_magnitude(speech):
     cfg = spectral.STFTConfig(512, 128)
-    mag = lambda x: as_numpy(spectral.magnitude(*spectral.stft(x, cfg)))
-    phase = lambda x: as_numpy(spectral.phase(*spectral.stft(x, cfg)))
+
+    def mag(x):
+        return as_numpy(spectral.magnitude(*spectral.stft(x, cfg)))
+
+    def phase(x):
+        return as_numpy(spectral.phase(*spectral.stft(x, cfg)))
+
     m_clean = mag(speech)
     loud = m_clean > 0.05 * m_clean.max()
 

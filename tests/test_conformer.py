@@ -12,7 +12,12 @@ import tensorflow as tf
 from spectral_restore import spectral
 from spectral_restore.losses import CombinedLoss, SpectrogramMSE
 from spectral_restore.models import build_model
-from spectral_restore.models.conformer import MASK_BOUND, PRESETS, ConformerBlock, MagnitudePhaseConformer
+from spectral_restore.models.conformer import (
+    MASK_BOUND,
+    PRESETS,
+    ConformerBlock,
+    MagnitudePhaseConformer,
+)
 from spectral_restore.models.discriminators import LearnableSigmoid
 
 RATE = 16000

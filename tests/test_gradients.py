@@ -20,15 +20,6 @@ import pytest
 import scipy.signal
 from keras import ops
 
-from gradcheck import (
-    as_tensor,
-    assert_directional_derivatives,
-    assert_weight_derivatives,
-    gain_curve_direction,
-    gradients,
-    random_direction,
-    speech_envelope,
-)
 from spectral_restore import spectral
 from spectral_restore.losses import (
     AudioEmbeddingLoss,
@@ -43,9 +34,23 @@ from spectral_restore.losses import (
     SpectrogramMSE,
     WaveformLoss,
 )
-from spectral_restore.losses.adversarial import discriminator_loss, feature_matching_loss, generator_adversarial_loss
+from spectral_restore.losses.adversarial import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
 from spectral_restore.models.discriminators import MetricDiscriminator, MultiResolutionDiscriminator
 from spectral_restore.models.restorer import SpectralRestorer
+
+from gradcheck import (
+    as_tensor,
+    assert_directional_derivatives,
+    assert_weight_derivatives,
+    gain_curve_direction,
+    gradients,
+    random_direction,
+    speech_envelope,
+)
 
 needs_musicnn = pytest.mark.skipif(
     importlib.util.find_spec("musicnn") is None,

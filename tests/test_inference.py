@@ -3,9 +3,9 @@ import pytest
 import soundfile as sf
 import soxr
 
-from training import cli
 from spectral_restore.inference import Restorer, restore_file, restore_files
 from spectral_restore.models.restorer import build_restorer
+from training import cli
 
 from reference import chunked_crossfade
 

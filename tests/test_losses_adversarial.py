@@ -22,7 +22,10 @@ def outputs(rng, batch=3):
 def test_adversarial_losses_match_numpy():
     rng = np.random.default_rng(0)
     real, fake = outputs(rng), outputs(rng)
-    mean = lambda x: x.reshape(len(x), -1).mean(axis=1)
+
+    def mean(x):
+        return x.reshape(len(x), -1).mean(axis=1)
+
     want_d_ls = np.mean([mean((r - 1) ** 2) + mean(f**2) for (r, _), (f, _) in zip(real, fake)], axis=0)
     want_d_hinge = np.mean([mean(np.maximum(0, 1 - r)) + mean(np.maximum(0, 1 + f)) for (r, _), (f, _) in zip(real, fake)], axis=0)
     want_g_ls = np.mean([mean((f - 1) ** 2) for f, _ in fake], axis=0)

@@ -11,7 +11,7 @@ from spectral_restore.losses import (
 )
 from spectral_restore.psychoacoustics import a_weighting_db
 
-from reference import numpy_magnitude, numpy_spectra, numpy_stft
+from reference import numpy_magnitude, numpy_spectra
 
 PWG = dict(fft_sizes=[512, 1024, 2048], hop_sizes=[50, 120, 240], win_lengths=[240, 600, 1200])
 

@@ -1,18 +1,22 @@
+import keras
 import numpy as np
 import pytest
 import soundfile as sf
 import tensorflow as tf
 
-import keras
-
 from spectral_restore import spectral
-from spectral_restore.data.artifacts import ArtifactChain
 from spectral_restore.data import levels
-from spectral_restore.data.artifacts import ArtifactLayer
+from spectral_restore.data.artifacts import ArtifactChain, ArtifactLayer
 from spectral_restore.data.pipeline import ReadStats, crop_or_pad, make_dataset
 from spectral_restore.data.source import AudioDataset, is_pair_source
-from recorded_pairs import RATES, assert_aligned_crops, check_skips, expected_pairs, write_problem_pairs
 
+from recorded_pairs import (
+    RATES,
+    assert_aligned_crops,
+    check_skips,
+    expected_pairs,
+    write_problem_pairs,
+)
 from reference import binomial_tolerance
 
 
@@ -231,7 +235,9 @@ def test_tfds_voicebank_demand_yields_its_noisy_side_resampled(tmp_path):
     import scipy.signal
 
     import tfds_builders  # noqa: F401 - registers the project's builders
-    from tfds_builders.voicebank_demand.voicebank_demand_dataset_builder_test import VoicebankDemandTest
+    from tfds_builders.voicebank_demand.voicebank_demand_dataset_builder_test import (
+        VoicebankDemandTest,
+    )
 
     source, data_dir = "tfds:voicebank_demand/48k", str(tmp_path)
     options = dict(segment_seconds=0.1, batch_size=2, split="test", data_dir=data_dir,

@@ -98,8 +98,7 @@ def test_fit_logs_terms_and_save_load_round_trip(tmp_path):
 
 
 def test_input_damage_applies_in_training_only():
-    from spectral_restore.data.artifacts import ArtifactChain
-    from spectral_restore.data.artifacts import ArtifactLayer
+    from spectral_restore.data.artifacts import ArtifactChain, ArtifactLayer
 
     chain = ArtifactChain([("noise", 1.0, (0.0, 0.0))]).get_config()
     model = SpectralRestorer("small", input_damage=ArtifactLayer(chain_config=chain))

@@ -9,7 +9,14 @@ import soundfile as sf
 from spectral_restore.data.artifacts import ArtifactChain
 from spectral_restore.data.files import FilePair, ReadStats, match_pairs
 from spectral_restore.data.source import AudioDataset, load_npz, save_npz
-from recorded_pairs import RATES, assert_aligned_crops, check_skips, expected_pairs, write_problem_pairs
+
+from recorded_pairs import (
+    RATES,
+    assert_aligned_crops,
+    check_skips,
+    expected_pairs,
+    write_problem_pairs,
+)
 from reference import numpy_stft
 
 RATE = 16000

@@ -7,7 +7,6 @@ from spectral_restore.spectral import STFTConfig
 
 from reference import numpy_stft, reference_window
 
-
 CONFIGS = [
     STFTConfig(),
     STFTConfig(frame_length=400, hop_length=160, fft_length=512),

@@ -327,8 +327,9 @@ def test_train_on_a_folder_pair_feeds_the_recorded_damage_to_the_model(tmp_path,
     import keras
 
     from training import cli
-    from training_probe import probe_fit
+
     from recorded_pairs import assert_aligned_crops, expected_pairs
+    from training_probe import probe_fit
 
     out = tmp_path / "run"
     overrides = TINY + [

@@ -404,8 +404,9 @@ def test_evaluate_scores_a_runs_recorded_pairs_whole_as_recorded(perturbed_resto
     from pesq import pesq
     from pystoi import stoi
 
-    from recorded_pairs import expected_pairs
     from training.evaluate import evaluate
+
+    from recorded_pairs import expected_pairs
 
     source = f"data.source={{damaged: {speech_pairs['damaged']}, clean: {speech_pairs['clean']}}}"
     config = load_config("small.yaml", [source, "data.eval_repeats=2"])

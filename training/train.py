@@ -19,7 +19,13 @@ import keras
 import numpy as np
 
 from spectral_restore import backend
-from spectral_restore.callbacks import AudioSummary, BestCheckpoint, ResumableEarlyStopping, TimeLimit, ValidationPESQ
+from spectral_restore.callbacks import (
+    AudioSummary,
+    BestCheckpoint,
+    ResumableEarlyStopping,
+    TimeLimit,
+    ValidationPESQ,
+)
 from training.config import build_loss, register_dataset_builders
 from training.errors import UsageError, user_input
 
@@ -197,7 +203,10 @@ def build_model(config, loss):
                                    sample_rate=model_config["sample_rate"], input_damage=input_damage)
     optimizers = build_optimizers(training)
     if training["gan"] or training["metric_discriminator"]:
-        from spectral_restore.models.discriminators import MetricDiscriminator, MultiResolutionDiscriminator
+        from spectral_restore.models.discriminators import (
+            MetricDiscriminator,
+            MultiResolutionDiscriminator,
+        )
         from spectral_restore.models.gan import RestorationGAN
 
         model = RestorationGAN(

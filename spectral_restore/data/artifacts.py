@@ -20,14 +20,19 @@ and strength range drawn per example, and returns a record of what it applied;
 :class:`ArtifactLayer` runs a chain inside a model, on the accelerator.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
 from spectral_restore import backend, spectral
+from spectral_restore._typing import Seed, Tensor
 
 SILENCE_POWER = 1e-10
 ALIASING_FACTORS = (2, 3, 4)
@@ -85,7 +90,7 @@ def _as_seed(seed):
     return seed
 
 
-def fold_in(seed, salt):
+def fold_in(seed: Seed, salt: int | Tensor) -> Tensor:
     """A new seed ``[2]`` derived from ``seed`` and an integer ``salt`` (the counterpart
     of ``jax.random.fold_in`` and ``tf.random.experimental.stateless_fold_in``).
 
@@ -175,7 +180,7 @@ def _scale_spectrum(spectrum, gain):
     return spectrum[0] * gain, spectrum[1] * gain
 
 
-def mix_at_snr(clean, noise, snr_db):
+def mix_at_snr(clean: Tensor, noise: Tensor, snr_db: float | Tensor) -> Tensor:
     """``clean + a * noise`` with ``a`` chosen so that ``10 log10(P_clean / P_noise) = snr_db``
     exactly (powers are means of squares over each example; silent clean audio
     counts as power 1e-10, silent noise adds nothing)."""
@@ -189,7 +194,7 @@ def mix_at_snr(clean, noise, snr_db):
     return clean + scale[:, None] * noise
 
 
-def colored_noise(shape, seed, exponent):
+def colored_noise(shape: tuple[int, ...], seed: Seed, exponent: float | Tensor) -> Tensor:
     """Gaussian noise with power spectrum ``1 / f^exponent`` (0 white, 1 pink, 2 brown),
     ``exponent`` a scalar or one per example; shaped in the FFT domain."""
     white = _normal(shape, seed)
@@ -201,7 +206,7 @@ def colored_noise(shape, seed, exponent):
     return ops.irfft(_scale_spectrum(spectrum, gain), fft_length=length)
 
 
-def add_noise(wave, seed, snr_db, color=None):
+def add_noise(wave: Tensor, seed: Seed, snr_db: float | Tensor, color: float | Tensor | None = None) -> Tensor:
     """Additive white, pink or brown noise at ``snr_db`` dB SNR.
 
     Args:
@@ -218,7 +223,7 @@ def add_noise(wave, seed, snr_db, color=None):
     return mix_at_snr(wave, noise, snr_db)
 
 
-def add_babble(wave, seed, snr_db, talkers=4):
+def add_babble(wave: Tensor, seed: Seed, snr_db: float | Tensor, talkers: int = 4) -> Tensor:
     """Babble: the sum of ``talkers`` other utterances of the batch (rolled along the
     batch and circularly shifted in time by random amounts) at ``snr_db``."""
     wave = _check(wave)
@@ -237,7 +242,7 @@ def _random_index(shape, seed, count):
     return ops.minimum(index, count - 1)
 
 
-def add_noise_from_pool(wave, seed, snr_db, pool):
+def add_noise_from_pool(wave: Tensor, seed: Seed, snr_db: float | Tensor, pool: Tensor) -> Tensor:
     """Noise cut from ``pool`` (``[clips, pool_samples]``, e.g. files of a user's noise
     folder, each at least as long as ``wave``) at a random clip and offset, at ``snr_db``."""
     wave = _check(wave)
@@ -251,7 +256,7 @@ def add_noise_from_pool(wave, seed, snr_db, pool):
     return mix_at_snr(wave, noise, snr_db)
 
 
-def hard_clip(wave, threshold):
+def hard_clip(wave: Tensor, threshold: float | Tensor) -> Tensor:
     """Hard clipping at ``threshold`` times each example's peak (``0 < threshold <= 1``)."""
     wave = _check(wave)
     peak = ops.max(ops.abs(wave), axis=-1)
@@ -259,7 +264,7 @@ def hard_clip(wave, threshold):
     return ops.minimum(ops.maximum(wave, -limit), limit)
 
 
-def soft_clip(wave, drive_db):
+def soft_clip(wave: Tensor, drive_db: float | Tensor) -> Tensor:
     """Soft clipping: ``peak * tanh(g x / peak) / tanh(g)`` with ``g = 10^(drive_db/20)``;
     the peak is kept, the waveform is compressed towards it."""
     wave = _check(wave)
@@ -268,7 +273,7 @@ def soft_clip(wave, drive_db):
     return peak * ops.tanh(gain * wave / peak) / ops.tanh(gain)
 
 
-def band_limit(wave, low_hz, high_hz, sample_rate, transition_hz=100.0):
+def band_limit(wave: Tensor, low_hz: float | Tensor, high_hz: float | Tensor, sample_rate: int, transition_hz: float = 100.0) -> Tensor:
     """Band-pass in the FFT domain: unity in ``[low_hz, high_hz]``, raised-cosine
     transitions of ``transition_hz`` inside the band, exactly zero outside it.
     ``low_hz=0`` gives a low-pass.
@@ -291,17 +296,17 @@ def band_limit(wave, low_hz, high_hz, sample_rate, transition_hz=100.0):
     return ops.irfft(_scale_spectrum(spectrum, gain), fft_length=length)
 
 
-def lowpass(wave, cutoff_hz, sample_rate):
+def lowpass(wave: Tensor, cutoff_hz: float | Tensor, sample_rate: int) -> Tensor:
     """Low-pass at ``cutoff_hz`` (see :func:`band_limit`)."""
     return band_limit(wave, 0.0, cutoff_hz, sample_rate)
 
 
-def telephone(wave, sample_rate, low_hz=300.0, high_hz=3400.0):
+def telephone(wave: Tensor, sample_rate: int, low_hz: float = 300.0, high_hz: float = 3400.0) -> Tensor:
     """Telephone band 300-3400 Hz (ITU-T G.712)."""
     return band_limit(wave, low_hz, high_hz, sample_rate)
 
 
-def codec(wave, strength, sample_rate, bands=20):
+def codec(wave: Tensor, strength: float | Tensor, sample_rate: int, bands: int = 20) -> Tensor:
     """Lossy-coder-like damage in the STFT domain.
 
     Per frame and Bark band, bins weaker than ``drop_db = 40 - 30 s`` dB below the
@@ -330,7 +335,7 @@ def codec(wave, strength, sample_rate, bands=20):
     return _istft(real * scale, imag * scale, wave)
 
 
-def dropouts(wave, seed, rate_per_second, sample_rate, duration_ms=20.0, crossfade_ms=0.0, max_drops=16):
+def dropouts(wave: Tensor, seed: Seed, rate_per_second: float | Tensor, sample_rate: int, duration_ms: float = 20.0, crossfade_ms: float = 0.0, max_drops: int = 16) -> Tensor:
     """Packet loss: ``rate_per_second`` gaps of ``duration_ms`` (a packet) per
     second, at random positions, zeroed; with ``crossfade_ms > 0`` the signal
     fades out before each gap and back in after it along a raised-cosine ramp of
@@ -361,7 +366,7 @@ def dropouts(wave, seed, rate_per_second, sample_rate, duration_ms=20.0, crossfa
     return wave * (0.5 - 0.5 * ops.cos(math.pi * ramp))
 
 
-def spectral_holes(wave, seed, holes_per_second, sample_rate, max_frames=12, max_bins=40, max_holes=16):
+def spectral_holes(wave: Tensor, seed: Seed, holes_per_second: float | Tensor, sample_rate: int, max_frames: int = 12, max_bins: int = 40, max_holes: int = 16) -> Tensor:
     """Time-frequency holes (inpainting masks): rectangles of up to ``max_frames``
     frames by ``max_bins`` bins zeroed in the STFT, ``holes_per_second`` of them."""
     wave = _check(wave)
@@ -386,7 +391,7 @@ def spectral_holes(wave, seed, holes_per_second, sample_rate, max_frames=12, max
     return _istft(real * keep, imag * keep, wave)
 
 
-def synthetic_rir(seed, rt60, sample_rate, length, batch=None):
+def synthetic_rir(seed: Seed, rt60: float | Tensor, sample_rate: int, length: int, batch: int | None = None) -> Tensor:
     """Synthetic room impulse responses ``[batch, length]``: a unit direct path, then
     Gaussian noise under an exponential envelope ``exp(-3 ln(10) t / rt60)``
     (energy down 60 dB after ``rt60`` seconds), starting 2.5 ms after the direct path.
@@ -407,7 +412,7 @@ def synthetic_rir(seed, rt60, sample_rate, length, batch=None):
     return direct + tail
 
 
-def reverb(wave, seed, rt60, sample_rate, max_rt60=1.5):
+def reverb(wave: Tensor, seed: Seed, rt60: float | Tensor, sample_rate: int, max_rt60: float = 1.5) -> Tensor:
     """Reverberation: convolution with :func:`synthetic_rir` of ``rt60`` seconds
     (the RIR is ``max_rt60 * sample_rate`` samples long), cut to the input length and
     scaled back to the input's power."""
@@ -424,7 +429,7 @@ def reverb(wave, seed, rt60, sample_rate, max_rt60=1.5):
     return wet * scale[:, None]
 
 
-def bit_depth(wave, bits):
+def bit_depth(wave: Tensor, bits: float | Tensor) -> Tensor:
     """Requantisation to ``bits`` bits (rounded to an integer, at least 2):
     ``round(x * 2^(b-1)) / 2^(b-1)`` (round half to even)."""
     wave = _check(wave)
@@ -446,7 +451,7 @@ def _fft_upsample(low, factor):
     return ops.irfft((real * half, imag * half), fft_length=count * factor) * float(factor)
 
 
-def aliasing(wave, factor):
+def aliasing(wave: Tensor, factor: float | Tensor) -> Tensor:
     """Resampling aliasing: decimation by an integer ``factor`` in
     ``ALIASING_FACTORS`` without an anti-aliasing filter (so content above the new
     Nyquist folds down), then ideal (FFT) interpolation back to the input rate.
@@ -469,7 +474,7 @@ def aliasing(wave, factor):
     return result
 
 
-def phase_noise(wave, seed, strength, iterations=8):
+def phase_noise(wave: Tensor, seed: Seed, strength: float | Tensor, iterations: int = 8) -> Tensor:
     """Phase damage that keeps the STFT magnitude close: each bin's phase is offset
     by uniform noise in ``[-pi s, pi s]`` (``s = strength`` in [0, 1]), then
     ``iterations`` Griffin-Lim projections make the spectrogram consistent again
@@ -484,7 +489,7 @@ def phase_noise(wave, seed, strength, iterations=8):
     return _project_magnitude(mag, angle, wave, iterations=int(iterations))
 
 
-def allpass(wave, seed, strength, terms=12):
+def allpass(wave: Tensor, seed: Seed, strength: float | Tensor, terms: int = 12) -> Tensor:
     """All-pass phase dispersion: the whole-signal spectrum is multiplied by
     ``exp(j phi(w))`` with a smooth random phase response
     ``phi(w) = sum_{q=1..Q} a_q cos(q w) + b_q sin(q w)`` (``w`` in rad/sample,
@@ -510,7 +515,7 @@ def allpass(wave, seed, strength, terms=12):
     return ops.irfft((real * cos - imag * sin, real * sin + imag * cos), fft_length=length)
 
 
-def griffin_lim_phase(wave, seed, iterations=4):
+def griffin_lim_phase(wave: Tensor, seed: Seed, iterations: int = 4) -> Tensor:
     """Phase replaced by ``iterations`` Griffin-Lim iterations from random phases,
     with the original magnitude."""
     wave = _check(wave)
@@ -669,8 +674,10 @@ class ArtifactChain:
     [[0.0, 0.5, -0.5, 0.25]]
     """
 
-    def __init__(self, specs=DEFAULT_CHAIN, sample_rate=16000, ensure_one=True, noise_pool=None,
-                 clean_fraction=0.0, mild_fraction=0.0, mild_reduction_db=(6.0, 20.0)):
+    def __init__(self, specs: Sequence[ArtifactSpec | tuple[str, float, Sequence[float]]] | str = DEFAULT_CHAIN,
+                 sample_rate: int = 16000, ensure_one: bool = True, noise_pool: np.ndarray | None = None,
+                 clean_fraction: float = 0.0, mild_fraction: float = 0.0,
+                 mild_reduction_db: tuple[float, float] = (6.0, 20.0)) -> None:
         self.clean_fraction = _fraction("clean_fraction", clean_fraction)
         self.mild_fraction = _fraction("mild_fraction", mild_fraction)
         if self.clean_fraction + self.mild_fraction > 1.0:
@@ -708,7 +715,7 @@ class ArtifactChain:
         self.ensure_one = bool(ensure_one)
 
     @property
-    def names(self):
+    def names(self) -> list[str]:
         return [spec.name for spec in self.specs]
 
     def _link(self, spec):
@@ -716,7 +723,7 @@ class ArtifactChain:
             return lambda wave, seed, snr, sample_rate: add_noise_from_pool(wave, seed, snr, self.noise_pool)
         return ARTIFACTS[spec.name][1]
 
-    def __call__(self, wave, seed):
+    def __call__(self, wave: Tensor, seed: Seed) -> tuple[Tensor, dict[str, dict[str, Tensor]]]:
         wave = _check(wave)
         seed = _as_seed(seed)
         batch = (_batch(wave),)
@@ -760,7 +767,7 @@ class ArtifactChain:
             record["mild"] = {"applied": mild, "strength": reduction_db}
         return wave, record
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "specs": [[s.name, s.probability, list(s.strength)] for s in self.specs],
             "sample_rate": self.sample_rate,
@@ -791,7 +798,8 @@ class ArtifactLayer(keras.layers.Layer):
         seed: int. Defaults to 0.
     """
 
-    def __init__(self, chain_config=None, sample_rate=16000, seed=0, **kwargs):
+    def __init__(self, chain_config: dict[str, Any] | None = None, sample_rate: int = 16000, seed: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.chain_config = chain_config
         self.sample_rate = int(sample_rate)
@@ -806,7 +814,7 @@ class ArtifactLayer(keras.layers.Layer):
         # int32: JAX has no int64 unless x64 is enabled.
         self.calls = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="calls")
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: Tensor, training: bool = False) -> Tensor:
         if not training:
             return inputs
         seed = fold_in([self.seed, 0xA7], self.calls)
@@ -816,5 +824,5 @@ class ArtifactLayer(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "chain_config": self.chain_config, "sample_rate": self.sample_rate, "seed": self.seed}

@@ -7,7 +7,13 @@ Each rule takes ``xp``, an array namespace with numpy's API: ``numpy`` on the ho
 same formulas. They act on the last axis, so single segments and batches alike.
 """
 
+from __future__ import annotations
+
+from types import ModuleType
+
 import numpy as np
+
+from spectral_restore._typing import Tensor
 
 # Segments quieter than this (RMS, dB re full scale) are silence, not speech.
 SILENCE_DB = -60.0
@@ -17,7 +23,7 @@ PEAK = 0.99
 EPSILON = 1e-12
 
 
-def rms_db(wave, xp=np):
+def rms_db(wave: Tensor, xp: ModuleType = np) -> Tensor:
     """RMS level of ``wave`` along its last axis, dB re full scale.
 
     Formula: ``10 * log10(mean(x^2) + 1e-12)`` (so digital silence is -120 dB).
@@ -33,12 +39,12 @@ def rms_db(wave, xp=np):
     return 10.0 * xp.log10(xp.mean(xp.square(wave), axis=-1) + EPSILON)
 
 
-def is_silent(wave, xp=np):
+def is_silent(wave: Tensor, xp: ModuleType = np) -> Tensor:
     """True where ``wave`` (``[..., samples]``) is quieter than ``SILENCE_DB``."""
     return rms_db(wave, xp) <= SILENCE_DB
 
 
-def normalise_level(wave, level_db, peak=PEAK, xp=np):
+def normalise_level(wave: Tensor, level_db: float, peak: float = PEAK, xp: ModuleType = np) -> Tensor:
     """Scales ``wave`` to ``level_db`` dB RMS re full scale along its last axis, then
     down where the peak would exceed ``peak``.
 
@@ -59,7 +65,9 @@ def normalise_level(wave, level_db, peak=PEAK, xp=np):
     return wave * _gain(wave, level_db, peak, xp, wave)
 
 
-def normalise_pair_level(damaged, clean, level_db, peak=PEAK, xp=np):
+def normalise_pair_level(
+    damaged: Tensor, clean: Tensor, level_db: float, peak: float = PEAK, xp: ModuleType = np
+) -> tuple[Tensor, Tensor]:
     """Scales a recorded pair by one gain: ``clean`` to ``level_db`` dB RMS re full
     scale, then both down where either's peak would exceed ``peak``. One gain keeps
     what the damage did to the level (noise adds energy, a lowpass removes some).

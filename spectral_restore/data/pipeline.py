@@ -12,12 +12,15 @@ TensorFlow only; :class:`~spectral_restore.data.source.AudioDataset` is the same
 source for every Keras backend.
 """
 
+from __future__ import annotations
+
 import functools
 import os
 
 import numpy as np
 
 from spectral_restore import spectral
+from spectral_restore._typing import AudioSource
 from spectral_restore.backend import require_tensorflow
 from spectral_restore.data import levels
 from spectral_restore.data.artifacts import ArtifactChain
@@ -42,7 +45,6 @@ from spectral_restore.data.tfds_sources import (  # noqa: E402 - it needs Tensor
     tfds_pairs,
     waveform_dataset,
 )
-
 
 PAIR_SPEC = tf.TensorSpec([2, None], tf.float32)
 
@@ -140,30 +142,30 @@ def crop_or_pad(wave, length, seed):
 
 
 def make_dataset(
-    source,
+    source: AudioSource,
     *,
-    sample_rate=16000,
-    segment_seconds=3.0,
-    batch_size=16,
-    chain="default",
-    damage_pairs=False,
-    pair_tolerance_seconds=PAIR_TOLERANCE_SECONDS,
-    seed=0,
-    output="waveform",
-    stft_config=None,
-    level_db=-25.0,
-    shuffle=True,
-    shuffle_buffer=256,
-    repeat=False,
-    cache=False,
-    damage="pipeline",
-    return_record=False,
-    skip_batches=0,
-    split="train",
-    data_dir=None,
-    manual_dir=None,
-    stats=None,
-):
+    sample_rate: int = 16000,
+    segment_seconds: float = 3.0,
+    batch_size: int = 16,
+    chain: ArtifactChain | str | None = "default",
+    damage_pairs: bool = False,
+    pair_tolerance_seconds: float = PAIR_TOLERANCE_SECONDS,
+    seed: int = 0,
+    output: str = "waveform",
+    stft_config: spectral.STFTConfig | dict | None = None,
+    level_db: float | None = -25.0,
+    shuffle: bool = True,
+    shuffle_buffer: int = 256,
+    repeat: bool = False,
+    cache: bool = False,
+    damage: str = "pipeline",
+    return_record: bool = False,
+    skip_batches: int = 0,
+    split: str = "train",
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    stats: ReadStats | None = None,
+) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of ``(damaged, clean)`` pairs.
 
     Args:

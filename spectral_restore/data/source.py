@@ -24,15 +24,19 @@ replaced by a seeded random crop of a random clip. Unreadable files are counted
 once in :class:`~spectral_restore.data.files.ReadStats` and not read again.
 """
 
+from __future__ import annotations
+
 import collections.abc
 import functools
 import os
 import threading
+from typing import Any
 
 import keras
 import numpy as np
 
 from spectral_restore import spectral
+from spectral_restore._typing import AudioSource
 from spectral_restore.audio_io import check_sample_rate
 from spectral_restore.backend import require_tensorflow
 from spectral_restore.checks import check_choice
@@ -300,31 +304,31 @@ class AudioDataset(keras.utils.PyDataset):
 
     def __init__(
         self,
-        source,
+        source: AudioSource,
         *,
-        sample_rate=16000,
-        segment_seconds=3.0,
-        batch_size=16,
-        chain="default",
-        damage_pairs=False,
-        pair_tolerance_seconds=PAIR_TOLERANCE_SECONDS,
-        seed=0,
-        output="waveform",
-        stft_config=None,
-        level_db=-25.0,
-        shuffle=True,
-        repeat=False,
-        cache=False,
-        damage="pipeline",
-        return_record=False,
-        skip_batches=0,
-        cache_batches=0,
-        split="train",
-        data_dir=None,
-        manual_dir=None,
-        stats=None,
-        **kwargs,
-    ):
+        sample_rate: int = 16000,
+        segment_seconds: float = 3.0,
+        batch_size: int = 16,
+        chain: ArtifactChain | str | None = "default",
+        damage_pairs: bool = False,
+        pair_tolerance_seconds: float = PAIR_TOLERANCE_SECONDS,
+        seed: int = 0,
+        output: str = "waveform",
+        stft_config: spectral.STFTConfig | dict | None = None,
+        level_db: float | None = -25.0,
+        shuffle: bool = True,
+        repeat: bool = False,
+        cache: bool = False,
+        damage: str = "pipeline",
+        return_record: bool = False,
+        skip_batches: int = 0,
+        cache_batches: int = 0,
+        split: str = "train",
+        data_dir: str | None = None,
+        manual_dir: str | None = None,
+        stats: ReadStats | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.sample_rate, self.pair_tolerance_seconds = check_stream_options(
             sample_rate, output, damage, segment_seconds, batch_size, pair_tolerance_seconds)
@@ -365,7 +369,7 @@ class AudioDataset(keras.utils.PyDataset):
         self._made = {}
 
     @property
-    def num_batches(self):
+    def num_batches(self) -> int | None:
         """Batches per epoch: ``clips // batch_size``, or None for an endless stream."""
         return None if self.repeat else len(self.clips) // self.batch_size
 
@@ -374,7 +378,7 @@ class AudioDataset(keras.utils.PyDataset):
             raise TypeError("An endless AudioDataset (repeat=True) has no length; see num_batches")
         return self.num_batches
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         """A finite dataset moves on to the next epoch's order and crops."""
         if not self.repeat:
             self.epoch += 1
@@ -406,7 +410,7 @@ class AudioDataset(keras.utils.PyDataset):
                 self._decoded[clip] = samples
         return samples
 
-    def utterance(self, index):
+    def utterance(self, index: int) -> np.ndarray | None:
         """Clip ``index`` whole, at any length, levelled as the crops are (``level_db``;
         a recorded pair by one gain for both sides): float32 ``[samples]``, or
         ``[2, samples]`` (damaged, clean) for recorded pairs; None when its files
@@ -477,7 +481,7 @@ class AudioDataset(keras.utils.PyDataset):
             )
         return (damaged, clean, record) if self.return_record else (damaged, clean)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
             raise IndexError(f"AudioDataset batches are numbered 0, 1, ...; received {index!r}")
         if not self.repeat:

@@ -5,10 +5,14 @@ about 130 languages with voice variants (``en-us+f3``), flite has six English
 voices (``slt``, ``rms``, ``awb``, ``kal``, ``kal16``, ``awb_time``).
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import subprocess
 import tempfile
+
+import numpy as np
 
 from spectral_restore.audio_io import read_audio
 from spectral_restore.checks import check_choice
@@ -45,12 +49,12 @@ class SynthesisError(RuntimeError):
     """A speech engine is missing or failed."""
 
 
-def engine_available(engine):
+def engine_available(engine: str) -> bool:
     """True when the engine's executable is on PATH."""
     return shutil.which(engine) is not None
 
 
-def flite_voices():
+def flite_voices() -> tuple[str, ...]:
     """Voices the installed flite offers (it falls back to a default voice silently
     for unknown names, so names are checked against this list)."""
     result = subprocess.run(["flite", "-lv"], capture_output=True, text=True, check=False)
@@ -58,7 +62,9 @@ def flite_voices():
     return tuple(listing.split())
 
 
-def synthesize(text, voice="en-us", engine="espeak-ng", sample_rate=16000, words_per_minute=None):
+def synthesize(
+    text: str, voice: str = "en-us", engine: str = "espeak-ng", sample_rate: int = 16000, words_per_minute: int | None = None
+) -> np.ndarray:
     """Speaks ``text`` and returns float32 mono samples at ``sample_rate``.
 
     Args:

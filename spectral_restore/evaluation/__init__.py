@@ -6,6 +6,12 @@ STOI/ESTOI, the composite measures CSIG/CBAK/COVL
 ``speechmos`` is installed, DNSMOS P.835 (:mod:`spectral_restore.evaluation.dnsmos`).
 """
 
-from spectral_restore.evaluation.scoring import LABELS, METRICS, Evaluation, score_conditions, score_pairs
+from spectral_restore.evaluation.scoring import (
+    LABELS,
+    METRICS,
+    Evaluation,
+    score_conditions,
+    score_pairs,
+)
 
 __all__ = ["score_pairs", "score_conditions", "Evaluation", "METRICS", "LABELS"]

@@ -5,9 +5,12 @@ resolution; every function returns one value per example, averaged over
 resolutions (and over each logit map's frames and bins).
 """
 
+from __future__ import annotations
+
 import keras
 from keras import ops
 
+from spectral_restore._typing import DiscriminatorOutputs, DType, Tensor
 from spectral_restore.checks import check_choice
 from spectral_restore.losses.base import per_example_mean
 
@@ -19,7 +22,7 @@ def _check_kind(kind):
     return check_choice("adversarial", kind, KINDS)
 
 
-def discriminator_loss(real_outputs, fake_outputs, kind="lsgan"):
+def discriminator_loss(real_outputs: DiscriminatorOutputs, fake_outputs: DiscriminatorOutputs, kind: str = "lsgan") -> Tensor:
     """Least squares (Mao et al., ICCV 2017): ``(D(real) - 1)^2 + D(fake)^2``;
     hinge (Lim & Ye 2017): ``relu(1 - D(real)) + relu(1 + D(fake))``."""
     _check_kind(kind)
@@ -32,7 +35,7 @@ def discriminator_loss(real_outputs, fake_outputs, kind="lsgan"):
     return total / len(real_outputs)
 
 
-def generator_adversarial_loss(fake_outputs, kind="lsgan"):
+def generator_adversarial_loss(fake_outputs: DiscriminatorOutputs, kind: str = "lsgan") -> Tensor:
     """Least squares: ``(D(fake) - 1)^2``; hinge: ``-D(fake)``."""
     _check_kind(kind)
     total = 0.0
@@ -41,7 +44,7 @@ def generator_adversarial_loss(fake_outputs, kind="lsgan"):
     return total / len(fake_outputs)
 
 
-def feature_matching_loss(real_outputs, fake_outputs):
+def feature_matching_loss(real_outputs: DiscriminatorOutputs, fake_outputs: DiscriminatorOutputs) -> Tensor:
     """Mean absolute difference of every discriminator feature map between real
     and generated audio, averaged over layers and resolutions (Kumar et al.,
     "MelGAN", NeurIPS 2019, eq. 3). Real features carry no gradient."""
@@ -58,8 +61,8 @@ class FeatureMatchingLoss(keras.losses.Loss):
     """:func:`feature_matching_loss` as a Keras loss: ``y_true`` and ``y_pred`` are the
     discriminator outputs (lists of ``(logits, feature_maps)``) for real and generated audio."""
 
-    def __init__(self, reduction="sum_over_batch_size", name="feature_matching", dtype=None):
+    def __init__(self, reduction: str = "sum_over_batch_size", name: str = "feature_matching", dtype: DType = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: DiscriminatorOutputs, y_pred: DiscriminatorOutputs) -> Tensor:
         return feature_matching_loss(y_true, y_pred)

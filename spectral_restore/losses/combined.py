@@ -1,10 +1,15 @@
 """Weighted sums of named loss terms."""
 
+from __future__ import annotations
+
 import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import keras
 from keras import ops
 
+from spectral_restore._typing import DType, Tensor
 from spectral_restore.losses.embedding import AudioEmbeddingLoss
 from spectral_restore.losses.perceptual import LoudnessWeightedLoss, PESQLoss
 from spectral_restore.losses.phase import ComplexSTFTLoss, PhaseConsistencyLoss
@@ -43,7 +48,7 @@ TERM_FACTORIES = {
 }
 
 
-def register_term(name, factory):
+def register_term(name: str, factory: Callable[[], keras.losses.Loss]) -> None:
     """Makes ``name`` a known term built by ``factory()`` when given only a weight."""
     check_term_name(name)
     TERM_FACTORIES[name] = factory
@@ -127,16 +132,22 @@ class CombinedLoss(keras.losses.Loss):
     ['recon/log_mag', 'recon/sc', 'total']
     """
 
-    def __init__(self, terms, reduction="sum_over_batch_size", name="combined", dtype=None):
+    def __init__(
+        self,
+        terms: Mapping[str, Any] | Sequence[tuple[Any, ...]],
+        reduction: str = "sum_over_batch_size",
+        name: str = "combined",
+        dtype: DType = None,
+    ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         self.terms = _normalise_terms(terms)
 
     @property
-    def weights(self):
+    def weights(self) -> dict[str, float]:
         """``{name: weight}`` of every term."""
         return {name: weight for name, _, weight in self.terms}
 
-    def with_weights(self, overrides):
+    def with_weights(self, overrides: Mapping[str, float]) -> CombinedLoss:
         """A copy with some weights replaced; an unknown name raises ``ValueError``."""
         unknown = sorted(set(overrides) - set(self.weights))
         if unknown:
@@ -147,7 +158,7 @@ class CombinedLoss(keras.losses.Loss):
             name=self.name,
         )
 
-    def compute_terms(self, y_true, y_pred):
+    def compute_terms(self, y_true: Tensor, y_pred: Tensor) -> dict[str, Tensor]:
         """Per-example value of every active (non-zero weight) term, unweighted, and
         their weighted sum under "total"."""
         y_true = ops.convert_to_tensor(y_true, self.dtype)
@@ -165,14 +176,14 @@ class CombinedLoss(keras.losses.Loss):
         values["total"] = total
         return values
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return self.compute_terms(y_true, y_pred)["total"]
 
-    def term_metrics(self):
+    def term_metrics(self) -> list[TermMetric]:
         """One Keras metric per active term, named like the term."""
         return [TermMetric(loss, name=name) for name, loss, weight in self.terms if weight]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["terms"] = [
             {"name": name, "weight": weight, "loss": keras.saving.serialize_keras_object(loss)}
@@ -181,7 +192,7 @@ class CombinedLoss(keras.losses.Loss):
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> CombinedLoss:
         config = dict(config)
         config["terms"] = [
             (term["name"], keras.saving.deserialize_keras_object(term["loss"]), term["weight"])
@@ -194,16 +205,16 @@ class CombinedLoss(keras.losses.Loss):
 class TermMetric(keras.metrics.Mean):
     """Running mean of one loss term's per-example value (honours ``sample_weight``)."""
 
-    def __init__(self, loss, name=None, dtype=None):
+    def __init__(self, loss: keras.losses.Loss | dict[str, Any], name: str | None = None, dtype: DType = None) -> None:
         super().__init__(name=name or loss.name, dtype=dtype)
         if isinstance(loss, dict):
             loss = keras.saving.deserialize_keras_object(loss)
         self.loss = loss
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def update_state(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> Any:
         y_true = ops.convert_to_tensor(y_true, self.loss.dtype)
         y_pred = ops.convert_to_tensor(y_pred, self.loss.dtype)
         return super().update_state(self.loss.call(y_true, y_pred), sample_weight=sample_weight)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "loss": keras.saving.serialize_keras_object(self.loss)}

@@ -1,10 +1,15 @@
 """Perceptual embedding loss: distances between activations of a frozen pretrained audio network."""
 
+from __future__ import annotations
+
 import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import keras
 from keras import ops
 
+from spectral_restore._typing import DType, Tensor
 from spectral_restore.audio_io import check_sample_rate
 from spectral_restore.checks import check_choice
 from spectral_restore.losses.base import as_waveform, elementwise_distance, per_example_mean
@@ -49,7 +54,9 @@ class _KerasModelEmbedding:
         return {"output": outputs}
 
 
-def load_embedding(embedding, options):
+def load_embedding(
+    embedding: str, options: Mapping[str, Any] | None
+) -> tuple[keras.Model, Callable[[Tensor, int], dict[str, Tensor]], str]:
     """The network named by ``embedding`` with ``options`` (see AudioEmbeddingLoss)."""
     options = dict(options or {})
     if embedding == "musicnn":
@@ -150,9 +157,12 @@ class AudioEmbeddingLoss(keras.losses.Loss):
     2019), Cramer et al. (OpenL3, ICASSP 2019).
     """
 
-    def __init__(self, embedding="musicnn", layers=None, distance="l1", layer_weights=None,
-                 normalization="variance", sample_rate=16000, embedding_options=None, decay=0.99,
-                 reduction="sum_over_batch_size", name="audio_embedding_loss", dtype=None):
+    def __init__(self, embedding: str | keras.Model = "musicnn", layers: Sequence[str] | None = None,
+                 distance: str = "l1", layer_weights: Mapping[str, float] | Sequence[float] | None = None,
+                 normalization: str | None = "variance", sample_rate: int = 16000,
+                 embedding_options: Mapping[str, Any] | None = None, decay: float = 0.99,
+                 reduction: str = "sum_over_batch_size", name: str = "audio_embedding_loss",
+                 dtype: DType = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         self.distance = check_choice("distance", distance, EMBEDDING_DISTANCES)
         self.normalization = check_choice("normalization", normalization, NORMALIZATIONS)
@@ -221,7 +231,7 @@ class AudioEmbeddingLoss(keras.losses.Loss):
             raise ValueError(f"`layer_weights` must be numbers >= 0, not all 0. Received: {layer_weights!r}")
         return {layer: float(w) for layer, w in zip(self.layers, weights)}
 
-    def features(self, waveform):
+    def features(self, waveform: Tensor) -> dict[str, Tensor]:
         """The compared activations of waveforms ``[batch, samples]``: ``{layer: tensor}``."""
         waveform = as_waveform(ops.cast(ops.convert_to_tensor(waveform), "float32"), "waveform")
         features = self._embed(waveform, self.sample_rate)
@@ -235,7 +245,7 @@ class AudioEmbeddingLoss(keras.losses.Loss):
             return per_example_mean(1.0 - dot / norms)
         return per_example_mean(elementwise_distance(clean, restored, self.distance))
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         clean = as_waveform(ops.cast(y_true, "float32"), "y_true")
         restored = as_waveform(ops.cast(y_pred, "float32"), "y_pred")
         batch = ops.shape(clean)[0]
@@ -267,7 +277,7 @@ class AudioEmbeddingLoss(keras.losses.Loss):
         self._steps.assign(self._steps + 1.0)
         return self._running / (1.0 - ops.power(self.decay, self._steps))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         if isinstance(self.embedding, keras.Model):
             raise ValueError(
                 "An AudioEmbeddingLoss over an in-memory keras.Model cannot be serialized (its weights "

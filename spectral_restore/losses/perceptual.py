@@ -1,10 +1,15 @@
 """Perceptual losses: loudness-weighted spectral error and a differentiable PESQ."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 import numpy as np
 from keras import ops
 
 from spectral_restore import psychoacoustics, spectral
+from spectral_restore._typing import DType, Tensor
 from spectral_restore.audio_io import check_sample_rate
 from spectral_restore.checks import check_choice, check_non_negative
 from spectral_restore.losses.base import (
@@ -74,16 +79,16 @@ class LoudnessWeightedLoss(SpectralLoss):
 
     def __init__(
         self,
-        sample_rate=16000,
-        weighting="iso226",
-        phon=60.0,
-        bands="bark",
-        compression=0.23,
-        frame_weighting=True,
-        min_frame_weight=0.1,
-        distance="l1",
-        **kwargs,
-    ):
+        sample_rate: int = 16000,
+        weighting: str = "iso226",
+        phon: float = 60.0,
+        bands: str | None = "bark",
+        compression: float = 0.23,
+        frame_weighting: bool = True,
+        min_frame_weight: float = 0.1,
+        distance: str = "l1",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.sample_rate = check_sample_rate(sample_rate)
         self.weighting = check_choice("weighting", weighting, psychoacoustics.WEIGHTINGS)
@@ -97,7 +102,7 @@ class LoudnessWeightedLoss(SpectralLoss):
         self.distance = check_choice("distance", distance, ELEMENTWISE_DISTANCES)
         self._projection = self.band_matrix()
 
-    def band_matrix(self):
+    def band_matrix(self) -> np.ndarray:
         """``[bins, bands]`` matrix of frequency gains times band membership (numpy)."""
         cfg = self.stft_config
         freqs = psychoacoustics.bin_frequencies(self.sample_rate, cfg.fft_length)
@@ -113,14 +118,14 @@ class LoudnessWeightedLoss(SpectralLoss):
             bank = spectral.erb_filterbank(count, self.sample_rate, cfg.fft_length, shape="rectangular")
         return (gain[:, None] * bank).astype(np.float32)
 
-    def loudness(self, real, imag):
+    def loudness(self, real: Tensor, imag: Tensor) -> Tensor:
         """Compressed band power ``N`` ``[batch, frames, bands]``."""
         power = ops.square(real) + ops.square(imag)
         banded = ops.matmul(power, ops.convert_to_tensor(self._projection, dtype=power.dtype))
         c = self.compression
         return ops.power(banded + LOUDNESS_POWER_FLOOR, c) - LOUDNESS_POWER_FLOOR**c
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         rt, it, rp, ip = self.spectra(y_true, y_pred)
         n_true = self.loudness(rt, it)
         n_pred = self.loudness(rp, ip)
@@ -132,7 +137,7 @@ class LoudnessWeightedLoss(SpectralLoss):
             error = error * ops.maximum(relative, self.min_frame_weight)[..., None]
         return per_example_mean(error)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             {
@@ -202,8 +207,8 @@ class PESQLoss(keras.losses.Loss):
     arXiv:2303.08233, whose loss targets narrow band only).
     """
 
-    def __init__(self, sample_rate=16000, mode="wb", delay_search=True, reduction="sum_over_batch_size",
-                 name="pesq_loss", dtype=None):
+    def __init__(self, sample_rate: int = 16000, mode: str = "wb", delay_search: bool | str = True,
+                 reduction: str = "sum_over_batch_size", name: str = "pesq_loss", dtype: DType = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         check_mode(sample_rate, mode)
         self.sample_rate = int(sample_rate)
@@ -211,16 +216,16 @@ class PESQLoss(keras.losses.Loss):
         self.delay_search = check_delay_search(delay_search)
         self.best_mos = best_mos(mode)
 
-    def mos(self, clean, degraded):
+    def mos(self, clean: Tensor, degraded: Tensor) -> Tensor:
         """Predicted MOS-LQO ``[batch]``."""
         clean = as_waveform(ops.cast(clean, "float32"), "clean")
         degraded = as_waveform(ops.cast(degraded, "float32"), "degraded")
         return p862_mos(clean, degraded, self.sample_rate, self.mode, self.delay_search)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return (self.best_mos - self.mos(y_true, y_pred)) / (self.best_mos - 1.0)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"sample_rate": self.sample_rate, "mode": self.mode, "delay_search": self.delay_search})
         return config

@@ -1,11 +1,15 @@
 """Phase-aware losses: complex STFT distance and phase consistency / anti-wrapping terms."""
 
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import keras
 from keras import ops
 
 from spectral_restore import spectral
+from spectral_restore._typing import Tensor
 from spectral_restore.checks import check_choice, check_non_negative
 from spectral_restore.losses.base import (
     ELEMENTWISE_DISTANCES,
@@ -43,7 +47,7 @@ class ComplexSTFTLoss(SpectralLoss):
     "MP-SENet" (Interspeech 2023), L_Com.
     """
 
-    def __init__(self, compress_exponent=0.3, distance="l2", **kwargs):
+    def __init__(self, compress_exponent: float | None = 0.3, distance: str = "l2", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if compress_exponent is not None:
             compress_exponent = check_non_negative("compress_exponent", compress_exponent)
@@ -52,18 +56,18 @@ class ComplexSTFTLoss(SpectralLoss):
         self.compress_exponent = compress_exponent
         self.distance = check_choice("distance", distance, ELEMENTWISE_DISTANCES)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         rt, it, rp, ip = self.spectra(y_true, y_pred)
         if self.compress_exponent is not None:
             rt, it = spectral.compress_complex(rt, it, self.compress_exponent)
             rp, ip = spectral.compress_complex(rp, ip, self.compress_exponent)
         return per_example_mean(elementwise_distance(rt, rp, self.distance) + elementwise_distance(it, ip, self.distance))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "compress_exponent": self.compress_exponent, "distance": self.distance}
 
 
-def anti_wrap(x):
+def anti_wrap(x: Tensor) -> Tensor:
     """Anti-wrapping function ``|x - 2 pi round(x / (2 pi))|``: distance of a phase
     difference to the nearest multiple of 2 pi, in [0, pi]."""
     two_pi = 2.0 * math.pi
@@ -116,13 +120,13 @@ class PhaseConsistencyLoss(SpectralLoss):
 
     def __init__(
         self,
-        consistency_weight=None,
-        instantaneous_phase_weight=1.0,
-        group_delay_weight=1.0,
-        instantaneous_frequency_weight=1.0,
-        magnitude_weighted=True,
-        **kwargs,
-    ):
+        consistency_weight: float | None = None,
+        instantaneous_phase_weight: float = 1.0,
+        group_delay_weight: float = 1.0,
+        instantaneous_frequency_weight: float = 1.0,
+        magnitude_weighted: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if consistency_weight is None:
             consistency_weight = 1.0 if self.input_format == "spectrogram" else 0.0
@@ -154,7 +158,7 @@ class PhaseConsistencyLoss(SpectralLoss):
             return per_example_mean(values)
         return per_example_sum(values * weights) / ops.maximum(per_example_sum(weights), 1e-12)
 
-    def terms(self, y_true, y_pred):
+    def terms(self, y_true: Tensor, y_pred: Tensor) -> dict[str, Tensor]:
         """Per-example value of every term with a non-zero weight, by name."""
         y_true = ops.convert_to_tensor(y_true, self.dtype)
         y_pred = ops.convert_to_tensor(y_pred, self.dtype)
@@ -186,14 +190,14 @@ class PhaseConsistencyLoss(SpectralLoss):
             results["instantaneous_frequency"] = self._weighted_mean(anti_wrap(diff_pred - diff_true), pair)
         return results
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         weights = self._weights()
         total = 0.0
         for name, value in self.terms(y_true, y_pred).items():
             total = total + weights[name] * value
         return total
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({f"{name}_weight": value for name, value in self._weights().items()})
         config["magnitude_weighted"] = self.magnitude_weighted

@@ -1,11 +1,17 @@
 """Reconstruction losses: spectrogram MSE, log-spectrogram distance, spectral
 convergence and the multi-resolution STFT loss."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 import numpy as np
 from keras import ops
 
 from spectral_restore import psychoacoustics, spectral
+from spectral_restore._typing import DType, Tensor
 from spectral_restore.checks import check_choice, check_non_negative
 from spectral_restore.losses.base import (
     ELEMENTWISE_DISTANCES,
@@ -51,7 +57,7 @@ class SpectrogramMSE(SpectralLoss):
     "A regression approach to speech enhancement based on DNNs" (2015).
     """
 
-    def __init__(self, power=1, compress_exponent=None, **kwargs):
+    def __init__(self, power: int = 1, compress_exponent: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if power not in (1, 2):
             raise ValueError(f"`power` must be 1 (magnitude) or 2 (power). Received: power={power!r}")
@@ -62,7 +68,7 @@ class SpectrogramMSE(SpectralLoss):
         self.power = power
         self.compress_exponent = compress_exponent
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         rt, it, rp, ip = self.spectra(y_true, y_pred)
         if self.power == 2:
             a, b = spectral.power(rt, it), spectral.power(rp, ip)
@@ -73,7 +79,7 @@ class SpectrogramMSE(SpectralLoss):
                 b = spectral.compress_magnitude(b, self.compress_exponent)
         return per_example_mean(ops.square(a - b))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "power": self.power, "compress_exponent": self.compress_exponent}
 
 
@@ -103,20 +109,20 @@ class LogSpectrogramLoss(SpectralLoss):
     convolutional neural networks" (2018), log-magnitude loss.
     """
 
-    def __init__(self, distance="l1", eps=LOG_POWER_FLOOR, **kwargs):
+    def __init__(self, distance: str = "l1", eps: float = LOG_POWER_FLOOR, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.distance = check_choice("distance", distance, ELEMENTWISE_DISTANCES)
         self.eps = check_non_negative("eps", eps)
         if self.eps == 0:
             raise ValueError("`eps` must be > 0: log(0) is -inf")
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         rt, it, rp, ip = self.spectra(y_true, y_pred)
         log_true = 0.5 * ops.log(spectral.power(rt, it, self.eps))
         log_pred = 0.5 * ops.log(spectral.power(rp, ip, self.eps))
         return per_example_mean(elementwise_distance(log_true, log_pred, self.distance))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "distance": self.distance, "eps": self.eps}
 
 
@@ -138,17 +144,17 @@ class SpectralConvergence(SpectralLoss):
     Reference: Arik et al. (2018), eq. 3.
     """
 
-    def __init__(self, eps=LOG_POWER_FLOOR, **kwargs):
+    def __init__(self, eps: float = LOG_POWER_FLOOR, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.eps = check_non_negative("eps", eps)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         rt, it, rp, ip = self.spectra(y_true, y_pred)
         mag_true = spectral.magnitude(rt, it, self.eps)
         mag_pred = spectral.magnitude(rp, ip, self.eps)
         return safe_norm(mag_true - mag_pred) / safe_norm(mag_true)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "eps": self.eps}
 
 
@@ -203,24 +209,24 @@ class MultiResolutionSTFTLoss(keras.losses.Loss):
 
     def __init__(
         self,
-        fft_sizes=(512, 1024, 2048),
-        hop_sizes=(50, 120, 240),
-        win_lengths=(240, 600, 1200),
-        window="hann",
-        w_sc=1.0,
-        w_log_mag=1.0,
-        w_lin_mag=0.0,
-        distance="l1",
-        scale=None,
-        n_bins=None,
-        sample_rate=None,
-        frequency_weighting=None,
-        phon=60.0,
-        eps=LOG_POWER_FLOOR,
-        reduction="sum_over_batch_size",
-        name="multi_resolution_stft",
-        dtype=None,
-    ):
+        fft_sizes: Sequence[int] = (512, 1024, 2048),
+        hop_sizes: Sequence[int] = (50, 120, 240),
+        win_lengths: Sequence[int] = (240, 600, 1200),
+        window: str = "hann",
+        w_sc: float = 1.0,
+        w_log_mag: float = 1.0,
+        w_lin_mag: float = 0.0,
+        distance: str = "l1",
+        scale: str | None = None,
+        n_bins: int | Sequence[int] | None = None,
+        sample_rate: int | None = None,
+        frequency_weighting: str | None = None,
+        phon: float = 60.0,
+        eps: float = LOG_POWER_FLOOR,
+        reduction: str = "sum_over_batch_size",
+        name: str = "multi_resolution_stft",
+        dtype: DType = None,
+    ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         count = len(fft_sizes)
         if count == 0 or len(hop_sizes) != count or len(win_lengths) != count:
@@ -268,7 +274,7 @@ class MultiResolutionSTFTLoss(keras.losses.Loss):
                 matrix = mel if matrix is None else matrix @ mel
             self._projections.append(None if matrix is None else matrix.astype(np.float32))
 
-    def resolution_terms(self, y_true, y_pred):
+    def resolution_terms(self, y_true: Tensor, y_pred: Tensor) -> list[dict[str, Tensor]]:
         """Per resolution, a dict of per-example term values ``{"sc", "log_mag", "lin_mag"}``
         (only the terms with a non-zero weight)."""
         y_true = as_waveform(ops.convert_to_tensor(y_true, self.dtype), "y_true")
@@ -296,7 +302,7 @@ class MultiResolutionSTFTLoss(keras.losses.Loss):
             results.append(terms)
         return results
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         total = 0.0
         weights = {"sc": self.w_sc, "log_mag": self.w_log_mag, "lin_mag": self.w_lin_mag}
         for terms in self.resolution_terms(y_true, y_pred):
@@ -304,7 +310,7 @@ class MultiResolutionSTFTLoss(keras.losses.Loss):
                 total = total + weights[key] * value
         return total / len(self.configs)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             {
@@ -346,14 +352,16 @@ class WaveformLoss(keras.losses.Loss):
     Reference: Lu et al., "MP-SENet" (Interspeech 2023), L_Time.
     """
 
-    def __init__(self, distance="l1", reduction="sum_over_batch_size", name="waveform", dtype=None):
+    def __init__(
+        self, distance: str = "l1", reduction: str = "sum_over_batch_size", name: str = "waveform", dtype: DType = None
+    ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         self.distance = check_choice("distance", distance, ELEMENTWISE_DISTANCES)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         y_true = as_waveform(y_true, "y_true")
         y_pred = as_waveform(y_pred, "y_pred")
         return per_example_mean(elementwise_distance(y_true, y_pred, self.distance))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "distance": self.distance}

@@ -1,9 +1,15 @@
 """Spectrogram discriminators for adversarial training."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 from keras import layers, ops
 
 from spectral_restore import spectral
+from spectral_restore._typing import DiscriminatorOutputs, Tensor
 from spectral_restore.audio_io import resample
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
@@ -16,7 +22,9 @@ class SpectrogramDiscriminator(keras.layers.Layer):
     """One resolution: a 2-D conv stack over the power-law compressed magnitude
     (``|X|^0.3``) of one STFT; returns ``(logits [batch, frames, bins'], features)``."""
 
-    def __init__(self, fft_length=1024, hop_length=256, frame_length=1024, channels=32, **kwargs):
+    def __init__(
+        self, fft_length: int = 1024, hop_length: int = 256, frame_length: int = 1024, channels: int = 32, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.fft_length, self.hop_length, self.frame_length = int(fft_length), int(hop_length), int(frame_length)
         self.channels = int(channels)
@@ -30,7 +38,7 @@ class SpectrogramDiscriminator(keras.layers.Layer):
         ]
         self.head = layers.Conv2D(1, (3, 3), padding="same", name="logits")
 
-    def call(self, waveform):
+    def call(self, waveform: Tensor) -> tuple[Tensor, list[Tensor]]:
         real, imag = spectral.stft(ops.cast(waveform, "float32"), self.stft_config)
         x = spectral.compress_magnitude(spectral.magnitude(real, imag), 0.3)[..., None]
         x = ops.cast(x, self.compute_dtype)
@@ -41,7 +49,7 @@ class SpectrogramDiscriminator(keras.layers.Layer):
         logits = self.head(x)[..., 0]
         return ops.cast(logits, "float32"), features
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "fft_length": self.fft_length, "hop_length": self.hop_length,
@@ -63,7 +71,9 @@ class MultiResolutionDiscriminator(keras.Model):
         channels: int. Convolution channels. Defaults to 32.
     """
 
-    def __init__(self, resolutions=DEFAULT_RESOLUTIONS, channels=32, **kwargs):
+    def __init__(
+        self, resolutions: Sequence[Sequence[int]] = DEFAULT_RESOLUTIONS, channels: int = 32, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.resolutions = [tuple(int(v) for v in r) for r in resolutions]
         self.channels = int(channels)
@@ -72,10 +82,10 @@ class MultiResolutionDiscriminator(keras.Model):
             for n, h, w in self.resolutions
         ]
 
-    def call(self, waveform, training=False):
+    def call(self, waveform: Tensor, training: bool = False) -> DiscriminatorOutputs:
         return [d(waveform) for d in self.discriminators]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "resolutions": [list(r) for r in self.resolutions], "channels": self.channels}
 
 
@@ -119,7 +129,7 @@ class MetricDiscriminator(keras.Model):
 
     INTERNAL_RATE = 16000
 
-    def __init__(self, sample_rate=16000, channels=16, **kwargs):
+    def __init__(self, sample_rate: int = 16000, channels: int = 16, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sample_rate, self.channels = int(sample_rate), int(channels)
         if self.sample_rate < 8000:
@@ -138,12 +148,12 @@ class MetricDiscriminator(keras.Model):
         self.score = layers.Dense(1, name="score")
         self.squash = LearnableSigmoid(name="learnable_sigmoid")
 
-    def spectrogram(self, waveform):
+    def spectrogram(self, waveform: Tensor) -> Tensor:
         waveform = resample(ops.cast(waveform, "float32"), self.sample_rate, self.INTERNAL_RATE)
         real, imag = spectral.stft(waveform, self.stft_config)
         return spectral.compress_magnitude(spectral.magnitude(real, imag), 0.3)
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: tuple[Tensor, Tensor], training: bool = False) -> Tensor:
         clean, estimate = inputs
         x = ops.stack([self.spectrogram(clean), self.spectrogram(estimate)], axis=-1)
         x = ops.cast(x, self.compute_dtype)
@@ -153,5 +163,5 @@ class MetricDiscriminator(keras.Model):
         x = self.dropout(self.hidden_activation(self.hidden(x)), training=training)
         return ops.cast(self.squash(self.score(x))[:, 0], "float32")
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "sample_rate": self.sample_rate, "channels": self.channels}

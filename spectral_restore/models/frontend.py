@@ -7,12 +7,16 @@ names its presets in ``PRESETS`` and implements ``restore_spectrogram``; presets
 configuration, input damage and serialization are handled here once.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 from keras import ops
 
 from spectral_restore import spectral
-# Registers ArtifactLayer, which a saved model's `input_damage` deserializes to.
-from spectral_restore.data import artifacts  # noqa: F401
+from spectral_restore._typing import Tensor
+from spectral_restore.data import artifacts  # noqa: F401 - registers ArtifactLayer, which `input_damage` loads as
 from spectral_restore.models.terms import LossTermsMixin
 
 # Power-law exponent of the magnitude the backbones see (CMGAN, MP-SENet: 0.3).
@@ -60,7 +64,13 @@ class SpectralModel(LossTermsMixin, keras.Model):
 
     PRESETS = {}
 
-    def __init__(self, stft_config=None, sample_rate=16000, input_damage=None, **kwargs):
+    def __init__(
+        self,
+        stft_config: spectral.STFTConfig | dict[str, Any] | None = None,
+        sample_rate: int = 16000,
+        input_damage: keras.layers.Layer | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if isinstance(input_damage, dict):
             input_damage = keras.saving.deserialize_keras_object(input_damage)
@@ -68,11 +78,11 @@ class SpectralModel(LossTermsMixin, keras.Model):
         self.stft_config = spectral.as_stft_config(stft_config)
         self.sample_rate = int(sample_rate)
 
-    def restore_spectrogram(self, real, imag, training=False):
+    def restore_spectrogram(self, real: Tensor, imag: Tensor, training: bool = False) -> tuple[Tensor, Tensor]:
         """Compressed input ``(real, imag)`` ``[batch, frames, bins]`` -> compressed estimate."""
         raise NotImplementedError(f"{type(self).__name__} must implement restore_spectrogram")
 
-    def call(self, waveform, training=False):
+    def call(self, waveform: Tensor, training: bool = False) -> Tensor:
         waveform = ops.convert_to_tensor(waveform)
         if len(waveform.shape) != 2:
             raise ValueError(
@@ -93,7 +103,7 @@ class SpectralModel(LossTermsMixin, keras.Model):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         names = next(iter(self.PRESETS.values()))
         config.update({"preset": self.preset})
@@ -113,7 +123,7 @@ def _plain(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def built(model):
+def built(model: SpectralModel) -> SpectralModel:
     """``model`` with its weights created by one call on a short silent batch."""
     model(ops.zeros((1, model.stft_config.fft_length * 2)))
     return model

@@ -7,10 +7,15 @@ calls, ``jax.value_and_grad``), picked by the active Keras backend as Keras pick
 its own trainer, and share every objective defined here.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import keras
 from keras import ops
 
 from spectral_restore import backend
+from spectral_restore._typing import Tensor
 from spectral_restore.audio_io import resample
 from spectral_restore.checks import check_choice
 from spectral_restore.losses.adversarial import (
@@ -183,7 +188,14 @@ class RestorationGAN(BackendSteps, keras.Model):
             normalised score per example. Defaults to None.
     """
 
-    def __init__(self, generator, discriminator=None, warmup_steps=0, metric_discriminator=None, **kwargs):
+    def __init__(
+        self,
+        generator: keras.Model | dict[str, Any],
+        discriminator: keras.Model | dict[str, Any] | None = None,
+        warmup_steps: int = 0,
+        metric_discriminator: keras.Model | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if isinstance(generator, dict):
             generator = keras.saving.deserialize_keras_object(generator)
@@ -208,10 +220,10 @@ class RestorationGAN(BackendSteps, keras.Model):
         self.metric_pesq_tracker = keras.metrics.Mean(name="metric/pesq")
         attach_term_trackers(self, None)
 
-    def call(self, waveform, training=False):
+    def call(self, waveform: Tensor, training: bool = False) -> Tensor:
         return self.generator(waveform, training=training)
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
         # Both networks create their weights on a dummy batch (the discriminator has
         # no build of its own: its layers are sized by the STFTs it takes).
         length = input_shape[-1] if input_shape[-1] is not None else 4096
@@ -225,18 +237,18 @@ class RestorationGAN(BackendSteps, keras.Model):
 
     def compile(
         self,
-        g_optimizer=None,
-        d_optimizer=None,
-        loss=None,
-        adversarial="lsgan",
-        adversarial_weight=1.0,
-        feature_matching_weight=2.0,
-        clip_norm=None,
-        m_optimizer=None,
-        metric_weight=0.05,
-        metric_target="surrogate",
-        **kwargs,
-    ):
+        g_optimizer: keras.optimizers.Optimizer | None = None,
+        d_optimizer: keras.optimizers.Optimizer | None = None,
+        loss: CombinedLoss | None = None,
+        adversarial: str = "lsgan",
+        adversarial_weight: float = 1.0,
+        feature_matching_weight: float = 2.0,
+        clip_norm: float | None = None,
+        m_optimizer: keras.optimizers.Optimizer | None = None,
+        metric_weight: float = 0.05,
+        metric_target: str = "surrogate",
+        **kwargs: Any,
+    ) -> None:
         """Args beyond Keras's own ``compile`` keywords (passed through):
         g_optimizer, d_optimizer, m_optimizer: optimizers of the generator, the
             discriminator and the metric discriminator (Adam 2e-4, betas 0.8/0.99 by default).
@@ -287,7 +299,7 @@ class RestorationGAN(BackendSteps, keras.Model):
         }
 
     @property
-    def metrics(self):
+    def metrics(self) -> list[keras.metrics.Metric]:
         trackers = [self.g_tracker]
         if self.discriminator is not None:
             trackers += [self.d_tracker, self.adv_tracker, self.fm_tracker]
@@ -296,7 +308,7 @@ class RestorationGAN(BackendSteps, keras.Model):
         return trackers + list(self.term_trackers.values())
 
     @property
-    def evaluation_metrics(self):
+    def evaluation_metrics(self) -> list[keras.metrics.Metric]:
         """The trackers ``test_step`` reports: the generator's loss and its terms."""
         return [self.g_tracker, *self.term_trackers.values()]
 
@@ -372,10 +384,10 @@ class RestorationGAN(BackendSteps, keras.Model):
     def generator_sample_rate(self):
         return int(getattr(self.generator, "sample_rate", None) or getattr(self.metric_discriminator, "sample_rate", 16000))
 
-    def get_compile_config(self):
+    def get_compile_config(self) -> dict[str, Any]:
         return dict(getattr(self, "_compile_settings", {}))
 
-    def compile_from_config(self, config):
+    def compile_from_config(self, config: dict[str, Any]) -> None:
         config = dict(config)
         for key in ("g_optimizer", "d_optimizer", "m_optimizer", "loss"):
             if config.get(key) is not None:
@@ -384,7 +396,7 @@ class RestorationGAN(BackendSteps, keras.Model):
         if self.built:
             self.build_optimizers()
 
-    def build_optimizers(self):
+    def build_optimizers(self) -> None:
         """Creates every optimizer's state that does not exist yet (before loading a
         checkpoint into it); state already built is kept."""
         self.optimizer.build()
@@ -409,7 +421,7 @@ class RestorationGAN(BackendSteps, keras.Model):
             if f"random_state_{index}" in keys:
                 state.assign(store[f"random_state_{index}"])
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "generator": keras.saving.serialize_keras_object(self.generator),

@@ -6,8 +6,12 @@ subclasses :class:`~spectral_restore.models.frontend.SpectralModel` (with its
 ``PRESETS``), and one entry in ``ARCHITECTURES`` below.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from spectral_restore.models.conformer import MagnitudePhaseConformer
-from spectral_restore.models.frontend import built
+from spectral_restore.models.frontend import SpectralModel, built
 from spectral_restore.models.restorer import SpectralRestorer
 
 ARCHITECTURES = {
@@ -19,19 +23,19 @@ ARCHITECTURES = {
 DEFAULT_ARCHITECTURE = "crn"
 
 
-def presets(architecture):
+def presets(architecture: str) -> list[str]:
     """The preset names of ``architecture``, sorted."""
     return sorted(model_class(architecture).PRESETS)
 
 
-def model_class(architecture):
+def model_class(architecture: str) -> type[SpectralModel]:
     """The model class registered as ``architecture``; ValueError naming the known ones."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"Unknown `architecture` {architecture!r}; known: {sorted(ARCHITECTURES)}")
     return ARCHITECTURES[architecture]
 
 
-def build_model(architecture, preset, **overrides):
+def build_model(architecture: str, preset: str, **overrides: Any) -> SpectralModel:
     """A restoration model of ``architecture`` and ``preset``, its weights created.
 
     Args:

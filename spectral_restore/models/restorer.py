@@ -12,10 +12,16 @@ the flattened bottleneck, and a mirrored decoder with skip connections. The lowe
 257th (Nyquist) bin is passed through unchanged so the frequency axis is a power of two.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 from keras import layers, ops
 
 from spectral_restore import spectral
+from spectral_restore._typing import Tensor
 from spectral_restore.models.frontend import SpectralModel, built, resolve_settings
 from spectral_restore.models.layers import Conv2DTranspose
 
@@ -60,17 +66,17 @@ class SpectralRestorer(SpectralModel):
 
     def __init__(
         self,
-        preset="small",
-        channels=None,
-        kernel=None,
-        recurrent_units=None,
-        recurrent_layers=None,
-        bidirectional=None,
-        stft_config=None,
-        sample_rate=16000,
-        input_damage=None,
-        **kwargs,
-    ):
+        preset: str | None = "small",
+        channels: Sequence[int] | None = None,
+        kernel: Sequence[int] | None = None,
+        recurrent_units: int | None = None,
+        recurrent_layers: int | None = None,
+        bidirectional: bool | None = None,
+        stft_config: spectral.STFTConfig | dict[str, Any] | None = None,
+        sample_rate: int = 16000,
+        input_damage: keras.layers.Layer | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(stft_config=stft_config, sample_rate=sample_rate, input_damage=input_damage, **kwargs)
         settings = resolve_settings(
             PRESETS,
@@ -119,7 +125,7 @@ class SpectralRestorer(SpectralModel):
         self.mask_head = layers.Conv2D(1, (1, 1), name="mask_head", kernel_initializer="zeros")
         self.residual_head = layers.Conv2D(2, (1, 1), name="residual_head", kernel_initializer="zeros")
 
-    def restore_spectrogram(self, real, imag, training=False):
+    def restore_spectrogram(self, real: Tensor, imag: Tensor, training: bool = False) -> tuple[Tensor, Tensor]:
         """Compressed input ``(real, imag)`` ``[batch, frames, bins]`` -> compressed estimate."""
         # The front end hands float32; the backbone runs in the policy's compute dtype.
         real, imag = ops.cast(real, self.compute_dtype), ops.cast(imag, self.compute_dtype)
@@ -148,6 +154,6 @@ class SpectralRestorer(SpectralModel):
         return est_real, est_imag
 
 
-def build_restorer(preset="small", **kwargs):
+def build_restorer(preset: str | None = "small", **kwargs: Any) -> SpectralRestorer:
     """A built :class:`SpectralRestorer` (weights created on a dummy batch)."""
     return built(SpectralRestorer(preset, **kwargs))
