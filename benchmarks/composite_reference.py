@@ -36,7 +36,13 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MEASURES = ("csig", "cbak", "covl", "pesq", "llr", "wss", "segsnr")
-VOICES = (("espeak-ng", "en-us"), ("espeak-ng", "en-gb+f3"), ("flite", "slt"), ("flite", "rms"), ("flite", "awb"))
+VOICES = (
+    ("espeak-ng", "en-us"),
+    ("espeak-ng", "en-gb+f3"),
+    ("flite", "slt"),
+    ("flite", "rms"),
+    ("flite", "awb"),
+)
 SENTENCES = (0, 3, 6, 9, 12)
 NARROW_BAND_DAMAGES = ("white_10db", "babble_5db", "reverb_0.6s", "codec_0.5", "oracle_wiener")
 
@@ -56,7 +62,9 @@ def reference_main(pairs_path, out_path):
         pesq_mos, mos_lqo = pysepm.pesq(clean, processed, rate)
         csig, cbak, covl = pysepm.composite(clean, processed, rate)
         results[name] = {
-            "csig": float(csig), "cbak": float(cbak), "covl": float(covl),
+            "csig": float(csig),
+            "cbak": float(cbak),
+            "covl": float(covl),
             "pesq": float(mos_lqo if rate == 16000 else pesq_mos),
             "llr": float(pysepm.llr(clean, processed, rate, used_for_composite=True)),
             "wss": float(pysepm.wss(clean, processed, rate)),
@@ -138,13 +146,19 @@ def test_pairs():
     speech = speech.astype(np.float64)
     noise = np.random.default_rng(0).standard_normal(len(speech))
     noise *= np.sqrt(np.mean(speech**2) / np.mean(noise**2) / 10 ** (5 / 10))
-    lowpassed = scipy.signal.sosfiltfilt(scipy.signal.butter(8, 3000, fs=rate, output="sos"), speech)
+    lowpassed = scipy.signal.sosfiltfilt(
+        scipy.signal.butter(8, 3000, fs=rate, output="sos"), speech
+    )
     narrow = scipy.signal.resample_poly(speech, 1, 2)
     return {
         "test_arctic_white_5db": (speech, speech + noise, rate),
         "test_arctic_white_25db": (speech, speech + 0.1 * noise, rate),
         "test_arctic_lowpass_3khz": (speech, lowpassed, rate),
-        "test_arctic_8khz_white_5db": (narrow, scipy.signal.resample_poly(speech + noise, 1, 2), 8000),
+        "test_arctic_8khz_white_5db": (
+            narrow,
+            scipy.signal.resample_poly(speech + noise, 1, 2),
+            8000,
+        ),
     }
 
 
@@ -157,7 +171,11 @@ def build_pairs():
         for name, c, d in zip(utterances, clean, damaged):
             pairs[f"16k/{damage}/{name}"] = (c.astype(np.float64), d, rate)
             if damage in NARROW_BAND_DAMAGES:
-                pairs[f"8k/{damage}/{name}"] = (resample_numpy(c, rate, 8000), resample_numpy(d, rate, 8000), 8000)
+                pairs[f"8k/{damage}/{name}"] = (
+                    resample_numpy(c, rate, 8000),
+                    resample_numpy(d, rate, 8000),
+                    8000,
+                )
     pairs.update(test_pairs())
     return pairs
 
@@ -167,14 +185,31 @@ def run_reference(pairs, reference_python):
     longest = max(len(c) for c, _, _ in pairs.values())
 
     def padded(index):
-        return np.stack([np.pad(pairs[n][index], (0, longest - len(pairs[n][index]))) for n in names])
+        return np.stack(
+            [np.pad(pairs[n][index], (0, longest - len(pairs[n][index]))) for n in names]
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         pairs_path, out_path = os.path.join(tmp, "pairs.npz"), os.path.join(tmp, "reference.json")
-        np.savez(pairs_path, names=np.array(names), clean=padded(0), processed=padded(1),
-                 rates=np.array([pairs[n][2] for n in names]), lengths=np.array([len(pairs[n][0]) for n in names]))
+        np.savez(
+            pairs_path,
+            names=np.array(names),
+            clean=padded(0),
+            processed=padded(1),
+            rates=np.array([pairs[n][2] for n in names]),
+            lengths=np.array([len(pairs[n][0]) for n in names]),
+        )
         start = time.perf_counter()
-        subprocess.run([reference_python, os.path.abspath(__file__), "--reference-worker", pairs_path, out_path], check=True)
+        subprocess.run(
+            [
+                reference_python,
+                os.path.abspath(__file__),
+                "--reference-worker",
+                pairs_path,
+                out_path,
+            ],
+            check=True,
+        )
         seconds = time.perf_counter() - start
         with open(out_path) as handle:
             return json.load(handle), seconds
@@ -207,9 +242,14 @@ def agreement(ours, theirs, names):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference-python", default="/work/venv-eval/bin/python",
-                        help="python of the environment where pysepm is installed")
-    parser.add_argument("--reference-worker", nargs=2, metavar=("PAIRS", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--reference-python",
+        default="/work/venv-eval/bin/python",
+        help="python of the environment where pysepm is installed",
+    )
+    parser.add_argument(
+        "--reference-worker", nargs=2, metavar=("PAIRS", "OUT"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--out", default=os.path.join(HERE, "results", "composite_reference.json"))
     args = parser.parse_args()
     if args.reference_worker:
@@ -220,7 +260,10 @@ def main():
 
     pairs = build_pairs()
     start = time.perf_counter()
-    ours = {name: {k: v for k, v in composite(c, d, rate).items() if k in MEASURES} for name, (c, d, rate) in pairs.items()}
+    ours = {
+        name: {k: v for k, v in composite(c, d, rate).items() if k in MEASURES}
+        for name, (c, d, rate) in pairs.items()
+    }
     our_seconds = time.perf_counter() - start
     theirs, their_seconds = run_reference(pairs, args.reference_python)
     compared = [n for n in pairs if not n.startswith("test_")]
@@ -243,15 +286,23 @@ def main():
     with open(args.out, "w") as handle:
         json.dump(report, handle, indent=1)
     for measure, row in report["agreement"].items():
-        print(f"{measure:7s} MAE {row['mean_abs_difference']:.2e}  max {row['max_abs_difference']:.2e}  "
-              f"Pearson {row['pearson']}", end="")
+        print(
+            f"{measure:7s} MAE {row['mean_abs_difference']:.2e}  max {row['max_abs_difference']:.2e}  "
+            f"Pearson {row['pearson']}",
+            end="",
+        )
         if "within_limits" in row:
             inside = row["within_limits"]
-            print(f"  | {inside['pairs']} pairs inside (1, 5): MAE {inside['mean_abs_difference']:.2e} "
-                  f"Pearson {inside['pearson']}", end="")
+            print(
+                f"  | {inside['pairs']} pairs inside (1, 5): MAE {inside['mean_abs_difference']:.2e} "
+                f"Pearson {inside['pearson']}",
+                end="",
+            )
         print()
-    print(f"{report['pairs']} pairs ({report['pairs_16k']} at 16 kHz, {report['pairs_8k']} at 8 kHz), "
-          f"{len(kinds)} damage kinds; ours {our_seconds:.1f} s, pysepm {their_seconds:.1f} s")
+    print(
+        f"{report['pairs']} pairs ({report['pairs_16k']} at 16 kHz, {report['pairs_8k']} at 8 kHz), "
+        f"{len(kinds)} damage kinds; ours {our_seconds:.1f} s, pysepm {their_seconds:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -44,11 +44,15 @@ STRENGTH = np.arange(12)
 CONFIGS = {
     "musicnn MTT, l1 (default)": lambda: AudioEmbeddingLoss("musicnn", reduction="none"),
     "musicnn MTT, l2": lambda: AudioEmbeddingLoss("musicnn", distance="l2", reduction="none"),
-    "musicnn MTT, cosine": lambda: AudioEmbeddingLoss("musicnn", distance="cosine", reduction="none"),
-    "musicnn MSD, l1": lambda: AudioEmbeddingLoss("musicnn", embedding_options={"model": "MSD_musicnn"},
-                                                  reduction="none"),
-    "vgg MTT, l1": lambda: AudioEmbeddingLoss("musicnn", embedding_options={"model": "MTT_vgg"},
-                                              reduction="none"),
+    "musicnn MTT, cosine": lambda: AudioEmbeddingLoss(
+        "musicnn", distance="cosine", reduction="none"
+    ),
+    "musicnn MSD, l1": lambda: AudioEmbeddingLoss(
+        "musicnn", embedding_options={"model": "MSD_musicnn"}, reduction="none"
+    ),
+    "vgg MTT, l1": lambda: AudioEmbeddingLoss(
+        "musicnn", embedding_options={"model": "MTT_vgg"}, reduction="none"
+    ),
 }
 
 
@@ -76,42 +80,65 @@ def measure(loss, clips, seed=0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--openl3-weights", default=None, help="official OpenL3 weight file or folder")
+    parser.add_argument(
+        "--openl3-weights", default=None, help="official OpenL3 weight file or folder"
+    )
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args()
     configs = dict(CONFIGS)
     if args.openl3_weights:
         for repr_ in ("mel128", "mel256"):
             configs[f"openl3 {repr_} music, l1"] = lambda r=repr_: AudioEmbeddingLoss(
-                "openl3", embedding_options={"input_repr": r, "weights": args.openl3_weights}, reduction="none")
+                "openl3",
+                embedding_options={"input_repr": r, "weights": args.openl3_weights},
+                reduction="none",
+            )
     clips = speech_corpus()
     results = {}
     for name, factory in tqdm(configs.items(), desc="networks"):
         values = measure(factory(), clips)
         results[name] = {
             kind: {
-                "rho_mean": float(np.mean([stats.spearmanr(STRENGTH, v).statistic for v in per_clip])),
-                "rho_min": float(np.min([stats.spearmanr(STRENGTH, v).statistic for v in per_clip])),
+                "rho_mean": float(
+                    np.mean([stats.spearmanr(STRENGTH, v).statistic for v in per_clip])
+                ),
+                "rho_min": float(
+                    np.min([stats.spearmanr(STRENGTH, v).statistic for v in per_clip])
+                ),
                 "mean_curve": per_clip.mean(axis=0).tolist(),
             }
             for kind, per_clip in values.items()
         }
     timings = speed()
     os.makedirs(args.out, exist_ok=True)
-    report = {"seconds_fwd_bwd_16x4s": timings, "utterances": [name for name, _ in clips], "levels": LEVELS, "results": results,
-              "openl3": "run" if args.openl3_weights else "not run: official weights not available offline"}
+    report = {
+        "seconds_fwd_bwd_16x4s": timings,
+        "utterances": [name for name, _ in clips],
+        "levels": LEVELS,
+        "results": results,
+        "openl3": "run"
+        if args.openl3_weights
+        else "not run: official weights not available offline",
+    }
     with open(os.path.join(args.out, "embedding_monotonicity.json"), "w") as handle:
         json.dump(report, handle, indent=1)
     plot(results, os.path.join(args.out, "embedding_monotonicity.png"))
-    print(f"{len(clips)} utterances; Spearman rho of loss vs damage strength, mean / min over utterances\n")
+    print(
+        f"{len(clips)} utterances; Spearman rho of loss vs damage strength, mean / min over utterances\n"
+    )
     print("| network, distance | noise | clipping | band limit |")
     print("|---|---|---|---|")
     for name, per_kind in results.items():
         cells = [f"{per_kind[k]['rho_mean']:.3f} / {per_kind[k]['rho_min']:.3f}" for k in LEVELS]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print("\nForward + backward, 16 x 4 s, CPU: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+    print(
+        "\nForward + backward, 16 x 4 s, CPU: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items())
+    )
     if not args.openl3_weights:
-        print("\nOpenL3: not run (pass --openl3-weights; the official files cannot be downloaded here)")
+        print(
+            "\nOpenL3: not run (pass --openl3-weights; the official files cannot be downloaded here)"
+        )
 
 
 def speed(repeats=3):
@@ -127,9 +154,12 @@ def speed(repeats=3):
     clean = tf.constant(rng.normal(scale=0.1, size=(16, 4 * RATE)).astype("float32"))
     noisy = tf.Variable(clean + 0.01 * rng.normal(size=clean.shape).astype("float32"))
     timings = {}
-    for name, loss in (("musicnn MTT, l1", AudioEmbeddingLoss("musicnn")),
-                       ("vgg MTT, l1", AudioEmbeddingLoss("musicnn", embedding_options={"model": "MTT_vgg"})),
-                       ("MultiResolutionSTFTLoss", MultiResolutionSTFTLoss())):
+    for name, loss in (
+        ("musicnn MTT, l1", AudioEmbeddingLoss("musicnn")),
+        ("vgg MTT, l1", AudioEmbeddingLoss("musicnn", embedding_options={"model": "MTT_vgg"})),
+        ("MultiResolutionSTFTLoss", MultiResolutionSTFTLoss()),
+    ):
+
         @tf.function
         def step(loss=loss):
             with tf.GradientTape() as tape:
@@ -158,7 +188,11 @@ def plot(results, path):
         shown = range(0, len(LEVELS[kind]), 2)
         axis.set_xticks(shown, [f"{LEVELS[kind][i]:.2f}".rstrip("0").rstrip(".") for i in shown])
         axis.set_title(kind)
-        axis.set_xlabel({"noise": "SNR (dB)", "clipping": "clip level (x peak)", "band_limit": "cutoff (Hz)"}[kind])
+        axis.set_xlabel(
+            {"noise": "SNR (dB)", "clipping": "clip level (x peak)", "band_limit": "cutoff (Hz)"}[
+                kind
+            ]
+        )
     axes[0].set_ylabel("loss / loss at strongest damage")
     axes[0].legend(fontsize=7)
     figure.tight_layout()

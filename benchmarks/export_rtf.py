@@ -54,7 +54,10 @@ def measure(export_dir, threads, seconds, repeats):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS=str(threads))
     result = subprocess.run(
         [sys.executable, "-c", CHILD, export_dir, str(threads), str(seconds), str(repeats)],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-3000:])
@@ -63,17 +66,30 @@ def measure(export_dir, threads, seconds, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="a .keras model (default: an untrained small preset, same cost)")
-    parser.add_argument("--architecture", default="crn", help="of the untrained small preset without --model")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a .keras model (default: an untrained small preset, same cost)",
+    )
+    parser.add_argument(
+        "--architecture", default="crn", help="of the untrained small preset without --model"
+    )
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "export_rtf.json"), help="JSON file for the results")
+    parser.add_argument(
+        "--out",
+        default=os.path.join(HERE, "results", "export_rtf.json"),
+        help="JSON file for the results",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from spectral_restore.export import export_saved_model
     from spectral_restore.models import build_model
 
     model = args.model or build_model(args.architecture, "small")
-    results = {"model": args.model or f"{args.architecture} small preset (untrained weights)", "runs": []}
+    results = {
+        "model": args.model or f"{args.architecture} small preset (untrained weights)",
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory() as scratch:
         chunked = os.path.join(scratch, "chunked")
         whole = os.path.join(scratch, "whole")
@@ -94,9 +110,15 @@ def main():
                 # attention spans every frame runs out of memory there, which is the point.
                 if label != "whole input":
                     raise
-                run = {"seconds": seconds, "threads": threads, "median_s": float("nan"), "rtf": float("nan"),
-                       "loaded_rss_mb": float("nan"), "peak_rss_mb": float("nan"),
-                       "failed": str(error).strip().splitlines()[-1][:300]}
+                run = {
+                    "seconds": seconds,
+                    "threads": threads,
+                    "median_s": float("nan"),
+                    "rtf": float("nan"),
+                    "loaded_rss_mb": float("nan"),
+                    "peak_rss_mb": float("nan"),
+                    "failed": str(error).strip().splitlines()[-1][:300],
+                }
             run["export"] = label
             results["runs"].append(run)
             print(json.dumps(run), flush=True)
@@ -108,10 +130,14 @@ def main():
     print("|---|---|---|---|---|---|---|")
     for run in results["runs"]:
         if "failed" in run:
-            print(f"| {run['export']} | {run['seconds']:.0f} | {run['threads']} | failed: out of memory | | | |")
+            print(
+                f"| {run['export']} | {run['seconds']:.0f} | {run['threads']} | failed: out of memory | | | |"
+            )
             continue
-        print(f"| {run['export']} | {run['seconds']:.0f} | {run['threads']} | {run['median_s']:.2f} | "
-              f"{run['rtf']:.3f} | {run['loaded_rss_mb']:.0f} | {run['peak_rss_mb']:.0f} |")
+        print(
+            f"| {run['export']} | {run['seconds']:.0f} | {run['threads']} | {run['median_s']:.2f} | "
+            f"{run['rtf']:.3f} | {run['loaded_rss_mb']:.0f} | {run['peak_rss_mb']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

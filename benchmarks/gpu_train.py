@@ -57,7 +57,9 @@ def make_npz(path):
     builder.download_and_prepare()
     splits = {}
     for split in ("train", "test"):
-        splits[split] = [example["audio"] for example in tfds.as_numpy(builder.as_dataset(split=split))]
+        splits[split] = [
+            example["audio"] for example in tfds.as_numpy(builder.as_dataset(split=split))
+        ]
     save_npz(path, builder.info.features["audio"].sample_rate, **splits)
     sizes = {split: len(clips) for split, clips in splits.items()}
     print(f"wrote {path}: {sizes} clips, {os.path.getsize(path) / 1e6:.1f} MB")
@@ -86,7 +88,9 @@ def damaged_versions(clean, chain_name, sample_rate, seed):
 
     versions = {"clean": clean}
     for index, spec in enumerate(CHAINS[chain_name]):
-        chain = ArtifactChain([(spec.name, 1.0, spec.strength)], sample_rate=sample_rate, ensure_one=False)
+        chain = ArtifactChain(
+            [(spec.name, 1.0, spec.strength)], sample_rate=sample_rate, ensure_one=False
+        )
         damaged, _ = chain(clean, np.array([seed, index], np.int32))
         versions[spec.name] = np.asarray(ops.convert_to_numpy(damaged), np.float32)
     return versions
@@ -105,8 +109,12 @@ def surrogate_pesq(clean, degraded, sample_rate, batch=40):
     """Wide-band MOS-LQO of the differentiable P.862 model, per clip (compiled once per
     batch shape, so every damage type and run reuses it)."""
     score = _compiled_pesq(sample_rate)
-    return np.concatenate([np.asarray(score(clean[i:i + batch], degraded[i:i + batch]))
-                           for i in range(0, len(clean), batch)])
+    return np.concatenate(
+        [
+            np.asarray(score(clean[i : i + batch], degraded[i : i + batch]))
+            for i in range(0, len(clean), batch)
+        ]
+    )
 
 
 def step_timer(minutes):
@@ -139,7 +147,9 @@ def timing(timer, batch_size, skip=5):
         "step_ms_median": round(float(np.median(steps)) * 1000, 2),
         "examples_per_second": round(batch_size / float(np.median(steps)), 1),
         # Including validation passes and any other pause between steps.
-        "examples_per_second_overall": round(batch_size * len(steps) / float(ends[-1] - ends[skip]), 1),
+        "examples_per_second_overall": round(
+            batch_size * len(steps) / float(ends[-1] - ends[skip]), 1
+        ),
     }
 
 
@@ -150,7 +160,7 @@ def split_run(spec, default_minutes):
     overrides = []
     for item in rest:
         if item.startswith("minutes="):
-            minutes = float(item[len("minutes="):])
+            minutes = float(item[len("minutes=") :])
         else:
             overrides.append(item)
     return name, config_path, overrides, minutes
@@ -164,9 +174,14 @@ def train_and_score(name, config_path, overrides, minutes, args, versions, befor
 
     out = os.path.join(args.out, name)
     overrides = [
-        f"data.source={args.npz}", "data.train_split=train", "data.eval_split=test",
-        f"training.output_dir={out}", "training.max_minutes=null",
-        "training.pesq_batches=0", "training.audio_examples=0", *overrides,
+        f"data.source={args.npz}",
+        "data.train_split=train",
+        "data.eval_split=test",
+        f"training.output_dir={out}",
+        "training.max_minutes=null",
+        "training.pesq_batches=0",
+        "training.audio_examples=0",
+        *overrides,
     ]
     config = load_config(config_path, overrides)
     timer = step_timer(minutes)
@@ -178,18 +193,34 @@ def train_and_score(name, config_path, overrides, minutes, args, versions, befor
     clean = versions["clean"]
     rows = {}
     for kind, damaged in versions.items():
-        restored = np.concatenate([np.asarray(model.predict_on_batch(damaged[i:i + 16]))
-                                   for i in range(0, len(damaged), 16)])
+        restored = np.concatenate(
+            [
+                np.asarray(model.predict_on_batch(damaged[i : i + 16]))
+                for i in range(0, len(damaged), 16)
+            ]
+        )
         after = surrogate_pesq(clean, restored, rate)
-        rows[kind] = {"before": round(float(np.mean(before[kind])), 3), "after": round(float(np.mean(after)), 3),
-                      "worse": int(np.sum(after < before[kind] - 0.05))}
+        rows[kind] = {
+            "before": round(float(np.mean(before[kind])), 3),
+            "after": round(float(np.mean(after)), 3),
+            "worse": int(np.sum(after < before[kind] - 0.05)),
+        }
     return {
-        "config": config_path, "overrides": overrides[7:], "train_minutes_after_first_step": minutes, "compile_and_first_step_seconds": round(timer.ends[0] - timer.started, 1), "device": device,
-        "batch_size": config["data"]["batch_size"], "parameters": summary["parameters"],
-        "steps": summary["steps"], "train_minutes": summary["minutes"], "wall_seconds": round(wall, 1),
+        "config": config_path,
+        "overrides": overrides[7:],
+        "train_minutes_after_first_step": minutes,
+        "compile_and_first_step_seconds": round(timer.ends[0] - timer.started, 1),
+        "device": device,
+        "batch_size": config["data"]["batch_size"],
+        "parameters": summary["parameters"],
+        "steps": summary["steps"],
+        "train_minutes": summary["minutes"],
+        "wall_seconds": round(wall, 1),
         **timing(timer, config["data"]["batch_size"]),
         "pesq_wb": rows,
-        "mean_gain_damaged": round(float(np.mean([r["after"] - r["before"] for k, r in rows.items() if k != "clean"])), 3),
+        "mean_gain_damaged": round(
+            float(np.mean([r["after"] - r["before"] for k, r in rows.items() if k != "clean"])), 3
+        ),
     }
 
 
@@ -199,12 +230,13 @@ def step_times(args):
     each batch size, on one fixed batch of speech (no damage, no data loading): the
     models' own cost."""
     import keras
-    from train_speed import parse_spec
 
     from spectral_restore.data.source import load_npz
     from spectral_restore.models import build_model
     from training.config import build_loss, load_config
     from training.train import precision_policy
+
+    from train_speed import parse_spec
 
     config = load_config(args.config)
     rate = config["model"]["sample_rate"]
@@ -216,11 +248,17 @@ def step_times(args):
         for batch in args.batch:
             name = f"{spec}@{batch}"
             try:
-                keras.mixed_precision.set_global_policy(precision_policy(args.precision) or "float32")
+                keras.mixed_precision.set_global_policy(
+                    precision_policy(args.precision) or "float32"
+                )
                 model = build_model(architecture, preset, sample_rate=rate, **overrides)
-                model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=build_loss(config["loss"]))
+                model.compile(
+                    optimizer=keras.optimizers.Adam(1e-4), loss=build_loss(config["loss"])
+                )
                 clean = np.stack([clip[:length] for clip in clips[:batch]]).astype(np.float32)
-                damaged = clean + 0.05 * np.random.default_rng(0).standard_normal(clean.shape).astype(np.float32)
+                damaged = clean + 0.05 * np.random.default_rng(0).standard_normal(
+                    clean.shape
+                ).astype(np.float32)
                 started = time.perf_counter()
                 model.train_on_batch(damaged, clean)
                 first = time.perf_counter() - started
@@ -230,10 +268,15 @@ def step_times(args):
                     logs = model.train_on_batch(damaged, clean, return_dict=True)
                     float(logs["loss"])  # waits for the step
                     steps.append(time.perf_counter() - started)
-                results["runs"][name] = {"parameters": int(model.count_params()), "compile_seconds": round(first, 1),
-                                         "step_ms_median": round(1000 * float(np.median(steps)), 2),
-                                         "examples_per_second": round(batch / float(np.median(steps)), 1)}
-            except Exception:  # an out-of-memory batch size is a result, not the end of the benchmark
+                results["runs"][name] = {
+                    "parameters": int(model.count_params()),
+                    "compile_seconds": round(first, 1),
+                    "step_ms_median": round(1000 * float(np.median(steps)), 2),
+                    "examples_per_second": round(batch / float(np.median(steps)), 1),
+                }
+            except (
+                Exception
+            ):  # an out-of-memory batch size is a result, not the end of the benchmark
                 results["runs"][name] = {"error": traceback.format_exc()[-600:]}
             print(name, results["runs"][name], flush=True)
             keras.backend.clear_session()
@@ -249,9 +292,11 @@ def markdown(results):
         if "error" in result:
             lines.append(f"### {name}: failed\n```\n{result['error'][-800:]}\n```")
             continue
-        lines.append(f"### {name}: {result['steps']} steps x {result['batch_size']}, "
-                     f"{result.get('examples_per_second')} examples/s, step {result.get('step_ms_median')} ms, "
-                     f"{result['parameters']:,} parameters")
+        lines.append(
+            f"### {name}: {result['steps']} steps x {result['batch_size']}, "
+            f"{result.get('examples_per_second')} examples/s, step {result.get('step_ms_median')} ms, "
+            f"{result['parameters']:,} parameters"
+        )
         lines.append("| damage | PESQ-WB before | after | clips worse by > 0.05 |")
         lines.append("|---|---|---|---|")
         for kind, row in result["pesq_wb"].items():
@@ -273,16 +318,23 @@ def run_all(args):
     before = {kind: surrogate_pesq(clean, damaged, 16000) for kind, damaged in versions.items()}
     if args.save_audio:
         np.savez_compressed(os.path.join(args.out, "held_out.npz"), **versions)
-    results = {"device": device, "platform": platform.platform(), "jax": jax.__version__,
-               "keras": keras.__version__, "minutes_per_run": args.minutes, "held_out_clips": len(clean),
-               "runs": {}}
+    results = {
+        "device": device,
+        "platform": platform.platform(),
+        "jax": jax.__version__,
+        "keras": keras.__version__,
+        "minutes_per_run": args.minutes,
+        "held_out_clips": len(clean),
+        "runs": {},
+    }
     path = os.path.join(args.out, "gpu_train.json")
     for spec in args.run:
         name, config_path, overrides, minutes = split_run(spec, args.minutes)
         print(f"=== {name}: {config_path} {' '.join(overrides)}, {minutes} minutes", flush=True)
         try:
-            results["runs"][name] = train_and_score(name, config_path, overrides, minutes, args, versions, before,
-                                                    device)
+            results["runs"][name] = train_and_score(
+                name, config_path, overrides, minutes, args, versions, before, device
+            )
         except Exception:  # one failed run must not lose the others' numbers
             results["runs"][name] = {"error": traceback.format_exc()}
             print(results["runs"][name]["error"], flush=True)
@@ -299,28 +351,54 @@ def run_all(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    npz = commands.add_parser("make-npz", help="write the synthetic_speech splits to an .npz (needs TensorFlow)")
+    npz = commands.add_parser(
+        "make-npz", help="write the synthetic_speech splits to an .npz (needs TensorFlow)"
+    )
     npz.add_argument("path")
     train = commands.add_parser("run", help="train and score each --run under JAX")
     train.add_argument("--npz", required=True)
     train.add_argument("--out", required=True)
-    train.add_argument("--minutes", type=float, default=2.0,
-                       help="training time per run, counted from the end of the first (compiled) step")
+    train.add_argument(
+        "--minutes",
+        type=float,
+        default=2.0,
+        help="training time per run, counted from the end of the first (compiled) step",
+    )
     train.add_argument("--chain", default="default", help="damage types scored (artifacts.CHAINS)")
     train.add_argument("--eval-seed", type=int, default=7000)
     train.add_argument("--eval-seconds", type=float, default=3.5)
-    train.add_argument("--eval-clips", type=int, default=None, help="score only the first N held-out clips")
-    train.add_argument("--save-audio", action="store_true",
-                       help="also write the held-out clips and their damaged versions to OUT/held_out.npz")
-    train.add_argument("--run", nargs="+", action="append", required=True, metavar=("NAME CONFIG", "KEY=VALUE"),
-                       help="a run: its name, a config file, overrides and optionally minutes=M")
-    steps = commands.add_parser("step-time", help="median training-step time per architecture and batch size")
+    train.add_argument(
+        "--eval-clips", type=int, default=None, help="score only the first N held-out clips"
+    )
+    train.add_argument(
+        "--save-audio",
+        action="store_true",
+        help="also write the held-out clips and their damaged versions to OUT/held_out.npz",
+    )
+    train.add_argument(
+        "--run",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar=("NAME CONFIG", "KEY=VALUE"),
+        help="a run: its name, a config file, overrides and optionally minutes=M",
+    )
+    steps = commands.add_parser(
+        "step-time", help="median training-step time per architecture and batch size"
+    )
     steps.add_argument("--npz", required=True)
     steps.add_argument("--out", required=True)
-    steps.add_argument("--config", default=os.path.join(ROOT, "training", "configs", "base.yaml"),
-                       help="the loss terms of this config")
-    steps.add_argument("--architecture", action="append", required=True,
-                       help="ARCHITECTURE:PRESET[:key=value,...], e.g. crn:base or conformer:base:remat=true")
+    steps.add_argument(
+        "--config",
+        default=os.path.join(ROOT, "training", "configs", "base.yaml"),
+        help="the loss terms of this config",
+    )
+    steps.add_argument(
+        "--architecture",
+        action="append",
+        required=True,
+        help="ARCHITECTURE:PRESET[:key=value,...], e.g. crn:base or conformer:base:remat=true",
+    )
     steps.add_argument("--batch", type=int, action="append", required=True)
     steps.add_argument("--seconds", type=float, default=2.0)
     steps.add_argument("--steps", type=int, default=20)

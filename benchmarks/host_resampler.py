@@ -57,11 +57,17 @@ def soxr_whole(quality):
 
 def soxr_blocks(quality):
     def run(x, from_rate, to_rate):
-        stream = soxr.ResampleStream(from_rate, to_rate, x.shape[0], dtype="float64", quality=quality)
+        stream = soxr.ResampleStream(
+            from_rate, to_rate, x.shape[0], dtype="float64", quality=quality
+        )
         block = int(BLOCK_SECONDS * from_rate)
-        pieces = [stream.resample_chunk(np.ascontiguousarray(x[:, start : start + block].T),
-                                        last=start + block >= x.shape[1])
-                  for start in range(0, x.shape[1], block)]
+        pieces = [
+            stream.resample_chunk(
+                np.ascontiguousarray(x[:, start : start + block].T),
+                last=start + block >= x.shape[1],
+            )
+            for start in range(0, x.shape[1], block)
+        ]
         return np.concatenate(pieces).T
 
     return run
@@ -109,7 +115,9 @@ def alias_rejection_db(run, from_rate, to_rate):
     for frequency in np.linspace(1.05 * to_rate / 2, 0.99 * from_rate / 2, 24):
         x = sine(frequency, from_rate)
         out = run(x, from_rate, to_rate)
-        worst = max(worst, np.sqrt(np.mean(out[:, interior(out, to_rate)] ** 2)) / np.sqrt(np.mean(x**2)))
+        worst = max(
+            worst, np.sqrt(np.mean(out[:, interior(out, to_rate)] ** 2)) / np.sqrt(np.mean(x**2))
+        )
     return level_db(worst)
 
 
@@ -153,8 +161,14 @@ def main():
         whole = soxr_whole("HQ")(noise, from_rate, to_rate)
         blocks = soxr_blocks("HQ")(noise, from_rate, to_rate)
         results["pairs"][key]["soxr HQ blocks vs whole"] = {
-            "lengths": [int(whole.shape[-1]), int(blocks.shape[-1]), math.ceil(noise.shape[-1] * to_rate / from_rate)],
-            "max_difference": float(np.max(np.abs(whole[:, : blocks.shape[-1]] - blocks[:, : whole.shape[-1]]))),
+            "lengths": [
+                int(whole.shape[-1]),
+                int(blocks.shape[-1]),
+                math.ceil(noise.shape[-1] * to_rate / from_rate),
+            ],
+            "max_difference": float(
+                np.max(np.abs(whole[:, : blocks.shape[-1]] - blocks[:, : whole.shape[-1]]))
+            ),
         }
     rng = np.random.default_rng(2)
     for from_rate, to_rate in ((44100, 16000), (16000, 44100)):
@@ -168,16 +182,24 @@ def main():
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "host_resampler.json"), "w") as f:
         json.dump(results, f, indent=2)
-    print("| rate pair | resampler | passband error <= 0.90 / 0.95 Nyquist (dB) | alias rejection (dB) "
-          "| max error vs FFT oracle |")
+    print(
+        "| rate pair | resampler | passband error <= 0.90 / 0.95 Nyquist (dB) | alias rejection (dB) "
+        "| max error vs FFT oracle |"
+    )
     print("|---|---|---|---|---|")
     for key, row in results["pairs"].items():
         for name, values in row.items():
             if "passband_error_db_90" not in values:
                 continue
-            alias = "-" if values["alias_rejection_db"] is None else f"{values['alias_rejection_db']:.1f}"
-            print(f"| {key} | {name} | {values['passband_error_db_90']:.1f} / {values['passband_error_db_95']:.1f} "
-                  f"| {alias} | {values['fft_oracle_max_error']:.1e} |")
+            alias = (
+                "-"
+                if values["alias_rejection_db"] is None
+                else f"{values['alias_rejection_db']:.1f}"
+            )
+            print(
+                f"| {key} | {name} | {values['passband_error_db_90']:.1f} / {values['passband_error_db_95']:.1f} "
+                f"| {alias} | {values['fft_oracle_max_error']:.1e} |"
+            )
     print()
     for key, row in results["pairs"].items():
         print(key, "soxr HQ blocks vs whole:", row["soxr HQ blocks vs whole"])

@@ -124,15 +124,29 @@ def main():
         XLA_FLAGS=f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={args.threads}",
     )
     jax_run = subprocess.run(
-        [sys.executable, __file__, "--worker", "jax", "--threads", str(args.threads), "--repeats", str(args.repeats)],
-        capture_output=True, text=True, env=env, check=False,
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            "jax",
+            "--threads",
+            str(args.threads),
+            "--repeats",
+            str(args.repeats),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if jax_run.returncode == 0:
         jax_time, jax_value = json.loads(jax_run.stdout.strip().splitlines()[-1])
         results["jax_jit_s"] = jax_time
         results["values"]["ours_jax"] = jax_value
     else:
-        results["jax_error"] = jax_run.stderr.strip().splitlines()[-1] if jax_run.stderr else "failed"
+        results["jax_error"] = (
+            jax_run.stderr.strip().splitlines()[-1] if jax_run.stderr else "failed"
+        )
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "mrstft_speed.json"), "w") as f:
         json.dump(results, f, indent=2)
@@ -141,7 +155,9 @@ def main():
     print(f"| ours, TensorFlow + XLA | {xla_time:.4f} | {xla_time / aura_time:.2f} |")
     print(f"| ours, TensorFlow graph, no XLA | {graph_time:.4f} | {graph_time / aura_time:.2f} |")
     if "jax_jit_s" in results:
-        print(f"| ours, JAX jit | {results['jax_jit_s']:.4f} | {results['jax_jit_s'] / aura_time:.2f} |")
+        print(
+            f"| ours, JAX jit | {results['jax_jit_s']:.4f} | {results['jax_jit_s'] / aura_time:.2f} |"
+        )
     else:
         print(f"| ours, JAX | not run: {results['jax_error']} | |")
     print(f"loss values: {results['values']}")

@@ -51,7 +51,9 @@ TYPES = ("noise", "clipping", "band_limit", "reverb", "dropouts", "codec")
 
 def arctic_utterance():
     spec = importlib.util.find_spec("pysptk")
-    path = os.path.join(spec.submodule_search_locations[0], "example_audio_data", "arctic_a0007.wav")
+    path = os.path.join(
+        spec.submodule_search_locations[0], "example_audio_data", "arctic_a0007.wav"
+    )
     samples, rate = sf.read(path, dtype="float32")
     assert rate == RATE
     return samples
@@ -86,7 +88,9 @@ def damage(kind, x, rng, others):
         if color == "babble":
             out = artifacts.add_babble(np.stack([x, *others[:4]]), seed, snr)[:1]
         else:
-            out = artifacts.add_noise(wave, seed, snr, color={"white": 0.0, "pink": 1.0, "brown": 2.0}[color])
+            out = artifacts.add_noise(
+                wave, seed, snr, color={"white": 0.0, "pink": 1.0, "brown": 2.0}[color]
+            )
         return out, f"{color} {snr:.1f} dB"
     if kind == "clipping":
         if rng.random() < 0.5:
@@ -122,8 +126,15 @@ def make_pairs(per_type, seed=0):
             source, clean = corpus[i % len(corpus)]
             others = [c for j, (_, c) in enumerate(corpus) if j != i % len(corpus)]
             degraded, detail = damage(kind, clean, rng, others)
-            pairs.append({"type": kind, "source": source, "detail": detail, "clean": clean,
-                          "degraded": np.asarray(degraded)[0].astype(np.float32)})
+            pairs.append(
+                {
+                    "type": kind,
+                    "source": source,
+                    "detail": detail,
+                    "clean": clean,
+                    "degraded": np.asarray(degraded)[0].astype(np.float32),
+                }
+            )
     return pairs
 
 
@@ -147,7 +158,10 @@ def correlation_table(ref, ours, types):
 
 def surrogate_scores(loss, clean, degraded, batch=16):
     mos = tf.function(loss.mos)
-    out = [np.asarray(mos(clean[i : i + batch], degraded[i : i + batch])) for i in range(0, len(clean), batch)]
+    out = [
+        np.asarray(mos(clean[i : i + batch], degraded[i : i + batch]))
+        for i in range(0, len(clean), batch)
+    ]
     return np.concatenate(out)
 
 
@@ -164,10 +178,12 @@ def timings(loss, clean, degraded, repeats):
     c, d = tf.constant(clean), tf.constant(degraded)
     mos(c, d), value_and_gradient(c, d)
     result = {}
-    for label, fn in (("surrogate forward", lambda: mos(c, d).numpy()),
-                      ("surrogate forward + backward", lambda: value_and_gradient(c, d)[1].numpy()),
-                      ("pesq, 1 process", lambda: [pesq(RATE, a, b, "wb") for a, b in zip(clean, degraded)]),
-                      ("pesq_batch, 2 processes", lambda: pesq_batch(RATE, clean, degraded, "wb", n_processor=2))):
+    for label, fn in (
+        ("surrogate forward", lambda: mos(c, d).numpy()),
+        ("surrogate forward + backward", lambda: value_and_gradient(c, d)[1].numpy()),
+        ("pesq, 1 process", lambda: [pesq(RATE, a, b, "wb") for a, b in zip(clean, degraded)]),
+        ("pesq_batch, 2 processes", lambda: pesq_batch(RATE, clean, degraded, "wb", n_processor=2)),
+    ):
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -199,17 +215,28 @@ def scatter_plot(ref, ours, types, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-type", type=int, default=36, help="pairs per damage type (default 36: 216 pairs)")
+    parser.add_argument(
+        "--per-type", type=int, default=36, help="pairs per damage type (default 36: 216 pairs)"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     pairs = make_pairs(args.per_type)
     clean = np.stack([p["clean"] for p in pairs])
     degraded = np.stack([p["degraded"] for p in pairs])
     types = np.array([p["type"] for p in pairs])
-    results = {"pairs": len(pairs), "seconds_per_pair": SAMPLES / RATE, "modes": {}, "utterance_alignment": {}}
+    results = {
+        "pairs": len(pairs),
+        "seconds_per_pair": SAMPLES / RATE,
+        "modes": {},
+        "utterance_alignment": {},
+    }
     for mode in ("wb", "nb"):
-        ref = np.array([pesq(RATE, p["clean"], p["degraded"], mode)
-                        for p in tqdm(pairs, desc=f"reference pesq {mode}", file=sys.stdout)])
+        ref = np.array(
+            [
+                pesq(RATE, p["clean"], p["degraded"], mode)
+                for p in tqdm(pairs, desc=f"reference pesq {mode}", file=sys.stdout)
+            ]
+        )
         ours = surrogate_scores(PESQLoss(mode=mode), clean, degraded)
         results["modes"][mode] = {"table": correlation_table(ref, ours, types)}
         # The same pairs with P.862's own per-utterance alignment (delay_search="utterance").
@@ -218,23 +245,37 @@ def main():
         if mode == "wb":
             worst = np.argsort(-np.abs(ref - ours))[:10]
             results["modes"][mode]["largest_errors"] = [
-                {"type": pairs[i]["type"], "source": pairs[i]["source"], "damage": pairs[i]["detail"],
-                 "reference": float(ref[i]), "surrogate": float(ours[i])} for i in worst]
+                {
+                    "type": pairs[i]["type"],
+                    "source": pairs[i]["source"],
+                    "damage": pairs[i]["detail"],
+                    "reference": float(ref[i]),
+                    "surrogate": float(ours[i]),
+                }
+                for i in worst
+            ]
             scatter_plot(ref, ours, types, os.path.join(HERE, "results", "pesq_surrogate.png"))
     results["timing_16x4s"] = timings(PESQLoss(), clean[:16], degraded[:16], args.repeats)
     utterance_timing = timings(PESQLoss(delay_search="utterance"), clean[:16], degraded[:16], 1)
-    results["timing_16x4s"]["surrogate forward, utterance alignment"] = utterance_timing["surrogate forward"]
+    results["timing_16x4s"]["surrogate forward, utterance alignment"] = utterance_timing[
+        "surrogate forward"
+    ]
     with open(os.path.join(HERE, "results", "pesq_surrogate.json"), "w") as f:
         json.dump(results, f, indent=2)
     blocks = [(f"{mode}, one delay per example", block) for mode, block in results["modes"].items()]
-    blocks += [(f"{mode}, P.862 utterance alignment", block) for mode, block in results["utterance_alignment"].items()]
+    blocks += [
+        (f"{mode}, P.862 utterance alignment", block)
+        for mode, block in results["utterance_alignment"].items()
+    ]
     for title, block in blocks:
         print(f"\n{title}: {len(pairs)} pairs\n")
         print("| damage | n | Pearson r | Spearman rho | MAE | max error |")
         print("|---|---|---|---|---|---|")
         for name, row in block["table"].items():
-            print(f"| {name} | {row['n']} | {row['pearson_r']:.4f} | {row['spearman_rho']:.4f} | "
-                  f"{row['mae']:.4f} | {row['max_abs_error']:.3f} |")
+            print(
+                f"| {name} | {row['n']} | {row['pearson_r']:.4f} | {row['spearman_rho']:.4f} | "
+                f"{row['mae']:.4f} | {row['max_abs_error']:.3f} |"
+            )
     print("\n| 16 x 4 s, CPU | seconds |\n|---|---|")
     for label, seconds in results["timing_16x4s"].items():
         print(f"| {label} | {seconds:.3f} |")

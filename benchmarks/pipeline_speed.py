@@ -24,8 +24,12 @@ def speech_clips(count=48, seconds=6.0):
     from spectral_restore.data.speech import synthesize
 
     voices = ["en-us", "en-us+f3", "en-gb+m3", "de+f4"]
-    texts = ["The birch canoe slid on the smooth planks.", "Glue the sheet to the dark blue background.",
-             "Rice is often served in round bowls.", "The juice of lemons makes fine punch."]
+    texts = [
+        "The birch canoe slid on the smooth planks.",
+        "Glue the sheet to the dark blue background.",
+        "Rice is often served in round bowls.",
+        "The juice of lemons makes fine punch.",
+    ]
     clips = []
     for i in range(count):
         wave = synthesize(texts[i % 4], voice=voices[(i // 4) % 4])
@@ -37,7 +41,9 @@ def speech_clips(count=48, seconds=6.0):
 def pipeline_rate(clips, seconds, batch_size, batches):
     from spectral_restore.data.pipeline import make_dataset
 
-    dataset = make_dataset(clips, segment_seconds=seconds, batch_size=batch_size, repeat=True, seed=1)
+    dataset = make_dataset(
+        clips, segment_seconds=seconds, batch_size=batch_size, repeat=True, seed=1
+    )
     iterator = iter(dataset)
     next(iterator)  # tracing
     start = time.perf_counter()
@@ -53,8 +59,15 @@ def training_rate(seconds, batch_size, steps):
     from training.config import build_loss, load_config
 
     model = build_model("crn", "small")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=build_loss(load_config("small.yaml")["loss"]))
-    x = np.random.default_rng(0).standard_normal((batch_size * (steps + 2), int(seconds * RATE))).astype(np.float32) * 0.05
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss=build_loss(load_config("small.yaml")["loss"])
+    )
+    x = (
+        np.random.default_rng(0)
+        .standard_normal((batch_size * (steps + 2), int(seconds * RATE)))
+        .astype(np.float32)
+        * 0.05
+    )
     model.fit(x[: 2 * batch_size], x[: 2 * batch_size], batch_size=batch_size, epochs=1, verbose=0)
     start = time.perf_counter()
     model.fit(x[2 * batch_size :], x[2 * batch_size :], batch_size=batch_size, epochs=1, verbose=0)
@@ -79,7 +92,9 @@ def main():
         json.dump(results, f, indent=2)
     print("| what | examples/s |\n|---|---|")
     print(f"| pipeline, default chain, 3 s clips, batch 16 | {results['pipeline_3s_b16']:.1f} |")
-    print(f"| training step of `small`, 3 s clips, batch 16 | {results['train_small_3s_b16']:.1f} |")
+    print(
+        f"| training step of `small`, 3 s clips, batch 16 | {results['train_small_3s_b16']:.1f} |"
+    )
     print(f"| ratio (pipeline / training) | {results['ratio']:.1f}x |")
     print("\n| clip length, batch | pipeline examples/s |\n|---|---|")
     for key, value in results["scaling"].items():

@@ -60,20 +60,27 @@ def conditions(clean):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", help=".keras models (or exported SavedModels) to compare")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "models", nargs="+", help=".keras models (or exported SavedModels) to compare"
+    )
     parser.add_argument("--names", nargs="+", help="one name per model (default: the file names)")
     parser.add_argument("--out", help="JSON file for the results")
     args = parser.parse_args()
     names = args.names or [os.path.basename(os.path.dirname(path)) or path for path in args.models]
     if len(names) != len(args.models):
-        parser.error(f"--names needs one name per model: {len(args.models)} models, {len(names)} names")
+        parser.error(
+            f"--names needs one name per model: {len(args.models)} models, {len(names)} names"
+        )
 
     import soundfile as sf
     from pesq import pesq
 
-    from conftest import arctic_example_path
     from spectral_restore.inference import Restorer
+
+    from conftest import arctic_example_path
 
     clean, rate = sf.read(arctic_example_path(), dtype="float32")
     if rate != 16000:
@@ -82,23 +89,42 @@ def main():
     restorers = [Restorer(path) for path in args.models]
     rows = []
     for name, in_chain, damaged in conditions(clean):
-        row = {"condition": name, "in_training_chain": in_chain,
-               "input": {"pesq_wb": float(pesq(16000, clean, damaged, "wb")), "si_sdr": si_sdr(clean, damaged)}}
+        row = {
+            "condition": name,
+            "in_training_chain": in_chain,
+            "input": {
+                "pesq_wb": float(pesq(16000, clean, damaged, "wb")),
+                "si_sdr": si_sdr(clean, damaged),
+            },
+        }
         for model_name, restorer in zip(names, restorers):
             restored = np.asarray(restorer(damaged[None]))[0]
-            row[model_name] = {"pesq_wb": float(pesq(16000, clean, restored, "wb")), "si_sdr": si_sdr(clean, restored)}
+            row[model_name] = {
+                "pesq_wb": float(pesq(16000, clean, restored, "wb")),
+                "si_sdr": si_sdr(clean, restored),
+            }
         rows.append(row)
         cells = "  ".join(f"{key} {row[key]['pesq_wb']:.2f}" for key in ["input", *names])
         print(f"{name:26s} {cells}", flush=True)
     for model_name in names:
         gains = [row[model_name]["pesq_wb"] - row["input"]["pesq_wb"] for row in rows]
         worse = [row["condition"] for row, gain in zip(rows, gains) if gain < 0]
-        print(f"{model_name}: mean PESQ-WB change {np.mean(gains):+.2f}; worse than its input on: {', '.join(worse) or 'none'}")
+        print(
+            f"{model_name}: mean PESQ-WB change {np.mean(gains):+.2f}; worse than its input on: {', '.join(worse) or 'none'}"
+        )
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as handle:
-            json.dump({"utterance": "arctic_a0007 (pysptk), peak 0.5, 16 kHz", "seed": list(SEED),
-                       "models": dict(zip(names, args.models)), "rows": rows}, handle, indent=1)
+            json.dump(
+                {
+                    "utterance": "arctic_a0007 (pysptk), peak 0.5, 16 kHz",
+                    "seed": list(SEED),
+                    "models": dict(zip(names, args.models)),
+                    "rows": rows,
+                },
+                handle,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ def write_test_file(path, minutes, rate, block_seconds=30):
             t = np.arange(start, min(total, start + block_seconds * rate)) / rate
             sweep = 200 + 100 * np.sin(2 * np.pi * t / 60)
             left = 0.3 * np.sin(2 * np.pi * np.cumsum(sweep) / rate) + rng.normal(0, 0.03, t.size)
-            right = 0.2 * np.sin(2 * np.pi * 3 * np.cumsum(sweep) / rate) + rng.normal(0, 0.03, t.size)
+            right = 0.2 * np.sin(2 * np.pi * 3 * np.cumsum(sweep) / rate) + rng.normal(
+                0, 0.03, t.size
+            )
             f.write(np.stack([left, right], axis=1))
     return total
 
@@ -74,7 +76,11 @@ def build_models(folder, kinds, name):
     if name == "identity":
         model = keras.Sequential([keras.Input((None,)), keras.layers.Identity()], name="identity")
     else:
-        model = SpectralRestorer("small") if name == "small" else SpectralRestorer(channels=(4,), recurrent_units=8)
+        model = (
+            SpectralRestorer("small")
+            if name == "small"
+            else SpectralRestorer(channels=(4,), recurrent_units=8)
+        )
     model(np.zeros((1, 16000), np.float32))
     paths = {"keras": os.path.join(folder, f"{name}.keras")}
     model.save(paths["keras"])
@@ -88,8 +94,21 @@ def build_models(folder, kinds, name):
 
 def restore(path, model, out_dir, pythonpath):
     env = dict(os.environ, PYTHONPATH=pythonpath, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, "-c", WRAPPER, sys.executable, "-m", "training.cli",
-               "restore", path, "-o", out_dir, "-m", model, "-q"]
+    command = [
+        sys.executable,
+        "-c",
+        WRAPPER,
+        sys.executable,
+        "-m",
+        "training.cli",
+        "restore",
+        path,
+        "-o",
+        out_dir,
+        "-m",
+        model,
+        "-q",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     if report["returncode"] != 0:
@@ -110,11 +129,22 @@ def measure(folder, minutes, rate, models, pythonpath, label, name):
             written = os.path.join(out_dir, os.path.basename(path))
             info = sf.info(written)
             if (info.samplerate, info.channels, info.frames) != (rate, CHANNELS, frames):
-                raise RuntimeError(f"{written}: {info.samplerate} Hz, {info.channels} ch, {info.frames} frames")
+                raise RuntimeError(
+                    f"{written}: {info.samplerate} Hz, {info.channels} ch, {info.frames} frames"
+                )
             os.remove(written)
-            rows.append({"code": label, "model": f"{name} {kind}", "minutes": minutes, "rate": rate, "file_mb": os.path.getsize(path) / 2**20,
-                         "peak_rss_mb": report["peak_rss_mb"], "wall_s": report["wall_s"],
-                         "rtf": report["wall_s"] / (minutes * 60)})
+            rows.append(
+                {
+                    "code": label,
+                    "model": f"{name} {kind}",
+                    "minutes": minutes,
+                    "rate": rate,
+                    "file_mb": os.path.getsize(path) / 2**20,
+                    "peak_rss_mb": report["peak_rss_mb"],
+                    "wall_s": report["wall_s"],
+                    "rtf": report["wall_s"] / (minutes * 60),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     finally:
         os.remove(path)
@@ -124,12 +154,18 @@ def measure(folder, minutes, rate, models, pythonpath, label, name):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[5, 15, 60])
-    parser.add_argument("--rate", type=int, default=48000, help="the files' sample rate (default 48000)")
+    parser.add_argument(
+        "--rate", type=int, default=48000, help="the files' sample rate (default 48000)"
+    )
     parser.add_argument("--model", choices=["small", "tiny", "identity"], default="small")
     parser.add_argument("--kinds", nargs="+", choices=["keras", "savedmodel"], default=["keras"])
-    parser.add_argument("--before", default=None, help="a checkout of the code before, run for comparison")
+    parser.add_argument(
+        "--before", default=None, help="a checkout of the code before, run for comparison"
+    )
     parser.add_argument("--before-minutes", type=float, nargs="+", default=[1])
-    parser.add_argument("--output", default=None, help="default: results/restore_memory_<model>.json")
+    parser.add_argument(
+        "--output", default=None, help="default: results/restore_memory_<model>.json"
+    )
     args = parser.parse_args()
     args.output = args.output or os.path.join(HERE, "results", f"restore_memory_{args.model}.json")
     rows = []
@@ -137,7 +173,9 @@ def main():
         models = build_models(folder, args.kinds, args.model)
         if args.before:
             for minutes in args.before_minutes:
-                rows += measure(folder, minutes, args.rate, models, args.before, "before", args.model)
+                rows += measure(
+                    folder, minutes, args.rate, models, args.before, "before", args.model
+                )
         for minutes in args.minutes:
             rows += measure(folder, minutes, args.rate, models, ROOT, "blocks", args.model)
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
@@ -146,8 +184,10 @@ def main():
     print("| code | model | stereo file | WAV (MB) | peak RSS (MB) | wall (s) | RTF |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['code']} | {row['model']} | {row['minutes']:g} min, {row['rate'] / 1000:g} kHz | {row['file_mb']:.0f} | "
-              f"{row['peak_rss_mb']:.0f} | {row['wall_s']:.0f} | {row['rtf']:.3f} |")
+        print(
+            f"| {row['code']} | {row['model']} | {row['minutes']:g} min, {row['rate'] / 1000:g} kHz | {row['file_mb']:.0f} | "
+            f"{row['peak_rss_mb']:.0f} | {row['wall_s']:.0f} | {row['rtf']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -88,11 +88,22 @@ def flash_proxy(enabled):
 
     from keras.src.backend.jax import nn as jax_nn
 
-    def attention(query, key, value, bias=None, mask=None, scale=None, is_causal=False, flash_attention=None,
-                  attn_logits_soft_cap=None):
+    def attention(
+        query,
+        key,
+        value,
+        bias=None,
+        mask=None,
+        scale=None,
+        is_causal=False,
+        flash_attention=None,
+        attn_logits_soft_cap=None,
+    ):
         if bias is not None or mask is not None or is_causal:
             raise ValueError("The flash-attention stand-in covers unmasked attention only")
-        return blockwise_attention(query, key, value, 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale)
+        return blockwise_attention(
+            query, key, value, 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+        )
 
     with mock.patch.object(jax_nn, "dot_product_attention", attention):
         yield
@@ -138,13 +149,20 @@ def measure(spec, batch, seconds, precision, loss_config, flash):
         non_trainable = [v.value for v in model.non_trainable_variables]
 
         def objective(trainable, non_trainable, noisy, clean):
-            restored, non_trainable = model.stateless_call(trainable, non_trainable, noisy, training=True)
+            restored, non_trainable = model.stateless_call(
+                trainable, non_trainable, noisy, training=True
+            )
             return loss(clean, restored), non_trainable
 
         audio = jax.ShapeDtypeStruct((batch, int(round(seconds * model.sample_rate))), np.float32)
         with flash_proxy(flash):
-            stats = compiled_stats(jax.value_and_grad(objective, has_aux=True), trainable, non_trainable, audio, audio)
-        return {"trainable_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)), **stats}
+            stats = compiled_stats(
+                jax.value_and_grad(objective, has_aux=True), trainable, non_trainable, audio, audio
+            )
+        return {
+            "trainable_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+            **stats,
+        }
     finally:
         keras.mixed_precision.set_global_policy("float32")
         keras.backend.clear_session()
@@ -169,15 +187,29 @@ def measure_pieces(preset, batch, seconds, precision, flash):
         frames = int(round(seconds * model.sample_rate)) // model.stft_config.hop_length + 1
         bins = (model.stft_config.num_bins - 1) // settings["freq_stride"] + 1
         channels = settings["channels"]
-        block = dict(channels=channels, num_heads=settings["num_heads"], ffn_multiplier=settings["ffn_multiplier"],
-                     conv_expansion=settings["conv_expansion"], conv_kernel=settings["conv_kernel"],
-                     dropout=settings["dropout"])
+        block = dict(
+            channels=channels,
+            num_heads=settings["num_heads"],
+            ffn_multiplier=settings["ffn_multiplier"],
+            conv_expansion=settings["conv_expansion"],
+            conv_kernel=settings["conv_kernel"],
+            dropout=settings["dropout"],
+        )
         pieces = {
-            "conformer block over time": (ConformerBlock(**block), (batch * bins, frames, channels)),
-            "conformer block over frequency": (ConformerBlock(**block), (batch * frames, bins, channels)),
+            "conformer block over time": (
+                ConformerBlock(**block),
+                (batch * bins, frames, channels),
+            ),
+            "conformer block over frequency": (
+                ConformerBlock(**block),
+                (batch * frames, bins, channels),
+            ),
             "depthwise convolution over time": (
-                keras.layers.DepthwiseConv1D(settings["conv_kernel"], padding="same", use_bias=False),
-                (batch * bins, frames, settings["conv_expansion"] * channels)),
+                keras.layers.DepthwiseConv1D(
+                    settings["conv_kernel"], padding="same", use_bias=False
+                ),
+                (batch * bins, frames, settings["conv_expansion"] * channels),
+            ),
         }
         results = {}
         for name, (layer, shape) in pieces.items():
@@ -192,11 +224,18 @@ def measure_pieces(preset, batch, seconds, precision, flash):
 
             inputs = jax.ShapeDtypeStruct(shape, np.float32)
             with flash_proxy(flash):
-                results[name] = {"shape": list(shape), "forward": compiled_stats(forward, values, inputs),
-                                 "forward_and_backward": compiled_stats(jax.grad(forward, argnums=(0, 1)), values,
-                                                                        inputs)}
-            print(name, {k: (v["tflops"], v["temp_gib"]) for k, v in results[name].items() if k != "shape"},
-                  flush=True)
+                results[name] = {
+                    "shape": list(shape),
+                    "forward": compiled_stats(forward, values, inputs),
+                    "forward_and_backward": compiled_stats(
+                        jax.grad(forward, argnums=(0, 1)), values, inputs
+                    ),
+                }
+            print(
+                name,
+                {k: (v["tflops"], v["temp_gib"]) for k, v in results[name].items() if k != "shape"},
+                flush=True,
+            )
         return results
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -205,17 +244,30 @@ def measure_pieces(preset, batch, seconds, precision, flash):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("specs", nargs="*",
-                        help="ARCHITECTURE:PRESET[:key=value,...]; default crn:base conformer:base unless --pieces")
+    parser.add_argument(
+        "specs",
+        nargs="*",
+        help="ARCHITECTURE:PRESET[:key=value,...]; default crn:base conformer:base unless --pieces",
+    )
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--precision", default="bfloat16", help="training.mixed_precision value")
-    parser.add_argument("--config", default=os.path.join(ROOT, "training", "configs", "base.yaml"),
-                        help="the loss terms of this config")
-    parser.add_argument("--flash-proxy", action="store_true",
-                        help="attention without materialised scores, as cuDNN's flash attention on a GPU")
-    parser.add_argument("--pieces", default=None, metavar="PRESET",
-                        help="also measure the conformer PRESET's blocks and depthwise convolution alone")
+    parser.add_argument(
+        "--config",
+        default=os.path.join(ROOT, "training", "configs", "base.yaml"),
+        help="the loss terms of this config",
+    )
+    parser.add_argument(
+        "--flash-proxy",
+        action="store_true",
+        help="attention without materialised scores, as cuDNN's flash attention on a GPU",
+    )
+    parser.add_argument(
+        "--pieces",
+        default=None,
+        metavar="PRESET",
+        help="also measure the conformer PRESET's blocks and depthwise convolution alone",
+    )
     parser.add_argument("--output", default=os.path.join(HERE, "results", "step_memory.json"))
     args = parser.parse_args(argv)
 
@@ -227,24 +279,41 @@ def main(argv=None):
     from training.config import load_config
 
     loss_config = load_config(args.config)["loss"]
-    results = {"batch": args.batch, "seconds": args.seconds, "precision": args.precision,
-               "flash_proxy": args.flash_proxy, "device": jax.devices()[0].device_kind, "jax": jax.__version__,
-               "keras": keras.__version__, "runs": {}}
+    results = {
+        "batch": args.batch,
+        "seconds": args.seconds,
+        "precision": args.precision,
+        "flash_proxy": args.flash_proxy,
+        "device": jax.devices()[0].device_kind,
+        "jax": jax.__version__,
+        "keras": keras.__version__,
+        "runs": {},
+    }
     specs = args.specs or ([] if args.pieces else ["crn:base", "conformer:base"])
     for spec in specs:
-        results["runs"][spec] = measure(spec, args.batch, args.seconds, args.precision, loss_config, args.flash_proxy)
+        results["runs"][spec] = measure(
+            spec, args.batch, args.seconds, args.precision, loss_config, args.flash_proxy
+        )
         print(spec, results["runs"][spec], flush=True)
     if args.pieces:
-        results["pieces"] = measure_pieces(args.pieces, args.batch, args.seconds, args.precision, args.flash_proxy)
+        results["pieces"] = measure_pieces(
+            args.pieces, args.batch, args.seconds, args.precision, args.flash_proxy
+        )
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(results, f, indent=2)
-    print(f"\nbatch {args.batch} x {args.seconds} s, {args.precision}, flash proxy: {args.flash_proxy}")
-    print("| model | trainable parameters | temp (GiB) | TFLOPs per step | GB accessed | compile (s) |")
+    print(
+        f"\nbatch {args.batch} x {args.seconds} s, {args.precision}, flash proxy: {args.flash_proxy}"
+    )
+    print(
+        "| model | trainable parameters | temp (GiB) | TFLOPs per step | GB accessed | compile (s) |"
+    )
     print("|---|---|---|---|---|---|")
     for spec, run in results["runs"].items():
-        print(f"| `{spec}` | {run['trainable_parameters']:,} | {run['temp_gib']} | {run['tflops']} | "
-              f"{run['bytes_accessed'] / 1e9:.0f} | {run['compile_seconds']} |")
+        print(
+            f"| `{spec}` | {run['trainable_parameters']:,} | {run['temp_gib']} | {run['tflops']} | "
+            f"{run['bytes_accessed'] / 1e9:.0f} | {run['compile_seconds']} |"
+        )
 
 
 if __name__ == "__main__":

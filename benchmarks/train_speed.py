@@ -65,7 +65,9 @@ def decoder_layer(transpose):
         return contextlib.nullcontext()
     if transpose == "keras":
         return mock.patch.object(restorer, "Conv2DTranspose", keras.layers.Conv2DTranspose)
-    raise ValueError(f"`transpose` must be 'polyphase' or 'keras'. Received: transpose={transpose!r}")
+    raise ValueError(
+        f"`transpose` must be 'polyphase' or 'keras'. Received: transpose={transpose!r}"
+    )
 
 
 def batch_of(batch, seconds):
@@ -90,7 +92,9 @@ def build(specs, noisy, clean):
         architecture, preset, overrides = parse_spec(spec)
         with decoder_layer(overrides.pop("transpose", "polyphase")):
             model = build_model(architecture, preset, **overrides)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=build_loss(loss_config), jit_compile="auto")
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3), loss=build_loss(loss_config), jit_compile="auto"
+        )
         for _ in range(2):
             model.train_on_batch(noisy, clean)
         trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
@@ -105,7 +109,10 @@ def time_round(models, noisy, clean, steps):
         start, start_cpu = time.perf_counter(), time.process_time()
         for _ in range(steps):
             model.train_on_batch(noisy, clean)
-        times[spec] = ((time.perf_counter() - start) / steps, (time.process_time() - start_cpu) / steps)
+        times[spec] = (
+            (time.perf_counter() - start) / steps,
+            (time.process_time() - start_cpu) / steps,
+        )
     return times
 
 
@@ -115,14 +122,19 @@ def summarize(trainable, rounds, batch):
     for spec, count in trainable.items():
         wall = [r[spec][0] for r in rounds]
         step = float(np.median(wall))
-        results[spec] = {"trainable_parameters": count, "step_seconds": round(step, 4),
-                         "examples_per_second": round(batch / step, 2),
-                         "cpu_seconds_per_step": round(float(np.median([r[spec][1] for r in rounds])), 4),
-                         "step_seconds_per_round": [round(x, 4) for x in wall]}
+        results[spec] = {
+            "trainable_parameters": count,
+            "step_seconds": round(step, 4),
+            "examples_per_second": round(batch / step, 2),
+            "cpu_seconds_per_step": round(float(np.median([r[spec][1] for r in rounds])), 4),
+            "step_seconds_per_round": [round(x, 4) for x in wall],
+        }
     first = next(iter(results.values()))
     for row in results.values():
         row["step_ratio_vs_first"] = round(row["step_seconds"] / first["step_seconds"], 3)
-        row["cpu_ratio_vs_first"] = round(row["cpu_seconds_per_step"] / first["cpu_seconds_per_step"], 3)
+        row["cpu_ratio_vs_first"] = round(
+            row["cpu_seconds_per_step"] / first["cpu_seconds_per_step"], 3
+        )
     return results
 
 
@@ -141,8 +153,11 @@ def worker(specs, batch, seconds, steps):
     noisy, clean = batch_of(batch, seconds)
     models = build(specs, noisy, clean)
     backend = keras.backend.backend()
-    answer = {"backend": backend, "version": importlib.import_module(backend).__version__,
-              "trainable": {spec: count for spec, (_, count) in models.items()}}
+    answer = {
+        "backend": backend,
+        "version": importlib.import_module(backend).__version__,
+        "trainable": {spec: count for spec, (_, count) in models.items()},
+    }
     print(json.dumps(answer), flush=True)
     for line in sys.stdin:
         if line.strip() != "round":
@@ -153,12 +168,24 @@ def worker(specs, batch, seconds, steps):
 def measure_backends(backends, specs, batch, seconds, steps, rounds):
     """``({backend: summarize(...)}, {backend: version})`` from one worker process per
     backend, rounds interleaved."""
-    command = [sys.executable, os.path.abspath(__file__), *specs, "--batch", str(batch), "--seconds", str(seconds),
-               "--steps", str(steps), "--worker"]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        *specs,
+        "--batch",
+        str(batch),
+        "--seconds",
+        str(seconds),
+        "--steps",
+        str(steps),
+        "--worker",
+    ]
     workers, ready = {}, {}
     for backend in backends:
         env = dict(os.environ, KERAS_BACKEND=backend)
-        workers[backend] = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        workers[backend] = subprocess.Popen(
+            command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         # Built one after the other: compiling and tracing would disturb another worker's timing.
         ready[backend] = json.loads(workers[backend].stdout.readline())
     timed = {backend: [] for backend in backends}
@@ -171,13 +198,19 @@ def measure_backends(backends, specs, batch, seconds, steps, rounds):
         process.stdin.close()
         if process.wait() != 0:
             raise RuntimeError(f"a benchmark worker exited with status {process.returncode}")
-    results = {backend: summarize(ready[backend]["trainable"], timed[backend], batch) for backend in backends}
+    results = {
+        backend: summarize(ready[backend]["trainable"], timed[backend], batch)
+        for backend in backends
+    }
     first = results[backends[0]]
     for rows in results.values():
         for spec, row in rows.items():
-            row["step_ratio_vs_first_backend"] = round(row["step_seconds"] / first[spec]["step_seconds"], 3)
+            row["step_ratio_vs_first_backend"] = round(
+                row["step_seconds"] / first[spec]["step_seconds"], 3
+            )
             row["cpu_ratio_vs_first_backend"] = round(
-                row["cpu_seconds_per_step"] / first[spec]["cpu_seconds_per_step"], 3)
+                row["cpu_seconds_per_step"] / first[spec]["cpu_seconds_per_step"], 3
+            )
     return results, {backend: ready[backend]["version"] for backend in backends}
 
 
@@ -188,19 +221,31 @@ def main():
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--backends", nargs="+", default=None,
-                        help="Keras backends to compare side by side, one worker process each")
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=None,
+        help="Keras backends to compare side by side, one worker process each",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--output", default=None, help="JSON file; default results/train_speed_<backend>.json")
+    parser.add_argument(
+        "--output", default=None, help="JSON file; default results/train_speed_<backend>.json"
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.worker:
         worker(args.specs, args.batch, args.seconds, args.steps)
         return
-    settings = {"batch": args.batch, "seconds": args.seconds, "steps": args.steps, "rounds": args.rounds}
+    settings = {
+        "batch": args.batch,
+        "seconds": args.seconds,
+        "steps": args.steps,
+        "rounds": args.rounds,
+    }
     if args.backends:
-        models, versions = measure_backends(args.backends, args.specs, args.batch, args.seconds, args.steps,
-                                            args.rounds)
+        models, versions = measure_backends(
+            args.backends, args.specs, args.batch, args.seconds, args.steps, args.rounds
+        )
         results = {"backends": versions, **settings, "models": models}
         name = "backends"
     else:
@@ -214,14 +259,20 @@ def main():
     with open(output, "w") as f:
         json.dump(results, f, indent=2)
     print(f"batch {args.batch} x {args.seconds} s\n")
-    print("| backend | model | trainable parameters | step (s) | examples/s | step vs first | CPU s/step | "
-          "CPU vs first |" + (" step vs first backend | CPU vs first backend |" if args.backends else "") +
-          "\n|---|---|---|---|---|---|---|---|" + ("---|---|" if args.backends else ""))
+    print(
+        "| backend | model | trainable parameters | step (s) | examples/s | step vs first | CPU s/step | "
+        "CPU vs first |"
+        + (" step vs first backend | CPU vs first backend |" if args.backends else "")
+        + "\n|---|---|---|---|---|---|---|---|"
+        + ("---|---|" if args.backends else "")
+    )
     for backend, rows in models.items():
         for spec, row in rows.items():
-            line = (f"| {backend} | {spec} | {row['trainable_parameters']:,} | {row['step_seconds']:.3f} | "
-                    f"{row['examples_per_second']:.1f} | {row['step_ratio_vs_first']:.2f} | "
-                    f"{row['cpu_seconds_per_step']:.3f} | {row['cpu_ratio_vs_first']:.2f} |")
+            line = (
+                f"| {backend} | {spec} | {row['trainable_parameters']:,} | {row['step_seconds']:.3f} | "
+                f"{row['examples_per_second']:.1f} | {row['step_ratio_vs_first']:.2f} | "
+                f"{row['cpu_seconds_per_step']:.3f} | {row['cpu_ratio_vs_first']:.2f} |"
+            )
             if args.backends:
                 line += f" {row['step_ratio_vs_first_backend']:.2f} | {row['cpu_ratio_vs_first_backend']:.2f} |"
             print(line)

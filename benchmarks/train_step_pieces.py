@@ -63,7 +63,10 @@ def timed(function, inputs, repeats):
     start, start_cpu = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         function(*inputs)
-    return [round((time.perf_counter() - start) / repeats * 1000), round((time.process_time() - start_cpu) / repeats * 1000)]
+    return [
+        round((time.perf_counter() - start) / repeats * 1000),
+        round((time.process_time() - start_cpu) / repeats * 1000),
+    ]
 
 
 def measure(transpose, repeats):
@@ -79,13 +82,17 @@ def measure(transpose, repeats):
         model = build_model("crn", "small")
     loss = build_loss(load_config("small.yaml")["loss"])
     noisy, clean = batch_of(16, 2.0)
-    real, imag = spectral.compress_complex(*spectral.stft(ops.convert_to_tensor(noisy), model.stft_config), COMPRESSION)
+    real, imag = spectral.compress_complex(
+        *spectral.stft(ops.convert_to_tensor(noisy), model.stft_config), COMPRESSION
+    )
     real, imag = np.asarray(real), np.asarray(imag)
     features = np.stack([np.hypot(real, imag), real, imag], -1)[:, :, :-1]
     pieces = {}
 
     def level(conv, norm):
-        return (lambda x: ops.leaky_relu(norm(conv(x)), negative_slope=0.1)), conv.weights + norm.weights
+        return (
+            lambda x: ops.leaky_relu(norm(conv(x)), negative_slope=0.1)
+        ), conv.weights + norm.weights
 
     skips = [features]
     for i, (conv, norm) in enumerate(zip(model.encoder, model.encoder_norms)):
@@ -110,15 +117,23 @@ def measure(transpose, repeats):
         pieces[f"decoder_{i}"] = timed(gradient_function(piece, weights), [inputs], repeats)
         x = np.asarray(piece(inputs))
     heads = model.mask_head.weights + model.residual_head.weights
-    pieces["heads"] = timed(gradient_function(lambda x: (model.mask_head(x), model.residual_head(x)), heads), [x], repeats)
+    pieces["heads"] = timed(
+        gradient_function(lambda x: (model.mask_head(x), model.residual_head(x)), heads),
+        [x],
+        repeats,
+    )
 
     def inverse_and_loss(est_real, est_imag):
         est_real, est_imag = spectral.compress_complex(est_real, est_imag, 1.0 / COMPRESSION)
-        return loss(clean, spectral.istft(est_real, est_imag, model.stft_config, length=clean.shape[-1]))
+        return loss(
+            clean, spectral.istft(est_real, est_imag, model.stft_config, length=clean.shape[-1])
+        )
 
     pieces["istft+loss"] = timed(gradient_function(inverse_and_loss, []), [real, imag], repeats)
     pieces["sum of the above"] = [sum(p[i] for p in pieces.values()) for i in (0, 1)]
-    model_and_loss = gradient_function(lambda x: loss(clean, model(x, training=True)), model.trainable_weights)
+    model_and_loss = gradient_function(
+        lambda x: loss(clean, model(x, training=True)), model.trainable_weights
+    )
     pieces["model+loss"] = timed(model_and_loss, [noisy], repeats)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile="auto")
     pieces["train_on_batch"] = timed(lambda: model.train_on_batch(noisy, clean), [], repeats)
@@ -127,16 +142,24 @@ def measure(transpose, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--transpose", default="polyphase", choices=["polyphase", "keras"],
-                        help="the decoder's transposed convolution (train_speed.py's transpose=)")
+    parser.add_argument(
+        "--transpose",
+        default="polyphase",
+        choices=["polyphase", "keras"],
+        help="the decoder's transposed convolution (train_speed.py's transpose=)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     backend = keras.backend.backend()
-    results = {"backend": backend, "transpose": args.transpose, "repeats": args.repeats,
-               "wall_and_cpu_ms": measure(args.transpose, args.repeats)}
+    results = {
+        "backend": backend,
+        "transpose": args.transpose,
+        "repeats": args.repeats,
+        "wall_and_cpu_ms": measure(args.transpose, args.repeats),
+    }
     output = os.path.join(HERE, "results", f"train_step_pieces_{backend}_{args.transpose}.json")
     with open(output, "w") as f:
         json.dump(results, f, indent=2)

@@ -203,7 +203,9 @@ def read_audio(path, sample_rate=None, mono=True, backend="auto"):
         raise AudioReadError(f"{path}: the file is empty (0 bytes)")
     is_wav = path.lower().endswith((".wav", ".wave"))
     if is_wav and _wav_is_truncated(io.BytesIO(content)):
-        raise AudioReadError(f"{path}: truncated WAV file (the data chunk is shorter than its header says)")
+        raise AudioReadError(
+            f"{path}: truncated WAV file (the data chunk is shorter than its header says)"
+        )
     if backend == "auto":
         # TensorFlow's decoders only under its own backend: elsewhere TensorFlow may be
         # installed but should not start (on a GPU it would reserve the memory).
@@ -265,9 +267,7 @@ def _output_format(path, subtype):
     """``(format, subtype)`` soundfile writes ``path`` with, after checking its extension."""
     extension = os.path.splitext(path)[1].lower()
     if extension not in WRITE_FORMATS:
-        raise ValueError(
-            f"Cannot write {path}: extension must be one of {sorted(WRITE_FORMATS)}"
-        )
+        raise ValueError(f"Cannot write {path}: extension must be one of {sorted(WRITE_FORMATS)}")
     return WRITE_FORMATS[extension], subtype or ("VORBIS" if extension == ".ogg" else "PCM_16")
 
 
@@ -312,8 +312,14 @@ class AudioWriter:
         self.channels = check_count(channels, "channels")
         self.frames = 0
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self._file = sf.SoundFile(self.path, "w", samplerate=self.sample_rate,
-                                  channels=self.channels, subtype=self.subtype, format=file_format)
+        self._file = sf.SoundFile(
+            self.path,
+            "w",
+            samplerate=self.sample_rate,
+            channels=self.channels,
+            subtype=self.subtype,
+            format=file_format,
+        )
 
     def write(self, samples):
         """Appends ``samples`` ``[channels, frames]`` (or ``[frames]`` for one channel)."""
@@ -416,7 +422,11 @@ class AudioReader:
                 self.sample_rate = check_sample_rate(self._file.samplerate)
             except ValueError as err:
                 raise AudioReadError(f"{self.path}: {err}") from None
-            self.channels, self.frames, self.subtype = self._file.channels, self._file.frames, self._file.subtype
+            self.channels, self.frames, self.subtype = (
+                self._file.channels,
+                self._file.frames,
+                self._file.subtype,
+            )
             if self.frames == 0:
                 raise AudioReadError(f"{self.path}: the file holds no audio samples")
         except BaseException:
@@ -492,22 +502,33 @@ class StreamResampler:
         self.to_rate = check_sample_rate(to_rate, "to_rate")
         self.channels = check_count(channels, "channels")
         self._finished = False
-        self._stream = None if self.from_rate == self.to_rate else soxr.ResampleStream(
-            self.from_rate, self.to_rate, self.channels, dtype="float32", quality=self.QUALITY)
+        self._stream = (
+            None
+            if self.from_rate == self.to_rate
+            else soxr.ResampleStream(
+                self.from_rate, self.to_rate, self.channels, dtype="float32", quality=self.QUALITY
+            )
+        )
 
     def __call__(self, block, last=False):
         """The output due for ``block`` ``[channels, frames]`` (float32); ``last`` flushes
         the filter's tail and must be True exactly once, with the final block (which may
         be empty)."""
         if self._finished:
-            raise ValueError("This StreamResampler has had its last block; make a new one for another signal")
+            raise ValueError(
+                "This StreamResampler has had its last block; make a new one for another signal"
+            )
         block = np.asarray(block, dtype=np.float32)
         if block.ndim != 2 or block.shape[0] != self.channels:
-            raise ValueError(f"`block` must be [{self.channels}, frames]. Received shape {block.shape}")
+            raise ValueError(
+                f"`block` must be [{self.channels}, frames]. Received shape {block.shape}"
+            )
         self._finished = bool(last)
         if self._stream is None:
             return block
-        return np.ascontiguousarray(self._stream.resample_chunk(np.ascontiguousarray(block.T), last=bool(last)).T)
+        return np.ascontiguousarray(
+            self._stream.resample_chunk(np.ascontiguousarray(block.T), last=bool(last)).T
+        )
 
 
 def kaiser_lowpass(up, down, beta=5.0, zeros_per_side=10):

@@ -57,15 +57,30 @@ class AudioSummary(keras.callbacks.Callback):
         tf = self.tf
         restored = np.asarray(keras.ops.convert_to_numpy(restore(self.damaged)), np.float32)
         with self.writer.as_default(step=epoch):
-            for name, audio in (("damaged", self.damaged), ("restored", restored), ("clean", self.clean)):
+            for name, audio in (
+                ("damaged", self.damaged),
+                ("restored", restored),
+                ("clean", self.clean),
+            ):
                 peak = max(float(np.max(np.abs(audio))), 1.0)
-                tf.summary.audio(f"audio/{name}", audio[..., None] / peak, self.sample_rate, max_outputs=len(audio))
+                tf.summary.audio(
+                    f"audio/{name}",
+                    audio[..., None] / peak,
+                    self.sample_rate,
+                    max_outputs=len(audio),
+                )
             images = []
             for i in range(len(self.damaged)):
                 buffer = io.BytesIO()
                 plot_spectrograms(
-                    [("damaged", self.damaged[i]), ("restored", restored[i]), ("clean", self.clean[i])],
-                    self.sample_rate, buffer, title=f"epoch {epoch + 1}, example {i}",
+                    [
+                        ("damaged", self.damaged[i]),
+                        ("restored", restored[i]),
+                        ("clean", self.clean[i]),
+                    ],
+                    self.sample_rate,
+                    buffer,
+                    title=f"epoch {epoch + 1}, example {i}",
                 )
                 images.append(tf.image.decode_png(buffer.getvalue(), channels=3))
             tf.summary.image("spectrograms", tf.stack(images), max_outputs=len(images))
@@ -92,7 +107,12 @@ class BestCheckpoint(keras.callbacks.Callback):
         super().__init__()
         if not str(path).endswith(".keras"):
             raise ValueError(f"`path` must name a .keras file. Received: {path!r}")
-        self.path, self.record_path, self.save, self.monitor = str(path), str(record_path), save, monitor
+        self.path, self.record_path, self.save, self.monitor = (
+            str(path),
+            str(record_path),
+            save,
+            monitor,
+        )
         self.best = self.best_epoch = None
         if resume and os.path.exists(self.record_path):
             with open(self.record_path) as f:
@@ -145,7 +165,11 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self.resumed = None if self.checkpoint.best_epoch is None else (self.checkpoint.best, self.checkpoint.best_epoch)
+        self.resumed = (
+            None
+            if self.checkpoint.best_epoch is None
+            else (self.checkpoint.best, self.checkpoint.best_epoch)
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         if self.resumed is not None:
@@ -181,9 +205,20 @@ class ValidationPESQ(keras.callbacks.Callback):
         super().__init__()
         check_pesq_mode(mode)
         if int(batches) < 1 or int(every) < 1:
-            raise ValueError(f"`batches` and `every` must be >= 1. Received: batches={batches}, every={every}")
-        self.sample_rate, self.mode, self.every, self.processes = int(sample_rate), mode, int(every), processes
-        taken = validation_data.take(int(batches)) if hasattr(validation_data, "take") else validation_data
+            raise ValueError(
+                f"`batches` and `every` must be >= 1. Received: batches={batches}, every={every}"
+            )
+        self.sample_rate, self.mode, self.every, self.processes = (
+            int(sample_rate),
+            mode,
+            int(every),
+            processes,
+        )
+        taken = (
+            validation_data.take(int(batches))
+            if hasattr(validation_data, "take")
+            else validation_data
+        )
         self.batches = []
         for damaged, clean in taken:
             self.batches.append((np.asarray(damaged, np.float32), np.asarray(clean, np.float32)))
@@ -195,10 +230,18 @@ class ValidationPESQ(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             return
         network = getattr(self.model, "generator", None) or self.model
-        restored = [keras.ops.convert_to_numpy(network(damaged, training=False)) for damaged, _ in self.batches]
+        restored = [
+            keras.ops.convert_to_numpy(network(damaged, training=False))
+            for damaged, _ in self.batches
+        ]
         clean = np.concatenate([c for _, c in self.batches])
-        self.last = pesq_score(clean, np.concatenate(restored).reshape(clean.shape), self.sample_rate, self.mode,
-                               processes=self.processes)
+        self.last = pesq_score(
+            clean,
+            np.concatenate(restored).reshape(clean.shape),
+            self.sample_rate,
+            self.mode,
+            processes=self.processes,
+        )
         if logs is not None:
             logs[f"val_pesq_{self.mode}"] = self.last.nanmean()
             logs[f"val_pesq_{self.mode}_failed"] = float(self.last.failed)

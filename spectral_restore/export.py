@@ -58,7 +58,10 @@ class RestorationServer(tf.Module):
     """
 
     def __init__(
-        self, model: keras.Model, chunk_seconds: float = DEFAULT_CHUNK_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS
+        self,
+        model: keras.Model,
+        chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+        overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
     ) -> None:
         super().__init__(name="spectral_restore_server")
         rate = int(getattr(model, "sample_rate", 16000))
@@ -72,7 +75,9 @@ class RestorationServer(tf.Module):
         # Kept as JSON text: tf.Module would wrap a dict attribute in a trackable copy.
         self.metadata_text = json.dumps(model_metadata(model, self.chunk, self.overlap))
         self.sample_rate = tf.Variable(rate, dtype=tf.int32, trainable=False, name="sample_rate")
-        self.metadata_json = tf.Variable(self.metadata_text, dtype=tf.string, trainable=False, name="metadata")
+        self.metadata_json = tf.Variable(
+            self.metadata_text, dtype=tf.string, trainable=False, name="metadata"
+        )
         self.window = tf.constant(crossfade_window(self.chunk, self.overlap))
 
     def _restore_piece(self, waveform):
@@ -84,9 +89,13 @@ class RestorationServer(tf.Module):
         length = tf.shape(waveform)[1]
         count = (length - overlap + hop - 1) // hop
         padded = tf.pad(waveform, [[0, 0], [0, overlap + count * hop - length]])
-        pieces = tf.transpose(tf.signal.frame(padded, chunk, hop, axis=-1), [1, 0, 2])  # [chunks, batch, chunk]
+        pieces = tf.transpose(
+            tf.signal.frame(padded, chunk, hop, axis=-1), [1, 0, 2]
+        )  # [chunks, batch, chunk]
         restored = tf.map_fn(
-            self._restore_piece, pieces, parallel_iterations=1,
+            self._restore_piece,
+            pieces,
+            parallel_iterations=1,
             fn_output_signature=tf.TensorSpec([None, chunk], tf.float32),
         )
         weighted = tf.transpose(restored, [1, 0, 2]) * self.window
@@ -102,21 +111,30 @@ class RestorationServer(tf.Module):
         waveform = tf.ensure_shape(waveform, [None, None], name="waveform_must_be_batch_by_samples")
         length = tf.shape(waveform)[1]
         checks = [
-            tf.debugging.assert_positive(length, message="waveform must hold at least one sample per example"),
-            tf.debugging.assert_all_finite(waveform, message="waveform holds NaN or infinite samples"),
+            tf.debugging.assert_positive(
+                length, message="waveform must hold at least one sample per example"
+            ),
+            tf.debugging.assert_all_finite(
+                waveform, message="waveform holds NaN or infinite samples"
+            ),
         ]
         # The checks must fail before the model runs on the bad input, not race it.
         with tf.control_dependencies(checks):
             waveform = tf.identity(waveform)
         restored = tf.cond(
-            length <= self.chunk, lambda: self._restore_piece(waveform), lambda: self._restore_chunked(waveform)
+            length <= self.chunk,
+            lambda: self._restore_piece(waveform),
+            lambda: self._restore_chunked(waveform),
         )
         return {"restored": tf.ensure_shape(restored, [None, None])}
 
     @tf.function(input_signature=[])
     def describe(self):
         """``{"metadata": JSON string, "sample_rate": int32}``."""
-        return {"metadata": self.metadata_json.read_value(), "sample_rate": self.sample_rate.read_value()}
+        return {
+            "metadata": self.metadata_json.read_value(),
+            "sample_rate": self.sample_rate.read_value(),
+        }
 
 
 def export_saved_model(

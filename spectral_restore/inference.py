@@ -45,7 +45,9 @@ def crossfade_window(chunk, overlap):
     return window.astype(np.float32)
 
 
-def chunking(sample_rate, chunk_seconds=DEFAULT_CHUNK_SECONDS, overlap_seconds=DEFAULT_OVERLAP_SECONDS):
+def chunking(
+    sample_rate, chunk_seconds=DEFAULT_CHUNK_SECONDS, overlap_seconds=DEFAULT_OVERLAP_SECONDS
+):
     """``(chunk, overlap)`` in samples, after checking the durations."""
     if not chunk_seconds or chunk_seconds <= 0:
         raise ValueError(f"`chunk_seconds` must be > 0. Received: {chunk_seconds!r}")
@@ -54,7 +56,9 @@ def chunking(sample_rate, chunk_seconds=DEFAULT_CHUNK_SECONDS, overlap_seconds=D
             f"`overlap_seconds` must be in (0, chunk_seconds / 2) = (0, {chunk_seconds / 2}). "
             f"Received: {overlap_seconds!r}"
         )
-    return int(round(chunk_seconds * sample_rate)), max(1, int(round(overlap_seconds * sample_rate)))
+    return int(round(chunk_seconds * sample_rate)), max(
+        1, int(round(overlap_seconds * sample_rate))
+    )
 
 
 class ChunkedRestoration:
@@ -88,11 +92,17 @@ class ChunkedRestoration:
         self.chunk, self.overlap = check_count(chunk, "chunk"), check_count(overlap, "overlap")
         self.channels = check_count(channels, "channels")
         if not 2 * overlap < chunk:
-            raise ValueError(f"`overlap` must be below chunk / 2 = {chunk / 2}. Received: {overlap!r}")
+            raise ValueError(
+                f"`overlap` must be below chunk / 2 = {chunk / 2}. Received: {overlap!r}"
+            )
         self.hop = self.chunk - self.overlap
         self._window = crossfade_window(self.chunk, self.overlap).astype(np.float64)
-        self._pending = np.zeros((self.channels, 0), np.float32)  # inputs from the next chunk's start on
-        self._tail = None  # the previous chunk's weighted outputs and weights over the next one's overlap
+        self._pending = np.zeros(
+            (self.channels, 0), np.float32
+        )  # inputs from the next chunk's start on
+        self._tail = (
+            None  # the previous chunk's weighted outputs and weights over the next one's overlap
+        )
         self._finished = False
 
     def _restore_chunk(self, piece):
@@ -109,10 +119,14 @@ class ChunkedRestoration:
         """The output samples that ``block`` ``[channels, n]`` completes (float32);
         ``last`` must be True exactly once, with the final block (which may be empty)."""
         if self._finished:
-            raise ValueError("This ChunkedRestoration has had its last block; make a new one for another signal")
+            raise ValueError(
+                "This ChunkedRestoration has had its last block; make a new one for another signal"
+            )
         block = np.asarray(block, np.float32)
         if block.ndim != 2 or block.shape[0] != self.channels:
-            raise ValueError(f"`block` must be [{self.channels}, samples]. Received shape {block.shape}")
+            raise ValueError(
+                f"`block` must be [{self.channels}, samples]. Received shape {block.shape}"
+            )
         self._finished = bool(last)
         pending = np.concatenate([self._pending, block], axis=1)
         outputs = []
@@ -200,7 +214,9 @@ def read_metadata(export_dir):
     """The metadata JSON an export carries in its assets."""
     path = os.path.join(os.fspath(export_dir), "assets", METADATA_FILE)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{export_dir} is not a spectral-restore SavedModel export (no assets/{METADATA_FILE})")
+        raise FileNotFoundError(
+            f"{export_dir} is not a spectral-restore SavedModel export (no assets/{METADATA_FILE})"
+        )
     with open(path) as f:
         return json.load(f)
 
@@ -235,14 +251,18 @@ class Restorer:
             self.metadata = read_metadata(path)
             signature = tf.saved_model.load(path).signatures["serving_default"]
             # Inputs of at most one chunk, which the export restores whole.
-            self._restore_piece = lambda wave: signature(
-                waveform=tf.constant(wave, tf.float32))["restored"].numpy()
+            self._restore_piece = lambda wave: signature(waveform=tf.constant(wave, tf.float32))[
+                "restored"
+            ].numpy()
             self.source = path
         else:
             network = load_keras_model(model)
             rate = int(getattr(network, "sample_rate", 16000))
-            chunk, overlap = chunking(rate, chunk_seconds or DEFAULT_CHUNK_SECONDS,
-                                      overlap_seconds or DEFAULT_OVERLAP_SECONDS)
+            chunk, overlap = chunking(
+                rate,
+                chunk_seconds or DEFAULT_CHUNK_SECONDS,
+                overlap_seconds or DEFAULT_OVERLAP_SECONDS,
+            )
             self.metadata = model_metadata(network, chunk, overlap)
             if pad_seconds is not None and not pad_seconds > 0:
                 raise ValueError(f"`pad_seconds` must be > 0 or None. Received: {pad_seconds!r}")
@@ -250,23 +270,33 @@ class Restorer:
 
             def restore_piece(wave):
                 length = wave.shape[1]
-                padded = length if multiple is None else min(
-                    chunk, -(-length // multiple) * multiple)
+                padded = (
+                    length if multiple is None else min(chunk, -(-length // multiple) * multiple)
+                )
                 wave = np.pad(wave, [(0, 0), (0, padded - length)])
                 return np.asarray(network.predict_on_batch(wave))[:, :length]
 
             self._restore_piece = restore_piece
             self.source = model if not isinstance(model, keras.Model) else model.name
         self.sample_rate = int(self.metadata["sample_rate"])
-        self.chunk, self.overlap = int(self.metadata["chunk_samples"]), int(self.metadata["overlap_samples"])
+        self.chunk, self.overlap = (
+            int(self.metadata["chunk_samples"]),
+            int(self.metadata["overlap_samples"]),
+        )
 
     def __call__(self, waveform):
         waveform = np.asarray(waveform)
         if waveform.ndim != 2:
-            raise ValueError(f"Restorer takes waveforms [batch, samples]; received shape {waveform.shape}")
+            raise ValueError(
+                f"Restorer takes waveforms [batch, samples]; received shape {waveform.shape}"
+            )
         if not np.issubdtype(waveform.dtype, np.floating):
-            raise TypeError(f"Restorer takes float waveforms in [-1, 1]; received dtype {waveform.dtype}")
-        return restore_in_chunks(self._restore_piece, waveform.astype(np.float32), self.chunk, self.overlap)
+            raise TypeError(
+                f"Restorer takes float waveforms in [-1, 1]; received dtype {waveform.dtype}"
+            )
+        return restore_in_chunks(
+            self._restore_piece, waveform.astype(np.float32), self.chunk, self.overlap
+        )
 
     def stream(self, channels):
         """A :class:`ChunkedRestoration` of this model for a signal of ``channels``
@@ -334,7 +364,11 @@ def restore_file(restorer, path, out_dir, plot=False, block_seconds=DEFAULT_BLOC
     with AudioReader(path) as reader:
         rate, channels = reader.sample_rate, reader.channels
         subtype = _output_subtype(reader.subtype, output)
-        clips = subtype is None or subtype.startswith("PCM") or subtype in ("ULAW", "ALAW", "VORBIS", "OPUS")
+        clips = (
+            subtype is None
+            or subtype.startswith("PCM")
+            or subtype in ("ULAW", "ALAW", "VORBIS", "OPUS")
+        )
         to_model = StreamResampler(rate, restorer.sample_rate, channels)
         chunks = restorer.stream(channels)
         back = StreamResampler(restorer.sample_rate, rate, channels)
@@ -343,9 +377,13 @@ def restore_file(restorer, path, out_dir, plot=False, block_seconds=DEFAULT_BLOC
             with AudioWriter(partial, rate, channels, subtype=subtype) as writer:
                 for block, last in reader.blocks(max(1, int(round(block_seconds * rate)))):
                     read += block.shape[1]
-                    restored = back(chunks(to_model(block, last), last), last)[:, : read - writer.frames]
+                    restored = back(chunks(to_model(block, last), last), last)[
+                        :, : read - writer.frames
+                    ]
                     if last:
-                        restored = np.pad(restored, [(0, 0), (0, read - writer.frames - restored.shape[1])])
+                        restored = np.pad(
+                            restored, [(0, 0), (0, read - writer.frames - restored.shape[1])]
+                        )
                     if clips:
                         result.clipped_samples += int(np.count_nonzero(np.abs(restored) > 1.0))
                         restored = np.clip(restored, -1.0, 1.0)
@@ -360,14 +398,20 @@ def restore_file(restorer, path, out_dir, plot=False, block_seconds=DEFAULT_BLOC
     if plot:
         from spectral_restore.plotting import plot_spectrograms
 
-        plot_spectrograms([("input", np.concatenate(shown[0])), ("restored", np.concatenate(shown[1]))], rate,
-                          os.path.splitext(output)[0] + ".png", title=os.path.basename(path))
+        plot_spectrograms(
+            [("input", np.concatenate(shown[0])), ("restored", np.concatenate(shown[1]))],
+            rate,
+            os.path.splitext(output)[0] + ".png",
+            title=os.path.basename(path),
+        )
     result.output, result.sample_rate, result.channels = output, rate, channels
     result.seconds = round(read / rate, 3)
     return result
 
 
-def restore_files(model, paths, out_dir, progress=True, plot=False, block_seconds=DEFAULT_BLOCK_SECONDS):
+def restore_files(
+    model, paths, out_dir, progress=True, plot=False, block_seconds=DEFAULT_BLOCK_SECONDS
+):
     """Restores every file of ``paths`` into ``out_dir``; a file that fails is
     reported in its :class:`FileResult` (``error``) and the others go on.
 
@@ -400,14 +444,23 @@ def restore_files(model, paths, out_dir, progress=True, plot=False, block_second
     results = []
     for path in tqdm(paths, desc="restoring", unit="file", disable=not progress):
         try:
-            results.append(restore_file(restorer, path, out_dir, plot=plot, block_seconds=block_seconds))
+            results.append(
+                restore_file(restorer, path, out_dir, plot=plot, block_seconds=block_seconds)
+            )
         except (OSError, ValueError, RuntimeError) as err:
             results.append(FileResult(source=path, error=f"{type(err).__name__}: {err}"))
     return results
 
 
 __all__ = [
-    "Restorer", "FileResult", "restore_file", "restore_files", "ChunkedRestoration", "restore_in_chunks",
+    "Restorer",
+    "FileResult",
+    "restore_file",
+    "restore_files",
+    "ChunkedRestoration",
+    "restore_in_chunks",
     "crossfade_window",
-    "chunking", "model_metadata", "load_keras_model",
+    "chunking",
+    "model_metadata",
+    "load_keras_model",
 ]

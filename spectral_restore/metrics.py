@@ -55,7 +55,9 @@ def _as_batch(x, name):
     if x.ndim == 1:
         x = x[None]
     if x.ndim != 2:
-        raise ValueError(f"`{name}` must be [samples] or [batch, samples]; received shape {x.shape}")
+        raise ValueError(
+            f"`{name}` must be [samples] or [batch, samples]; received shape {x.shape}"
+        )
     return x
 
 
@@ -78,7 +80,10 @@ def _pesq_job(clean, degraded, sample_rate, mode):
     rate = PESQ_RATES[mode]
     clean, degraded = np.asarray(clean, np.float64), np.asarray(degraded, np.float64)
     if sample_rate != rate:
-        clean, degraded = resample_numpy(clean, sample_rate, rate), resample_numpy(degraded, sample_rate, rate)
+        clean, degraded = (
+            resample_numpy(clean, sample_rate, rate),
+            resample_numpy(degraded, sample_rate, rate),
+        )
     return clean, degraded, rate, mode
 
 
@@ -109,8 +114,9 @@ class _PesqProcess:
 
     def _send(self, handle):
         if self.process is None:
-            self.process = subprocess.Popen([sys.executable, PESQ_WORKER_SCRIPT], stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE)
+            self.process = subprocess.Popen(
+                [sys.executable, PESQ_WORKER_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
         self.current = handle
         pickle.dump(handle.job, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
         self.process.stdin.flush()
@@ -210,7 +216,9 @@ def pesq_score(clean, degraded, sample_rate, mode="wb", processes=None):
         processes = (os.cpu_count() or 1) if len(clean) > 4 else 1
     if processes > 1 or clean.shape[1] > PESQ_IN_PROCESS_SECONDS * sample_rate:
         with PesqWorkers(processes) as workers:
-            results = workers.results([workers.submit(c, d, sample_rate, mode) for c, d in zip(clean, degraded)])
+            results = workers.results(
+                [workers.submit(c, d, sample_rate, mode) for c, d in zip(clean, degraded)]
+            )
     else:
         results = [_pesq_one(_pesq_job(c, d, sample_rate, mode)) for c, d in zip(clean, degraded)]
     failures = {}
@@ -227,12 +235,18 @@ def si_sdr(reference, estimate, eps=1e-10):
     reference, estimate = _as_batch(reference, "reference"), _as_batch(estimate, "estimate")
     reference = reference - reference.mean(axis=1, keepdims=True)
     estimate = estimate - estimate.mean(axis=1, keepdims=True)
-    scale = np.sum(estimate * reference, axis=1, keepdims=True) / (np.sum(reference**2, axis=1, keepdims=True) + eps)
+    scale = np.sum(estimate * reference, axis=1, keepdims=True) / (
+        np.sum(reference**2, axis=1, keepdims=True) + eps
+    )
     target = scale * reference
-    return 10 * np.log10((np.sum(target**2, axis=1) + eps) / (np.sum((target - estimate) ** 2, axis=1) + eps))
+    return 10 * np.log10(
+        (np.sum(target**2, axis=1) + eps) / (np.sum((target - estimate) ** 2, axis=1) + eps)
+    )
 
 
-def log_spectral_distance(reference, estimate, frame_length=512, hop_length=128, floor=1e-10, block=4096):
+def log_spectral_distance(
+    reference, estimate, frame_length=512, hop_length=128, floor=1e-10, block=4096
+):
     """Log-spectral distance in dB: ``mean_t sqrt(mean_k (10 log10(P_ref / P_est))^2)``,
     Hann frames, power floored at ``floor``; ``block`` frames at a time, so long files
     stay in bounded memory."""
@@ -245,7 +259,9 @@ def log_spectral_distance(reference, estimate, frame_length=512, hop_length=128,
 
     def power(x, first):
         frames = np.lib.stride_tricks.sliding_window_view(x, frame_length, axis=1)[:, ::hop_length]
-        return np.maximum(np.abs(np.fft.rfft(frames[:, first : first + block] * window, axis=-1)) ** 2, floor)
+        return np.maximum(
+            np.abs(np.fft.rfft(frames[:, first : first + block] * window, axis=-1)) ** 2, floor
+        )
 
     total = np.zeros(len(reference))
     for first in range(0, count, block):
@@ -323,8 +339,12 @@ def _drop_silent_frames(clean, degraded, window):
     count = _frame_count(len(clean))
     if count == 0:
         return clean[:0], degraded[:0]
-    energy = np.concatenate([20 * np.log10(np.linalg.norm(block, axis=1) + _EPS)
-                             for block in _stoi_frame_blocks(clean, window, count)])
+    energy = np.concatenate(
+        [
+            20 * np.log10(np.linalg.norm(block, axis=1) + _EPS)
+            for block in _stoi_frame_blocks(clean, window, count)
+        ]
+    )
     keep = np.flatnonzero(energy > energy.max() - STOI_DYNAMIC_RANGE_DB)
     hop = STOI_FRAME // 2
 
@@ -346,14 +366,18 @@ def _band_envelopes(x, window):
     """One-third-octave band envelopes ``[15, frames]`` of ``x`` (Taal et al. 2011, eq. 1)."""
     count = _frame_count(len(x))
     bands = _third_octave_matrix()
-    blocks = [np.sqrt(bands @ (np.abs(np.fft.rfft(block, n=STOI_FFT, axis=1).T) ** 2))
-              for block in _stoi_frame_blocks(x, window, count)]
+    blocks = [
+        np.sqrt(bands @ (np.abs(np.fft.rfft(block, n=STOI_FFT, axis=1).T) ** 2))
+        for block in _stoi_frame_blocks(x, window, count)
+    ]
     return np.concatenate(blocks, axis=1) if blocks else np.zeros((STOI_BANDS, 0))
 
 
 def _segment_blocks(envelope):
     """30-frame segments ``[segments, 15, 30]`` of an envelope, ``STOI_BLOCK`` at a time."""
-    segments = np.lib.stride_tricks.sliding_window_view(envelope, STOI_SEGMENT, axis=1).transpose(1, 0, 2)
+    segments = np.lib.stride_tricks.sliding_window_view(envelope, STOI_SEGMENT, axis=1).transpose(
+        1, 0, 2
+    )
     for first in range(0, len(segments), STOI_BLOCK):
         yield segments[first : first + STOI_BLOCK]
 
@@ -375,10 +399,16 @@ def _stoi_one(clean, degraded, rate, extended):
     total, count = 0.0, 0
     for x, y in zip(_segment_blocks(env_clean), _segment_blocks(env_degraded)):
         if extended:
-            x, y = _normalize(_normalize(x, axis=2), axis=1), _normalize(_normalize(y, axis=2), axis=1)
+            x, y = (
+                _normalize(_normalize(x, axis=2), axis=1),
+                _normalize(_normalize(y, axis=2), axis=1),
+            )
             total += np.sum(x * y) / STOI_SEGMENT
         else:
-            y = y * (np.linalg.norm(x, axis=2, keepdims=True) / (np.linalg.norm(y, axis=2, keepdims=True) + _EPS))
+            y = y * (
+                np.linalg.norm(x, axis=2, keepdims=True)
+                / (np.linalg.norm(y, axis=2, keepdims=True) + _EPS)
+            )
             y = np.minimum(y, x * (1 + clip))
             total += np.sum(_normalize(x, axis=2) * _normalize(y, axis=2)) / STOI_BANDS
         count += len(x)
@@ -411,7 +441,9 @@ def stoi(clean, degraded, sample_rate, extended=False):
     clean, degraded = _as_batch(clean, "clean"), _as_batch(degraded, "degraded")
     if clean.shape != degraded.shape:
         raise ValueError(f"clean {clean.shape} and degraded {degraded.shape} differ in shape")
-    return np.array([_stoi_one(c, d, int(sample_rate), bool(extended)) for c, d in zip(clean, degraded)])
+    return np.array(
+        [_stoi_one(c, d, int(sample_rate), bool(extended)) for c, d in zip(clean, degraded)]
+    )
 
 
 # --- PESQ during training -------------------------------------------------------------
@@ -445,12 +477,16 @@ class PESQMetric(keras.metrics.Metric):
         self.failed = self.add_variable(shape=(), initializer="zeros", name="failed")
 
     def _scores(self, clean, estimate):
-        return pesq_score(clean, estimate, self.sample_rate, self.mode, processes=1).scores.astype(np.float32)
+        return pesq_score(clean, estimate, self.sample_rate, self.mode, processes=1).scores.astype(
+            np.float32
+        )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = ops.reshape(ops.cast(y_true, "float32"), (ops.shape(y_true)[0], -1))
         y_pred = ops.reshape(ops.cast(y_pred, "float32"), (ops.shape(y_pred)[0], -1))
-        scores = host_call(self._scores, y_true, y_pred, result_shape=(None,), result_dtype="float32")
+        scores = host_call(
+            self._scores, y_true, y_pred, result_shape=(None,), result_dtype="float32"
+        )
         valid = ops.isfinite(scores)
         self.total.assign_add(ops.sum(ops.where(valid, scores, 0.0)))
         self.count.assign_add(ops.sum(ops.cast(valid, "float32")))
@@ -460,4 +496,9 @@ class PESQMetric(keras.metrics.Metric):
         return ops.where(self.count > 0, self.total / ops.maximum(self.count, 1.0), float("nan"))
 
     def get_config(self):
-        return {"sample_rate": self.sample_rate, "mode": self.mode, "name": self.name, "dtype": self.dtype}
+        return {
+            "sample_rate": self.sample_rate,
+            "mode": self.mode,
+            "name": self.name,
+            "dtype": self.dtype,
+        }

@@ -51,7 +51,9 @@ def build_optimizer(name="adam", learning_rate=1e-3, **hyperparameters):
         raise ValueError(f"Unknown optimizer `name` {name!r}; known: {sorted(OPTIMIZERS)}")
     unknown = sorted(set(hyperparameters) - set(HYPERPARAMETERS))
     if unknown:
-        raise ValueError(f"Unknown optimizer hyperparameters {unknown}; known: {list(HYPERPARAMETERS)}")
+        raise ValueError(
+            f"Unknown optimizer hyperparameters {unknown}; known: {list(HYPERPARAMETERS)}"
+        )
     options = {key: value for key, value in hyperparameters.items() if value is not None}
     if name == "adam":
         weight_decay = options.pop("weight_decay", 0.0)
@@ -63,8 +65,14 @@ def build_optimizer(name="adam", learning_rate=1e-3, **hyperparameters):
     return OPTIMIZERS[name](learning_rate=learning_rate, **options)
 
 
-def learning_rate_schedule(learning_rate, name="none", steps_per_epoch=None, total_steps=None,
-                           decay_rate=0.99, final_fraction=0.0):
+def learning_rate_schedule(
+    learning_rate,
+    name="none",
+    steps_per_epoch=None,
+    total_steps=None,
+    decay_rate=0.99,
+    final_fraction=0.0,
+):
     """The learning rate of a named schedule, as an optimizer takes it.
 
     Formula, with ``t`` the optimizer's update count and ``lr`` = ``learning_rate``:
@@ -92,18 +100,33 @@ def learning_rate_schedule(learning_rate, name="none", steps_per_epoch=None, tot
     0.00049005
     """
     if name not in SCHEDULES:
-        raise ValueError(f"Unknown learning-rate schedule `name` {name!r}; known: {list(SCHEDULES)}")
+        raise ValueError(
+            f"Unknown learning-rate schedule `name` {name!r}; known: {list(SCHEDULES)}"
+        )
     if name == "none":
         return learning_rate
     if name == "exponential":
-        if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch <= 0:
-            raise ValueError(f"`steps_per_epoch` must be a positive integer. Received: steps_per_epoch={steps_per_epoch!r}")
+        if (
+            isinstance(steps_per_epoch, bool)
+            or not isinstance(steps_per_epoch, int)
+            or steps_per_epoch <= 0
+        ):
+            raise ValueError(
+                f"`steps_per_epoch` must be a positive integer. Received: steps_per_epoch={steps_per_epoch!r}"
+            )
         if not 0.0 < decay_rate <= 1.0:
             raise ValueError(f"`decay_rate` must be in (0, 1]. Received: decay_rate={decay_rate!r}")
         return keras.optimizers.schedules.ExponentialDecay(
-            learning_rate, decay_steps=steps_per_epoch, decay_rate=decay_rate, staircase=True)
+            learning_rate, decay_steps=steps_per_epoch, decay_rate=decay_rate, staircase=True
+        )
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
-        raise ValueError(f"`total_steps` must be a positive integer. Received: total_steps={total_steps!r}")
+        raise ValueError(
+            f"`total_steps` must be a positive integer. Received: total_steps={total_steps!r}"
+        )
     if not 0.0 <= final_fraction <= 1.0:
-        raise ValueError(f"`final_fraction` must be in [0, 1]. Received: final_fraction={final_fraction!r}")
-    return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps, alpha=final_fraction)
+        raise ValueError(
+            f"`final_fraction` must be in [0, 1]. Received: final_fraction={final_fraction!r}"
+        )
+    return keras.optimizers.schedules.CosineDecay(
+        learning_rate, decay_steps=total_steps, alpha=final_fraction
+    )

@@ -7,7 +7,9 @@ def spectrogram_db(samples, sample_rate, frame_length=512, hop_length=128, floor
     """Magnitude spectrogram in dB re full scale, ``[bins, frames]`` (numpy)."""
     from spectral_restore import spectral
 
-    real, imag = spectral.stft(np.asarray(samples, np.float32)[None], spectral.STFTConfig(frame_length, hop_length))
+    real, imag = spectral.stft(
+        np.asarray(samples, np.float32)[None], spectral.STFTConfig(frame_length, hop_length)
+    )
     mag = np.asarray(spectral.magnitude(real, imag))[0].T
     reference = np.sum(spectral.STFTConfig(frame_length, hop_length).window_array()) / 2.0
     return np.maximum(20.0 * np.log10(np.maximum(mag / reference, 1e-12)), floor_db)
@@ -29,7 +31,12 @@ def plot_spectrograms(panels, sample_rate, path, title=None, vmin=-100.0):
         db = spectrogram_db(samples, sample_rate)
         duration = len(samples) / sample_rate
         image = axis.imshow(
-            db, origin="lower", aspect="auto", cmap="magma", vmin=vmin, vmax=0.0,
+            db,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=vmin,
+            vmax=0.0,
             extent=[0.0, duration, 0.0, sample_rate / 2000.0],
         )
         axis.set_ylabel("kHz")

@@ -257,7 +257,9 @@ def istft(real, imag, config=None, length=None):
     window = ops.convert_to_tensor(config.window_array(), dtype=frames.dtype)
     signal = _overlap_add(frames * window, config.hop_length)
     num_frames = ops.shape(real)[-2]
-    window_sum = _overlap_add(ops.ones((num_frames, 1), dtype=frames.dtype) * window**2, config.hop_length)
+    window_sum = _overlap_add(
+        ops.ones((num_frames, 1), dtype=frames.dtype) * window**2, config.hop_length
+    )
     signal = signal / ops.where(window_sum > 1e-10, window_sum, ops.ones_like(window_sum))
     start = config.fft_length // 2 if config.center else 0
     if length is None:
@@ -373,7 +375,9 @@ def _check_band_range(sample_rate, fmin, fmax):
     return sample_rate, float(fmin), fmax
 
 
-def mel_filterbank(num_mels, sample_rate, fft_length, fmin=0.0, fmax=None, htk=False, norm="slaney"):
+def mel_filterbank(
+    num_mels, sample_rate, fft_length, fmin=0.0, fmax=None, htk=False, norm="slaney"
+):
     """Triangular mel filterbank matrix ``[fft_length // 2 + 1, num_mels]``.
 
     Filters are triangles between ``num_mels + 2`` points equally spaced on the
@@ -451,7 +455,9 @@ def bark_filterbank(num_bands, sample_rate, fft_length, fmin=0.0, fmax=None, sha
     Reference: Traunmüller, "Analytical expressions for the tonotopic sensory
     scale", JASA 88 (1990); Zwicker & Fastl, "Psychoacoustics", ch. 6.
     """
-    return _scale_filterbank(hz_to_bark, bark_to_hz, num_bands, sample_rate, fft_length, fmin, fmax, shape)
+    return _scale_filterbank(
+        hz_to_bark, bark_to_hz, num_bands, sample_rate, fft_length, fmin, fmax, shape
+    )
 
 
 def erb_filterbank(num_bands, sample_rate, fft_length, fmin=0.0, fmax=None, shape="triangular"):
@@ -460,7 +466,9 @@ def erb_filterbank(num_bands, sample_rate, fft_length, fmin=0.0, fmax=None, shap
     ``21.4 log10(1 + 0.00437 f)`` (Glasberg & Moore, Hearing Research 47, 1990)."""
     from spectral_restore.psychoacoustics import erb_rate_to_hz, hz_to_erb_rate
 
-    return _scale_filterbank(hz_to_erb_rate, erb_rate_to_hz, num_bands, sample_rate, fft_length, fmin, fmax, shape)
+    return _scale_filterbank(
+        hz_to_erb_rate, erb_rate_to_hz, num_bands, sample_rate, fft_length, fmin, fmax, shape
+    )
 
 
 __all__ = [

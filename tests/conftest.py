@@ -56,7 +56,9 @@ def read_allowed_skips(path):
                 continue
             pattern, _, reason = (part.strip() for part in line.partition("|"))
             if not pattern or not reason:
-                raise pytest.UsageError(f"{path}:{number}: expected 'NODEID_PATTERN | REASON'. Received {line!r}")
+                raise pytest.UsageError(
+                    f"{path}:{number}: expected 'NODEID_PATTERN | REASON'. Received {line!r}"
+                )
             entries.append((pattern, reason))
     return entries
 
@@ -72,8 +74,13 @@ def pytest_configure(config):
 
 
 def pytest_sessionstart(session):
-    if session.config.stash[ALLOWED_SKIPS] is not None and session.config.pluginmanager.get_plugin("terminalreporter") is None:
-        raise pytest.UsageError(f"{ALLOWED_SKIPS_VARIABLE} reads the terminal reporter's skips: drop -p no:terminal")
+    if (
+        session.config.stash[ALLOWED_SKIPS] is not None
+        and session.config.pluginmanager.get_plugin("terminalreporter") is None
+    ):
+        raise pytest.UsageError(
+            f"{ALLOWED_SKIPS_VARIABLE} reads the terminal reporter's skips: drop -p no:terminal"
+        )
 
 
 def skipped_tests(config):
@@ -117,7 +124,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         mark = "UNEXPECTED" if (nodeid, reason) in unexpected else "allowed"
         terminalreporter.write_line(f"{mark}: {nodeid}: {reason}")
     if unexpected:
-        terminalreporter.write_line(f"{len(unexpected)} skip(s) not on the allowlist: the run fails", red=True, bold=True)
+        terminalreporter.write_line(
+            f"{len(unexpected)} skip(s) not on the allowlist: the run fails", red=True, bold=True
+        )
 
 
 @pytest.fixture
@@ -137,19 +146,39 @@ def rerun_under_jax(request):
         pytest.skip("the every_backend tests already ran natively under JAX")
     pytest.importorskip("jax", reason="jax is in the test extras; CI installs it")
     selection = request.config.getoption("markexpr") or "not large"
-    command = [sys.executable, "-m", "pytest", str(request.path), "-q", "-p", "no:cacheprovider",
-               "-m", f"every_backend and ({selection})"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(request.path),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        f"every_backend and ({selection})",
+    ]
 
     def run(timeout=1800, backend="jax"):
         if backend != "jax":
-            pytest.importorskip(backend, reason=f"{backend} is in the test extras (peers); CI installs it")
+            pytest.importorskip(
+                backend, reason=f"{backend} is in the test extras (peers); CI installs it"
+            )
         env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu")
         # The rerun's skips are by design (TensorFlow-only cases, the rerun trigger
         # itself); missing optional packages already show as skips in this run.
         env.pop(ALLOWED_SKIPS_VARIABLE, None)
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout,
-                                cwd=str(request.config.rootpath), check=False)
-        assert result.returncode == 0, f"under {backend}:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            cwd=str(request.config.rootpath),
+            check=False,
+        )
+        assert result.returncode == 0, (
+            f"under {backend}:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+        )
         return result.stdout
 
     return run
@@ -174,7 +203,9 @@ def perturbed_restorer():
 
     from spectral_restore.models.restorer import build_restorer
 
-    keras.utils.set_random_seed(7)  # the initial weights too, so tolerances hold for one known model
+    keras.utils.set_random_seed(
+        7
+    )  # the initial weights too, so tolerances hold for one known model
     model = build_restorer("small")
     rng = np.random.default_rng(7)
     for variable in model.trainable_variables:

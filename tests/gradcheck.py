@@ -89,7 +89,9 @@ def speech_envelope(signal, width=160):
     """Moving average of ``|signal|`` over ``width`` samples along the last axis:
     directions shaped by it perturb speech where it is, as a restorer's error does."""
     kernel = np.ones(width) / width
-    return np.apply_along_axis(lambda row: np.convolve(np.abs(row), kernel, mode="same"), -1, signal) + 1e-3 * np.std(signal)
+    return np.apply_along_axis(
+        lambda row: np.convolve(np.abs(row), kernel, mode="same"), -1, signal
+    ) + 1e-3 * np.std(signal)
 
 
 def directional_check(batched, point, direction, step, count=10):
@@ -100,7 +102,10 @@ def directional_check(batched, point, direction, step, count=10):
     (grad,) = gradients(lambda x: ops.sum(batched(x)), [point[None]])
     analytic = float(np.sum(grad[0] * direction))
     offsets = np.arange(-count, count + 1) * step
-    line = (point[None].astype(np.float64) + offsets.reshape((-1,) + (1,) * point.ndim) * direction[None]).astype(dtype)
+    line = (
+        point[None].astype(np.float64)
+        + offsets.reshape((-1,) + (1,) * point.ndim) * direction[None]
+    ).astype(dtype)
     values = np.asarray(ops.convert_to_numpy(batched(as_tensor(line))), np.float64)
     return analytic, line_slope(values, step)
 
@@ -113,9 +118,15 @@ def assert_directional_derivatives(batched, point, directions, step, rtol, count
     pairs = np.array([directional_check(batched, point, d, step, count) for d in directions])
     analytic, numeric = pairs[:, 0], pairs[:, 1]
     error = float(np.linalg.norm(numeric - analytic) / np.linalg.norm(analytic))
-    print(f"directional derivatives {analytic} vs finite differences {numeric}: relative error {error:.2e} (tolerance {rtol:g})")
-    assert np.linalg.norm(analytic) > 0, "the gradient is zero along every direction: nothing was checked"
-    assert error <= rtol, f"gradient off by {error:.2e} (tolerance {rtol:g}): {analytic} vs {numeric}"
+    print(
+        f"directional derivatives {analytic} vs finite differences {numeric}: relative error {error:.2e} (tolerance {rtol:g})"
+    )
+    assert np.linalg.norm(analytic) > 0, (
+        "the gradient is zero along every direction: nothing was checked"
+    )
+    assert error <= rtol, (
+        f"gradient off by {error:.2e} (tolerance {rtol:g}): {analytic} vs {numeric}"
+    )
     return error
 
 
@@ -129,17 +140,28 @@ def assert_weight_derivatives(function, values, seeds, step, rtol, count=10):
     analytic, numeric = [], []
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        directions = [(np.sqrt(np.mean(np.square(v, dtype=np.float64))) or 0.1) * rng.standard_normal(v.shape)
-                      for v in values]
+        directions = [
+            (np.sqrt(np.mean(np.square(v, dtype=np.float64))) or 0.1) * rng.standard_normal(v.shape)
+            for v in values
+        ]
         analytic.append(float(sum(np.sum(g * d) for g, d in zip(grads, directions))))
         line = []
         for k in range(-count, count + 1):
-            moved = [as_tensor((v.astype(np.float64) + k * step * d).astype(v.dtype)) for v, d in zip(values, directions)]
+            moved = [
+                as_tensor((v.astype(np.float64) + k * step * d).astype(v.dtype))
+                for v, d in zip(values, directions)
+            ]
             line.append(float(ops.convert_to_numpy(function(moved))))
         numeric.append(line_slope(line, step))
     analytic, numeric = np.array(analytic), np.array(numeric)
     error = float(np.linalg.norm(numeric - analytic) / np.linalg.norm(analytic))
-    print(f"weight derivatives {analytic} vs finite differences {numeric}: relative error {error:.2e} (tolerance {rtol:g})")
-    assert np.linalg.norm(analytic) > 0, "the gradient is zero along every direction: nothing was checked"
-    assert error <= rtol, f"gradient off by {error:.2e} (tolerance {rtol:g}): {analytic} vs {numeric}"
+    print(
+        f"weight derivatives {analytic} vs finite differences {numeric}: relative error {error:.2e} (tolerance {rtol:g})"
+    )
+    assert np.linalg.norm(analytic) > 0, (
+        "the gradient is zero along every direction: nothing was checked"
+    )
+    assert error <= rtol, (
+        f"gradient off by {error:.2e} (tolerance {rtol:g}): {analytic} vs {numeric}"
+    )
     return error

@@ -23,7 +23,11 @@ import soundfile as sf
 RATE = 16000
 # Written file: (damaged rate, clean rate).
 RATES = {"noise": (16000, 16000), "clipping": (16000, 44100), "sub/lowpass": (8000, 16000)}
-EXTENSIONS = {"noise": (".wav", ".wav"), "clipping": (".wav", ".wav"), "sub/lowpass": (".flac", ".wav")}
+EXTENSIONS = {
+    "noise": (".wav", ".wav"),
+    "clipping": (".wav", ".wav"),
+    "sub/lowpass": (".flac", ".wav"),
+}
 
 
 def _resample(samples, from_rate, to_rate):
@@ -35,10 +39,16 @@ def recorded_damage(speech):
     """``{name: (damaged, clean)}`` at 16 kHz, before writing."""
     rng = np.random.default_rng(15)
     speech = 0.9 * speech / np.max(np.abs(speech))
-    clean = {"noise": speech, "clipping": speech[::-1].copy(), "sub/lowpass": _resample(speech, 5, 4)}
+    clean = {
+        "noise": speech,
+        "clipping": speech[::-1].copy(),
+        "sub/lowpass": _resample(speech, 5, 4),
+    }
     noise = rng.standard_normal(len(speech)) * np.sqrt(np.mean(speech**2) / 10 ** (5 / 10))
     noisy = clean["noise"] + noise
-    lowpass = scipy.signal.sosfilt(scipy.signal.butter(8, 3000, fs=RATE, output="sos"), clean["sub/lowpass"])
+    lowpass = scipy.signal.sosfilt(
+        scipy.signal.butter(8, 3000, fs=RATE, output="sos"), clean["sub/lowpass"]
+    )
     peak = 0.3 * np.max(np.abs(clean["clipping"]))
     return {
         "noise": (noisy / np.max(np.abs(noisy)) * 0.9, clean["noise"]),
@@ -51,7 +61,9 @@ def write_pairs(root, speech):
     """Writes the folder pair under ``root`` (``damaged/`` and ``clean/``); returns
     ``{"damaged": DIR, "clean": DIR}``."""
     for name, sides in recorded_damage(speech).items():
-        for side, samples, rate, extension in zip(("damaged", "clean"), sides, RATES[name], EXTENSIONS[name]):
+        for side, samples, rate, extension in zip(
+            ("damaged", "clean"), sides, RATES[name], EXTENSIONS[name]
+        ):
             path = os.path.join(root, side, name + extension)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             sf.write(path, _resample(samples, RATE, rate).astype(np.float32), rate)
@@ -65,8 +77,13 @@ def expected_pairs(folders):
     pairs = {}
     for name in RATES:
         damaged, clean = (
-            _resample(sf.read(os.path.join(folders[side], name + extension), dtype="float32")[0].astype(np.float64),
-                      rate, RATE)
+            _resample(
+                sf.read(os.path.join(folders[side], name + extension), dtype="float32")[0].astype(
+                    np.float64
+                ),
+                rate,
+                RATE,
+            )
             for side, rate, extension in zip(("damaged", "clean"), RATES[name], EXTENSIONS[name])
         )
         length = min(len(damaged), len(clean))
@@ -81,7 +98,9 @@ def locate(crop, expected):
     for name, (_, clean) in expected.items():
         products = scipy.signal.correlate(clean, crop, mode="valid")
         energies = np.convolve(clean**2, np.ones(len(crop)), mode="valid")
-        scores = products / np.sqrt(np.maximum(energies, 1e-12) * np.sum(crop.astype(np.float64) ** 2))
+        scores = products / np.sqrt(
+            np.maximum(energies, 1e-12) * np.sum(crop.astype(np.float64) ** 2)
+        )
         start = int(np.argmax(scores))
         if scores[start] > best[0]:
             best = (scores[start], name, start)
@@ -92,12 +111,20 @@ def assert_aligned_crops(damaged_batch, clean_batch, expected, atol=2e-5):
     """Each example of the batch is one stretch ``[start, start + length)`` of one
     pair, clean and damaged alike, both scaled by one gain; returns the pair names."""
     names = []
-    for damaged, clean in zip(np.asarray(damaged_batch, np.float64), np.asarray(clean_batch, np.float64)):
+    for damaged, clean in zip(
+        np.asarray(damaged_batch, np.float64), np.asarray(clean_batch, np.float64)
+    ):
         name, start = locate(clean, expected)
-        reference_damaged, reference_clean = (side[start : start + len(clean)] for side in expected[name])
+        reference_damaged, reference_clean = (
+            side[start : start + len(clean)] for side in expected[name]
+        )
         gain = np.dot(clean, reference_clean) / np.dot(reference_clean, reference_clean)
-        np.testing.assert_allclose(clean, gain * reference_clean, atol=atol * max(gain, 1.0), err_msg=name)
-        np.testing.assert_allclose(damaged, gain * reference_damaged, atol=atol * max(gain, 1.0), err_msg=name)
+        np.testing.assert_allclose(
+            clean, gain * reference_clean, atol=atol * max(gain, 1.0), err_msg=name
+        )
+        np.testing.assert_allclose(
+            damaged, gain * reference_damaged, atol=atol * max(gain, 1.0), err_msg=name
+        )
         names.append(name)
     return names
 
@@ -121,8 +148,11 @@ def write_problem_pairs(root, speech):
     sf.write(os.path.join(folders["clean"], "corrupt.wav"), take, RATE)
     with open(os.path.join(folders["damaged"], "corrupt.wav"), "wb") as f:
         f.write(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
-    skips = {"orphan.wav": "no clean partner", "long.wav": "lengths differ by 0.200 s",
-             "corrupt.wav": "could not decode"}
+    skips = {
+        "orphan.wav": "no clean partner",
+        "long.wav": "lengths differ by 0.200 s",
+        "corrupt.wav": "could not decode",
+    }
     return folders, skips
 
 

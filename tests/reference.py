@@ -4,7 +4,12 @@ import numpy as np
 import scipy.signal
 
 # scipy's names of the windows STFTConfig offers.
-SCIPY_WINDOWS = {"hann": "hann", "hamming": "hamming", "blackman": "blackman", "rectangular": "boxcar"}
+SCIPY_WINDOWS = {
+    "hann": "hann",
+    "hamming": "hamming",
+    "blackman": "blackman",
+    "rectangular": "boxcar",
+}
 
 
 def reference_window(cfg):
@@ -33,7 +38,10 @@ def numpy_stft(x, cfg):
             x = np.pad(x, (pad, pad))
     frames = 1 + (len(x) - cfg.fft_length) // cfg.hop_length
     out = np.stack(
-        [np.fft.rfft(window * x[t * cfg.hop_length : t * cfg.hop_length + cfg.fft_length]) for t in range(frames)]
+        [
+            np.fft.rfft(window * x[t * cfg.hop_length : t * cfg.hop_length + cfg.fft_length])
+            for t in range(frames)
+        ]
     )
     return out
 

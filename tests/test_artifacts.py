@@ -20,7 +20,10 @@ from reference import binomial_tolerance
 SR = 16000
 SEED = [3, 7]
 BACKEND = keras.backend.backend()
-tensorflow_only = pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.function and tf.data exist only under the TensorFlow backend")
+tensorflow_only = pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason="tf.function and tf.data exist only under the TensorFlow backend",
+)
 pytestmark = pytest.mark.every_backend
 
 
@@ -30,7 +33,9 @@ def as_numpy(x):
 
 @pytest.fixture(scope="module")
 def speech(speech_16k):
-    return np.stack([speech_16k[:32000], speech_16k[20000:52000], 0.1 * speech_16k[8000:40000]]).astype(np.float32)
+    return np.stack(
+        [speech_16k[:32000], speech_16k[20000:52000], 0.1 * speech_16k[8000:40000]]
+    ).astype(np.float32)
 
 
 def snr_db(clean, damaged):
@@ -56,11 +61,17 @@ def test_fold_in_matches_the_published_hash_in_numpy():
         key = lowbias32(salt ^ 0x9E3779B9)
         first = lowbias32(seed[0] ^ key)
         second = lowbias32((seed[1] + first) & 0xFFFFFFFF)
-        expected = np.array([lowbias32(first ^ second), second], np.uint64).astype(np.uint32).view(np.int32)
+        expected = (
+            np.array([lowbias32(first ^ second), second], np.uint64)
+            .astype(np.uint32)
+            .view(np.int32)
+        )
         np.testing.assert_array_equal(as_numpy(A.fold_in(seed.astype(np.int64), salt)), expected)
     # Integer tensors of any width: the low 32 bits count.
     wide = ops.convert_to_tensor(np.array([3, 0x7EADBEEF], np.int32))
-    np.testing.assert_array_equal(as_numpy(A.fold_in(wide, 5)), as_numpy(A.fold_in([3, 0x7EADBEEF], 5)))
+    np.testing.assert_array_equal(
+        as_numpy(A.fold_in(wide, 5)), as_numpy(A.fold_in([3, 0x7EADBEEF], 5))
+    )
     salts = np.stack([as_numpy(A.fold_in(SEED, salt)) for salt in range(200)])
     assert len(np.unique(salts, axis=0)) == 200
     with pytest.raises(ValueError, match="shape"):
@@ -87,21 +98,36 @@ FFT_ATOL = 1e-5
 
 
 def test_band_limits_match_numpy(speech):
-    np.testing.assert_allclose(as_numpy(A.lowpass(speech, 3000.0, SR)), numpy_band_limit(speech, 0.0, 3000.0), atol=FFT_ATOL)
-    np.testing.assert_allclose(as_numpy(A.telephone(speech, SR)), numpy_band_limit(speech, 300.0, 3400.0), atol=FFT_ATOL)
+    np.testing.assert_allclose(
+        as_numpy(A.lowpass(speech, 3000.0, SR)),
+        numpy_band_limit(speech, 0.0, 3000.0),
+        atol=FFT_ATOL,
+    )
+    np.testing.assert_allclose(
+        as_numpy(A.telephone(speech, SR)), numpy_band_limit(speech, 300.0, 3400.0), atol=FFT_ATOL
+    )
     lows, highs = [0.0, 500.0, 1000.0], [2500.0, 4000.0, 7900.0]
     odd = speech[:, :31999]
-    np.testing.assert_allclose(as_numpy(A.band_limit(odd, lows, highs, SR)), numpy_band_limit(odd, lows, highs), atol=FFT_ATOL)
+    np.testing.assert_allclose(
+        as_numpy(A.band_limit(odd, lows, highs, SR)),
+        numpy_band_limit(odd, lows, highs),
+        atol=FFT_ATOL,
+    )
 
 
 def test_clipping_matches_numpy(speech):
     peak = np.max(np.abs(speech), axis=1, keepdims=True)
     thresholds = np.array([[0.1], [0.5], [0.9]], np.float32)
-    np.testing.assert_array_equal(as_numpy(A.hard_clip(speech, thresholds[:, 0])), np.clip(speech, -thresholds * peak, thresholds * peak))
+    np.testing.assert_array_equal(
+        as_numpy(A.hard_clip(speech, thresholds[:, 0])),
+        np.clip(speech, -thresholds * peak, thresholds * peak),
+    )
     for drive_db in (6.0, 20.0):
         gain = 10 ** (drive_db / 20)
         expected = peak * np.tanh(gain * speech.astype(np.float64) / peak) / np.tanh(gain)
-        np.testing.assert_allclose(as_numpy(A.soft_clip(speech, drive_db)), expected, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            as_numpy(A.soft_clip(speech, drive_db)), expected, rtol=1e-5, atol=1e-7
+        )
 
 
 def test_requantisation_matches_numpy(speech):
@@ -119,7 +145,9 @@ def test_aliasing_matches_scipy_decimation_and_fft_resampling(speech, length):
         np.testing.assert_allclose(as_numpy(A.aliasing(x, float(factor))), expected, atol=FFT_ATOL)
     mixed = as_numpy(A.aliasing(x, [1.7, 3.2, 9.0]))
     for row, factor in enumerate((2, 3, 4)):
-        np.testing.assert_allclose(mixed[row], as_numpy(A.aliasing(x[row : row + 1], float(factor)))[0], atol=1e-6)
+        np.testing.assert_allclose(
+            mixed[row], as_numpy(A.aliasing(x[row : row + 1], float(factor)))[0], atol=1e-6
+        )
 
 
 def test_mix_at_snr_matches_numpy(speech):
@@ -130,8 +158,15 @@ def test_mix_at_snr_matches_numpy(speech):
     snr = np.array([5.0, 10.0, 20.0])
     p_clean = np.maximum(np.mean(clean.astype(np.float64) ** 2, axis=1), 1e-10)
     p_noise = np.mean(noise.astype(np.float64) ** 2, axis=1)
-    scale = np.where(p_noise > 1e-10, np.sqrt(p_clean / 10 ** (snr / 10) / np.maximum(p_noise, 1e-10)), 0.0)
-    np.testing.assert_allclose(as_numpy(A.mix_at_snr(clean, noise, snr)), clean + scale[:, None] * noise, rtol=1e-5, atol=1e-7)
+    scale = np.where(
+        p_noise > 1e-10, np.sqrt(p_clean / 10 ** (snr / 10) / np.maximum(p_noise, 1e-10)), 0.0
+    )
+    np.testing.assert_allclose(
+        as_numpy(A.mix_at_snr(clean, noise, snr)),
+        clean + scale[:, None] * noise,
+        rtol=1e-5,
+        atol=1e-7,
+    )
 
 
 # --- statistics of the random artifacts -------------------------------------------
@@ -172,14 +207,18 @@ def test_pool_noise_comes_from_the_pool(speech):
 def test_hard_clip_peak_at_threshold(speech):
     for threshold in (0.1, 0.5):
         clipped = as_numpy(A.hard_clip(speech, threshold))
-        np.testing.assert_allclose(np.max(np.abs(clipped), axis=1), threshold * np.max(np.abs(speech), axis=1), rtol=1e-6)
+        np.testing.assert_allclose(
+            np.max(np.abs(clipped), axis=1), threshold * np.max(np.abs(speech), axis=1), rtol=1e-6
+        )
         below = np.abs(speech) < threshold * np.max(np.abs(speech), axis=1, keepdims=True)
         np.testing.assert_array_equal(clipped[below], speech[below])
 
 
 def test_soft_clip_keeps_peak_and_compresses(speech):
     soft = as_numpy(A.soft_clip(speech, 12.0))
-    np.testing.assert_allclose(np.max(np.abs(soft), axis=1), np.max(np.abs(speech), axis=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.max(np.abs(soft), axis=1), np.max(np.abs(speech), axis=1), rtol=1e-5
+    )
 
     def crest(x):
         return np.max(np.abs(x), axis=1) / np.sqrt(np.mean(x**2, axis=1))
@@ -255,7 +294,12 @@ def test_phase_damage_keeps_the_magnitude(speech):
     # from draw to draw (0.9-2.1 rad): judged over 8 draws.
     dispersed = [as_numpy(A.allpass(speech, [seed, 7], 1.0)) for seed in range(8)]
     for damaged in dispersed:
-        np.testing.assert_allclose(np.abs(np.fft.rfft(damaged, axis=1)), np.abs(np.fft.rfft(speech, axis=1)), rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(
+            np.abs(np.fft.rfft(damaged, axis=1)),
+            np.abs(np.fft.rfft(speech, axis=1)),
+            rtol=1e-3,
+            atol=1e-3,
+        )
         assert magnitude_error(damaged) < 0.15
     assert np.mean([phase_error(damaged) for damaged in dispersed]) > 1.2
     # STFT phase noise, re-projected: magnitude within 10 %, phase clearly moved.
@@ -330,7 +374,11 @@ def test_aliasing_folds_high_tones_down():
 
 def default_strength(name):
     spec = {s.name: s for s in A.DEFAULT_CHAIN}
-    return float(np.mean(spec[name].strength)) if name in spec else {"dropouts": 3.0, "griffin_lim": 0.0}[name]
+    return (
+        float(np.mean(spec[name].strength))
+        if name in spec
+        else {"dropouts": 3.0, "griffin_lim": 0.0}[name]
+    )
 
 
 @pytest.mark.parametrize("name", sorted(set(A.ARTIFACTS) - {"noise_file"}))
@@ -341,7 +389,17 @@ def test_same_seed_same_damage_different_seed_different(speech, name):
     again = as_numpy(fn(speech, np.array([1, 2]), strength, SR))
     np.testing.assert_array_equal(first, again)
     assert np.all(np.isfinite(first)) and first.shape == speech.shape
-    random_ones = {"noise", "babble", "dropouts", "dropouts_crossfade", "spectral_holes", "reverb", "phase_noise", "allpass", "griffin_lim"}
+    random_ones = {
+        "noise",
+        "babble",
+        "dropouts",
+        "dropouts_crossfade",
+        "spectral_holes",
+        "reverb",
+        "phase_noise",
+        "allpass",
+        "griffin_lim",
+    }
     if name in random_ones:
         other = as_numpy(fn(speech, [1, 3], strength, SR))
         assert np.max(np.abs(first - other)) > 1e-3
@@ -428,7 +486,9 @@ def test_chain_in_tf_function_with_dynamic_length(speech, default_chain, compile
     for length in (8000, 12321):
         out = compiled_chain(speech[:, :length], seed)
         assert as_numpy(out[0]).shape == (3, length) and np.all(np.isfinite(as_numpy(out[0])))
-        assert_same_damage(out, chain_outputs(default_chain, speech[:, :length], seed), atol=ROUNDING)
+        assert_same_damage(
+            out, chain_outputs(default_chain, speech[:, :length], seed), atol=ROUNDING
+        )
 
 
 # --- the chain -----------------------------------------------------------------------
@@ -447,14 +507,18 @@ def test_chain_records_and_reproduces(speech):
     for spec in chain.specs:
         strengths = as_numpy(record[spec.name]["strength"])
         assert np.all((strengths >= spec.strength[0]) & (strengths <= spec.strength[1]))
-    unchanged = as_numpy(A.ArtifactChain([("noise", 0.0, (10, 10))], ensure_one=False)(speech, SEED)[0])
+    unchanged = as_numpy(
+        A.ArtifactChain([("noise", 0.0, (10, 10))], ensure_one=False)(speech, SEED)[0]
+    )
     np.testing.assert_array_equal(unchanged, speech)
     forced = as_numpy(A.ArtifactChain([("noise", 0.0, (10, 10))], ensure_one=True)(speech, SEED)[0])
     np.testing.assert_allclose(snr_db(speech, forced), 10.0, atol=0.5)
 
 
 def test_chain_applies_each_link_only_where_drawn(speech):
-    chain = A.ArtifactChain([("hard_clip", 0.5, (0.2, 0.2)), ("bit_depth", 0.5, (3.0, 3.0))], ensure_one=False)
+    chain = A.ArtifactChain(
+        [("hard_clip", 0.5, (0.2, 0.2)), ("bit_depth", 0.5, (3.0, 3.0))], ensure_one=False
+    )
     wave = np.tile(speech, (6, 1))
     damaged, record = chain(wave, SEED)
     clipped, quantised = (as_numpy(record[name]["applied"]) for name in ("hard_clip", "bit_depth"))
@@ -485,7 +549,9 @@ def test_chain_with_noise_from_a_folder(tmp_path, speech):
 
 
 def test_chain_probabilities_are_respected():
-    chain = A.ArtifactChain([("bit_depth", 0.3, (8, 8)), ("hard_clip", 0.7, (0.5, 0.5))], ensure_one=False)
+    chain = A.ArtifactChain(
+        [("bit_depth", 0.3, (8, 8)), ("hard_clip", 0.7, (0.5, 0.5))], ensure_one=False
+    )
     wave = np.random.default_rng(0).standard_normal((2000, 64)).astype(np.float32)
     _, record = chain(wave, SEED)
     assert abs(as_numpy(record["bit_depth"]["applied"]).mean() - 0.3) < 0.04
@@ -587,7 +653,9 @@ def test_artifact_layer_keeps_the_chain_fractions():
 
 
 def noise_layer(seed=3, snr=(0.0, 20.0)):
-    return A.ArtifactLayer(chain_config=A.ArtifactChain([("noise", 1.0, snr)]).get_config(), seed=seed)
+    return A.ArtifactLayer(
+        chain_config=A.ArtifactChain([("noise", 1.0, snr)]).get_config(), seed=seed
+    )
 
 
 def test_artifact_layer_damages_only_in_training(speech):
@@ -611,7 +679,9 @@ def fit_losses(clean, seed, epochs=3):
     identity = keras.layers.Dense(1, kernel_initializer="ones", use_bias=False)
     model = keras.Model(inputs, identity(damaged[..., None])[..., 0])
     model.compile(keras.optimizers.SGD(learning_rate=0.0), "mse")
-    history = model.fit(clean, clean, batch_size=len(clean), epochs=epochs, shuffle=False, verbose=0)
+    history = model.fit(
+        clean, clean, batch_size=len(clean), epochs=epochs, shuffle=False, verbose=0
+    )
     return np.array(history.history["loss"]), model
 
 
@@ -632,15 +702,23 @@ def test_artifact_layer_round_trips_through_a_saved_model(tmp_path, speech):
     model(speech[:, :8000], training=True)
     model.save(tmp_path / "damage.keras")
     loaded = keras.saving.load_model(tmp_path / "damage.keras")
-    assert isinstance(loaded.layers[1], A.ArtifactLayer) and int(as_numpy(loaded.layers[1].calls)) == 1
-    np.testing.assert_array_equal(as_numpy(loaded(speech[:, :8000], training=True)), as_numpy(model(speech[:, :8000], training=True)))
+    assert (
+        isinstance(loaded.layers[1], A.ArtifactLayer) and int(as_numpy(loaded.layers[1].calls)) == 1
+    )
+    np.testing.assert_array_equal(
+        as_numpy(loaded(speech[:, :8000], training=True)),
+        as_numpy(model(speech[:, :8000], training=True)),
+    )
 
 
 # --- the other backend -------------------------------------------------------------
 
 
 @pytest.mark.large
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="started from the TensorFlow run, which reruns this file under the others")
+@pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason="started from the TensorFlow run, which reruns this file under the others",
+)
 @pytest.mark.parametrize("other", ["jax", "torch"])
 def test_every_backend_case_under(other, rerun_under_jax):
     rerun_under_jax(backend=other)

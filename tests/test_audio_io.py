@@ -20,7 +20,13 @@ def tone(seconds=0.5, rate=16000, freq=440.0, amp=0.5):
 
 @pytest.mark.parametrize(
     "name,subtype,atol",
-    [("a.wav", "PCM_16", 1 / 32768), ("b.wav", "PCM_24", 1e-6), ("c.wav", "FLOAT", 0.0), ("d.flac", "PCM_16", 1 / 32768), ("e.flac", "PCM_24", 1e-6)],
+    [
+        ("a.wav", "PCM_16", 1 / 32768),
+        ("b.wav", "PCM_24", 1e-6),
+        ("c.wav", "FLOAT", 0.0),
+        ("d.flac", "PCM_16", 1 / 32768),
+        ("e.flac", "PCM_24", 1e-6),
+    ],
 )
 def test_write_read_roundtrip(tmp_path, name, subtype, atol):
     x = tone()
@@ -64,7 +70,9 @@ def test_read_with_resampling_matches_scipy(tmp_path, speech_16k):
     write_audio(tmp_path / "s.wav", speech_16k, 16000, subtype="FLOAT")
     y, rate = read_audio(tmp_path / "s.wav", sample_rate=8000)
     assert rate == 8000
-    np.testing.assert_allclose(y, scipy.signal.resample_poly(speech_16k.astype(np.float64), 1, 2), atol=1e-5)
+    np.testing.assert_allclose(
+        y, scipy.signal.resample_poly(speech_16k.astype(np.float64), 1, 2), atol=1e-5
+    )
 
 
 def test_missing_file(tmp_path):
@@ -141,7 +149,16 @@ def test_write_rejects_bad_input(tmp_path):
     np.testing.assert_allclose(read_audio(tmp_path / "a.wav")[0], [0.0, 1.5])
 
 
-RATE_PAIRS = [(16000, 8000), (8000, 16000), (44100, 16000), (16000, 44100), (48000, 16000), (16000, 22050), (22050, 16000), (16000, 48000)]
+RATE_PAIRS = [
+    (16000, 8000),
+    (8000, 16000),
+    (44100, 16000),
+    (16000, 44100),
+    (48000, 16000),
+    (16000, 22050),
+    (22050, 16000),
+    (16000, 48000),
+]
 
 
 @pytest.mark.parametrize("from_rate,to_rate", RATE_PAIRS)
@@ -171,7 +188,9 @@ def test_resample_inside_tf_function_dynamic_length_and_gradient(speech_16k):
 
     for length in (4800, 12345):
         x = speech_16k[None, :length]
-        np.testing.assert_allclose(down(x).numpy()[0], scipy.signal.resample_poly(x[0].astype(np.float64), 1, 3), atol=1e-5)
+        np.testing.assert_allclose(
+            down(x).numpy()[0], scipy.signal.resample_poly(x[0].astype(np.float64), 1, 3), atol=1e-5
+        )
     x = tf.constant(speech_16k[None, :4000])
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -185,7 +204,9 @@ def test_resample_batched_and_identity(rng):
     x = rng.standard_normal((2, 3, 1000)).astype(np.float32)
     y = np.asarray(resample(x, 16000, 8000))
     assert y.shape == (2, 3, 500)
-    np.testing.assert_allclose(y[1, 2], scipy.signal.resample_poly(x[1, 2].astype(np.float64), 1, 2), atol=1e-5)
+    np.testing.assert_allclose(
+        y[1, 2], scipy.signal.resample_poly(x[1, 2].astype(np.float64), 1, 2), atol=1e-5
+    )
     np.testing.assert_array_equal(np.asarray(resample(x, 16000, 16000)), x)
 
 
@@ -193,7 +214,9 @@ def test_tfio_backend_matches_soundfile(tmp_path):
     if not audio_io.tfio_available():
         if REQUIRE_TFIO:
             pytest.fail("SPECTRAL_RESTORE_REQUIRE_TFIO=1 but tensorflow-io's ops do not load")
-        pytest.skip("tensorflow-io's ops load only with TensorFlow 2.16-2.17 (CI stage 2 runs this)")
+        pytest.skip(
+            "tensorflow-io's ops load only with TensorFlow 2.16-2.17 (CI stage 2 runs this)"
+        )
     x = tone(1.0)
     write_audio(tmp_path / "a.flac", x, 16000)
     via_tfio, rate = read_audio(tmp_path / "a.flac", backend="tfio")
@@ -223,8 +246,10 @@ def band_limited_noise(rng, channels, length, rate, top_hz):
 
 
 def stream_in_blocks(resampler, x, block):
-    pieces = [resampler(x[:, start : start + block], last=start + block >= x.shape[1])
-              for start in range(0, x.shape[1], block)]
+    pieces = [
+        resampler(x[:, start : start + block], last=start + block >= x.shape[1])
+        for start in range(0, x.shape[1], block)
+    ]
     return np.concatenate(pieces, axis=1)
 
 
@@ -240,7 +265,9 @@ def test_stream_resampler_matches_the_fft_oracle_and_whole_signal_soxr(rng, from
     want = scipy.signal.resample(x.astype(np.float64), to_rate, axis=-1)
     edge = to_rate // 50
     assert np.max(np.abs(got - want)[:, edge:-edge]) < 2e-4
-    np.testing.assert_array_equal(got, soxr.resample(np.ascontiguousarray(x.T), from_rate, to_rate).T)
+    np.testing.assert_array_equal(
+        got, soxr.resample(np.ascontiguousarray(x.T), from_rate, to_rate).T
+    )
 
 
 def test_stream_resampler_rejects_what_would_alias(rng):
@@ -249,7 +276,9 @@ def test_stream_resampler_rejects_what_would_alias(rng):
     t = np.arange(44100) / 44100
     for frequency in (8400.0, 9000.0, 12000.0, 20000.0, 7000.0):
         x = np.sin(2 * np.pi * frequency * t)[None].astype(np.float32)
-        y = stream_in_blocks(audio_io.StreamResampler(44100, 16000, channels=1), x, 4410)[0, 800:-800]
+        y = stream_in_blocks(audio_io.StreamResampler(44100, 16000, channels=1), x, 4410)[
+            0, 800:-800
+        ]
         ratio = np.sqrt(np.mean(y**2)) / np.sqrt(np.mean(x**2))
         if frequency < 8000:
             assert abs(20 * np.log10(ratio)) < 0.01, frequency
@@ -258,16 +287,25 @@ def test_stream_resampler_rejects_what_would_alias(rng):
 
 
 @pytest.mark.parametrize("length", [1, 7, 4410, 12345])
-@pytest.mark.parametrize("from_rate,to_rate", [(44100, 16000), (16000, 44100), (8000, 22050), (16000, 16000)])
+@pytest.mark.parametrize(
+    "from_rate,to_rate", [(44100, 16000), (16000, 44100), (8000, 22050), (16000, 16000)]
+)
 def test_stream_resampler_odd_lengths_and_blocks(rng, length, from_rate, to_rate):
     """Any length and block size: the same samples as whole-signal soxr (the rates'
     ratio times the length, rounded); equal rates pass the blocks through."""
     x = rng.uniform(-0.5, 0.5, (3, length)).astype(np.float32)
-    whole = x if from_rate == to_rate else soxr.resample(np.ascontiguousarray(x.T), from_rate, to_rate).T
+    whole = (
+        x
+        if from_rate == to_rate
+        else soxr.resample(np.ascontiguousarray(x.T), from_rate, to_rate).T
+    )
     assert abs(whole.shape[1] - length * to_rate / from_rate) <= 1
     for block in (1, 333, length):
-        np.testing.assert_array_equal(stream_in_blocks(audio_io.StreamResampler(from_rate, to_rate, 3), x, block),
-                                      whole, err_msg=f"block {block}")
+        np.testing.assert_array_equal(
+            stream_in_blocks(audio_io.StreamResampler(from_rate, to_rate, 3), x, block),
+            whole,
+            err_msg=f"block {block}",
+        )
 
 
 def test_stream_resampler_rejects_bad_use():
@@ -288,7 +326,12 @@ def test_reader_blocks_are_the_file_and_writer_blocks_make_the_same_file(tmp_pat
     sf.write(tmp_path / "three.flac", samples.T, 22050, subtype="PCM_24")
     whole, _ = sf.read(tmp_path / "three.flac", dtype="float32", always_2d=True)
     with audio_io.AudioReader(tmp_path / "three.flac") as reader:
-        assert (reader.sample_rate, reader.channels, reader.frames, reader.subtype) == (22050, 3, 10007, "PCM_24")
+        assert (reader.sample_rate, reader.channels, reader.frames, reader.subtype) == (
+            22050,
+            3,
+            10007,
+            "PCM_24",
+        )
         blocks = list(reader.blocks(1000))
     assert [last for _, last in blocks] == [False] * 10 + [True]
     assert [block.shape for block, _ in blocks][-1] == (3, 7)

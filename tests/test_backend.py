@@ -34,7 +34,9 @@ def compiled(fn):
 
 
 def call_both(x):
-    return backend.host_call(peak_and_position, x, result_shape=((None,), (None,)), result_dtype=("float32", "int32"))
+    return backend.host_call(
+        peak_and_position, x, result_shape=((None,), (None,)), result_dtype=("float32", "int32")
+    )
 
 
 def call_one(x):
@@ -52,7 +54,9 @@ def test_host_call_matches_numpy_eagerly_and_compiled(batch, compile_it):
     np.testing.assert_array_equal(np.asarray(position), np.abs(batch).argmax(axis=1))
     energy = np.asarray(one(batch))
     assert energy.shape == (4, 3)
-    np.testing.assert_allclose(energy, np.repeat((batch * np.abs(batch)).sum(axis=1, keepdims=True), 3, axis=1), rtol=1e-6)
+    np.testing.assert_allclose(
+        energy, np.repeat((batch * np.abs(batch)).sum(axis=1, keepdims=True), 3, axis=1), rtol=1e-6
+    )
     # Another batch size through the same compiled function: None follows the first argument.
     peak, _ = both(batch[:2])
     np.testing.assert_array_equal(np.asarray(peak), np.abs(batch[:2]).max(axis=1))
@@ -86,7 +90,9 @@ def test_no_gradient_flows_through_the_host_call(batch):
 
 def test_the_result_description_is_checked(batch):
     with pytest.raises(ValueError, match="one shape per dtype"):
-        backend.host_call(peak_and_position, batch, result_shape=((None,),), result_dtype=("float32", "int32"))
+        backend.host_call(
+            peak_and_position, batch, result_shape=((None,),), result_dtype=("float32", "int32")
+        )
     with pytest.raises(ValueError, match="result_shape"):
         backend.host_call(signed_energy, batch, result_shape=(None, -3), result_dtype="float32")
     with pytest.raises(ValueError, match="at least one argument"):

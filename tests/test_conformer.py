@@ -46,9 +46,15 @@ def expected_trainable_parameters(s, bins=257):
     dense = sum(c * (i + 1) * c * 9 + 2 * c + c for i in range(s["dense_depth"]))
     # Three channels in: the compressed magnitude, real and imaginary parts.
     encoder = 3 * d + 3 * d + d * c * (stride + 1) + 3 * c + dense
-    blocks = s["num_blocks"] * 2 * conformer_parameters(c, s["ffn_multiplier"], s["conv_expansion"], s["conv_kernel"])
+    blocks = (
+        s["num_blocks"]
+        * 2
+        * conformer_parameters(c, s["ffn_multiplier"], s["conv_expansion"], s["conv_kernel"])
+    )
     upsample = c * d * (stride + 1) + 3 * d  # transposed convolution, instance norm, PReLU
-    magnitude_decoder = dense + upsample + conv(d, 1) + bins  # head and the learnable sigmoid's slopes
+    magnitude_decoder = (
+        dense + upsample + conv(d, 1) + bins
+    )  # head and the learnable sigmoid's slopes
     phase_decoder = dense + upsample + 2 * conv(d, 1)
     return encoder + blocks + magnitude_decoder + phase_decoder
 
@@ -61,7 +67,9 @@ def moved_off_identity(model, seed=7, scale=0.05):
     """Perturbs every trainable weight so that the output differs from the input."""
     rng = np.random.default_rng(seed)
     for variable in model.trainable_variables:
-        variable.assign(np.asarray(variable) + rng.normal(0.0, scale, variable.shape).astype(np.float32))
+        variable.assign(
+            np.asarray(variable) + rng.normal(0.0, scale, variable.shape).astype(np.float32)
+        )
     return model
 
 
@@ -78,7 +86,11 @@ def perturbed():
 def speech_like(batch, length, seed=0):
     rng = np.random.default_rng(seed)
     t = np.arange(length) / RATE
-    tone = 0.1 * np.sin(2 * np.pi * rng.uniform(100, 300, (batch, 1)) * t) * (1 + np.sin(2 * np.pi * 3 * t))
+    tone = (
+        0.1
+        * np.sin(2 * np.pi * rng.uniform(100, 300, (batch, 1)) * t)
+        * (1 + np.sin(2 * np.pi * 3 * t))
+    )
     return (tone + 0.02 * rng.standard_normal((batch, length))).astype(np.float32)
 
 
@@ -116,7 +128,9 @@ def test_the_mask_sigmoid_matches_numpy_and_is_bounded():
     slope = np.linspace(-2.0, 3.0, 7).astype(np.float32)
     layer.slope.assign(slope)
     y = np.asarray(layer(x))
-    np.testing.assert_allclose(y, 2.0 / (1.0 + np.exp(-slope * x.astype(np.float64))), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        y, 2.0 / (1.0 + np.exp(-slope * x.astype(np.float64))), rtol=1e-5, atol=1e-6
+    )
     assert np.all(y >= 0.0) and np.all(y <= 2.0)
 
 
@@ -181,7 +195,11 @@ def numpy_attention(layer, x):
         kernel, bias = (np.asarray(w, np.float64) for w in dense.weights)
         return np.einsum("btc,chd->bthd", x, kernel) + bias
 
-    query, key, value = project(layer._query_dense), project(layer._key_dense), project(layer._value_dense)
+    query, key, value = (
+        project(layer._query_dense),
+        project(layer._key_dense),
+        project(layer._value_dense),
+    )
     scores = np.einsum("bthd,bshd->bhts", query, key) / np.sqrt(query.shape[-1])
     weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
     weights /= weights.sum(axis=-1, keepdims=True)
@@ -220,9 +238,21 @@ def tiny_conformer(remat):
     """A one-block conformer with dropout, its weights moved off the identity, the
     same for every call (seeded)."""
     keras.utils.set_random_seed(11)
-    model = MagnitudePhaseConformer(None, channels=8, full_resolution_channels=4, dense_depth=1, num_blocks=1,
-                                    num_heads=2, ffn_multiplier=2, conv_expansion=2, conv_kernel=3, freq_stride=16,
-                                    dropout=0.2, remat=remat, name="tiny")
+    model = MagnitudePhaseConformer(
+        None,
+        channels=8,
+        full_resolution_channels=4,
+        dense_depth=1,
+        num_blocks=1,
+        num_heads=2,
+        ffn_multiplier=2,
+        conv_expansion=2,
+        conv_kernel=3,
+        freq_stride=16,
+        dropout=0.2,
+        remat=remat,
+        name="tiny",
+    )
     model(np.zeros((1, 1024), np.float32))
     return moved_off_identity(model, seed=5)
 
@@ -233,15 +263,22 @@ def test_remat_gives_the_same_training_step():
     without rematerialised conformer blocks: same loss, weights, batch-norm
     statistics and dropout seeds; and the setting round-trips through the config."""
     clean = speech_like(2, 3000)
-    noisy = (clean + 0.05 * np.random.default_rng(1).standard_normal(clean.shape)).astype(np.float32)
+    noisy = (clean + 0.05 * np.random.default_rng(1).standard_normal(clean.shape)).astype(
+        np.float32
+    )
     results = {}
     for remat in (False, True):
         model = tiny_conformer(remat)
-        model.compile(optimizer=keras.optimizers.SGD(1.0), loss=SpectrogramMSE(compress_exponent=0.3))
+        model.compile(
+            optimizer=keras.optimizers.SGD(1.0), loss=SpectrogramMSE(compress_exponent=0.3)
+        )
         before = [np.asarray(w) for w in model.trainable_weights]
         loss = float(model.train_on_batch(noisy, clean))
-        results[remat] = (loss, [np.asarray(w) - b for w, b in zip(model.trainable_weights, before)],
-                          [np.asarray(v) for v in model.non_trainable_variables])
+        results[remat] = (
+            loss,
+            [np.asarray(w) - b for w, b in zip(model.trainable_weights, before)],
+            [np.asarray(v) for v in model.non_trainable_variables],
+        )
     assert MagnitudePhaseConformer.from_config(model.get_config()).remat is True
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-6)
     moved = [np.max(np.abs(step)) for step in results[False][1]]
@@ -273,16 +310,24 @@ def test_finite_gradients_on_silence(small, perturbed, which):
     # Also a silent target for speech-like input, and the reverse.
     for noisy, clean in [(speech_like(2, 4000), silence), (silence, speech_like(2, 4000))]:
         value, gradients = loss_and_gradients(model, noisy, clean)
-        assert np.isfinite(float(value)) and all(np.all(np.isfinite(np.asarray(g))) for g in gradients)
+        assert np.isfinite(float(value)) and all(
+            np.all(np.isfinite(np.asarray(g))) for g in gradients
+        )
 
 
 def test_one_training_step_under_tensorflow():
     clean = speech_like(4, 6000)
-    noisy = (clean + 0.05 * np.random.default_rng(1).standard_normal(clean.shape)).astype(np.float32)
+    noisy = (clean + 0.05 * np.random.default_rng(1).standard_normal(clean.shape)).astype(
+        np.float32
+    )
     model = build_model("conformer", "small")
     # SGD: Adam's per-variable updates take Keras half a minute to trace for this model.
-    model.compile(optimizer=keras.optimizers.SGD(1e-2),
-                  loss=CombinedLoss({"recon/mse": (SpectrogramMSE(compress_exponent=0.3), 0.9), "time/l1": 0.2}))
+    model.compile(
+        optimizer=keras.optimizers.SGD(1e-2),
+        loss=CombinedLoss(
+            {"recon/mse": (SpectrogramMSE(compress_exponent=0.3), 0.9), "time/l1": 0.2}
+        ),
+    )
     heads = [w for w in model.trainable_weights if "head" in w.path and "kernel" in w.path]
     assert heads and all(np.all(np.asarray(w) == 0) for w in heads)
     logs = model.train_on_batch(noisy, clean, return_dict=True)
@@ -330,13 +375,25 @@ def test_same_output_loss_gradients_and_a_training_step_under_jax(tmp_path):
     # A fixed name: the variables' paths, which key the gradients, start with it.
     perturbed = moved_off_identity(build_model("conformer", "small", name="under_test"), seed=3)
     clean = speech_like(2, 3000)
-    noisy = (clean + 0.05 * np.random.default_rng(2).standard_normal(clean.shape)).astype(np.float32)
+    noisy = (clean + 0.05 * np.random.default_rng(2).standard_normal(clean.shape)).astype(
+        np.float32
+    )
     np.savez(tmp_path / "pair.npz", clean=clean, noisy=noisy)
     perturbed.save_weights(tmp_path / "weights.weights.h5")
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     result = subprocess.run(
-        [sys.executable, "-c", JAX_SCRIPT, str(tmp_path / "pair.npz"), str(tmp_path / "weights.weights.h5")],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
+        [
+            sys.executable,
+            "-c",
+            JAX_SCRIPT,
+            str(tmp_path / "pair.npz"),
+            str(tmp_path / "weights.weights.h5"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     from_jax = json.loads(result.stdout.strip().splitlines()[-1])
@@ -352,7 +409,9 @@ def test_same_output_loss_gradients_and_a_training_step_under_jax(tmp_path):
         # atan2, round differently); the attention's key biases get zero up to rounding
         # (softmax ignores a shift common to all keys).
         scale = np.max(np.abs(ours)) + 1e-6
-        np.testing.assert_allclose(from_jax["gradients"][variable.path], ours, atol=1e-2 * scale, err_msg=variable.path)
+        np.testing.assert_allclose(
+            from_jax["gradients"][variable.path], ours, atol=1e-2 * scale, err_msg=variable.path
+        )
 
 
 def test_export_of_the_small_preset(perturbed, tmp_path):

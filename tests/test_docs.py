@@ -29,7 +29,8 @@ from training import cli as command_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCUMENTS = ["README.md"] + sorted(
-    os.path.relpath(path, ROOT) for path in glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    os.path.relpath(path, ROOT) for path in glob.glob(os.path.join(ROOT, "docs", "*.md"))
+)
 FENCE = re.compile(r"^```(\w*)\s*$")
 NOT_RUN = re.compile(r"^<!-- not-run: (.+\S) -->$")
 SHELLS = ("bash", "sh", "shell")
@@ -55,8 +56,14 @@ def code_blocks(document):
             raise ValueError(f"{document}:{index + 1}: a code block is never closed")
         before = next((line.strip() for line in reversed(lines[:index]) if line.strip()), "")
         marker = NOT_RUN.match(before)
-        blocks.append((index + 1, opening.group(1).lower(), "\n".join(lines[index + 1 : end]),
-                       marker.group(1) if marker else None))
+        blocks.append(
+            (
+                index + 1,
+                opening.group(1).lower(),
+                "\n".join(lines[index + 1 : end]),
+                marker.group(1) if marker else None,
+            )
+        )
         index = end + 1
     return blocks
 
@@ -66,8 +73,11 @@ BLOCKS = [(document, *block) for document in DOCUMENTS for block in code_blocks(
 
 def each(blocks):
     """Parametrizes a test over ``blocks``, one case per block, named ``document:line``."""
-    return pytest.mark.parametrize("document, line, language, code, reason", blocks,
-                                   ids=[f"{document}:{line}" for document, line, *_ in blocks])
+    return pytest.mark.parametrize(
+        "document, line, language, code, reason",
+        blocks,
+        ids=[f"{document}:{line}" for document, line, *_ in blocks],
+    )
 
 
 def of_language(*languages):
@@ -154,8 +164,10 @@ def test_the_readme_test_command_is_what_ci_runs():
     """The README's first block is the two commands, and .ci/run runs its test command."""
     document, _, language, code, _ = BLOCKS[0]
     assert (document, language) == ("README.md", "bash")
-    assert shell_commands(code) == [["bash", "training/run_main.sh"],
-                                    ["bash", "tests/run_tests.sh"]]
+    assert shell_commands(code) == [
+        ["bash", "training/run_main.sh"],
+        ["bash", "tests/run_tests.sh"],
+    ]
     with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
         assert re.search(r"^[^#\n]*\bbash tests/run_tests\.sh$", f.read(), flags=re.M)
 
@@ -175,8 +187,11 @@ def test_every_block_is_checked_or_marked(document, line, language, code, reason
     )
     if language in SHELLS:
         for words in shell_commands(code):
-            known = (words[0] == "spectral-restore" or (words[0] == "bash" and len(words) >= 2)
-                     or words[:2] == ["pip", "install"])
+            known = (
+                words[0] == "spectral-restore"
+                or (words[0] == "bash" and len(words) >= 2)
+                or words[:2] == ["pip", "install"]
+            )
             assert known, f"{document}:{line}: `{shlex.join(words)}` is unchecked; mark it not-run"
 
 
@@ -253,14 +268,21 @@ def _prepare_inputs(args):
 
 
 def cheap_commands(code):
-    return [words[1:] for words in shell_commands(code) if words[0] == "spectral-restore"
-            and (words[1] in EXECUTED_COMMANDS or "--help" in words)]
+    return [
+        words[1:]
+        for words in shell_commands(code)
+        if words[0] == "spectral-restore" and (words[1] in EXECUTED_COMMANDS or "--help" in words)
+    ]
 
 
 # Blocks repeating the same cheap commands (README and docs/serving.md) run once.
-CHEAP_BLOCKS = list({repr(cheap_commands(code)): (document, line, language, code, reason)
-                     for document, line, language, code, reason in reversed(of_language(*SHELLS))
-                     if cheap_commands(code)}.values())
+CHEAP_BLOCKS = list(
+    {
+        repr(cheap_commands(code)): (document, line, language, code, reason)
+        for document, line, language, code, reason in reversed(of_language(*SHELLS))
+        if cheap_commands(code)
+    }.values()
+)
 
 
 @pytest.mark.large

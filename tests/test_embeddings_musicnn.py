@@ -40,8 +40,18 @@ ORIGINAL = textwrap.dedent("""
     np.savez(sys.argv[2], **results)
 """)
 ORIGINAL_ORDER = {
-    "musicnn": ["logits", "timbral", "temporal", "cnn1", "cnn2", "cnn3", "mean_pool", "max_pool",
-                "penultimate", "taggram"],
+    "musicnn": [
+        "logits",
+        "timbral",
+        "temporal",
+        "cnn1",
+        "cnn2",
+        "cnn3",
+        "mean_pool",
+        "max_pool",
+        "penultimate",
+        "taggram",
+    ],
     "vgg": ["logits", "pool1", "pool2", "pool3", "pool4", "pool5", "taggram"],
 }
 
@@ -70,8 +80,12 @@ def test_port_matches_original_on_every_shipped_checkpoint(tmp_path, speech_16k)
     script = tmp_path / "original.py"
     script.write_text(ORIGINAL)
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    subprocess.run([sys.executable, str(script), str(tmp_path / "x.npy"), str(tmp_path / "out.npz"), *models],
-                   check=True, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "x.npy"), str(tmp_path / "out.npz"), *models],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     original = np.load(tmp_path / "out.npz")
     for name in models:
         network = musicnn.load_musicnn(name)
@@ -93,7 +107,12 @@ def test_log_mel_matches_librosa(speech_16k):
     librosa = pytest.importorskip("librosa", reason="librosa is in the test extras")
     clip = speech_16k[:32000]
     reference = librosa.feature.melspectrogram(
-        y=clip.astype(np.float64), sr=16000, hop_length=256, n_fft=512, n_mels=96, pad_mode="constant"
+        y=clip.astype(np.float64),
+        sr=16000,
+        hop_length=256,
+        n_fft=512,
+        n_mels=96,
+        pad_mode="constant",
     ).T
     reference = np.log10(10000 * reference + 1)
     ours = np.asarray(musicnn.log_mel(clip[None]))[0]
@@ -110,14 +129,17 @@ def test_embed_resamples_and_patches(speech_16k):
 
     at_48k = network.embed(np.asarray(resample(clip[None], 16000, 48000)), 48000)
     # 48 kHz input comes back to (nearly) the same 16 kHz features.
-    np.testing.assert_allclose(np.asarray(at_48k["taggram"]), np.asarray(at_16k["taggram"]), atol=0.02)
+    np.testing.assert_allclose(
+        np.asarray(at_48k["taggram"]), np.asarray(at_16k["taggram"]), atol=0.02
+    )
     vgg = musicnn.load_musicnn("MTT_vgg")
     features = vgg.embed(np.stack([clip, clip]), 16000)  # 126 frames -> one zero-padded patch
     assert features["pool5"].shape == (2, 1, 2, 1, 128)
     mel = np.zeros((1, musicnn.PATCH_FRAMES, 96), "float32")
     mel[:, :126] = np.asarray(musicnn.log_mel(clip[None]))
-    np.testing.assert_allclose(np.asarray(features["taggram"][0, 0]), np.asarray(vgg(mel)["taggram"][0]),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(features["taggram"][0, 0]), np.asarray(vgg(mel)["taggram"][0]), atol=1e-5
+    )
 
 
 def test_loader_errors(tmp_path):

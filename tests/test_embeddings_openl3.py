@@ -28,8 +28,12 @@ def official_layers(rng, legacy_frontend=True):
             index += 1
             last = filters == openl3.BLOCK_FILTERS[-1] and position == 1
             kernel = rng.normal(scale=np.sqrt(2.0 / (9 * channels)), size=(3, 3, channels, filters))
-            layers.append(("audio_embedding_layer" if last else f"conv2d_{index}",
-                           [kernel, rng.normal(scale=0.1, size=filters)]))
+            layers.append(
+                (
+                    "audio_embedding_layer" if last else f"conv2d_{index}",
+                    [kernel, rng.normal(scale=0.1, size=filters)],
+                )
+            )
             channels = filters
             if not last:
                 layers.append((f"batch_normalization_{index}", _bn(rng, filters)))
@@ -37,13 +41,21 @@ def official_layers(rng, legacy_frontend=True):
 
 
 def _bn(rng, n):
-    return [rng.uniform(0.5, 1.5, n), rng.normal(scale=0.1, size=n), rng.normal(scale=0.1, size=n),
-            rng.uniform(0.5, 2.0, n)]
+    return [
+        rng.uniform(0.5, 1.5, n),
+        rng.normal(scale=0.1, size=n),
+        rng.normal(scale=0.1, size=n),
+        rng.uniform(0.5, 2.0, n),
+    ]
 
 
 def write_weight_file(path, layers, under_model_weights=False):
     """The HDF5 layout of Keras 2's ``save_weights`` (``model.save`` nests it in model_weights)."""
-    suffixes = {2: ["kernel", "bias"], 4: ["gamma", "beta", "moving_mean", "moving_variance"], 1: ["kernel"]}
+    suffixes = {
+        2: ["kernel", "bias"],
+        4: ["gamma", "beta", "moving_mean", "moving_variance"],
+        1: ["kernel"],
+    }
     with h5py.File(path, "w") as handle:
         root = handle.create_group("model_weights") if under_model_weights else handle
         root.attrs["layer_names"] = [name.encode() for name, _ in layers]
@@ -61,7 +73,9 @@ def numpy_conv_same(x, kernel, bias):
     """3x3 'same' convolution of [n, h, w, c] (cross-correlation, as Keras)."""
     n, h, w, c = x.shape
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    columns = np.stack([padded[:, i: i + h, j: j + w, :] for i in range(3) for j in range(3)], axis=3)
+    columns = np.stack(
+        [padded[:, i : i + h, j : j + w, :] for i in range(3) for j in range(3)], axis=3
+    )
     return columns.reshape(n, h, w, 9 * c) @ kernel.reshape(9 * c, -1) + bias
 
 
@@ -75,14 +89,25 @@ def numpy_max_pool(x, size, stride, same=False):
         out_h, out_w = -(-h // stride[0]), -(-w // stride[1])
         pad_h = max((out_h - 1) * stride[0] + size[0] - h, 0)
         pad_w = max((out_w - 1) * stride[1] + size[1] - w, 0)
-        x = np.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)),
-                   constant_values=-np.inf)
+        x = np.pad(
+            x,
+            ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)),
+            constant_values=-np.inf,
+        )
     else:
         out_h, out_w = (h - size[0]) // stride[0] + 1, (w - size[1]) // stride[1] + 1
     out = np.full((n, out_h, out_w, c), -np.inf)
     for i in range(size[0]):
         for j in range(size[1]):
-            out = np.maximum(out, x[:, i: i + out_h * stride[0]: stride[0], j: j + out_w * stride[1]: stride[1], :])
+            out = np.maximum(
+                out,
+                x[
+                    :,
+                    i : i + out_h * stride[0] : stride[0],
+                    j : j + out_w * stride[1] : stride[1],
+                    :,
+                ],
+            )
     return out
 
 
@@ -105,14 +130,18 @@ def numpy_openl3(spectrogram, layers, input_repr, embedding_size):
     return numpy_max_pool(x, pool, pool, same=True).reshape(len(x), -1)
 
 
-@pytest.mark.parametrize("input_repr,embedding_size", [("linear", 6144), ("mel128", 512), ("mel256", 6144)])
+@pytest.mark.parametrize(
+    "input_repr,embedding_size", [("linear", 6144), ("mel128", 512), ("mel256", 6144)]
+)
 def test_port_matches_numpy_forward_pass(tmp_path, input_repr, embedding_size):
     rng = np.random.default_rng(7)
     layers = official_layers(rng)
     path = tmp_path / openl3.weight_file_name(input_repr, "music")
     write_weight_file(path, layers)
     network = openl3.load_openl3(input_repr, "music", embedding_size, weights=str(tmp_path))
-    spectrogram = rng.uniform(-80.0, 0.0, size=(2, *FREQ_TIME[input_repr], 1)).astype("float32") / 20.0
+    spectrogram = (
+        rng.uniform(-80.0, 0.0, size=(2, *FREQ_TIME[input_repr], 1)).astype("float32") / 20.0
+    )
     ours = np.asarray(network(spectrogram)["embedding"])
     reference = numpy_openl3(spectrogram, layers, input_repr, embedding_size)
     assert ours.shape == (2, embedding_size)
@@ -130,7 +159,9 @@ def test_gzip_and_whole_model_layouts_load_the_same(tmp_path):
         target.write(source.read())
     x = rng.uniform(-4, 0, size=(1, 128, 199, 1)).astype("float32")
     outputs = [
-        np.asarray(openl3.load_openl3("mel128", weights=str(path), embedding_size=512)(x)["embedding"])
+        np.asarray(
+            openl3.load_openl3("mel128", weights=str(path), embedding_size=512)(x)["embedding"]
+        )
         for path in (plain, nested, tmp_path / "plain.h5.gz")
     ]
     np.testing.assert_array_equal(outputs[0], outputs[1])
@@ -181,7 +212,9 @@ def test_embed_frames_like_openl3(tmp_path):
     assert features["embedding"].shape == (2, 4, 512)
     padded = np.pad(audio, ((0, 0), (24000, 24000)))
     second = network(openl3.spectrogram(padded[:, 24000:72000], "mel128"))["embedding"]
-    np.testing.assert_allclose(np.asarray(features["embedding"][:, 1]), np.asarray(second), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(features["embedding"][:, 1]), np.asarray(second), atol=1e-5
+    )
 
 
 def test_missing_and_malformed_weights(tmp_path, monkeypatch):
@@ -209,7 +242,10 @@ def test_weights_found_in_an_installed_openl3_package(tmp_path, monkeypatch):
     package = tmp_path / "openl3"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    write_weight_file(package / openl3.weight_file_name("mel256", "music"), official_layers(np.random.default_rng(1)))
+    write_weight_file(
+        package / openl3.weight_file_name("mel256", "music"),
+        official_layers(np.random.default_rng(1)),
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     network = openl3.load_openl3("mel256", "music", 512)
     assert network(np.zeros((1, 256, 199, 1), "float32"))["embedding"].shape == (1, 512)
@@ -272,14 +308,19 @@ def test_saved_and_reloaded_network_gives_the_same_embedding(tmp_path):
     network.save(path)
     reloaded = keras.saving.load_model(path)
     assert isinstance(reloaded, openl3.OpenL3Network) and reloaded.embedding_size == 512
-    np.testing.assert_array_equal(np.asarray(reloaded(spectrogram)["embedding"]),
-                                  np.asarray(network(spectrogram)["embedding"]))
+    np.testing.assert_array_equal(
+        np.asarray(reloaded(spectrogram)["embedding"]),
+        np.asarray(network(spectrogram)["embedding"]),
+    )
 
 
 def test_finite_gradients_on_silence_and_speech(tmp_path, speech_16k):
     import tensorflow as tf
 
-    write_weight_file(tmp_path / openl3.weight_file_name("mel128", "music"), official_layers(np.random.default_rng(9)))
+    write_weight_file(
+        tmp_path / openl3.weight_file_name("mel128", "music"),
+        official_layers(np.random.default_rng(9)),
+    )
     network = openl3.load_openl3("mel128", "music", 512, weights=str(tmp_path))
     for waveform in (np.zeros((1, 16000), "float32"), speech_16k[None, 8000:24000]):
         x = tf.Variable(waveform)

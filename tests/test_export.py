@@ -15,23 +15,32 @@ from spectral_restore.inference import read_metadata
 from reference import chunked_crossfade
 
 RATE = 16000
-CHUNK_SECONDS, OVERLAP_SECONDS = 0.5, 0.125  # 8000 and 2000 samples: short inputs go through several chunks
+CHUNK_SECONDS, OVERLAP_SECONDS = (
+    0.5,
+    0.125,
+)  # 8000 and 2000 samples: short inputs go through several chunks
 
 
 @pytest.fixture(scope="module")
 def export_dir(perturbed_restorer, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("export") / "restorer")
-    export_saved_model(perturbed_restorer, path, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS)
+    export_saved_model(
+        perturbed_restorer, path, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS
+    )
     return path
 
 
 def run_in_fresh_python(code):
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
-def test_saved_model_in_a_fresh_process_equals_keras_model(export_dir, perturbed_restorer, tmp_path, rng):
+def test_saved_model_in_a_fresh_process_equals_keras_model(
+    export_dir, perturbed_restorer, tmp_path, rng
+):
     waves = {
         "short": rng.normal(0, 0.1, (3, 5000)).astype(np.float32),
         "one_chunk": rng.normal(0, 0.1, (2, 8000)).astype(np.float32),
@@ -63,7 +72,10 @@ def test_export_carries_metadata_and_named_signature(export_dir, perturbed_resto
     metadata = read_metadata(export_dir)
     assert metadata["sample_rate"] == RATE and metadata["spectral_restore_version"] == __version__
     assert metadata["stft"] == perturbed_restorer.stft_config.get_config()
-    assert metadata["preset"] == "small" and metadata["parameters"] == perturbed_restorer.count_params()
+    assert (
+        metadata["preset"] == "small"
+        and metadata["parameters"] == perturbed_restorer.count_params()
+    )
     assert (metadata["chunk_samples"], metadata["overlap_samples"]) == (8000, 2000)
     loaded = tf.saved_model.load(export_dir)
     serve = loaded.signatures["serving_default"]
@@ -94,19 +106,37 @@ def test_saved_model_cli_show_and_run(export_dir, perturbed_restorer, tmp_path, 
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     if not os.path.exists(cli):
         pytest.skip("saved_model_cli is not installed beside this Python")
-    shown = subprocess.run([cli, "show", "--dir", export_dir, "--all"], capture_output=True, text=True, timeout=300)
+    shown = subprocess.run(
+        [cli, "show", "--dir", export_dir, "--all"], capture_output=True, text=True, timeout=300
+    )
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "inputs['waveform']" in shown.stdout and "outputs['restored']" in shown.stdout
     wave = rng.normal(0, 0.1, (2, 12000)).astype(np.float32)
     np.save(tmp_path / "x.npy", wave)
     ran = subprocess.run(
-        [cli, "run", "--dir", export_dir, "--tag_set", "serve", "--signature_def", "serving_default",
-         "--inputs", f"waveform={tmp_path / 'x.npy'}", "--outdir", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300,
+        [
+            cli,
+            "run",
+            "--dir",
+            export_dir,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"waveform={tmp_path / 'x.npy'}",
+            "--outdir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert ran.returncode == 0, ran.stderr[-2000:]
     restored = np.load(tmp_path / "out" / "restored.npy")
-    np.testing.assert_allclose(restored, chunked_crossfade(perturbed_restorer, wave, 8000, 2000), atol=1e-5)
+    np.testing.assert_allclose(
+        restored, chunked_crossfade(perturbed_restorer, wave, 8000, 2000), atol=1e-5
+    )
 
 
 def test_export_arguments_are_checked(perturbed_restorer, tmp_path):
@@ -130,7 +160,13 @@ def test_export_from_keras_file_and_cli(perturbed_restorer, tmp_path, capsys, rn
     path = str(tmp_path / "model.keras")
     perturbed_restorer.save(path)
     assert cli.main(["export", path, str(tmp_path / "sm")]) == 0
-    assert json.loads(capsys.readouterr().out.split("\nSavedModel written")[0])["sample_rate"] == RATE
+    assert (
+        json.loads(capsys.readouterr().out.split("\nSavedModel written")[0])["sample_rate"] == RATE
+    )
     wave = rng.normal(0, 0.1, (1, 7000)).astype(np.float32)
-    served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](waveform=tf.constant(wave))
-    np.testing.assert_allclose(served["restored"].numpy(), np.asarray(perturbed_restorer(wave)), atol=1e-5)
+    served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](
+        waveform=tf.constant(wave)
+    )
+    np.testing.assert_allclose(
+        served["restored"].numpy(), np.asarray(perturbed_restorer(wave)), atol=1e-5
+    )

@@ -9,8 +9,17 @@ from spectral_restore.models.restorer import SpectralRestorer
 
 
 def tiny_gan(warmup_steps=0, adversarial="lsgan"):
-    generator = SpectralRestorer(None, channels=(4, 4), kernel=(3, 3), recurrent_units=8, recurrent_layers=1, bidirectional=False)
-    discriminator = MultiResolutionDiscriminator(resolutions=((256, 64, 256), (512, 128, 512)), channels=4)
+    generator = SpectralRestorer(
+        None,
+        channels=(4, 4),
+        kernel=(3, 3),
+        recurrent_units=8,
+        recurrent_layers=1,
+        bidirectional=False,
+    )
+    discriminator = MultiResolutionDiscriminator(
+        resolutions=((256, 64, 256), (512, 128, 512)), channels=4
+    )
     gan = RestorationGAN(generator, discriminator, warmup_steps=warmup_steps)
     gan.compile(
         g_optimizer=keras.optimizers.Adam(1e-3),
@@ -26,7 +35,9 @@ def tiny_gan(warmup_steps=0, adversarial="lsgan"):
 @pytest.fixture(scope="module")
 def pairs():
     rng = np.random.default_rng(0)
-    clean = (0.1 * np.sin(np.arange(4000) / 7.0)[None] * rng.uniform(0.5, 1.5, (8, 1))).astype(np.float32)
+    clean = (0.1 * np.sin(np.arange(4000) / 7.0)[None] * rng.uniform(0.5, 1.5, (8, 1))).astype(
+        np.float32
+    )
     damaged = (clean + 0.02 * rng.standard_normal(clean.shape)).astype(np.float32)
     return damaged, clean
 
@@ -66,7 +77,10 @@ def test_save_load_keeps_outputs_and_both_optimizer_states(pairs, tmp_path):
         assert int(value_of(theirs.iterations)) == int(value_of(ours.iterations)) == 2
         for a, b in zip(ours.variables, theirs.variables):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-7)
-    assert loaded.adversarial == "lsgan" and loaded.restoration_loss.weights == {"recon/mse": 1.0, "time/l1": 0.5}
+    assert loaded.adversarial == "lsgan" and loaded.restoration_loss.weights == {
+        "recon/mse": 1.0,
+        "time/l1": 0.5,
+    }
     # Training resumes from the saved state: one more step equals one more step of the original.
     gan.fit(damaged[:4], clean[:4], batch_size=4, epochs=1, verbose=0, shuffle=False)
     loaded.fit(damaged[:4], clean[:4], batch_size=4, epochs=1, verbose=0, shuffle=False)
@@ -86,22 +100,53 @@ def test_bad_compile_arguments():
 @pytest.fixture(scope="module")
 def speech_pairs(speech_16k):
     rng = np.random.default_rng(1)
-    clean = np.stack([speech_16k[12000 + 6000 * i : 20000 + 6000 * i] for i in range(4)]).astype(np.float32)
+    clean = np.stack([speech_16k[12000 + 6000 * i : 20000 + 6000 * i] for i in range(4)]).astype(
+        np.float32
+    )
     damaged = (clean + 0.01 * rng.standard_normal(clean.shape)).astype(np.float32)
     return damaged, clean
 
 
-def metric_gan(target="surrogate", with_adversary=True, rate=16000, optimizer=lambda: keras.optimizers.Adam(1e-3),
-               loss=None, warmup_steps=0, **compile_kwargs):
+def metric_gan(
+    target="surrogate",
+    with_adversary=True,
+    rate=16000,
+    optimizer=lambda: keras.optimizers.Adam(1e-3),
+    loss=None,
+    warmup_steps=0,
+    **compile_kwargs,
+):
     from spectral_restore.models.discriminators import MetricDiscriminator
 
-    generator = SpectralRestorer(None, sample_rate=rate, channels=(4, 4), kernel=(3, 3), recurrent_units=8,
-                                 recurrent_layers=1, bidirectional=False)
-    adversary = MultiResolutionDiscriminator(resolutions=((256, 64, 256),), channels=4) if with_adversary else None
-    gan = RestorationGAN(generator, adversary, metric_discriminator=MetricDiscriminator(rate, channels=4),
-                         warmup_steps=warmup_steps)
-    gan.compile(g_optimizer=optimizer(), d_optimizer=optimizer(), m_optimizer=optimizer(),
-                loss=loss or CombinedLoss({"recon/mse": 1.0}), metric_weight=0.5, metric_target=target, **compile_kwargs)
+    generator = SpectralRestorer(
+        None,
+        sample_rate=rate,
+        channels=(4, 4),
+        kernel=(3, 3),
+        recurrent_units=8,
+        recurrent_layers=1,
+        bidirectional=False,
+    )
+    adversary = (
+        MultiResolutionDiscriminator(resolutions=((256, 64, 256),), channels=4)
+        if with_adversary
+        else None
+    )
+    gan = RestorationGAN(
+        generator,
+        adversary,
+        metric_discriminator=MetricDiscriminator(rate, channels=4),
+        warmup_steps=warmup_steps,
+    )
+    gan.compile(
+        g_optimizer=optimizer(),
+        d_optimizer=optimizer(),
+        m_optimizer=optimizer(),
+        loss=loss or CombinedLoss({"recon/mse": 1.0}),
+        metric_weight=0.5,
+        metric_target=target,
+        **compile_kwargs,
+    )
     gan(np.zeros((1, 8000), np.float32))
     return gan
 
@@ -122,13 +167,31 @@ def test_metric_discriminator_learns_the_pesq_of_the_estimates(speech_pairs, tar
     if target == "surrogate":
         expected = float(np.mean(np.asarray(PESQLoss().mos(clean, estimate))))
     else:
-        expected = float(np.mean([pesq(16000, c, e, "wb") for c, e in zip(clean[:3], estimate[:3])]))
-    before = [weights_of(gan.generator), weights_of(gan.discriminator), weights_of(gan.metric_discriminator)]
+        expected = float(
+            np.mean([pesq(16000, c, e, "wb") for c, e in zip(clean[:3], estimate[:3])])
+        )
+    before = [
+        weights_of(gan.generator),
+        weights_of(gan.discriminator),
+        weights_of(gan.metric_discriminator),
+    ]
     history = gan.fit(damaged, clean, batch_size=4, epochs=1, verbose=0).history
-    after = [weights_of(gan.generator), weights_of(gan.discriminator), weights_of(gan.metric_discriminator)]
+    after = [
+        weights_of(gan.generator),
+        weights_of(gan.discriminator),
+        weights_of(gan.metric_discriminator),
+    ]
     for old, new in zip(before, after):
         assert any(not np.array_equal(a, b) for a, b in zip(old, new))
-    for name in ["g_loss", "adv/disc", "adv/gen", "metric/disc", "metric/gen", "metric/pesq", "recon/mse"]:
+    for name in [
+        "g_loss",
+        "adv/disc",
+        "adv/gen",
+        "metric/disc",
+        "metric/gen",
+        "metric/pesq",
+        "recon/mse",
+    ]:
         assert np.isfinite(history[name][0]), name
     assert history["metric/pesq"][0] == pytest.approx(expected, abs=2e-3)
     assert int(value_of(gan.m_optimizer.iterations)) == 1
@@ -163,7 +226,9 @@ CLIP = 1e-2
 
 def update_norm(before, after):
     """Global norm of a network's weight change, in float64."""
-    return float(np.sqrt(sum(np.sum((b.astype(np.float64) - a) ** 2) for a, b in zip(before, after))))
+    return float(
+        np.sqrt(sum(np.sum((b.astype(np.float64) - a) ** 2) for a, b in zip(before, after)))
+    )
 
 
 @pytest.mark.every_backend
@@ -178,24 +243,48 @@ def test_first_steps_train_every_network_with_warmup_clipping_and_logs(speech_pa
     from pesq import pesq
 
     damaged, clean = speech_pairs
-    gan = metric_gan("reference", optimizer=lambda: keras.optimizers.SGD(1.0),
-                     loss=CombinedLoss({"recon/mse": 1.0, "time/l1": 0.5}), clip_norm=CLIP, warmup_steps=1)
+    gan = metric_gan(
+        "reference",
+        optimizer=lambda: keras.optimizers.SGD(1.0),
+        loss=CombinedLoss({"recon/mse": 1.0, "time/l1": 0.5}),
+        clip_norm=CLIP,
+        warmup_steps=1,
+    )
     assert gan.optimizer.optimizers == [gan.g_optimizer, gan.d_optimizer, gan.m_optimizer]
     estimate = np.asarray(gan.generator(damaged, training=True))
     before = {name: weights_of(getattr(gan, name)) for name in NETWORKS}
     first = gan.fit(damaged, clean, batch_size=4, epochs=1, verbose=0, shuffle=False).history
-    assert first["metric/pesq"][0] == pytest.approx(np.mean([pesq(16000, c, e, "wb") for c, e in zip(clean, estimate)]),
-                                                    abs=2e-3)
+    assert first["metric/pesq"][0] == pytest.approx(
+        np.mean([pesq(16000, c, e, "wb") for c, e in zip(clean, estimate)]), abs=2e-3
+    )
     for name in NETWORKS:
-        assert update_norm(before[name], weights_of(getattr(gan, name))) == pytest.approx(CLIP, rel=2e-3), name
-    names = ["g_loss", "adv/disc", "adv/gen", "adv/feature_matching", "metric/disc", "metric/gen", "metric/pesq",
-             "recon/mse", "time/l1"]
+        assert update_norm(before[name], weights_of(getattr(gan, name))) == pytest.approx(
+            CLIP, rel=2e-3
+        ), name
+    names = [
+        "g_loss",
+        "adv/disc",
+        "adv/gen",
+        "adv/feature_matching",
+        "metric/disc",
+        "metric/gen",
+        "metric/pesq",
+        "recon/mse",
+        "time/l1",
+    ]
     assert sorted(first) == sorted(names)
     assert all(np.isfinite(first[name][0]) for name in names)
-    assert first["g_loss"][0] == pytest.approx(first["recon/mse"][0] + 0.5 * first["time/l1"][0], rel=1e-5)
+    assert first["g_loss"][0] == pytest.approx(
+        first["recon/mse"][0] + 0.5 * first["time/l1"][0], rel=1e-5
+    )
     second = gan.fit(damaged, clean, batch_size=4, epochs=1, verbose=0, shuffle=False).history
-    expected = (second["recon/mse"][0] + 0.5 * second["time/l1"][0] + second["adv/gen"][0]
-                + 2.0 * second["adv/feature_matching"][0] + 0.5 * second["metric/gen"][0])
+    expected = (
+        second["recon/mse"][0]
+        + 0.5 * second["time/l1"][0]
+        + second["adv/gen"][0]
+        + 2.0 * second["adv/feature_matching"][0]
+        + 0.5 * second["metric/gen"][0]
+    )
     assert second["g_loss"][0] == pytest.approx(expected, rel=1e-5)
     assert int(value_of(gan.gan_step)) == 2
     assert [int(value_of(getattr(gan, name).iterations)) for name in OPTIMIZERS] == [2, 2, 2]
@@ -218,7 +307,9 @@ def assert_same_training_state(ours, theirs, atol=0.0):
         mine, other = getattr(ours, name).variables, getattr(theirs, name).variables
         assert len(mine) == len(other), name
         for a, b in zip(mine, other):
-            np.testing.assert_allclose(value_of(a), value_of(b), rtol=0, atol=atol, err_msg=f"{name} {a.path}")
+            np.testing.assert_allclose(
+                value_of(a), value_of(b), rtol=0, atol=atol, err_msg=f"{name} {a.path}"
+            )
     assert int(value_of(ours.gan_step)) == int(value_of(theirs.gan_step))
     assert len(ours.random_states()) == len(theirs.random_states()) > 0
     for a, b in zip(ours.random_states(), theirs.random_states()):
@@ -254,7 +345,10 @@ def test_backup_and_restore_resumes_exactly(speech_pairs, tmp_path):
 
     uninterrupted = new_gan(0)
     with pytest.raises(RuntimeError, match="interrupted"):
-        fit(uninterrupted, callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "backup")), Interrupt()])
+        fit(
+            uninterrupted,
+            callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "backup")), Interrupt()],
+        )
     assert int(value_of(uninterrupted.gan_step)) == 2
     fit(uninterrupted, initial_epoch=1)
     resumed = new_gan(1)
@@ -277,7 +371,10 @@ def test_mixed_precision_steps_clip_the_true_gradients(speech_pairs, policy):
     keras.mixed_precision.set_global_policy(policy)
     try:
         gan = metric_gan(optimizer=lambda: keras.optimizers.SGD(1.0), clip_norm=CLIP)
-        scaled = [isinstance(getattr(gan, name), keras.mixed_precision.LossScaleOptimizer) for name in OPTIMIZERS]
+        scaled = [
+            isinstance(getattr(gan, name), keras.mixed_precision.LossScaleOptimizer)
+            for name in OPTIMIZERS
+        ]
         assert scaled == [policy == "mixed_float16"] * 3
         if policy == "mixed_float16":
             # A smaller starting scale than the default 2^15, at which the
@@ -292,7 +389,9 @@ def test_mixed_precision_steps_clip_the_true_gradients(speech_pairs, policy):
         keras.mixed_precision.set_global_policy("float32")
     assert all(np.isfinite(values[0]) for values in history.values())
     for name in NETWORKS:
-        assert update_norm(before[name], weights_of(getattr(gan, name))) == pytest.approx(CLIP, rel=2e-3), name
+        assert update_norm(before[name], weights_of(getattr(gan, name))) == pytest.approx(
+            CLIP, rel=2e-3
+        ), name
 
 
 def test_every_backend_case_under_jax(rerun_under_jax):

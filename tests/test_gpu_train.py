@@ -38,15 +38,38 @@ def speech_npz(tmp_path_factory):
 @pytest.mark.large
 def test_tiny_run_trains_scores_and_writes_its_json(speech_npz, tmp_path):
     pytest.importorskip("jax", reason="the script runs under JAX; CI installs the jax extra")
-    pesq = pytest.importorskip("pesq", reason="the reference the surrogate's scores are checked against")
+    pesq = pytest.importorskip(
+        "pesq", reason="the reference the surrogate's scores are checked against"
+    )
     out = tmp_path / "out"
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
-               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        KERAS_BACKEND="jax",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
+    )
     command = [
-        sys.executable, SCRIPT, "run", "--npz", str(speech_npz), "--out", str(out), "--chain", "denoise",
-        "--eval-seconds", "3", "--save-audio", "--run", "crn_small", os.path.join(ROOT, "training", "configs", "small.yaml"),
-        "data.batch_size=2", "data.segment_seconds=1.0", "data.cache_batches=0", "training.steps_per_epoch=4",
-        "training.validation_steps=1", "minutes=0.05",
+        sys.executable,
+        SCRIPT,
+        "run",
+        "--npz",
+        str(speech_npz),
+        "--out",
+        str(out),
+        "--chain",
+        "denoise",
+        "--eval-seconds",
+        "3",
+        "--save-audio",
+        "--run",
+        "crn_small",
+        os.path.join(ROOT, "training", "configs", "small.yaml"),
+        "data.batch_size=2",
+        "data.segment_seconds=1.0",
+        "data.cache_batches=0",
+        "training.steps_per_epoch=4",
+        "training.validation_steps=1",
+        "minutes=0.05",
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -68,5 +91,7 @@ def test_tiny_run_trains_scores_and_writes_its_json(speech_npz, tmp_path):
     with np.load(out / "held_out.npz") as versions:
         assert set(versions.files) == set(run["pesq_wb"])
         for kind in ("noise", "hard_clip", "bit_depth"):
-            reference = np.mean([pesq.pesq(16000, c, d, "wb") for c, d in zip(versions["clean"], versions[kind])])
+            reference = np.mean(
+                [pesq.pesq(16000, c, d, "wb") for c, d in zip(versions["clean"], versions[kind])]
+            )
             assert run["pesq_wb"][kind]["before"] == pytest.approx(reference, abs=0.03)

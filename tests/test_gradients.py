@@ -83,17 +83,27 @@ WAVEFORM_LOSSES = {
     "recon/log_l2": lambda **kw: LogSpectrogramLoss(distance="l2", **kw),
     "recon/sc": lambda **kw: SpectralConvergence(**kw),
     "recon/mrstft": lambda **kw: MultiResolutionSTFTLoss(**kw),
-    "recon/mrstft_mel": lambda **kw: MultiResolutionSTFTLoss(scale="mel", n_bins=[40, 64, 80], sample_rate=16000, **kw),
-    "recon/mrstft_a_lin": lambda **kw: MultiResolutionSTFTLoss(frequency_weighting="a", sample_rate=16000, w_lin_mag=1.0, **kw),
+    "recon/mrstft_mel": lambda **kw: MultiResolutionSTFTLoss(
+        scale="mel", n_bins=[40, 64, 80], sample_rate=16000, **kw
+    ),
+    "recon/mrstft_a_lin": lambda **kw: MultiResolutionSTFTLoss(
+        frequency_weighting="a", sample_rate=16000, w_lin_mag=1.0, **kw
+    ),
     "time/l1": lambda **kw: WaveformLoss(**kw),
     "time/l2": lambda **kw: WaveformLoss(distance="l2", **kw),
     "phase/complex": lambda **kw: ComplexSTFTLoss(**kw),
-    "phase/complex_raw_l1": lambda **kw: ComplexSTFTLoss(compress_exponent=None, distance="l1", **kw),
+    "phase/complex_raw_l1": lambda **kw: ComplexSTFTLoss(
+        compress_exponent=None, distance="l1", **kw
+    ),
     "phase/anti_wrap": lambda **kw: PhaseConsistencyLoss(**kw),
     "phase/anti_wrap_flat": lambda **kw: PhaseConsistencyLoss(magnitude_weighted=False, **kw),
     "perc/loudness": lambda **kw: LoudnessWeightedLoss(**kw),
-    "perc/loudness_k_erb_l2": lambda **kw: LoudnessWeightedLoss(weighting="k", bands="erb", distance="l2", **kw),
-    "perc/loudness_a_bins": lambda **kw: LoudnessWeightedLoss(weighting="a", bands=None, frame_weighting=False, **kw),
+    "perc/loudness_k_erb_l2": lambda **kw: LoudnessWeightedLoss(
+        weighting="k", bands="erb", distance="l2", **kw
+    ),
+    "perc/loudness_a_bins": lambda **kw: LoudnessWeightedLoss(
+        weighting="a", bands=None, frame_weighting=False, **kw
+    ),
     "combined": combined,
 }
 
@@ -124,14 +134,23 @@ def test_waveform_loss_gradients(key, waves):
     phase losses' magnitude weights)."""
     clean, noisy = (x.astype(SPECTRAL_DTYPE) for x in waves)
     loss = WAVEFORM_LOSSES[key](dtype=SPECTRAL_DTYPE, reduction="none")
-    directions = [random_direction(np.random.default_rng(seed), noisy, speech_envelope(clean)) for seed in range(3)]
-    assert_directional_derivatives(loss_at(loss, clean), noisy, directions, SPECTRAL_STEP, SPECTRAL_RTOL)
+    directions = [
+        random_direction(np.random.default_rng(seed), noisy, speech_envelope(clean))
+        for seed in range(3)
+    ]
+    assert_directional_derivatives(
+        loss_at(loss, clean), noisy, directions, SPECTRAL_STEP, SPECTRAL_RTOL
+    )
 
 
 SPECTROGRAM_LOSSES = {
     "phase/consistency": lambda **kw: PhaseConsistencyLoss(
-        consistency_weight=1.0, instantaneous_phase_weight=0.0, group_delay_weight=0.0,
-        instantaneous_frequency_weight=0.0, **kw),
+        consistency_weight=1.0,
+        instantaneous_phase_weight=0.0,
+        group_delay_weight=0.0,
+        instantaneous_frequency_weight=0.0,
+        **kw,
+    ),
     "phase/anti_wrap_and_consistency": lambda **kw: PhaseConsistencyLoss(**kw),
     "phase/complex": lambda **kw: ComplexSTFTLoss(**kw),
     "recon/log_mag": lambda **kw: LogSpectrogramLoss(**kw),
@@ -148,11 +167,19 @@ def test_spectrogram_input_gradients(key, waves):
     noisy_spec = np.asarray(spectral.stack_complex(*spectral.stft(noisy, cfg)))
     magnitude = np.sqrt(np.sum(np.square(noisy_spec), axis=-1, keepdims=True))
     rng = np.random.default_rng(1)
-    predicted = (noisy_spec + 0.2 * magnitude * rng.standard_normal(noisy_spec.shape)).astype(SPECTRAL_DTYPE)
+    predicted = (noisy_spec + 0.2 * magnitude * rng.standard_normal(noisy_spec.shape)).astype(
+        SPECTRAL_DTYPE
+    )
     clean_spec = clean_spec.astype(SPECTRAL_DTYPE)
-    loss = SPECTROGRAM_LOSSES[key](stft_config=cfg, input_format="spectrogram", dtype=SPECTRAL_DTYPE, reduction="none")
-    directions = [random_direction(np.random.default_rng(seed), predicted, magnitude) for seed in range(3)]
-    assert_directional_derivatives(loss_at(loss, clean_spec), predicted, directions, SPECTRAL_STEP, SPECTRAL_RTOL)
+    loss = SPECTROGRAM_LOSSES[key](
+        stft_config=cfg, input_format="spectrogram", dtype=SPECTRAL_DTYPE, reduction="none"
+    )
+    directions = [
+        random_direction(np.random.default_rng(seed), predicted, magnitude) for seed in range(3)
+    ]
+    assert_directional_derivatives(
+        loss_at(loss, clean_spec), predicted, directions, SPECTRAL_STEP, SPECTRAL_RTOL
+    )
 
 
 @pytest.fixture(scope="module")
@@ -163,11 +190,16 @@ def two_utterances(speech_16k):
     different delays, and the one-delay search leaves bad intervals to re-align."""
     rng = np.random.default_rng(0)
     speech = speech_16k.astype(np.float64)
-    clean = np.concatenate([speech[8000:24000], 1e-4 * rng.standard_normal(6400), speech[32000:48000]])
+    clean = np.concatenate(
+        [speech[8000:24000], 1e-4 * rng.standard_normal(6400), speech[32000:48000]]
+    )
     cut = 19200
     degraded = np.concatenate([np.roll(clean, 24)[:cut], np.roll(clean, 264)[cut:]])
     degraded = degraded + 10 ** (-25 / 20) * np.std(clean) * rng.standard_normal(len(clean))
-    pairs = {16000: (clean, degraded), 8000: tuple(scipy.signal.resample_poly(x, 1, 2) for x in (clean, degraded))}
+    pairs = {
+        16000: (clean, degraded),
+        8000: tuple(scipy.signal.resample_poly(x, 1, 2) for x in (clean, degraded)),
+    }
     return {rate: (c.astype(np.float32), d.astype(np.float32)) for rate, (c, d) in pairs.items()}
 
 
@@ -195,7 +227,10 @@ def test_pesq_loss_gradients_in_both_signals(case, two_utterances):
         "clean": (lambda points: loss(points, repeated(degraded, len(points))), clean),
     }
     for name, (function, point) in batched.items():
-        directions = [gain_curve_direction(np.random.default_rng(seed), point, rate // 100) for seed in range(3)]
+        directions = [
+            gain_curve_direction(np.random.default_rng(seed), point, rate // 100)
+            for seed in range(3)
+        ]
         assert_directional_derivatives(function, point, directions, 3e-4, 0.1)
 
 
@@ -208,10 +243,15 @@ def locally_misaligned(speech_16k):
     rng = np.random.default_rng(0)
     clean = speech_16k[8000:40000].astype(np.float64)
     degraded = clean.copy()
-    for shift, (begin, end) in zip((800, -800, 800), ((3000, 7000), (12000, 16000), (21000, 25000))):
+    for shift, (begin, end) in zip(
+        (800, -800, 800), ((3000, 7000), (12000, 16000), (21000, 25000))
+    ):
         degraded[begin:end] = np.roll(clean, shift)[begin:end]
     degraded = degraded + 10 ** (-35 / 20) * np.std(clean) * rng.standard_normal(len(clean))
-    pairs = {16000: (clean, degraded), 8000: tuple(scipy.signal.resample_poly(x, 1, 2) for x in (clean, degraded))}
+    pairs = {
+        16000: (clean, degraded),
+        8000: tuple(scipy.signal.resample_poly(x, 1, 2) for x in (clean, degraded)),
+    }
     return {rate: (c.astype(np.float32), d.astype(np.float32)) for rate, (c, d) in pairs.items()}
 
 
@@ -222,14 +262,21 @@ def test_pesq_loss_gradient_through_realigned_bad_intervals(rate, mode, locally_
     (step and tolerance as above)."""
     clean, degraded = locally_misaligned[rate]
     loss = PESQLoss(rate, mode, reduction="none")
-    directions = [gain_curve_direction(np.random.default_rng(seed), degraded, rate // 100) for seed in range(3)]
+    directions = [
+        gain_curve_direction(np.random.default_rng(seed), degraded, rate // 100)
+        for seed in range(3)
+    ]
     assert_directional_derivatives(loss_at(loss, clean), degraded, directions, 3e-4, 0.1)
 
 
 EMBEDDING_CASES = {
     "musicnn_l1": lambda: AudioEmbeddingLoss("musicnn", reduction="none"),
-    "musicnn_cosine": lambda: AudioEmbeddingLoss("musicnn", distance="cosine", layers=["cnn3", "penultimate"], reduction="none"),
-    "vgg_l2": lambda: AudioEmbeddingLoss("musicnn", embedding_options={"model": "MTT_vgg"}, distance="l2", reduction="none"),
+    "musicnn_cosine": lambda: AudioEmbeddingLoss(
+        "musicnn", distance="cosine", layers=["cnn3", "penultimate"], reduction="none"
+    ),
+    "vgg_l2": lambda: AudioEmbeddingLoss(
+        "musicnn", embedding_options={"model": "MTT_vgg"}, distance="l2", reduction="none"
+    ),
 }
 
 
@@ -239,10 +286,17 @@ EMBEDDING_CASES = {
 def test_embedding_loss_gradients(key, speech_16k):
     """float32 inside: step 1e-4, tolerance 0.05 (measured 3e-3 to 7e-3)."""
     clean = speech_16k[8000:24000].astype(np.float64)
-    estimate = 1.3 * clean + 0.05 * np.std(clean) * np.random.default_rng(0).standard_normal(clean.shape)
+    estimate = 1.3 * clean + 0.05 * np.std(clean) * np.random.default_rng(0).standard_normal(
+        clean.shape
+    )
     clean, estimate = clean.astype(np.float32), estimate.astype(np.float32)
-    directions = [random_direction(np.random.default_rng(seed), estimate, speech_envelope(clean)) for seed in range(3)]
-    assert_directional_derivatives(loss_at(EMBEDDING_CASES[key](), clean), estimate, directions, 1e-4, 0.05)
+    directions = [
+        random_direction(np.random.default_rng(seed), estimate, speech_envelope(clean))
+        for seed in range(3)
+    ]
+    assert_directional_derivatives(
+        loss_at(EMBEDDING_CASES[key](), clean), estimate, directions, 1e-4, 0.05
+    )
 
 
 # Two resolutions of discriminator outputs for one example: (logits [5, 7], two feature maps [5, 7, 2]).
@@ -265,11 +319,17 @@ def unpack_outputs(flat):
 
 
 ADVERSARIAL_CASES = {
-    "discriminator_lsgan": lambda real, fake: discriminator_loss(unpack_outputs(real), unpack_outputs(fake), "lsgan"),
-    "discriminator_hinge": lambda real, fake: discriminator_loss(unpack_outputs(real), unpack_outputs(fake), "hinge"),
+    "discriminator_lsgan": lambda real, fake: discriminator_loss(
+        unpack_outputs(real), unpack_outputs(fake), "lsgan"
+    ),
+    "discriminator_hinge": lambda real, fake: discriminator_loss(
+        unpack_outputs(real), unpack_outputs(fake), "hinge"
+    ),
     "generator_lsgan": lambda real, fake: generator_adversarial_loss(unpack_outputs(fake), "lsgan"),
     "generator_hinge": lambda real, fake: generator_adversarial_loss(unpack_outputs(fake), "hinge"),
-    "feature_matching": lambda real, fake: feature_matching_loss(unpack_outputs(real), unpack_outputs(fake)),
+    "feature_matching": lambda real, fake: feature_matching_loss(
+        unpack_outputs(real), unpack_outputs(fake)
+    ),
 }
 
 
@@ -281,11 +341,21 @@ def test_adversarial_loss_gradients(key):
     real, fake = (rng.standard_normal(2 * OUTPUT_SIZE).astype(SPECTRAL_DTYPE) for _ in range(2))
     loss = ADVERSARIAL_CASES[key]
     directions = [rng.standard_normal(fake.shape) for _ in range(3)]
-    assert_directional_derivatives(lambda points: loss(repeated(real, len(points)), points),
-                                   fake, directions, SPECTRAL_STEP, SPECTRAL_RTOL)
+    assert_directional_derivatives(
+        lambda points: loss(repeated(real, len(points)), points),
+        fake,
+        directions,
+        SPECTRAL_STEP,
+        SPECTRAL_RTOL,
+    )
     if key.startswith("discriminator"):
-        assert_directional_derivatives(lambda points: loss(points, repeated(fake, len(points))),
-                                       real, directions, SPECTRAL_STEP, SPECTRAL_RTOL)
+        assert_directional_derivatives(
+            lambda points: loss(points, repeated(fake, len(points))),
+            real,
+            directions,
+            SPECTRAL_STEP,
+            SPECTRAL_RTOL,
+        )
 
 
 def randomize(model, seed):
@@ -302,8 +372,14 @@ def randomize(model, seed):
 
 def small_restorer():
     keras.utils.set_random_seed(4)
-    model = SpectralRestorer(None, channels=(4, 8), kernel=(3, 3), recurrent_units=16, recurrent_layers=1,
-                             bidirectional=False)
+    model = SpectralRestorer(
+        None,
+        channels=(4, 8),
+        kernel=(3, 3),
+        recurrent_units=16,
+        recurrent_layers=1,
+        bidirectional=False,
+    )
     model(np.zeros((1, 4000), np.float32))
     return randomize(model, 5)
 
@@ -318,7 +394,9 @@ def restorer_point(speech_16k):
     """A small restorer with random weights, a noisy input, and a random projection of
     its output (the scalar whose gradient is checked)."""
     model = small_restorer()
-    noisy = speech_16k[5000:9000] + 0.01 * np.random.default_rng(1).standard_normal(4000).astype(np.float32)
+    noisy = speech_16k[5000:9000] + 0.01 * np.random.default_rng(1).standard_normal(4000).astype(
+        np.float32
+    )
     projection = np.random.default_rng(2).standard_normal(noisy.shape).astype(np.float32)
     return model, noisy, projection
 
@@ -332,9 +410,12 @@ def test_restorer_gradient_wrt_input(restorer_point):
     whose gradient is cut passed)."""
     model, noisy, projection = restorer_point
     envelope = speech_envelope(noisy)
-    directions = [random_direction(np.random.default_rng(seed), noisy, envelope) for seed in range(3, 6)]
-    assert_directional_derivatives(lambda points: projected(model(points), projection), noisy,
-                                   directions, 3e-5, 0.02)
+    directions = [
+        random_direction(np.random.default_rng(seed), noisy, envelope) for seed in range(3, 6)
+    ]
+    assert_directional_derivatives(
+        lambda points: projected(model(points), projection), noisy, directions, 3e-5, 0.02
+    )
 
 
 @pytest.mark.large
@@ -350,8 +431,13 @@ def test_restorer_gradient_wrt_weights(restorer_point):
         restored, _ = model.stateless_call(trainable, non_trainable, noisy[None])
         return ops.sum(projected(restored, projection))
 
-    assert_weight_derivatives(output_functional, [np.asarray(v.value) for v in model.trainable_variables],
-                              range(3), 1e-5, 0.03)
+    assert_weight_derivatives(
+        output_functional,
+        [np.asarray(v.value) for v in model.trainable_variables],
+        range(3),
+        1e-5,
+        0.03,
+    )
 
 
 def discriminator(name):
@@ -361,7 +447,9 @@ def discriminator(name):
         model = MetricDiscriminator(16000, channels=4)
         model((np.zeros((1, 4000), np.float32), np.zeros((1, 4000), np.float32)))
     else:
-        model = MultiResolutionDiscriminator(resolutions=((256, 64, 256), (512, 128, 512)), channels=4)
+        model = MultiResolutionDiscriminator(
+            resolutions=((256, 64, 256), (512, 128, 512)), channels=4
+        )
         model(np.zeros((1, 4000), np.float32))
     return model
 
@@ -369,10 +457,13 @@ def discriminator(name):
 def discriminator_score(name, model, clean, projections, trainable=None):
     """A scalar per example: the metric discriminator's score, or a random linear
     functional of the multi-resolution discriminator's logits."""
+
     def call(inputs):
         if trainable is None:
             return model(inputs)
-        return model.stateless_call(trainable, [v.value for v in model.non_trainable_variables], inputs)[0]
+        return model.stateless_call(
+            trainable, [v.value for v in model.non_trainable_variables], inputs
+        )[0]
 
     def score(points):
         if name == "metric":
@@ -392,18 +483,34 @@ def test_discriminator_gradients(name, speech_16k):
     head's kernel or the learnable sigmoid's slope, passed)."""
     model = randomize(discriminator(name), 3)
     clean = speech_16k[5000:13000]
-    estimate = (clean + 0.02 * np.random.default_rng(1).standard_normal(clean.shape)).astype(np.float32)
+    estimate = (clean + 0.02 * np.random.default_rng(1).standard_normal(clean.shape)).astype(
+        np.float32
+    )
     rng = np.random.default_rng(2)
-    projections = [] if name == "metric" else [
-        rng.standard_normal(logits.shape[1:]).astype(np.float32) for logits, _ in model(estimate[None])]
-    directions = [random_direction(np.random.default_rng(seed), estimate, speech_envelope(clean)) for seed in range(3)]
-    assert_directional_derivatives(discriminator_score(name, model, clean, projections), estimate, directions, 3e-5, 0.15)
+    projections = (
+        []
+        if name == "metric"
+        else [
+            rng.standard_normal(logits.shape[1:]).astype(np.float32)
+            for logits, _ in model(estimate[None])
+        ]
+    )
+    directions = [
+        random_direction(np.random.default_rng(seed), estimate, speech_envelope(clean))
+        for seed in range(3)
+    ]
+    assert_directional_derivatives(
+        discriminator_score(name, model, clean, projections), estimate, directions, 3e-5, 0.15
+    )
 
     def total(trainable):
-        return ops.sum(discriminator_score(name, model, clean, projections, trainable)(estimate[None]))
+        return ops.sum(
+            discriminator_score(name, model, clean, projections, trainable)(estimate[None])
+        )
 
-    assert_weight_derivatives(total, [np.asarray(v.value) for v in model.trainable_variables],
-                              range(3), 3e-5, 0.03)
+    assert_weight_derivatives(
+        total, [np.asarray(v.value) for v in model.trainable_variables], range(3), 3e-5, 0.03
+    )
 
 
 def test_adversarial_objectives_reach_every_variable(speech_16k):
@@ -428,8 +535,10 @@ def test_adversarial_objectives_reach_every_variable(speech_16k):
         fake = critic.stateless_call(list(weights), d_fixed, restored)[0]
         return ops.sum(discriminator_loss(real, fake))
 
-    for objective, variables, model in ((generator_objective, g_variables, generator),
-                                        (discriminator_objective, d_variables, critic)):
+    for objective, variables, model in (
+        (generator_objective, g_variables, generator),
+        (discriminator_objective, d_variables, critic),
+    ):
         for grad, variable in zip(gradients(objective, variables), model.trainable_variables):
             assert np.all(np.isfinite(grad)), variable.path
             assert np.any(grad != 0), f"{variable.path} gets a zero gradient"

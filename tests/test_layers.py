@@ -27,7 +27,9 @@ def transposed_convolution(x, kernel, bias, strides, padding):
     ``max(K - s, 0) // 2``, "valid" ``input * stride + max(K - s, 0)`` from the start."""
     batch, height, width, _ = x.shape
     (kh, kw), (sh, sw) = kernel.shape[:2], strides
-    full = np.zeros((batch, (height - 1) * sh + kh + sh, (width - 1) * sw + kw + sw, kernel.shape[2]))
+    full = np.zeros(
+        (batch, (height - 1) * sh + kh + sh, (width - 1) * sw + kw + sw, kernel.shape[2])
+    )
     for u in range(height):
         for v in range(width):
             for a in range(kh):
@@ -38,13 +40,15 @@ def transposed_convolution(x, kernel, bias, strides, padding):
         overlap = max(k - s, 0)
         starts.append(overlap // 2 if padding == "same" else 0)
         lengths.append(n * s if padding == "same" else n * s + overlap)
-    return full[:, starts[0]:starts[0] + lengths[0], starts[1]:starts[1] + lengths[1]] + bias
+    return full[:, starts[0] : starts[0] + lengths[0], starts[1] : starts[1] + lengths[1]] + bias
 
 
 def random_pair(kernel, strides, padding, inputs, use_bias=True, seed=0):
     """Keras's layer and this one, built for ``inputs`` channels, with the same random weights."""
     rng = np.random.default_rng(seed)
-    reference = keras.layers.Conv2DTranspose(5, kernel, strides=strides, padding=padding, use_bias=use_bias)
+    reference = keras.layers.Conv2DTranspose(
+        5, kernel, strides=strides, padding=padding, use_bias=use_bias
+    )
     layer = Conv2DTranspose(5, kernel, strides=strides, padding=padding, use_bias=use_bias)
     reference.build((None, None, None, inputs))
     layer.build((None, None, None, inputs))
@@ -75,7 +79,9 @@ def test_without_bias_with_activation_and_in_a_functional_model():
     inputs = keras.Input((None, 9, 4))  # unknown frame count, as the restorers' spectrograms
     model = keras.Model(inputs, relu(inputs))
     assert tuple(model.output.shape) == (None, None, 18, 5)
-    relu_reference = keras.layers.Conv2DTranspose(5, (3, 3), strides=(1, 2), padding="same", activation="relu")
+    relu_reference = keras.layers.Conv2DTranspose(
+        5, (3, 3), strides=(1, 2), padding="same", activation="relu"
+    )
     relu_reference.build(x.shape)
     relu_reference.set_weights(relu.get_weights())
     np.testing.assert_allclose(np.asarray(model(x)), np.asarray(relu_reference(x)), atol=1e-5)
@@ -86,17 +92,29 @@ def test_variables_are_those_of_keras_layer_and_it_round_trips():
     """Same variable names, paths, shapes, dtypes and seeded initial values as
     ``keras.layers.Conv2DTranspose``, so weights move between the two; the config
     round-trips through Keras's serialization."""
+
     def made(cls):
-        layer = cls(16, (3, 5), strides=(1, 2), padding="same", name="decoder_0",
-                    kernel_initializer=keras.initializers.GlorotUniform(seed=3),
-                    bias_initializer=keras.initializers.RandomNormal(seed=4))
+        layer = cls(
+            16,
+            (3, 5),
+            strides=(1, 2),
+            padding="same",
+            name="decoder_0",
+            kernel_initializer=keras.initializers.GlorotUniform(seed=3),
+            bias_initializer=keras.initializers.RandomNormal(seed=4),
+        )
         layer.build((None, None, 32, 64))
         return layer
 
     reference, layer = made(keras.layers.Conv2DTranspose), made(Conv2DTranspose)
-    assert [(v.name, v.path, tuple(v.shape), v.dtype) for v in layer.weights] == \
-        [(v.name, v.path, tuple(v.shape), v.dtype) for v in reference.weights] == \
-        [("kernel", "decoder_0/kernel", (3, 5, 16, 64), "float32"), ("bias", "decoder_0/bias", (16,), "float32")]
+    assert (
+        [(v.name, v.path, tuple(v.shape), v.dtype) for v in layer.weights]
+        == [(v.name, v.path, tuple(v.shape), v.dtype) for v in reference.weights]
+        == [
+            ("kernel", "decoder_0/kernel", (3, 5, 16, 64), "float32"),
+            ("bias", "decoder_0/bias", (16,), "float32"),
+        ]
+    )
     for mine, theirs in zip(layer.get_weights(), reference.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
     assert layer.count_params() == reference.count_params() == 3 * 5 * 16 * 64 + 16
@@ -111,8 +129,11 @@ def test_variables_are_those_of_keras_layer_and_it_round_trips():
 
 @pytest.mark.parametrize(
     "arguments, name",
-    [({"output_padding": (0, 1)}, "output_padding"), ({"dilation_rate": 2}, "dilation_rate"),
-     ({"data_format": "channels_first"}, "data_format")],
+    [
+        ({"output_padding": (0, 1)}, "output_padding"),
+        ({"dilation_rate": 2}, "dilation_rate"),
+        ({"data_format": "channels_first"}, "data_format"),
+    ],
 )
 def test_unsupported_arguments_raise(arguments, name):
     with pytest.raises(ValueError, match=name):
@@ -129,6 +150,12 @@ def test_mixed_precision_computes_in_the_policy_dtype_with_float32_variables(pol
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert [v.dtype for v in layer.weights] == ["float32", "float32"]
-    assert keras.backend.standardize_dtype(got.dtype) == keras.backend.standardize_dtype(expected.dtype) == policy[6:]
+    assert (
+        keras.backend.standardize_dtype(got.dtype)
+        == keras.backend.standardize_dtype(expected.dtype)
+        == policy[6:]
+    )
     # Half precision: a few units in the last place of outputs of magnitude ~10.
-    np.testing.assert_allclose(np.asarray(got, "float32"), np.asarray(expected, "float32"), atol=0.1, rtol=0.02)
+    np.testing.assert_allclose(
+        np.asarray(got, "float32"), np.asarray(expected, "float32"), atol=0.1, rtol=0.02
+    )

@@ -17,7 +17,14 @@ from spectral_restore.losses.combined import TERM_FACTORIES
 @pytest.fixture(scope="module")
 def pair(speech_16k):
     rng = np.random.default_rng(9)
-    clean = np.stack([speech_16k[:8000], speech_16k[8000:16000], speech_16k[16000:24000], speech_16k[24000:32000]]).astype(np.float32)
+    clean = np.stack(
+        [
+            speech_16k[:8000],
+            speech_16k[8000:16000],
+            speech_16k[16000:24000],
+            speech_16k[24000:32000],
+        ]
+    ).astype(np.float32)
     noisy = (clean + 0.05 * rng.standard_normal(clean.shape)).astype(np.float32)
     return clean, noisy
 
@@ -29,13 +36,21 @@ class ExplodingLoss(keras.losses.Loss):
 
 def test_weighted_sum_of_per_example_terms(pair):
     clean, noisy = pair
-    parts = {"recon/log_mag": (LogSpectrogramLoss(), 1.0), "recon/sc": (SpectralConvergence(), 0.5), "time/l1": (WaveformLoss(), 0.2)}
+    parts = {
+        "recon/log_mag": (LogSpectrogramLoss(), 1.0),
+        "recon/sc": (SpectralConvergence(), 0.5),
+        "time/l1": (WaveformLoss(), 0.2),
+    }
     combined = CombinedLoss(parts, reduction="none")
     want = sum(w * np.asarray(loss.call(clean, noisy)) for loss, w in parts.values())
     np.testing.assert_allclose(np.asarray(combined(clean, noisy)), want, rtol=1e-5)
     terms = combined.compute_terms(clean, noisy)
     assert sorted(terms) == ["recon/log_mag", "recon/sc", "time/l1", "total"]
-    np.testing.assert_allclose(np.asarray(terms["recon/sc"]), np.asarray(SpectralConvergence(reduction="none")(clean, noisy)), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(terms["recon/sc"]),
+        np.asarray(SpectralConvergence(reduction="none")(clean, noisy)),
+        rtol=1e-6,
+    )
 
 
 def test_zero_weight_term_is_not_computed(pair):
@@ -48,7 +63,11 @@ def test_zero_weight_term_is_not_computed(pair):
 def test_weight_only_terms_use_the_registered_defaults(pair):
     clean, noisy = pair
     combined = CombinedLoss({"recon/mrstft": 1.0}, reduction="none")
-    np.testing.assert_allclose(np.asarray(combined(clean, noisy)), np.asarray(MultiResolutionSTFTLoss(reduction="none")(clean, noisy)), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(combined(clean, noisy)),
+        np.asarray(MultiResolutionSTFTLoss(reduction="none")(clean, noisy)),
+        rtol=1e-6,
+    )
     assert isinstance(TERM_FACTORIES["phase/consistency"](), PhaseConsistencyLoss)
 
 
@@ -61,7 +80,11 @@ def test_weight_only_terms_use_the_registered_defaults(pair):
         ({"recon/log_mag": -1.0}, ValueError, "weight"),
         ({"recon/log_mag": (LogSpectrogramLoss(), "1")}, ValueError, "weight"),
         ({"recon/log_mag": (np.mean, 1.0)}, TypeError, "keras.losses.Loss"),
-        ([("recon/sc", SpectralConvergence(), 1.0), ("recon/sc", SpectralConvergence(), 2.0)], ValueError, "Duplicate"),
+        (
+            [("recon/sc", SpectralConvergence(), 1.0), ("recon/sc", SpectralConvergence(), 2.0)],
+            ValueError,
+            "Duplicate",
+        ),
         ({}, ValueError, "empty"),
         ("recon/sc", TypeError, "dict"),
     ],
@@ -76,7 +99,11 @@ def test_with_weights_and_unknown_overrides(pair):
     combined = CombinedLoss({"recon/log_mag": 1.0, "recon/sc": 1.0}, reduction="none")
     reweighted = combined.with_weights({"recon/sc": 0.0})
     assert reweighted.weights == {"recon/log_mag": 1.0, "recon/sc": 0.0}
-    np.testing.assert_allclose(np.asarray(reweighted(clean, noisy)), np.asarray(LogSpectrogramLoss(reduction="none")(clean, noisy)), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(reweighted(clean, noisy)),
+        np.asarray(LogSpectrogramLoss(reduction="none")(clean, noisy)),
+        rtol=1e-6,
+    )
     with pytest.raises(ValueError, match="Unknown loss term"):
         combined.with_weights({"recon/mse": 1.0})
 
@@ -103,7 +130,9 @@ def test_fit_logs_every_term_and_reloads(pair, tmp_path):
     clean, noisy = pair
     keras.utils.set_random_seed(0)
     model = tiny_model(clean.shape[1])
-    loss = CombinedLoss({"recon/log_mag": 1.0, "recon/sc": 0.5, "phase/anti_wrap": 0.3, "time/l1": 0.2})
+    loss = CombinedLoss(
+        {"recon/log_mag": 1.0, "recon/sc": 0.5, "phase/anti_wrap": 0.3, "time/l1": 0.2}
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=loss.term_metrics())
     history = model.fit(noisy, clean, epochs=2, batch_size=2, verbose=0)
     for name in ["loss", "recon/log_mag", "recon/sc", "phase/anti_wrap", "time/l1"]:

@@ -43,15 +43,23 @@ FACTORIES = {
     "log_l2": lambda **kw: LogSpectrogramLoss(distance="l2", **kw),
     "sc": lambda **kw: SpectralConvergence(**kw),
     "mrstft": lambda **kw: MultiResolutionSTFTLoss(**kw),
-    "mrstft_mel": lambda **kw: MultiResolutionSTFTLoss(scale="mel", n_bins=[40, 64, 80], sample_rate=16000, **kw),
-    "mrstft_a": lambda **kw: MultiResolutionSTFTLoss(frequency_weighting="a", sample_rate=16000, w_lin_mag=1.0, **kw),
+    "mrstft_mel": lambda **kw: MultiResolutionSTFTLoss(
+        scale="mel", n_bins=[40, 64, 80], sample_rate=16000, **kw
+    ),
+    "mrstft_a": lambda **kw: MultiResolutionSTFTLoss(
+        frequency_weighting="a", sample_rate=16000, w_lin_mag=1.0, **kw
+    ),
     "complex": lambda **kw: ComplexSTFTLoss(**kw),
     "complex_raw_l1": lambda **kw: ComplexSTFTLoss(compress_exponent=None, distance="l1", **kw),
     "phase": lambda **kw: PhaseConsistencyLoss(**kw),
     "phase_flat": lambda **kw: PhaseConsistencyLoss(magnitude_weighted=False, **kw),
     "loudness": lambda **kw: LoudnessWeightedLoss(**kw),
-    "loudness_k_erb": lambda **kw: LoudnessWeightedLoss(weighting="k", bands="erb", distance="l2", **kw),
-    "loudness_a_bins": lambda **kw: LoudnessWeightedLoss(weighting="a", bands=None, frame_weighting=False, **kw),
+    "loudness_k_erb": lambda **kw: LoudnessWeightedLoss(
+        weighting="k", bands="erb", distance="l2", **kw
+    ),
+    "loudness_a_bins": lambda **kw: LoudnessWeightedLoss(
+        weighting="a", bands=None, frame_weighting=False, **kw
+    ),
     "waveform": lambda **kw: WaveformLoss(**kw),
     "pesq": lambda **kw: PESQLoss(**kw),
     "pesq_nb": lambda **kw: PESQLoss(mode="nb", **kw),
@@ -59,11 +67,24 @@ FACTORIES = {
     # musicnn's pretrained weights come with the musicnn wheel, which the test set-up installs.
     "embedding": lambda **kw: AudioEmbeddingLoss("musicnn", **kw),
     "embedding_l2_vgg": lambda **kw: AudioEmbeddingLoss(
-        "musicnn", embedding_options={"model": "MTT_vgg"}, distance="l2", layer_weights=[1, 1, 1, 2, 4], **kw
+        "musicnn",
+        embedding_options={"model": "MTT_vgg"},
+        distance="l2",
+        layer_weights=[1, 1, 1, 2, 4],
+        **kw,
     ),
-    "embedding_cosine": lambda **kw: AudioEmbeddingLoss("musicnn", distance="cosine", layers=["cnn3", "penultimate"], **kw),
+    "embedding_cosine": lambda **kw: AudioEmbeddingLoss(
+        "musicnn", distance="cosine", layers=["cnn3", "penultimate"], **kw
+    ),
     "combined": lambda **kw: CombinedLoss(
-        {"recon/log_mag": 1.0, "recon/sc": 0.5, "phase/complex": 0.1, "phase/anti_wrap": 0.3, "perc/loudness": 1.0, "time/l1": 0.2},
+        {
+            "recon/log_mag": 1.0,
+            "recon/sc": 0.5,
+            "phase/complex": 0.1,
+            "phase/anti_wrap": 0.3,
+            "perc/loudness": 1.0,
+            "time/l1": 0.2,
+        },
         **kw,
     ),
 }
@@ -76,17 +97,35 @@ def keys(names):
     """``names`` as parameters, each known failure of the active backend a strict xfail."""
     failing = BACKEND_FAILURES.get(BACKEND, set())
     reason = f"PESQLoss does not run under the {BACKEND} backend: numpy constants meet tensors in arithmetic"
-    return [pytest.param(name, marks=pytest.mark.xfail(reason=reason, strict=True)) if name in failing else name
-            for name in names]
+    return [
+        pytest.param(name, marks=pytest.mark.xfail(reason=reason, strict=True))
+        if name in failing
+        else name
+        for name in names
+    ]
 
 
-SPECTROGRAM_CAPABLE = ["mse", "mse_power", "mse_compressed", "log_l1", "log_l2", "sc", "complex", "complex_raw_l1", "phase", "loudness", "loudness_k_erb"]
+SPECTROGRAM_CAPABLE = [
+    "mse",
+    "mse_power",
+    "mse_compressed",
+    "log_l1",
+    "log_l2",
+    "sc",
+    "complex",
+    "complex_raw_l1",
+    "phase",
+    "loudness",
+    "loudness_k_erb",
+]
 
 
 @pytest.fixture(scope="module")
 def pair(speech_16k):
     rng = np.random.default_rng(7)
-    clean = np.stack([speech_16k[4000:20000], 0.3 * speech_16k[20000:36000], speech_16k[36000:52000]]).astype(np.float32)
+    clean = np.stack(
+        [speech_16k[4000:20000], 0.3 * speech_16k[20000:36000], speech_16k[36000:52000]]
+    ).astype(np.float32)
     noisy = (clean + 0.02 * rng.standard_normal(clean.shape)).astype(np.float32)
     noisy[1] = np.clip(3 * clean[1], -0.2, 0.2)
     return clean, noisy
@@ -115,10 +154,12 @@ def test_sample_weight_and_reductions(key, pair):
     weights = np.array([1.0, 0.0, 2.0], np.float32)
     mean_loss = FACTORIES[key]()
     assert float(mean_loss(clean, noisy)) == pytest.approx(per_example.mean(), rel=1e-5)
-    assert float(mean_loss(clean, noisy, sample_weight=weights)) == pytest.approx((per_example * weights).sum() / 3, rel=1e-5)
-    assert float(FACTORIES[key](reduction="sum")(clean, noisy, sample_weight=weights)) == pytest.approx(
-        (per_example * weights).sum(), rel=1e-5
+    assert float(mean_loss(clean, noisy, sample_weight=weights)) == pytest.approx(
+        (per_example * weights).sum() / 3, rel=1e-5
     )
+    assert float(
+        FACTORIES[key](reduction="sum")(clean, noisy, sample_weight=weights)
+    ) == pytest.approx((per_example * weights).sum(), rel=1e-5)
 
 
 @pytest.mark.every_backend
@@ -132,7 +173,9 @@ def test_serialization_round_trip(key, pair):
     assert rebuilt.get_config() == config
     via_keras = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
     assert type(via_keras) is type(loss) and via_keras.name == f"my_{key}"
-    np.testing.assert_allclose(np.asarray(via_keras(clean, noisy)), np.asarray(loss(clean, noisy)), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(via_keras(clean, noisy)), np.asarray(loss(clean, noisy)), rtol=1e-6
+    )
 
 
 def hard_cases(speech):
@@ -162,13 +205,17 @@ def test_finite_values_and_gradients_on_hard_inputs(key, speech_16k):
     loss = FACTORIES[key](reduction="none")
     for case, (y_true, y_pred) in hard_cases(speech_16k).items():
         value = ops.convert_to_numpy(loss(y_true[None], y_pred[None]))
-        (grad,) = gradients(lambda prediction: ops.sum(loss(y_true[None], prediction)), [y_pred[None]])
+        (grad,) = gradients(
+            lambda prediction: ops.sum(loss(y_true[None], prediction)), [y_pred[None]]
+        )
         assert np.all(np.isfinite(value)), f"{key}: non-finite value on {case}"
         assert np.all(np.isfinite(grad)), f"{key}: non-finite gradient on {case}"
 
 
 @pytest.mark.every_backend
-@pytest.mark.parametrize("key", keys(["mrstft", "combined", "loudness", "phase", "complex", "pesq", "embedding"]))
+@pytest.mark.parametrize(
+    "key", keys(["mrstft", "combined", "loudness", "phase", "complex", "pesq", "embedding"])
+)
 def test_float32_inside_a_mixed_precision_model(key, pair):
     clean, noisy = pair
     previous = keras.mixed_precision.global_policy()
@@ -200,10 +247,14 @@ def test_spectrogram_inputs_give_the_waveform_result(key, pair):
     by_spec = FACTORIES[key](stft_config=cfg, input_format="spectrogram", reduction="none")
     if key.startswith("phase"):
         # The consistency term exists only for spectrograms; compare the phase terms alone.
-        by_spec = FACTORIES[key](stft_config=cfg, input_format="spectrogram", reduction="none", consistency_weight=0.0)
+        by_spec = FACTORIES[key](
+            stft_config=cfg, input_format="spectrogram", reduction="none", consistency_weight=0.0
+        )
     spec_clean = spectral.stack_complex(*spectral.stft(clean, cfg))
     spec_noisy = spectral.stack_complex(*spectral.stft(noisy, cfg))
-    np.testing.assert_allclose(np.asarray(by_spec(spec_clean, spec_noisy)), np.asarray(by_wave(clean, noisy)), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(by_spec(spec_clean, spec_noisy)), np.asarray(by_wave(clean, noisy)), rtol=1e-5
+    )
 
 
 @pytest.mark.every_backend
@@ -219,7 +270,11 @@ def test_spectrogram_inputs_are_checked():
         SpectrogramMSE(input_format="mel")
     # A Keras model's [batch, samples, 1] output is accepted.
     x = np.random.default_rng(0).standard_normal((2, 2000)).astype("float32")
-    np.testing.assert_allclose(float(SpectrogramMSE()(x[..., None], 0.5 * x[..., None])), float(SpectrogramMSE()(x, 0.5 * x)), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(SpectrogramMSE()(x[..., None], 0.5 * x[..., None])),
+        float(SpectrogramMSE()(x, 0.5 * x)),
+        rtol=1e-6,
+    )
 
 
 OTHER_BACKEND_SCRIPT = r"""
@@ -245,7 +300,9 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="compares the other backends with the TensorFlow run's values")
+@pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="compares the other backends with the TensorFlow run's values"
+)
 @pytest.mark.parametrize("other", ["jax", "torch"])
 def test_same_values_under_another_backend(other, pair, tmp_path):
     pytest.importorskip(other, reason=f"{other} is in the test extras (peers); CI installs it")
@@ -253,8 +310,19 @@ def test_same_values_under_another_backend(other, pair, tmp_path):
     np.savez(tmp_path / "pair.npz", clean=clean, noisy=noisy)
     env = dict(os.environ, KERAS_BACKEND=other, JAX_PLATFORMS="cpu")
     result = subprocess.run(
-        [sys.executable, "-c", OTHER_BACKEND_SCRIPT, os.path.dirname(__file__), str(tmp_path / "pair.npz"), other],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
+        [
+            sys.executable,
+            "-c",
+            OTHER_BACKEND_SCRIPT,
+            os.path.dirname(__file__),
+            str(tmp_path / "pair.npz"),
+            other,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     from_other = json.loads(result.stdout.strip().splitlines()[-1])
@@ -266,6 +334,9 @@ def test_same_values_under_another_backend(other, pair, tmp_path):
 
 
 @pytest.mark.large
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="started from the TensorFlow run, which reruns this file's every_backend tests under PyTorch")
+@pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason="started from the TensorFlow run, which reruns this file's every_backend tests under PyTorch",
+)
 def test_every_backend_case_under_torch(rerun_under_jax):
     rerun_under_jax(backend="torch")

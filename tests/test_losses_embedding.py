@@ -29,7 +29,9 @@ def numpy_loss(clean_features, restored_features, distance, normalization, weigh
         clean, restored = clean.astype(np.float64), restored.astype(np.float64)
         batch = clean.shape[0]
         if distance == "cosine":
-            cos = (clean * restored).sum(-1) / np.sqrt((clean**2).sum(-1) * (restored**2).sum(-1) + 1e-12)
+            cos = (clean * restored).sum(-1) / np.sqrt(
+                (clean**2).sum(-1) * (restored**2).sum(-1) + 1e-12
+            )
             d = (1 - cos).reshape(batch, -1).mean(-1)
         else:
             diff = np.abs(clean - restored) if distance == "l1" else (clean - restored) ** 2
@@ -50,20 +52,40 @@ def test_formula_matches_numpy(distance, normalization):
     clean = rng.normal(size=(3, 4000)).astype("float32")
     restored = (clean + 0.3 * rng.normal(size=clean.shape)).astype("float32")
     layers, weights = ["conv_a", "conv_b"], [1.0, 3.0]
-    loss = AudioEmbeddingLoss(network, layers=layers, distance=distance, normalization=normalization,
-                              layer_weights=weights, reduction="none")
+    loss = AudioEmbeddingLoss(
+        network,
+        layers=layers,
+        distance=distance,
+        normalization=normalization,
+        layer_weights=weights,
+        reduction="none",
+    )
     probe = keras.Model(network.inputs[0], [network.get_layer(name).output for name in layers])
-    expected = numpy_loss([np.asarray(f) for f in probe(clean)], [np.asarray(f) for f in probe(restored)],
-                          distance, normalization, weights)
+    expected = numpy_loss(
+        [np.asarray(f) for f in probe(clean)],
+        [np.asarray(f) for f in probe(restored)],
+        distance,
+        normalization,
+        weights,
+    )
     np.testing.assert_allclose(np.asarray(loss(clean, restored)), expected, rtol=1e-4)
     # Normalised by variance, rescaling a layer's activations changes nothing.
     if normalization == "variance":
         scaled = small_network()
-        scaled.set_weights([w * (10.0 if i >= 2 else 1.0) for i, w in enumerate(network.get_weights())])
-        scaled_loss = AudioEmbeddingLoss(scaled, layers=["conv_b"], distance=distance, reduction="none")
-        plain_loss = AudioEmbeddingLoss(network, layers=["conv_b"], distance=distance, reduction="none")
-        np.testing.assert_allclose(np.asarray(scaled_loss(clean, restored)), np.asarray(plain_loss(clean, restored)),
-                                   rtol=1e-3)
+        scaled.set_weights(
+            [w * (10.0 if i >= 2 else 1.0) for i, w in enumerate(network.get_weights())]
+        )
+        scaled_loss = AudioEmbeddingLoss(
+            scaled, layers=["conv_b"], distance=distance, reduction="none"
+        )
+        plain_loss = AudioEmbeddingLoss(
+            network, layers=["conv_b"], distance=distance, reduction="none"
+        )
+        np.testing.assert_allclose(
+            np.asarray(scaled_loss(clean, restored)),
+            np.asarray(plain_loss(clean, restored)),
+            rtol=1e-3,
+        )
 
 
 def test_model_outputs_are_compared_when_no_layers_are_named():
@@ -80,7 +102,9 @@ def test_running_mean_normalises_each_layer_to_one():
     network = small_network()
     clean = rng.normal(size=(4, 4000)).astype("float32")
     restored = (clean + 0.5 * rng.normal(size=clean.shape)).astype("float32")
-    loss = AudioEmbeddingLoss(network, layers=["conv_a", "conv_b"], normalization="running_mean", decay=0.9)
+    loss = AudioEmbeddingLoss(
+        network, layers=["conv_a", "conv_b"], normalization="running_mean", decay=0.9
+    )
     # Bias-corrected, the first call's running mean is the batch mean: each layer averages 1.
     assert float(loss(clean, restored)) == pytest.approx(1.0, rel=1e-5)
     assert float(loss(clean, restored)) == pytest.approx(1.0, rel=1e-5)
@@ -105,8 +129,10 @@ def test_musicnn_loss_rises_with_noise_and_has_useful_gradients(speech_16k):
     rng = np.random.default_rng(3)
     clean = speech_16k[None, 8000:40000]
     loss = AudioEmbeddingLoss("musicnn")
-    values = [float(loss(clean, clean + s * rng.normal(size=clean.shape).astype("float32")))
-              for s in (0.0, 0.003, 0.01, 0.03, 0.1)]
+    values = [
+        float(loss(clean, clean + s * rng.normal(size=clean.shape).astype("float32")))
+        for s in (0.0, 0.003, 0.01, 0.03, 0.1)
+    ]
     assert values[0] < 1e-5 and all(b > a for a, b in zip(values, values[1:]))
     noisy = tf.Variable(clean + 0.03 * rng.normal(size=clean.shape).astype("float32"))
     with tf.GradientTape() as tape:
@@ -138,7 +164,9 @@ def test_in_a_combined_loss_and_model_fit(speech_16k):
     combined = CombinedLoss({"embed/musicnn": 0.5, "time/l1": 1.0})
     inputs = keras.Input((clean.shape[1],))
     hidden = keras.layers.Reshape((clean.shape[1], 1))(inputs)
-    outputs = keras.layers.Reshape((clean.shape[1],))(keras.layers.Conv1D(1, 9, padding="same")(hidden))
+    outputs = keras.layers.Reshape((clean.shape[1],))(
+        keras.layers.Conv1D(1, 9, padding="same")(hidden)
+    )
     model = keras.Model(inputs, outputs)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=combined)
     embedding_loss = {name: loss for name, loss, _ in combined.terms}["embed/musicnn"]
@@ -149,7 +177,9 @@ def test_in_a_combined_loss_and_model_fit(speech_16k):
     assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(frozen, embedding_loss.network.weights))
     terms = combined.compute_terms(clean, noisy)
-    expected = 0.5 * float(embedding_loss(clean, noisy)) + float({n: term for n, term, _ in combined.terms}["time/l1"](clean, noisy))
+    expected = 0.5 * float(embedding_loss(clean, noisy)) + float(
+        {n: term for n, term, _ in combined.terms}["time/l1"](clean, noisy)
+    )
     assert float(combined(clean, noisy)) == pytest.approx(expected, rel=1e-4)
     assert "embed/musicnn" in terms
 
@@ -163,12 +193,18 @@ def test_saved_keras_model_round_trips_and_in_memory_model_explains(tmp_path):
         in_memory.get_config()
     path = str(tmp_path / "net.keras")
     network.save(path)
-    from_path = AudioEmbeddingLoss(path, layers=["conv_a", "summary"], layer_weights={"summary": 2.0})
+    from_path = AudioEmbeddingLoss(
+        path, layers=["conv_a", "summary"], layer_weights={"summary": 2.0}
+    )
     rebuilt = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(from_path))
     assert rebuilt.get_config() == from_path.get_config()
-    np.testing.assert_allclose(float(rebuilt(clean, restored)), float(from_path(clean, restored)), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(rebuilt(clean, restored)), float(from_path(clean, restored)), rtol=1e-6
+    )
     unweighted = AudioEmbeddingLoss(path, layers=["conv_a", "summary"])
-    assert float(from_path(clean, restored)) != pytest.approx(float(unweighted(clean, restored)), rel=1e-3)
+    assert float(from_path(clean, restored)) != pytest.approx(
+        float(unweighted(clean, restored)), rel=1e-3
+    )
 
 
 def test_bad_arguments():
@@ -190,7 +226,9 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="does not exist"):
         AudioEmbeddingLoss("missing.keras")
     with pytest.raises(ValueError, match="waveform batch"):
-        AudioEmbeddingLoss(network)(np.zeros((1, 2, 4000), "float32"), np.zeros((1, 2, 4000), "float32"))
+        AudioEmbeddingLoss(network)(
+            np.zeros((1, 2, 4000), "float32"), np.zeros((1, 2, 4000), "float32")
+        )
     with pytest.raises(ValueError, match="openl3_audio_mel256_music.h5 not found"):
         AudioEmbeddingLoss("openl3", embedding_options={"weights": "/nonexistent"})
 
@@ -207,10 +245,21 @@ def test_musicnn_layer_names_are_checked():
 def test_config_terms_build_embedding_losses(tmp_path):
     from training.config import build_loss
 
-    loss = build_loss({"embed/musicnn": {"weight": 0.1, "args": {"layers": ["cnn3"], "distance": "cosine"}},
-                       "time/l1": 1.0})
+    loss = build_loss(
+        {
+            "embed/musicnn": {"weight": 0.1, "args": {"layers": ["cnn3"], "distance": "cosine"}},
+            "time/l1": 1.0,
+        }
+    )
     embedding = {name: term for name, term, _ in loss.terms}["embed/musicnn"]
     assert embedding.layers == ("cnn3",) and embedding.distance == "cosine"
     assert loss.weights["embed/musicnn"] == 0.1
     with pytest.raises(ValueError, match="not found in"):
-        build_loss({"embed/openl3": {"weight": 0.1, "args": {"embedding_options": {"weights": str(tmp_path)}}}})
+        build_loss(
+            {
+                "embed/openl3": {
+                    "weight": 0.1,
+                    "args": {"embedding_options": {"weights": str(tmp_path)}},
+                }
+            }
+        )

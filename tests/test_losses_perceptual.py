@@ -10,22 +10,40 @@ from reference import numpy_spectra
 
 # IEC 61672-1:2013 Table 3, A-weighting (dB) at nominal frequencies 31.5 Hz ... 16 kHz;
 # the table is computed at the exact base-ten frequencies 1000 * 10^(n/10).
-IEC_A = {15: -39.4, 18: -26.2, 21: -16.1, 24: -8.6, 27: -3.2, 30: 0.0, 33: 1.2, 36: 1.0, 39: -1.1, 42: -6.6}
+IEC_A = {
+    15: -39.4,
+    18: -26.2,
+    21: -16.1,
+    24: -8.6,
+    27: -3.2,
+    30: 0.0,
+    33: 1.2,
+    36: 1.0,
+    39: -1.1,
+    42: -6.6,
+}
 
 
 def test_a_weighting_matches_iec_table():
     freqs = 10.0 ** (np.array(list(IEC_A)) / 10.0)
-    np.testing.assert_allclose(psychoacoustics.a_weighting_db(freqs), list(IEC_A.values()), atol=0.1)
+    np.testing.assert_allclose(
+        psychoacoustics.a_weighting_db(freqs), list(IEC_A.values()), atol=0.1
+    )
 
 
 def test_k_weighting_matches_bs1770_filters():
     # ITU-R BS.1770-4 Tables 1 and 2, evaluated with scipy.
-    shelf_b, shelf_a = [1.53512485958697, -2.69169618940638, 1.19839281085285], [1.0, -1.69065929318241, 0.73248077421585]
+    shelf_b, shelf_a = (
+        [1.53512485958697, -2.69169618940638, 1.19839281085285],
+        [1.0, -1.69065929318241, 0.73248077421585],
+    )
     hp_b, hp_a = [1.0, -2.0, 1.0], [1.0, -1.99004745483398, 0.99007225036621]
     freqs = np.array([20.0, 50.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0])
     _, h1 = scipy.signal.freqz(shelf_b, shelf_a, worN=freqs, fs=48000)
     _, h2 = scipy.signal.freqz(hp_b, hp_a, worN=freqs, fs=48000)
-    np.testing.assert_allclose(psychoacoustics.k_weighting_db(freqs), 20 * np.log10(np.abs(h1 * h2)), atol=1e-6)
+    np.testing.assert_allclose(
+        psychoacoustics.k_weighting_db(freqs), 20 * np.log10(np.abs(h1 * h2)), atol=1e-6
+    )
     # The shelf lifts high frequencies by about 4 dB; the high-pass cuts the lows.
     assert 3.5 < psychoacoustics.k_weighting_db([10000.0])[0] < 4.5
     assert psychoacoustics.k_weighting_db([20.0])[0] < -10
@@ -35,38 +53,40 @@ def test_k_weighting_matches_bs1770_filters():
 # perception alpha_f, magnitude of the linear transfer function normalised at 1 kHz
 # L_U (dB) and threshold of hearing T_f (dB SPL). Typed here from the standard, not
 # read from spectral_restore.psychoacoustics.
-ISO226_TABLE_1 = np.array([
-    # f      alpha_f  L_U    T_f
-    [20.0,   0.532, -31.6, 78.5],
-    [25.0,   0.506, -27.2, 68.7],
-    [31.5,   0.480, -23.0, 59.5],
-    [40.0,   0.455, -19.1, 51.1],
-    [50.0,   0.432, -15.9, 44.0],
-    [63.0,   0.409, -13.0, 37.5],
-    [80.0,   0.387, -10.3, 31.5],
-    [100.0,  0.367, -8.1,  26.5],
-    [125.0,  0.349, -6.2,  22.1],
-    [160.0,  0.330, -4.5,  17.9],
-    [200.0,  0.315, -3.1,  14.4],
-    [250.0,  0.301, -2.0,  11.4],
-    [315.0,  0.288, -1.1,  8.6],
-    [400.0,  0.276, -0.4,  6.2],
-    [500.0,  0.267, 0.0,   4.4],
-    [630.0,  0.259, 0.3,   3.0],
-    [800.0,  0.253, 0.5,   2.2],
-    [1000.0, 0.250, 0.0,   2.4],
-    [1250.0, 0.246, -2.7,  3.5],
-    [1600.0, 0.244, -4.1,  1.7],
-    [2000.0, 0.243, -1.0,  -1.3],
-    [2500.0, 0.243, 1.7,   -4.2],
-    [3150.0, 0.243, 2.5,   -6.0],
-    [4000.0, 0.242, 1.2,   -5.4],
-    [5000.0, 0.242, -2.1,  -1.5],
-    [6300.0, 0.245, -7.1,  6.0],
-    [8000.0, 0.254, -11.2, 12.6],
-    [10000.0, 0.271, -10.7, 13.9],
-    [12500.0, 0.301, -3.1, 12.3],
-])
+ISO226_TABLE_1 = np.array(
+    [
+        # f      alpha_f  L_U    T_f
+        [20.0, 0.532, -31.6, 78.5],
+        [25.0, 0.506, -27.2, 68.7],
+        [31.5, 0.480, -23.0, 59.5],
+        [40.0, 0.455, -19.1, 51.1],
+        [50.0, 0.432, -15.9, 44.0],
+        [63.0, 0.409, -13.0, 37.5],
+        [80.0, 0.387, -10.3, 31.5],
+        [100.0, 0.367, -8.1, 26.5],
+        [125.0, 0.349, -6.2, 22.1],
+        [160.0, 0.330, -4.5, 17.9],
+        [200.0, 0.315, -3.1, 14.4],
+        [250.0, 0.301, -2.0, 11.4],
+        [315.0, 0.288, -1.1, 8.6],
+        [400.0, 0.276, -0.4, 6.2],
+        [500.0, 0.267, 0.0, 4.4],
+        [630.0, 0.259, 0.3, 3.0],
+        [800.0, 0.253, 0.5, 2.2],
+        [1000.0, 0.250, 0.0, 2.4],
+        [1250.0, 0.246, -2.7, 3.5],
+        [1600.0, 0.244, -4.1, 1.7],
+        [2000.0, 0.243, -1.0, -1.3],
+        [2500.0, 0.243, 1.7, -4.2],
+        [3150.0, 0.243, 2.5, -6.0],
+        [4000.0, 0.242, 1.2, -5.4],
+        [5000.0, 0.242, -2.1, -1.5],
+        [6300.0, 0.245, -7.1, 6.0],
+        [8000.0, 0.254, -11.2, 12.6],
+        [10000.0, 0.271, -10.7, 13.9],
+        [12500.0, 0.301, -3.1, 12.3],
+    ]
+)
 
 
 def iso226_published(phon):
@@ -92,8 +112,14 @@ def test_iso226_contour(phon):
     # Between the tabled frequencies: linear in log-frequency; outside: the edge values.
     between = np.sqrt(ISO226_TABLE_1[:-1, 0] * ISO226_TABLE_1[1:, 0])
     published = iso226_published(phon)
-    np.testing.assert_allclose(psychoacoustics.iso226_contour(phon, between), (published[:-1] + published[1:]) / 2, atol=1e-9)
-    np.testing.assert_allclose(psychoacoustics.iso226_contour(phon, [10.0, 16000.0]), published[[0, -1]], atol=1e-9)
+    np.testing.assert_allclose(
+        psychoacoustics.iso226_contour(phon, between),
+        (published[:-1] + published[1:]) / 2,
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(
+        psychoacoustics.iso226_contour(phon, [10.0, 16000.0]), published[[0, -1]], atol=1e-9
+    )
     # By definition a 1 kHz tone of L phon has L dB SPL.
     assert abs(psychoacoustics.iso226_contour(phon, [1000.0])[0] - phon) < 0.1
     # Ears are most sensitive near 3-4 kHz and far less so at 50 Hz.
@@ -105,11 +131,15 @@ def test_iso226_contour(phon):
 
 def test_erb_scale_round_trip():
     f = np.array([0.0, 100.0, 1000.0, 8000.0])
-    np.testing.assert_allclose(psychoacoustics.erb_rate_to_hz(psychoacoustics.hz_to_erb_rate(f)), f, atol=1e-9)
+    np.testing.assert_allclose(
+        psychoacoustics.erb_rate_to_hz(psychoacoustics.hz_to_erb_rate(f)), f, atol=1e-9
+    )
     assert abs(psychoacoustics.hz_to_erb_rate(1000.0) - 15.62) < 0.05
 
 
-def numpy_loudness_loss(clean, noisy, cfg, rate, kind, bands, frame_weighting, dist, phon=60.0, c=0.23, min_w=0.1):
+def numpy_loudness_loss(
+    clean, noisy, cfg, rate, kind, bands, frame_weighting, dist, phon=60.0, c=0.23, min_w=0.1
+):
     zt, zp = numpy_spectra(clean, noisy, cfg)
     freqs = np.arange(cfg.fft_length // 2 + 1) * rate / cfg.fft_length
     gain = 10 ** (psychoacoustics.weighting_db(kind, freqs, phon) / 10)
@@ -147,12 +177,23 @@ def pair(speech_16k):
 
 @pytest.mark.parametrize(
     "kind,bands,frame_weighting,dist",
-    [("iso226", "bark", True, "l1"), ("a", None, False, "l1"), ("k", "erb", True, "l2"), ("none", "bark", False, "l2")],
+    [
+        ("iso226", "bark", True, "l1"),
+        ("a", None, False, "l1"),
+        ("k", "erb", True, "l2"),
+        ("none", "bark", False, "l2"),
+    ],
 )
 def test_loudness_weighted_loss_matches_numpy(pair, kind, bands, frame_weighting, dist):
     clean, noisy = pair
     cfg = spectral.STFTConfig()
-    loss = LoudnessWeightedLoss(weighting=kind, bands=bands, frame_weighting=frame_weighting, distance=dist, reduction="none")
+    loss = LoudnessWeightedLoss(
+        weighting=kind,
+        bands=bands,
+        frame_weighting=frame_weighting,
+        distance=dist,
+        reduction="none",
+    )
     want = numpy_loudness_loss(clean, noisy, cfg, 16000, kind, bands, frame_weighting, dist)
     np.testing.assert_allclose(np.asarray(loss(clean, noisy)), want, rtol=2e-4)
 
@@ -178,7 +219,9 @@ def test_loud_frames_count_more():
     in_quiet[0, 11000:13000] = burst
     weighted = LoudnessWeightedLoss(reduction="none")
     flat = LoudnessWeightedLoss(frame_weighting=False, reduction="none")
-    ratio_weighted = float(weighted(clean, clean + in_loud)[0]) / float(weighted(clean, clean + in_quiet)[0])
+    ratio_weighted = float(weighted(clean, clean + in_loud)[0]) / float(
+        weighted(clean, clean + in_quiet)[0]
+    )
     ratio_flat = float(flat(clean, clean + in_loud)[0]) / float(flat(clean, clean + in_quiet)[0])
     assert ratio_weighted > 3 * ratio_flat
     # Noise in a silent stretch still costs something.
@@ -255,7 +298,10 @@ def pesq_references(speech_16k):
 
     clean, versions = damaged_versions(speech_16k)
     degraded = np.stack([d for _, d in versions])
-    at_8k = [scipy.signal.resample_poly(x.astype(np.float64), 1, 2, axis=-1).astype(np.float32) for x in (clean, degraded)]
+    at_8k = [
+        scipy.signal.resample_poly(x.astype(np.float64), 1, 2, axis=-1).astype(np.float32)
+        for x in (clean, degraded)
+    ]
     pairs = {16000: (clean, degraded), 8000: tuple(at_8k)}
     out = {}
     for rate, mode in ((16000, "wb"), (16000, "nb"), (8000, "nb")):
@@ -271,7 +317,11 @@ def test_pesq_loss_tracks_the_reference_pesq(pesq_references, rate, mode, delay_
     from scipy import stats
 
     clean, degraded, reference = pesq_references[rate, mode]
-    ours = np.asarray(PESQLoss(rate, mode, delay_search=delay_search).mos(np.stack([clean] * len(degraded)), degraded))
+    ours = np.asarray(
+        PESQLoss(rate, mode, delay_search=delay_search).mos(
+            np.stack([clean] * len(degraded)), degraded
+        )
+    )
     assert reference.min() < 1.5 and reference.max() > 4.4  # the set spans the scale
     error = np.abs(ours - reference)
     mean_bound, max_bound = PESQ_AGREEMENT[rate, mode, delay_search]
@@ -289,7 +339,9 @@ def reverberant_copy_8k(speech_16k, rt60, seed):
     rate = 8000
     clean = scipy.signal.resample_poly(speech_16k[:48000].astype(np.float64), 1, 2)
     t = np.arange(int(rt60 * rate)) / rate
-    impulse = np.random.default_rng(seed).standard_normal(len(t)) * np.exp(-3.0 * np.log(10.0) * t / rt60)
+    impulse = np.random.default_rng(seed).standard_normal(len(t)) * np.exp(
+        -3.0 * np.log(10.0) * t / rt60
+    )
     wet = scipy.signal.fftconvolve(clean, impulse)[: len(clean)]
     wet = wet * np.sqrt(np.mean(clean**2) / np.mean(wet**2))
     return clean.astype(np.float32), wet.astype(np.float32)
@@ -307,7 +359,9 @@ def test_pesq_loss_leaves_out_frames_where_the_utterance_delay_falls_back(speech
     clean, wet = reverberant_copy_8k(speech_16k, 0.8, seed=4)
     found = []
     original = align.skipped_frames
-    monkeypatch.setattr(align, "skipped_frames", lambda *args: found.append(original(*args)) or found[-1])
+    monkeypatch.setattr(
+        align, "skipped_frames", lambda *args: found.append(original(*args)) or found[-1]
+    )
     ours = float(PESQLoss(8000, "nb", delay_search="utterance").mos(clean[None], wet[None])[0])
     assert len(found) == 1 and found[0].any()  # the case does take that step
     # Measured: within 3e-7 of the reference.
@@ -333,7 +387,9 @@ def test_pesq_loss_value_gradient_and_arguments(speech_16k):
     noisy = np.asarray(artifacts.add_noise(clean, [0, 0], 10.0, color=1.0))
     loss = PESQLoss(reduction="none")
     mos = float(loss.mos(clean, noisy)[0])
-    assert float(loss(clean, noisy)[0]) == pytest.approx((loss.best_mos - mos) / (loss.best_mos - 1.0), rel=1e-6)
+    assert float(loss(clean, noisy)[0]) == pytest.approx(
+        (loss.best_mos - mos) / (loss.best_mos - 1.0), rel=1e-6
+    )
     assert loss.best_mos == pytest.approx(4.644, abs=1e-3)
     assert PESQLoss(mode="nb").best_mos == pytest.approx(4.549, abs=1e-3)
     # A gradient step on the degraded signal raises its score.
@@ -349,7 +405,9 @@ def test_pesq_loss_value_gradient_and_arguments(speech_16k):
     from pesq import pesq
 
     at_8k = pesq(8000, clean[0, ::2], noisy[0, ::2], "nb")
-    assert float(PESQLoss(8000, "nb").mos(clean[:, ::2], noisy[:, ::2])[0]) == pytest.approx(at_8k, abs=1e-3)
+    assert float(PESQLoss(8000, "nb").mos(clean[:, ::2], noisy[:, ::2])[0]) == pytest.approx(
+        at_8k, abs=1e-3
+    )
     with pytest.raises(ValueError, match="mode"):
         PESQLoss(mode="fb")
     with pytest.raises(ValueError, match="16000"):
@@ -399,7 +457,9 @@ def test_each_bad_interval_is_realigned_by_its_own_delay(speech_16k):
     realigned = np.asarray(model.realign_bad_intervals(ref, deg, bad))
     for (first, stop), _ in shifts.items():
         begin, end = first * hop, stop * hop + model.frame_length
-        np.testing.assert_allclose(realigned[0, begin + 64 : end - 64], ref[0, begin + 64 : end - 64], atol=1e-6)
+        np.testing.assert_allclose(
+            realigned[0, begin + 64 : end - 64], ref[0, begin + 64 : end - 64], atol=1e-6
+        )
     np.testing.assert_array_equal(realigned[0, : 40 * hop], deg[0, : 40 * hop])
     np.testing.assert_array_equal(realigned[0, 70 * hop : 100 * hop], deg[0, 70 * hop : 100 * hop])
 
@@ -412,8 +472,10 @@ def test_utterance_alignment_scores_reverberant_speech_as_pesq_does(speech_16k):
     from pesq import pesq
 
     clean = speech_16k[None, :48000].astype(np.float32)
-    versions = [np.asarray(artifacts.reverb(clean, [seed, 7], rt60, 16000))[0]
-                for seed, rt60 in ((1, 0.3), (2, 0.5), (3, 0.7), (4, 0.9), (5, 1.1), (6, 0.4))]
+    versions = [
+        np.asarray(artifacts.reverb(clean, [seed, 7], rt60, 16000))[0]
+        for seed, rt60 in ((1, 0.3), (2, 0.5), (3, 0.7), (4, 0.9), (5, 1.1), (6, 0.4))
+    ]
     degraded = np.stack(versions).astype(np.float32)
     cleans = np.repeat(clean, len(versions), axis=0)
     reference = np.array([pesq(16000, clean[0], d, "wb") for d in degraded])

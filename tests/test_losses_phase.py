@@ -30,7 +30,9 @@ def test_complex_stft_loss_matches_numpy(pair, exponent, kind):
         zt, zp = numpy_compress(zt, exponent), numpy_compress(zp, exponent)
     d = np.abs if kind == "l1" else np.square
     want = (d(zt.real - zp.real) + d(zt.imag - zp.imag)).mean(axis=(1, 2))
-    got = ComplexSTFTLoss(compress_exponent=exponent, distance=kind, stft_config=cfg, reduction="none")(clean, noisy)
+    got = ComplexSTFTLoss(
+        compress_exponent=exponent, distance=kind, stft_config=cfg, reduction="none"
+    )(clean, noisy)
     np.testing.assert_allclose(np.asarray(got), want, rtol=2e-4)
 
 
@@ -59,7 +61,9 @@ def numpy_phase_terms(zt, zp, weighted):
         return (values * weights).sum(axis=(1, 2)) / weights.sum(axis=(1, 2))
 
     ip = mean(wrap(pp - pt), mag)
-    gd = mean(wrap(np.diff(pp, axis=2) - np.diff(pt, axis=2)), np.sqrt(mag[:, :, 1:] * mag[:, :, :-1]))
+    gd = mean(
+        wrap(np.diff(pp, axis=2) - np.diff(pt, axis=2)), np.sqrt(mag[:, :, 1:] * mag[:, :, :-1])
+    )
     iaf = mean(wrap(np.diff(pp, axis=1) - np.diff(pt, axis=1)), np.sqrt(mag[:, 1:] * mag[:, :-1]))
     return ip, gd, iaf
 
@@ -70,7 +74,13 @@ def test_anti_wrapping_terms_match_numpy(pair, weighted):
     cfg = spectral.STFTConfig()
     zt, zp = numpy_spectra(clean, noisy, cfg)
     ip, gd, iaf = numpy_phase_terms(zt, zp, weighted)
-    loss = PhaseConsistencyLoss(magnitude_weighted=weighted, instantaneous_phase_weight=1.0, group_delay_weight=0.5, instantaneous_frequency_weight=2.0, reduction="none")
+    loss = PhaseConsistencyLoss(
+        magnitude_weighted=weighted,
+        instantaneous_phase_weight=1.0,
+        group_delay_weight=0.5,
+        instantaneous_frequency_weight=2.0,
+        reduction="none",
+    )
     terms = loss.terms(clean, noisy)
     np.testing.assert_allclose(np.asarray(terms["instantaneous_phase"]), ip, rtol=1e-3)
     np.testing.assert_allclose(np.asarray(terms["group_delay"]), gd, rtol=1e-3)
@@ -83,7 +93,9 @@ def test_phase_terms_known_values(pair):
     cfg = spectral.STFTConfig()
     real, imag = spectral.stft(clean, cfg)
     spec = spectral.stack_complex(real, imag)
-    loss = PhaseConsistencyLoss(input_format="spectrogram", consistency_weight=0.0, reduction="none")
+    loss = PhaseConsistencyLoss(
+        input_format="spectrogram", consistency_weight=0.0, reduction="none"
+    )
     # A constant phase rotation: every instantaneous phase is off by 1 rad, while the
     # phase derivatives along time and frequency are unchanged.
     rotated = spectral.stack_complex(
@@ -103,7 +115,13 @@ def test_consistency_term(pair):
     clean, _ = pair
     cfg = spectral.STFTConfig()
     real, imag = spectral.stft(clean, cfg)
-    loss = PhaseConsistencyLoss(input_format="spectrogram", instantaneous_phase_weight=0, group_delay_weight=0, instantaneous_frequency_weight=0, reduction="none")
+    loss = PhaseConsistencyLoss(
+        input_format="spectrogram",
+        instantaneous_phase_weight=0,
+        group_delay_weight=0,
+        instantaneous_frequency_weight=0,
+        reduction="none",
+    )
     consistent = spectral.stack_complex(real, imag)
     assert np.all(np.asarray(loss(consistent, consistent)) < 1e-9)
     # A spectrogram with random phases is not the STFT of any signal.
@@ -111,10 +129,14 @@ def test_consistency_term(pair):
     mag = np.asarray(spectral.magnitude(real, imag))
     phases = rng.uniform(-np.pi, np.pi, mag.shape)
     scrambled = (mag * np.exp(1j * phases)).astype(np.complex64)
-    predicted = spectral.stack_complex(scrambled.real.astype(np.float32), scrambled.imag.astype(np.float32))
+    predicted = spectral.stack_complex(
+        scrambled.real.astype(np.float32), scrambled.imag.astype(np.float32)
+    )
     want = []
     for z in scrambled:
-        wave = librosa.istft(z.T.astype(np.complex128), hop_length=128, n_fft=512, window="hann", center=True)
+        wave = librosa.istft(
+            z.T.astype(np.complex128), hop_length=128, n_fft=512, window="hann", center=True
+        )
         again = librosa.stft(wave, n_fft=512, hop_length=128, pad_mode="reflect").T
         want.append(np.mean(np.abs(z - again) ** 2))
     np.testing.assert_allclose(np.asarray(loss(consistent, predicted)), want, rtol=1e-3)
@@ -124,7 +146,9 @@ def test_consistency_needs_spectrograms_and_weights_are_checked():
     with pytest.raises(ValueError, match="consistency_weight"):
         PhaseConsistencyLoss(consistency_weight=1.0)
     with pytest.raises(ValueError, match="All term weights are 0"):
-        PhaseConsistencyLoss(instantaneous_phase_weight=0, group_delay_weight=0, instantaneous_frequency_weight=0)
+        PhaseConsistencyLoss(
+            instantaneous_phase_weight=0, group_delay_weight=0, instantaneous_frequency_weight=0
+        )
     with pytest.raises(ValueError, match="group_delay_weight"):
         PhaseConsistencyLoss(group_delay_weight=-1)
     with pytest.raises(ValueError, match="compress_exponent"):
@@ -144,13 +168,24 @@ def test_phase_gradient_points_towards_the_clean_phase(pair):
     real, imag = spectral.stft(clean[:1], cfg)
     target = spectral.stack_complex(real, imag)
     angle = 0.5
-    estimate = tf.Variable(spectral.stack_complex(real * np.cos(angle) - imag * np.sin(angle), real * np.sin(angle) + imag * np.cos(angle)))
-    loss = PhaseConsistencyLoss(input_format="spectrogram", consistency_weight=0.0, group_delay_weight=0.0, instantaneous_frequency_weight=0.0)
+    estimate = tf.Variable(
+        spectral.stack_complex(
+            real * np.cos(angle) - imag * np.sin(angle), real * np.sin(angle) + imag * np.cos(angle)
+        )
+    )
+    loss = PhaseConsistencyLoss(
+        input_format="spectrogram",
+        consistency_weight=0.0,
+        group_delay_weight=0.0,
+        instantaneous_frequency_weight=0.0,
+    )
     before = float(loss(target, estimate))
     for _ in range(20):
         with tf.GradientTape() as tape:
             value = loss(target, estimate)
         grad = tape.gradient(value, estimate)
         # Normalised step per bin: move each bin along the phase gradient.
-        estimate.assign_sub(0.02 * grad / (tf.reduce_max(tf.abs(grad)) + 1e-12) * tf.reduce_max(tf.abs(estimate)))
+        estimate.assign_sub(
+            0.02 * grad / (tf.reduce_max(tf.abs(grad)) + 1e-12) * tf.reduce_max(tf.abs(estimate))
+        )
     assert float(loss(target, estimate)) < before

@@ -19,7 +19,9 @@ PWG = dict(fft_sizes=[512, 1024, 2048], hop_sizes=[50, 120, 240], win_lengths=[2
 @pytest.fixture(scope="module")
 def pair(speech_16k):
     rng = np.random.default_rng(11)
-    clean = np.stack([speech_16k[:24000], speech_16k[24000:48000], 0.1 * speech_16k[8000:32000]]).astype(np.float32)
+    clean = np.stack(
+        [speech_16k[:24000], speech_16k[24000:48000], 0.1 * speech_16k[8000:32000]]
+    ).astype(np.float32)
     noisy = (clean + 0.03 * rng.standard_normal(clean.shape)).astype(np.float32)
     noisy[2] = np.clip(noisy[2] * 20, -0.5, 0.5)
     return clean, noisy
@@ -46,7 +48,9 @@ def test_log_spectrogram_matches_numpy(pair, kind):
     zt, zp = numpy_spectra(clean, noisy, cfg)
     diff = np.log(numpy_magnitude(zt, 1e-6)) - np.log(numpy_magnitude(zp, 1e-6))
     want = (np.abs(diff) if kind == "l1" else diff**2).mean(axis=(1, 2))
-    got = LogSpectrogramLoss(distance=kind, eps=1e-6, stft_config=cfg, reduction="none")(clean, noisy)
+    got = LogSpectrogramLoss(distance=kind, eps=1e-6, stft_config=cfg, reduction="none")(
+        clean, noisy
+    )
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4)
 
 
@@ -65,9 +69,15 @@ def test_spectral_convergence_is_per_example(pair):
 
 def test_waveform_loss_matches_numpy(pair):
     clean, noisy = pair
-    np.testing.assert_allclose(np.asarray(WaveformLoss(reduction="none")(clean, noisy)), np.abs(clean - noisy).mean(axis=1), rtol=1e-5)
     np.testing.assert_allclose(
-        np.asarray(WaveformLoss(distance="l2", reduction="none")(clean, noisy)), ((clean - noisy) ** 2).mean(axis=1), rtol=1e-5
+        np.asarray(WaveformLoss(reduction="none")(clean, noisy)),
+        np.abs(clean - noisy).mean(axis=1),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        np.asarray(WaveformLoss(distance="l2", reduction="none")(clean, noisy)),
+        ((clean - noisy) ** 2).mean(axis=1),
+        rtol=1e-5,
     )
 
 
@@ -80,7 +90,9 @@ def numpy_mrstft(clean, noisy, projections=None, w_sc=1.0, w_log=1.0, w_lin=0.0)
         if projections is not None:
             mt, mp = mt @ projections[r], mp @ projections[r]
         sc = np.sqrt(((mt - mp) ** 2).sum(axis=(1, 2))) / np.sqrt((mt**2).sum(axis=(1, 2)))
-        log = np.abs(np.log(np.maximum(mt, 1e-12)) - np.log(np.maximum(mp, 1e-12))).mean(axis=(1, 2))
+        log = np.abs(np.log(np.maximum(mt, 1e-12)) - np.log(np.maximum(mp, 1e-12))).mean(
+            axis=(1, 2)
+        )
         lin = np.abs(mt - mp).mean(axis=(1, 2))
         total += w_sc * sc + w_log * log + w_lin * lin
     return total / 3
@@ -88,18 +100,34 @@ def numpy_mrstft(clean, noisy, projections=None, w_sc=1.0, w_log=1.0, w_lin=0.0)
 
 def test_mrstft_matches_numpy_including_per_resolution_mel_bins(pair):
     clean, noisy = pair
-    np.testing.assert_allclose(np.asarray(MultiResolutionSTFTLoss(reduction="none")(clean, noisy)), numpy_mrstft(clean, noisy), rtol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(MultiResolutionSTFTLoss(reduction="none")(clean, noisy)),
+        numpy_mrstft(clean, noisy),
+        rtol=1e-4,
+    )
     bins = [32, 64, 128]
-    mels = [spectral.mel_filterbank(b, 16000, n).astype(np.float64) for b, n in zip(bins, PWG["fft_sizes"])]
-    loss = MultiResolutionSTFTLoss(scale="mel", n_bins=bins, sample_rate=16000, w_lin_mag=0.5, reduction="none")
-    np.testing.assert_allclose(np.asarray(loss(clean, noisy)), numpy_mrstft(clean, noisy, mels, w_lin=0.5), rtol=1e-4)
+    mels = [
+        spectral.mel_filterbank(b, 16000, n).astype(np.float64)
+        for b, n in zip(bins, PWG["fft_sizes"])
+    ]
+    loss = MultiResolutionSTFTLoss(
+        scale="mel", n_bins=bins, sample_rate=16000, w_lin_mag=0.5, reduction="none"
+    )
+    np.testing.assert_allclose(
+        np.asarray(loss(clean, noisy)), numpy_mrstft(clean, noisy, mels, w_lin=0.5), rtol=1e-4
+    )
 
 
 def test_mrstft_perceptual_weighting_matches_numpy(pair):
     clean, noisy = pair
-    gains = [np.diag(10 ** (a_weighting_db(np.arange(n // 2 + 1) * 16000 / n) / 20)) for n in PWG["fft_sizes"]]
+    gains = [
+        np.diag(10 ** (a_weighting_db(np.arange(n // 2 + 1) * 16000 / n) / 20))
+        for n in PWG["fft_sizes"]
+    ]
     loss = MultiResolutionSTFTLoss(frequency_weighting="a", sample_rate=16000, reduction="none")
-    np.testing.assert_allclose(np.asarray(loss(clean, noisy)), numpy_mrstft(clean, noisy, gains), rtol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(loss(clean, noisy)), numpy_mrstft(clean, noisy, gains), rtol=1e-4
+    )
 
 
 def test_mrstft_zero_weight_terms_are_not_computed(pair):
@@ -143,8 +171,12 @@ def test_other_bad_arguments():
 
 @pytest.fixture(scope="module")
 def auraloss_freq():
-    pytest.importorskip("torch", reason="torch (CPU) + auraloss are in the test extras; CI installs them")
-    auraloss = pytest.importorskip("auraloss", reason="auraloss is in the test extras; CI installs it")
+    pytest.importorskip(
+        "torch", reason="torch (CPU) + auraloss are in the test extras; CI installs them"
+    )
+    auraloss = pytest.importorskip(
+        "auraloss", reason="auraloss is in the test extras; CI installs it"
+    )
     return auraloss.freq
 
 
@@ -164,7 +196,11 @@ def test_mrstft_matches_auraloss(pair, auraloss_freq):
 
 def test_mel_mrstft_matches_auraloss(pair, auraloss_freq):
     clean, noisy = pair
-    ours = np.asarray(MultiResolutionSTFTLoss(scale="mel", n_bins=64, sample_rate=16000, reduction="none")(clean, noisy))
+    ours = np.asarray(
+        MultiResolutionSTFTLoss(scale="mel", n_bins=64, sample_rate=16000, reduction="none")(
+            clean, noisy
+        )
+    )
     theirs = auraloss_freq.MultiResolutionSTFTLoss(**PWG, scale="mel", n_bins=64, sample_rate=16000)
     for i in range(len(clean)):
         assert ours[i] == pytest.approx(torch_call(theirs, clean[i], noisy[i]), rel=1e-4)
@@ -173,9 +209,15 @@ def test_mel_mrstft_matches_auraloss(pair, auraloss_freq):
 def test_per_resolution_mel_bins_match_auraloss_single_resolutions(pair, auraloss_freq):
     clean, noisy = pair
     bins = [40, 64, 96]
-    ours = np.asarray(MultiResolutionSTFTLoss(scale="mel", n_bins=bins, sample_rate=16000, reduction="none")(clean, noisy))
+    ours = np.asarray(
+        MultiResolutionSTFTLoss(scale="mel", n_bins=bins, sample_rate=16000, reduction="none")(
+            clean, noisy
+        )
+    )
     singles = [
-        auraloss_freq.STFTLoss(fft_size=n, hop_size=h, win_length=w, scale="mel", n_bins=b, sample_rate=16000)
+        auraloss_freq.STFTLoss(
+            fft_size=n, hop_size=h, win_length=w, scale="mel", n_bins=b, sample_rate=16000
+        )
         for n, h, w, b in zip(PWG["fft_sizes"], PWG["hop_sizes"], PWG["win_lengths"], bins)
     ]
     for i in range(len(clean)):
@@ -188,8 +230,12 @@ def test_single_terms_match_auraloss(pair, auraloss_freq):
     cfg = spectral.STFTConfig(frame_length=1024, hop_length=256)
     sc_ours = np.asarray(SpectralConvergence(stft_config=cfg, reduction="none")(clean, noisy))
     log_ours = np.asarray(LogSpectrogramLoss(stft_config=cfg, reduction="none")(clean, noisy))
-    sc_only = auraloss_freq.STFTLoss(fft_size=1024, hop_size=256, win_length=1024, w_sc=1.0, w_log_mag=0.0)
-    log_only = auraloss_freq.STFTLoss(fft_size=1024, hop_size=256, win_length=1024, w_sc=0.0, w_log_mag=1.0)
+    sc_only = auraloss_freq.STFTLoss(
+        fft_size=1024, hop_size=256, win_length=1024, w_sc=1.0, w_log_mag=0.0
+    )
+    log_only = auraloss_freq.STFTLoss(
+        fft_size=1024, hop_size=256, win_length=1024, w_sc=0.0, w_log_mag=1.0
+    )
     for i in range(len(clean)):
         assert sc_ours[i] == pytest.approx(torch_call(sc_only, clean[i], noisy[i]), rel=1e-4)
         assert log_ours[i] == pytest.approx(torch_call(log_only, clean[i], noisy[i]), rel=1e-4)

@@ -34,16 +34,29 @@ def test_pesq_matches_the_reference_and_reports_failures(noisy_set):
 
     clean, noisy = noisy_set
     result = metrics.pesq_score(clean, noisy, 16000, "wb")
-    np.testing.assert_allclose(result.scores, [pesq(16000, c, n, "wb") for c, n in zip(clean, noisy)], atol=1e-6)
+    np.testing.assert_allclose(
+        result.scores, [pesq(16000, c, n, "wb") for c, n in zip(clean, noisy)], atol=1e-6
+    )
     assert result.failed == 0 and np.all(np.diff(result.scores) > 0)
     # Narrow band is scored at 8 kHz: 8 kHz input as it is, 16 kHz input resampled
     # (measured within 3e-7 of scoring scipy's resample_poly of it).
-    clean_8k, noisy_8k = (scipy.signal.resample_poly(x.astype(np.float64), 1, 2, axis=1) for x in (clean, noisy))
+    clean_8k, noisy_8k = (
+        scipy.signal.resample_poly(x.astype(np.float64), 1, 2, axis=1) for x in (clean, noisy)
+    )
     reference_nb = [pesq(8000, c, n, "nb") for c, n in zip(clean_8k, noisy_8k)]
-    np.testing.assert_allclose(metrics.pesq_score(clean_8k, noisy_8k, 8000, "nb").scores, reference_nb, atol=1e-6)
-    np.testing.assert_allclose(metrics.pesq_score(clean, noisy, 16000, "nb").scores, reference_nb, atol=1e-5)
+    np.testing.assert_allclose(
+        metrics.pesq_score(clean_8k, noisy_8k, 8000, "nb").scores, reference_nb, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        metrics.pesq_score(clean, noisy, 16000, "nb").scores, reference_nb, atol=1e-5
+    )
     silent = np.zeros_like(clean[0])
-    broken = metrics.pesq_score(np.stack([clean[0], silent, clean[0]]), np.stack([silent, clean[0], noisy[2]]), 16000, processes=2)
+    broken = metrics.pesq_score(
+        np.stack([clean[0], silent, clean[0]]),
+        np.stack([silent, clean[0], noisy[2]]),
+        16000,
+        processes=2,
+    )
     assert np.isnan(broken.scores[0]) and np.isnan(broken.scores[1])
     assert broken.failures == {"ValueError": 1, "NoUtterancesError": 1}
     assert broken.scores[2] == pytest.approx(result.scores[2], abs=1e-6)
@@ -57,10 +70,14 @@ def test_si_sdr_and_lsd(noisy_set):
     clean, noisy = noisy_set
     np.testing.assert_allclose(metrics.si_sdr(clean, noisy), [-5.0, 0.0, 10.0, 25.0], atol=0.1)
     # Scale invariance.
-    np.testing.assert_allclose(metrics.si_sdr(clean, 3 * noisy), metrics.si_sdr(clean, noisy), atol=1e-6)
+    np.testing.assert_allclose(
+        metrics.si_sdr(clean, 3 * noisy), metrics.si_sdr(clean, noisy), atol=1e-6
+    )
     lsd = metrics.log_spectral_distance(clean, noisy)
     assert np.all(np.diff(lsd) < 0)
-    np.testing.assert_allclose(metrics.log_spectral_distance(clean, 2 * clean), 20 * np.log10(2), atol=1e-3)
+    np.testing.assert_allclose(
+        metrics.log_spectral_distance(clean, 2 * clean), 20 * np.log10(2), atol=1e-3
+    )
 
 
 def test_pesq_metric_in_evaluate_and_validation_callback_in_fit(noisy_set):
@@ -80,8 +97,13 @@ def test_pesq_metric_in_evaluate_and_validation_callback_in_fit(noisy_set):
     assert evaluated["pesq_wb"] == pytest.approx(expected.mean(), abs=1e-4)
 
     metric = metrics.PESQMetric(16000, "wb")
-    metric.update_state(np.stack([clean[0], np.zeros_like(clean[0])]), np.stack([noisy[3], noisy[3]]))
-    assert float(metric.result()) == pytest.approx(expected[3], abs=1e-4) and float(metric.failed) == 1.0
+    metric.update_state(
+        np.stack([clean[0], np.zeros_like(clean[0])]), np.stack([noisy[3], noisy[3]])
+    )
+    assert (
+        float(metric.result()) == pytest.approx(expected[3], abs=1e-4)
+        and float(metric.failed) == 1.0
+    )
     assert np.isnan(float(metrics.PESQMetric().result()))
     rebuilt = metrics.PESQMetric.from_config(metrics.PESQMetric(8000, "nb", name="p").get_config())
     assert (rebuilt.sample_rate, rebuilt.mode, rebuilt.name) == (8000, "nb", "p")
@@ -114,12 +136,16 @@ def test_stoi_and_estoi_match_pystoi_on_whole_files(speech_16k, seconds, monkeyp
         clean, noisy = _long_noisy_pair(speech_16k, seconds, snr, seed)
         for extended in (False, True):
             ours = metrics.stoi(clean, noisy, 16000, extended=extended)[0]
-            assert ours == pytest.approx(pystoi.stoi(clean, noisy, 16000, extended=extended), abs=1e-8)
+            assert ours == pytest.approx(
+                pystoi.stoi(clean, noisy, 16000, extended=extended), abs=1e-8
+            )
     # Blocks of frames and segments are an implementation detail.
     monkeypatch.setattr(metrics, "STOI_BLOCK", 5)
     for extended in (False, True):
         blocked = metrics.stoi(clean, noisy, 16000, extended=extended)[0]
-        assert blocked == pytest.approx(pystoi.stoi(clean, noisy, 16000, extended=extended), abs=1e-8)
+        assert blocked == pytest.approx(
+            pystoi.stoi(clean, noisy, 16000, extended=extended), abs=1e-8
+        )
 
 
 def test_pesq_equals_the_package_on_a_30_second_file(speech_16k):
@@ -127,18 +153,24 @@ def test_pesq_equals_the_package_on_a_30_second_file(speech_16k):
     from scipy.signal import resample_poly
 
     clean, noisy = _long_noisy_pair(speech_16k, 30, 10.0, 3)
-    assert metrics.pesq_score(clean, noisy, 16000, "wb").scores[0] == pesq(16000, clean, noisy, "wb")
+    assert metrics.pesq_score(clean, noisy, 16000, "wb").scores[0] == pesq(
+        16000, clean, noisy, "wb"
+    )
     assert metrics.pesq_score(clean, noisy, 16000, "nb").scores[0] == pesq(
-        8000, resample_poly(clean, 1, 2), resample_poly(noisy, 1, 2), "nb")
+        8000, resample_poly(clean, 1, 2), resample_poly(noisy, 1, 2), "nb"
+    )
     wide_clean, wide_noisy = resample_poly(clean, 3, 1), resample_poly(noisy, 3, 1)
     assert metrics.pesq_score(wide_clean, wide_noisy, 48000, "wb").scores[0] == pesq(
-        16000, resample_poly(wide_clean, 1, 3), resample_poly(wide_noisy, 1, 3), "wb")
+        16000, resample_poly(wide_clean, 1, 3), resample_poly(wide_noisy, 1, 3), "wb"
+    )
 
 
 def test_pesq_workers_survive_a_crashing_job(monkeypatch):
     import os
 
-    monkeypatch.setattr(metrics, "PESQ_WORKER_SCRIPT", os.path.join(os.path.dirname(__file__), "pesq_crash.py"))
+    monkeypatch.setattr(
+        metrics, "PESQ_WORKER_SCRIPT", os.path.join(os.path.dirname(__file__), "pesq_crash.py")
+    )
     clean = np.ones((5, 1600))
     clean[1, 0] = 0.123
     result = metrics.pesq_score(clean, clean, 16000, processes=2)

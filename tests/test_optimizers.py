@@ -55,24 +55,37 @@ def test_configs_build_the_optimizers_they_name():
     built = build_optimizers(training)
     generator = built["generator"]
     assert type(generator) is keras.optimizers.Adam
-    assert (generator.beta_1, generator.beta_2, generator.global_clipnorm) == (0.9, 0.999, training["clip_norm"])
+    assert (generator.beta_1, generator.beta_2, generator.global_clipnorm) == (
+        0.9,
+        0.999,
+        training["clip_norm"],
+    )
     assert rate_at(generator, 10_000) == pytest.approx(training["learning_rate"])
     for name in ("discriminator", "metric_discriminator"):
         assert type(built[name]) is keras.optimizers.Adam
         assert (built[name].beta_1, built[name].beta_2) == (0.8, 0.99)
         assert rate_at(built[name], 0) == pytest.approx(training["discriminator_learning_rate"])
 
-    overrides = ["training.optimizer.name=adamw", "training.optimizer.weight_decay=0.02",
-                 "training.optimizer.beta_1=0.8", "training.lr_schedule.name=exponential",
-                 "training.lr_schedule.decay_rate=0.95", "training.steps_per_epoch=7"]
+    overrides = [
+        "training.optimizer.name=adamw",
+        "training.optimizer.weight_decay=0.02",
+        "training.optimizer.beta_1=0.8",
+        "training.lr_schedule.name=exponential",
+        "training.lr_schedule.decay_rate=0.95",
+        "training.steps_per_epoch=7",
+    ]
     training = load_config("small.yaml", overrides)["training"]
     built = build_optimizers(training)
     assert type(built["generator"]) is keras.optimizers.AdamW
     assert (built["generator"].beta_1, built["generator"].weight_decay) == (0.8, 0.02)
-    for name, learning_rate in (("generator", training["learning_rate"]),
-                                ("metric_discriminator", training["discriminator_learning_rate"])):
+    for name, learning_rate in (
+        ("generator", training["learning_rate"]),
+        ("metric_discriminator", training["discriminator_learning_rate"]),
+    ):
         for step in (0, 6, 7, 30):
-            assert rate_at(built[name], step) == pytest.approx(learning_rate * 0.95 ** (step // 7), rel=1e-6)
+            assert rate_at(built[name], step) == pytest.approx(
+                learning_rate * 0.95 ** (step // 7), rel=1e-6
+            )
 
 
 def test_adamw_with_exponential_decay_steps_as_pytorch():
@@ -88,9 +101,16 @@ def test_adamw_with_exponential_decay_steps_as_pytorch():
     reference = torch.optim.AdamW([weight], lr=5e-4, betas=(0.8, 0.99), eps=1e-8, weight_decay=0.01)
     decay = torch.optim.lr_scheduler.ExponentialLR(reference, gamma=0.5)
     variable = keras.Variable(initial)
-    ours = build_optimizer("adamw", learning_rate_schedule(5e-4, "exponential", steps_per_epoch=steps_per_epoch,
-                                                           decay_rate=0.5),
-                           beta_1=0.8, beta_2=0.99, epsilon=1e-8, weight_decay=0.01)
+    ours = build_optimizer(
+        "adamw",
+        learning_rate_schedule(
+            5e-4, "exponential", steps_per_epoch=steps_per_epoch, decay_rate=0.5
+        ),
+        beta_1=0.8,
+        beta_2=0.99,
+        epsilon=1e-8,
+        weight_decay=0.01,
+    )
     for step, gradient in enumerate(gradients):
         weight.grad = torch.tensor(gradient)
         reference.step()
@@ -100,4 +120,6 @@ def test_adamw_with_exponential_decay_steps_as_pytorch():
     moved = weight.detach().numpy() - initial
     assert np.min(np.abs(moved)) > 1e-4
     # Keras puts Adam's epsilon outside the bias correction: a difference of order 1e-8 here.
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(variable) - initial, moved, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(variable) - initial, moved, rtol=1e-4, atol=1e-7
+    )

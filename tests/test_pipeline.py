@@ -38,7 +38,9 @@ def test_pairs_are_shaped_finite_aligned_and_damaged(clips):
         assert np.max(np.abs(clean.numpy())) <= 0.99 + 1e-6
         # Paired and aligned: damaged signals still correlate with their clean ones sample
         # for sample (all but an example that drew reverb, babble and phase damage at once).
-        correlations = [abs(np.corrcoef(d, c)[0, 1]) for d, c in zip(damaged.numpy(), clean.numpy())]
+        correlations = [
+            abs(np.corrcoef(d, c)[0, 1]) for d, c in zip(damaged.numpy(), clean.numpy())
+        ]
         assert np.median(correlations) > 0.5
         assert np.all(np.max(np.abs(damaged.numpy() - clean.numpy()), axis=1) > 1e-4)
         applied = np.stack([v["applied"].numpy() for v in record.values()], axis=1)
@@ -46,9 +48,24 @@ def test_pairs_are_shaped_finite_aligned_and_damaged(clips):
 
 
 def test_crops_come_from_the_source_and_seed_is_reproducible(clips):
-    first = [c.numpy() for _, c in make_dataset(clips, batch_size=4, segment_seconds=1.0, seed=5, level_db=None, damage="none")]
-    again = [c.numpy() for _, c in make_dataset(clips, batch_size=4, segment_seconds=1.0, seed=5, level_db=None, damage="none")]
-    other = [c.numpy() for _, c in make_dataset(clips, batch_size=4, segment_seconds=1.0, seed=6, level_db=None, damage="none")]
+    first = [
+        c.numpy()
+        for _, c in make_dataset(
+            clips, batch_size=4, segment_seconds=1.0, seed=5, level_db=None, damage="none"
+        )
+    ]
+    again = [
+        c.numpy()
+        for _, c in make_dataset(
+            clips, batch_size=4, segment_seconds=1.0, seed=5, level_db=None, damage="none"
+        )
+    ]
+    other = [
+        c.numpy()
+        for _, c in make_dataset(
+            clips, batch_size=4, segment_seconds=1.0, seed=6, level_db=None, damage="none"
+        )
+    ]
     np.testing.assert_array_equal(np.concatenate(first), np.concatenate(again))
     assert not np.array_equal(np.concatenate(first), np.concatenate(other))
     for segment in np.concatenate(first):
@@ -62,7 +79,13 @@ def test_crops_come_from_the_source_and_seed_is_reproducible(clips):
 
 def test_spectrogram_output_and_unknown_options(clips):
     cfg = spectral.STFTConfig(400, 100, 512)
-    damaged, clean = next(iter(make_dataset(clips, batch_size=2, segment_seconds=1.0, output="spectrogram", stft_config=cfg)))
+    damaged, clean = next(
+        iter(
+            make_dataset(
+                clips, batch_size=2, segment_seconds=1.0, output="spectrogram", stft_config=cfg
+            )
+        )
+    )
     assert damaged.shape == clean.shape == (2, 161, 257, 2)
     with pytest.raises(ValueError, match="output"):
         make_dataset(clips, output="mel")
@@ -85,7 +108,9 @@ def test_folder_with_corrupt_files_is_read_with_them_skipped_and_counted(tmp_pat
     sf.write(tmp_path / "nan.wav", good, 16000, subtype="FLOAT")
     (tmp_path / "notes.txt").write_text("not audio")
     stats = ReadStats()
-    batches = list(make_dataset(tmp_path, batch_size=2, segment_seconds=1.0, stats=stats, shuffle=False))
+    batches = list(
+        make_dataset(tmp_path, batch_size=2, segment_seconds=1.0, stats=stats, shuffle=False)
+    )
     assert len(batches) == 3
     assert stats.files_read == 6 and stats.files_skipped == 3
     reasons = dict(stats.skipped)
@@ -110,7 +135,18 @@ def test_damage_modes_and_tf_dataset_sources(clips):
     damaged, clean = next(iter(make_dataset(pcm, batch_size=2, segment_seconds=1.0)))
     assert damaged.shape == (2, 16000)
     short = [np.ones(3000, np.float32) * 0.1, np.ones(5000, np.float32) * 0.2]
-    _, padded = next(iter(make_dataset(short, batch_size=2, segment_seconds=0.5, shuffle=False, level_db=None, damage="none")))
+    _, padded = next(
+        iter(
+            make_dataset(
+                short,
+                batch_size=2,
+                segment_seconds=0.5,
+                shuffle=False,
+                level_db=None,
+                damage="none",
+            )
+        )
+    )
     assert padded.shape == (2, 8000)
     assert np.all(padded.numpy()[0, 3000:] == 0)
 
@@ -123,16 +159,22 @@ def test_crop_and_level_helpers():
     level = levels.normalise_level(tf.constant(quiet), -20.0, peak=1.0, xp=tf.experimental.numpy)
     assert abs(10 * np.log10(np.mean(level.numpy() ** 2)) + 20.0) < 0.01
     # The tf.data binding of the level rules is the numpy one, sample for sample.
-    np.testing.assert_allclose(level.numpy(), levels.normalise_level(quiet, -20.0, peak=1.0), rtol=1e-6)
+    np.testing.assert_allclose(
+        level.numpy(), levels.normalise_level(quiet, -20.0, peak=1.0), rtol=1e-6
+    )
 
 
 def test_artifact_layer_damages_only_in_training(clips):
-    layer = ArtifactLayer(chain_config=ArtifactChain([("noise", 1.0, (10.0, 10.0))]).get_config(), seed=3)
+    layer = ArtifactLayer(
+        chain_config=ArtifactChain([("noise", 1.0, (10.0, 10.0))]).get_config(), seed=3
+    )
     batch = tf.constant(clips[:2, :16000])
     np.testing.assert_array_equal(layer(batch, training=False).numpy(), batch.numpy())
     first = layer(batch, training=True).numpy()
     second = layer(batch, training=True).numpy()
-    snr = 10 * np.log10(np.mean(batch.numpy() ** 2, axis=1) / np.mean((first - batch.numpy()) ** 2, axis=1))
+    snr = 10 * np.log10(
+        np.mean(batch.numpy() ** 2, axis=1) / np.mean((first - batch.numpy()) ** 2, axis=1)
+    )
     np.testing.assert_allclose(snr, 10.0, atol=0.5)
     assert not np.array_equal(first, second)
     rebuilt = ArtifactLayer.from_config(layer.get_config())
@@ -150,25 +192,36 @@ def test_clean_and_mild_examples_in_tf_data(clips):
     seed: same crops, same links) weakened by the recorded ``r`` dB; the other examples
     are damaged as without fractions."""
     # No babble: it mixes in the batch's other examples, which the undamaged ones change.
-    links = [("noise", 0.8, (0.0, 20.0)), ("hard_clip", 0.3, (0.1, 0.6)), ("bit_depth", 0.2, (4.0, 8.0))]
+    links = [
+        ("noise", 0.8, (0.0, 20.0)),
+        ("hard_clip", 0.3, (0.1, 0.6)),
+        ("bit_depth", 0.2, (4.0, 8.0)),
+    ]
     fractions = ArtifactChain(links, clean_fraction=0.3, mild_fraction=0.2)
     options = dict(batch_size=40, segment_seconds=0.25, seed=3, repeat=True, return_record=True)
     damaged, clean, plain, undamaged, mild, reduction = ([] for _ in range(6))
     for (noisy, target, record), (full, _, _) in zip(
-            make_dataset(clips, chain=fractions, **options).take(10), make_dataset(clips, chain=ArtifactChain(links), **options)):
+        make_dataset(clips, chain=fractions, **options).take(10),
+        make_dataset(clips, chain=ArtifactChain(links), **options),
+    ):
         damaged.append(noisy.numpy())
         clean.append(target.numpy())
         plain.append(full.numpy())
         undamaged.append(record["undamaged"]["applied"].numpy())
         mild.append(record["mild"]["applied"].numpy())
         reduction.append(record["mild"]["strength"].numpy())
-    damaged, clean, plain, undamaged, mild, reduction = map(np.concatenate, (damaged, clean, plain, undamaged, mild, reduction))
+    damaged, clean, plain, undamaged, mild, reduction = map(
+        np.concatenate, (damaged, clean, plain, undamaged, mild, reduction)
+    )
     count = len(damaged)
     equal = np.all(damaged == clean, axis=1)
     np.testing.assert_array_equal(equal, undamaged)
     assert abs(equal.sum() - 0.3 * count) <= binomial_tolerance(count, 0.3)
     assert abs(mild.sum() - 0.2 * count) <= binomial_tolerance(count, 0.2)
-    weaker = 10 * np.log10(np.sum((plain[mild] - clean[mild]) ** 2, axis=1) / np.sum((damaged[mild] - clean[mild]) ** 2, axis=1))
+    weaker = 10 * np.log10(
+        np.sum((plain[mild] - clean[mild]) ** 2, axis=1)
+        / np.sum((damaged[mild] - clean[mild]) ** 2, axis=1)
+    )
     np.testing.assert_allclose(weaker, reduction[mild], atol=0.01)
     full = ~equal & ~mild
     np.testing.assert_array_equal(damaged[full], plain[full])
@@ -181,7 +234,17 @@ def test_tfds_synthetic_speech_source(tmp_path):
     if shutil.which("espeak-ng") is None or shutil.which("flite") is None:
         pytest.skip("espeak-ng and flite are needed (tests/run_tests.sh installs them)")
     import tfds_builders  # noqa: F401 - registers the project's builders
-    batches = list(make_dataset("tfds:synthetic_speech/tiny", split="test", data_dir=str(tmp_path), batch_size=2, segment_seconds=1.0, shuffle=False))
+
+    batches = list(
+        make_dataset(
+            "tfds:synthetic_speech/tiny",
+            split="test",
+            data_dir=str(tmp_path),
+            batch_size=2,
+            segment_seconds=1.0,
+            shuffle=False,
+        )
+    )
     assert len(batches) == 3
     for damaged, clean in batches:
         assert damaged.shape == clean.shape == (2, 16000)
@@ -202,24 +265,32 @@ def test_recorded_folder_pairs_are_aligned_crops_without_synthetic_damage(speech
     assert set(names) == set(RATES)
     chain = ArtifactChain([("noise", 1.0, (10.0, 10.0))])
     recorded = make_dataset(speech_pairs, **options)
-    on_top = make_dataset(speech_pairs, chain=chain, damage_pairs=True, return_record=True, **options)
+    on_top = make_dataset(
+        speech_pairs, chain=chain, damage_pairs=True, return_record=True, **options
+    )
     for (plain, clean), (damaged, same_clean, record) in zip(recorded.take(2), on_top.take(2)):
         np.testing.assert_array_equal(clean.numpy(), same_clean.numpy())
         assert record["noise"]["applied"].numpy().all()
         noise = damaged.numpy().astype(np.float64) - plain.numpy()
-        snr = 10 * np.log10(np.mean(plain.numpy().astype(np.float64) ** 2, axis=1) / np.mean(noise**2, axis=1))
+        snr = 10 * np.log10(
+            np.mean(plain.numpy().astype(np.float64) ** 2, axis=1) / np.mean(noise**2, axis=1)
+        )
         np.testing.assert_allclose(snr, 10.0, atol=0.5)
     spectrograms = make_dataset(speech_pairs, output="spectrogram", **options)
-    (damaged_spectrum, _), = spectrograms.take(1)
-    (damaged_wave, _), = make_dataset(speech_pairs, **options).take(1)
-    np.testing.assert_allclose(damaged_spectrum.numpy(), spectral.stack_complex(*spectral.stft(damaged_wave)).numpy())
+    ((damaged_spectrum, _),) = spectrograms.take(1)
+    ((damaged_wave, _),) = make_dataset(speech_pairs, **options).take(1)
+    np.testing.assert_allclose(
+        damaged_spectrum.numpy(), spectral.stack_complex(*spectral.stft(damaged_wave)).numpy()
+    )
 
 
 def test_pair_problems_are_counted_once_by_name_in_tf_data(tmp_path, speech_16k, caplog):
     folders, skips = write_problem_pairs(str(tmp_path), speech_16k)
     stats = ReadStats()
     with caplog.at_level("WARNING", logger="spectral_restore.data.files"):
-        dataset = make_dataset(folders, batch_size=1, segment_seconds=0.5, stats=stats, shuffle=False, repeat=True)
+        dataset = make_dataset(
+            folders, batch_size=1, segment_seconds=0.5, stats=stats, shuffle=False, repeat=True
+        )
         summaries = [record.getMessage() for record in caplog.records]
     assert len(summaries) == 1 and "orphan.wav (no clean partner)" in summaries[0]
     batches = list(dataset.take(12))  # three passes over the four readable pairs
@@ -231,7 +302,9 @@ def test_tfds_voicebank_demand_yields_its_noisy_side_resampled(tmp_path):
     """``tfds:voicebank_demand/48k`` (the builder's dummy archives) read at 16 kHz:
     the recorded noisy/clean pairs of the prepared dataset, resampled, aligned, in
     both data paths; ``manual_dir`` is where the archives are."""
-    tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is in the test extras")
+    tfds = pytest.importorskip(
+        "tensorflow_datasets", reason="tensorflow-datasets is in the test extras"
+    )
     import scipy.signal
 
     import tfds_builders  # noqa: F401 - registers the project's builders
@@ -240,13 +313,27 @@ def test_tfds_voicebank_demand_yields_its_noisy_side_resampled(tmp_path):
     )
 
     source, data_dir = "tfds:voicebank_demand/48k", str(tmp_path)
-    options = dict(segment_seconds=0.1, batch_size=2, split="test", data_dir=data_dir,
-                   manual_dir=str(VoicebankDemandTest.dummy_data), shuffle=False, repeat=True)
+    options = dict(
+        segment_seconds=0.1,
+        batch_size=2,
+        split="test",
+        data_dir=data_dir,
+        manual_dir=str(VoicebankDemandTest.dummy_data),
+        shuffle=False,
+        repeat=True,
+    )
     batches = list(make_dataset(source, **options).take(3))
-    assert is_pair_source(source, data_dir) and not is_pair_source("tfds:synthetic_speech", data_dir)
+    assert is_pair_source(source, data_dir) and not is_pair_source(
+        "tfds:synthetic_speech", data_dir
+    )
     examples = tfds.as_numpy(tfds.load("voicebank_demand/48k", split="test", data_dir=data_dir))
-    expected = {example["id"].decode(): tuple(scipy.signal.resample_poly(example[field] / 32768.0, 1, 3)
-                                              for field in ("noisy", "audio")) for example in examples}
+    expected = {
+        example["id"].decode(): tuple(
+            scipy.signal.resample_poly(example[field] / 32768.0, 1, 3)
+            for field in ("noisy", "audio")
+        )
+        for example in examples
+    }
     assert len(expected) == 2
     for damaged, clean in batches:
         assert damaged.shape == (2, 1600)
@@ -255,8 +342,12 @@ def test_tfds_voicebank_demand_yields_its_noisy_side_resampled(tmp_path):
         assert_aligned_crops(*AudioDataset(source, **options)[index], expected)
 
 
-def test_tfds_audio_folder_pairs_counts_clean_files_without_damaged_side(tmp_path, speech_pairs, speech_16k):
-    tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is in the test extras")
+def test_tfds_audio_folder_pairs_counts_clean_files_without_damaged_side(
+    tmp_path, speech_pairs, speech_16k
+):
+    tfds = pytest.importorskip(
+        "tensorflow_datasets", reason="tensorflow-datasets is in the test extras"
+    )
     import os
     import shutil
 
@@ -266,12 +357,22 @@ def test_tfds_audio_folder_pairs_counts_clean_files_without_damaged_side(tmp_pat
     shutil.copytree(os.path.dirname(speech_pairs["clean"]), manual)
     sf.write(manual / "clean" / "alone.wav", speech_16k, 16000)
     source, data_dir = "tfds:audio_folder_pairs", str(tmp_path / "data")
-    options = dict(segment_seconds=0.5, batch_size=3, data_dir=data_dir, manual_dir=str(manual), seed=5, repeat=True)
+    options = dict(
+        segment_seconds=0.5,
+        batch_size=3,
+        data_dir=data_dir,
+        manual_dir=str(manual),
+        seed=5,
+        repeat=True,
+    )
     stats = ReadStats()
     batches = list(make_dataset(source, stats=stats, shuffle_buffer=3, **options).take(3))
     examples = tfds.as_numpy(tfds.load("audio_folder_pairs", split="train", data_dir=data_dir))
-    expected = {example["path"].decode(): (example["damaged"] / 32768.0, example["audio"] / 32768.0)
-                for example in examples if example["has_damaged"]}
+    expected = {
+        example["path"].decode(): (example["damaged"] / 32768.0, example["audio"] / 32768.0)
+        for example in examples
+        if example["has_damaged"]
+    }
     assert sorted(expected) == ["clipping.wav", "noise.wav", os.path.join("sub", "lowpass.wav")]
     names = []
     for damaged, clean in batches:

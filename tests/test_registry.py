@@ -30,7 +30,8 @@ def test_every_architecture_keeps_the_contract_of_a_spectral_model(architecture)
     config = model.get_config()
     assert names[0] <= set(config)
     assert {name: config[name] for name in names[0]} == {
-        name: list(value) if isinstance(value, tuple) else value for name, value in cls.PRESETS["small"].items()
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in cls.PRESETS["small"].items()
     }
     x = np.random.default_rng(0).normal(0.0, 0.1, (2, 3001)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(model(x)), x, atol=1e-3)  # both start as the identity
@@ -46,9 +47,14 @@ def test_overrides_reach_the_model():
 
 
 def test_unknown_names_are_value_errors_listing_the_known_ones():
-    with pytest.raises(ValueError, match=r"Unknown `architecture` 'transformer'; known: \['conformer', 'crn'\]"):
+    with pytest.raises(
+        ValueError, match=r"Unknown `architecture` 'transformer'; known: \['conformer', 'crn'\]"
+    ):
         build_model("transformer", "small")
-    with pytest.raises(ValueError, match=r"Unknown `preset` 'huge' for architecture 'conformer'; known: \['base', 'small'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown `preset` 'huge' for architecture 'conformer'; known: \['base', 'small'\]",
+    ):
         build_model("conformer", "huge")
     with pytest.raises(ValueError, match="architecture"):
         presets("rnn")
@@ -86,13 +92,26 @@ def test_a_saved_conformer_loads_in_a_fresh_process_through_the_export_loader(tm
     model = build_model("conformer", "small")
     rng = np.random.default_rng(5)
     for variable in model.trainable_variables:
-        variable.assign(np.asarray(variable) + rng.normal(0.0, 0.05, variable.shape).astype(np.float32))
+        variable.assign(
+            np.asarray(variable) + rng.normal(0.0, 0.05, variable.shape).astype(np.float32)
+        )
     model.save(tmp_path / "model.keras")
     x = rng.normal(0.0, 0.1, (1, 4000)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     result = subprocess.run(
-        [sys.executable, "-c", LOAD_SCRIPT, str(tmp_path / "model.keras"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
-        capture_output=True, text=True, env=dict(os.environ), timeout=600, check=False,
+        [
+            sys.executable,
+            "-c",
+            LOAD_SCRIPT,
+            str(tmp_path / "model.keras"),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "y.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "MagnitudePhaseConformer"

@@ -63,7 +63,11 @@ def test_presets_and_parameter_counts():
     # decoder 9232+32, 2312+16, 1160+16; heads 9 + 18.
     assert expected_parameters((8, 16, 32), (3, 3), 128, 1, False) == 381_307
     assert small.count_params() == 381_307  # README: "381 k"
-    assert base.count_params() == expected_parameters((32, 64, 96, 128), (3, 5), 256, 2, True) == 4_502_883  # "4.5 M"
+    assert (
+        base.count_params()
+        == expected_parameters((32, 64, 96, 128), (3, 5), 256, 2, True)
+        == 4_502_883
+    )  # "4.5 M"
     summary = []
     small.summary(print_fn=lambda line, **kwargs: summary.append(line))
     assert "Total params: 381,307" in "\n".join(summary)
@@ -77,14 +81,18 @@ def test_presets_and_parameter_counts():
 
 def test_fit_logs_terms_and_save_load_round_trip(tmp_path):
     rng = np.random.default_rng(0)
-    clean = (0.1 * np.sin(np.arange(8000) / 5.0)[None] * rng.uniform(0.5, 1.5, (8, 1))).astype(np.float32)
+    clean = (0.1 * np.sin(np.arange(8000) / 5.0)[None] * rng.uniform(0.5, 1.5, (8, 1))).astype(
+        np.float32
+    )
     noisy = (clean + 0.03 * rng.standard_normal(clean.shape)).astype(np.float32)
     model = SpectralRestorer("small")
     loss = CombinedLoss({"recon/mse": (SpectrogramMSE(compress_exponent=0.3), 0.9), "time/l1": 0.2})
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
     history = model.fit(noisy, clean, epochs=3, batch_size=4, verbose=0)
     assert set(history.history) == {"loss", "recon/mse", "time/l1"}
-    expected = 0.9 * np.array(history.history["recon/mse"]) + 0.2 * np.array(history.history["time/l1"])
+    expected = 0.9 * np.array(history.history["recon/mse"]) + 0.2 * np.array(
+        history.history["time/l1"]
+    )
     np.testing.assert_allclose(history.history["loss"], expected, rtol=1e-4)
     assert history.history["loss"][-1] < history.history["loss"][0]
     path = tmp_path / "restorer.keras"
@@ -94,7 +102,9 @@ def test_fit_logs_terms_and_save_load_round_trip(tmp_path):
     assert isinstance(loaded.loss, CombinedLoss)
     assert int(loaded.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy()) == 6
     again = loaded.evaluate(noisy, clean, batch_size=4, verbose=0, return_dict=True)
-    assert again["loss"] == pytest.approx(model.evaluate(noisy, clean, batch_size=4, verbose=0, return_dict=True)["loss"], rel=1e-5)
+    assert again["loss"] == pytest.approx(
+        model.evaluate(noisy, clean, batch_size=4, verbose=0, return_dict=True)["loss"], rel=1e-5
+    )
 
 
 def test_input_damage_applies_in_training_only():
@@ -122,8 +132,12 @@ def test_weights_saved_with_keras_transposed_convolutions_load(tmp_path):
             super().__init__(**kwargs)
             names = [(layer.name, layer.filters) for layer in self.decoder]
             del self.decoder
-            self.decoder = [keras.layers.Conv2DTranspose(filters, self.kernel, strides=(1, 2), padding="same", name=name)
-                            for name, filters in names]
+            self.decoder = [
+                keras.layers.Conv2DTranspose(
+                    filters, self.kernel, strides=(1, 2), padding="same", name=name
+                )
+                for name, filters in names
+            ]
 
     old = KerasDecoderRestorer(preset="small")
     x = (0.1 * np.random.default_rng(3).standard_normal((2, 8000))).astype(np.float32)
@@ -136,12 +150,14 @@ def test_weights_saved_with_keras_transposed_convolutions_load(tmp_path):
     old.save_weights(path)
     new = build_restorer("small")
     new.load_weights(path)
+
     def by_path(model):  # inside the model, whatever its name
         return {v.path.split("/", 1)[1]: v.numpy() for v in model.weights}
 
     mine, theirs = by_path(new), by_path(old)
-    assert sorted((path, value.shape) for path, value in mine.items()) == \
-        sorted((path, value.shape) for path, value in theirs.items())
+    assert sorted((path, value.shape) for path, value in mine.items()) == sorted(
+        (path, value.shape) for path, value in theirs.items()
+    )
     for path, value in theirs.items():
         np.testing.assert_array_equal(mine[path], value)
     np.testing.assert_allclose(np.asarray(new(x)), np.asarray(old(x)), atol=1e-5)

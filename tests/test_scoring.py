@@ -20,33 +20,51 @@ def pairs(speech_16k):
     clean = speech_16k.astype(np.float64)
     noisy = clean + 0.03 * rng.standard_normal(len(clean))
     quieter = 0.5 * clean[:-160]
-    return ([clean, clean, np.zeros(16000), clean[:3000]],
-            [noisy, quieter, noisy[:16000], noisy[:3000]],
-            ["noisy", "quieter", "silent_reference", "too_short"])
+    return (
+        [clean, clean, np.zeros(16000), clean[:3000]],
+        [noisy, quieter, noisy[:16000], noisy[:3000]],
+        ["noisy", "quieter", "silent_reference", "too_short"],
+    )
 
 
 def test_score_pairs_equals_the_references_and_counts_failures(pairs):
     from pesq import pesq
+
     pystoi = pytest.importorskip("pystoi", reason="pystoi is in the test extras")
 
     clean, estimates, names = pairs
-    result = scoring.score_pairs(clean, estimates, 16000, metrics=NO_DNSMOS + ["segsnr"], names=names,
-                                 processes=2, progress=False)
+    result = scoring.score_pairs(
+        clean,
+        estimates,
+        16000,
+        metrics=NO_DNSMOS + ["segsnr"],
+        names=names,
+        processes=2,
+        progress=False,
+    )
     noisy, quieter = result.files[0], result.files[1]
     assert noisy["pesq_wb"] == pesq(16000, clean[0], estimates[0], "wb")
     assert noisy["stoi"] == pytest.approx(pystoi.stoi(clean[0], estimates[0], 16000), abs=1e-8)
-    assert noisy["estoi"] == pytest.approx(pystoi.stoi(clean[0], estimates[0], 16000, extended=True), abs=1e-8)
+    assert noisy["estoi"] == pytest.approx(
+        pystoi.stoi(clean[0], estimates[0], 16000, extended=True), abs=1e-8
+    )
     expected = composite(clean[0], estimates[0], 16000)
     assert all(noisy[m] == expected[m] for m in ("csig", "cbak", "covl", "segsnr"))
     assert noisy["si_sdr"] == metrics.si_sdr(clean[0], estimates[0])[0]
     # Sides of different length are scored on the shorter one, and the cut counted.
     assert (quieter["samples"], quieter["trimmed"]) == (len(clean[1]) - 160, 160)
-    assert quieter["pesq_nb"] == metrics.pesq_score(clean[1][:-160], estimates[1], 16000, "nb").scores[0]
+    assert (
+        quieter["pesq_nb"]
+        == metrics.pesq_score(clean[1][:-160], estimates[1], 16000, "nb").scores[0]
+    )
     assert quieter["segsnr"] == pytest.approx(20 * np.log10(2), abs=1e-9)
     # Nothing is dropped: failures are NaN, left out of the means and counted by reason.
     assert [row["name"] for row in result.files] == names
     assert result.failures["pesq_wb"] == {"NoUtterancesError": 1, "BufferTooShortError": 1}
-    assert result.failures["csig"] == {"pesq_wb: NoUtterancesError": 1, "pesq_wb: BufferTooShortError": 1}
+    assert result.failures["csig"] == {
+        "pesq_wb: NoUtterancesError": 1,
+        "pesq_wb: BufferTooShortError": 1,
+    }
     assert result.failures["stoi"] == {"fewer than 30 STOI frames of speech": 1}
     assert result.counts()["pesq_wb"] == 2 and result.counts()["si_sdr"] == 4
     assert result.means()["pesq_wb"] == pytest.approx((noisy["pesq_wb"] + quieter["pesq_wb"]) / 2)
@@ -58,8 +76,13 @@ def test_other_rates_and_metric_selection(pairs):
     from scipy.signal import resample_poly
 
     clean, estimates, _ = pairs
-    wide = [resample_poly(x, 3, 1) for x in clean[:1]], [resample_poly(x, 3, 1) for x in estimates[:1]]
-    result = scoring.score_pairs(*wide, 48000, metrics=["csig", "pesq_wb"], processes=1, progress=False)
+    wide = (
+        [resample_poly(x, 3, 1) for x in clean[:1]],
+        [resample_poly(x, 3, 1) for x in estimates[:1]],
+    )
+    result = scoring.score_pairs(
+        *wide, 48000, metrics=["csig", "pesq_wb"], processes=1, progress=False
+    )
     assert result.metrics == ("csig", "pesq_wb")
     assert set(result.files[0]) == {"name", "samples", "trimmed", "csig", "pesq_wb"}
     assert result.files[0]["csig"] == composite(wide[0][0], wide[1][0], 48000)["csig"]
@@ -86,29 +109,49 @@ def test_conditions_of_one_stream_are_scored_as_separately(pairs, monkeypatch, l
         monkeypatch.setattr(scoring._metrics, "PESQ_IN_PROCESS_SECONDS", long_from_seconds)
     clean, estimates, names = pairs
     quieter = [0.5 * c for c in clean]
-    items = ((name, c, {"noisy": e, "quieter": q}) for name, c, e, q in zip(names, clean, estimates, quieter))
+    items = (
+        (name, c, {"noisy": e, "quieter": q})
+        for name, c, e, q in zip(names, clean, estimates, quieter)
+    )
     wanted = ["pesq_wb", "stoi", "si_sdr"]
-    result = scoring.score_conditions(items, 16000, ("noisy", "quieter"), metrics=wanted, processes=1, progress=False)
+    result = scoring.score_conditions(
+        items, 16000, ("noisy", "quieter"), metrics=wanted, processes=1, progress=False
+    )
     for condition, sides in (("noisy", estimates), ("quieter", quieter)):
         rows = result[condition].files
         assert [row["name"] for row in rows] == names
         for row, c, e in zip(rows[:2], clean, sides):
             length = min(len(c), len(e))
-            assert row["pesq_wb"] == pesq(16000, c[:length], e[:length], "wb"), (condition, row["name"])
+            assert row["pesq_wb"] == pesq(16000, c[:length], e[:length], "wb"), (
+                condition,
+                row["name"],
+            )
             assert row["si_sdr"] == metrics.si_sdr(c[:length], e[:length])[0]
-        assert result[condition].failures["pesq_wb"] == {"NoUtterancesError": 1, "BufferTooShortError": 1}
+        assert result[condition].failures["pesq_wb"] == {
+            "NoUtterancesError": 1,
+            "BufferTooShortError": 1,
+        }
     with pytest.raises(ValueError, match=r"expected \['noisy', 'quieter'\]"):
-        scoring.score_conditions([("x", clean[0], {"noisy": estimates[0]})], 16000, ("noisy", "quieter"),
-                                 metrics=wanted, processes=1, progress=False)
+        scoring.score_conditions(
+            [("x", clean[0], {"noisy": estimates[0]})],
+            16000,
+            ("noisy", "quieter"),
+            metrics=wanted,
+            processes=1,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="distinct"):
         scoring.score_conditions([], 16000, ("a", "a"))
 
 
 def test_dnsmos_is_skipped_with_its_reason_when_absent(pairs, monkeypatch):
     clean, estimates, _ = pairs
-    monkeypatch.setattr(scoring._dnsmos, "dnsmos_unavailable_reason", lambda: "speechmos is not installed")
-    result = scoring.score_pairs(clean[:1], estimates[:1], 16000, metrics=["si_sdr", "dnsmos_ovrl"],
-                                 progress=False)
+    monkeypatch.setattr(
+        scoring._dnsmos, "dnsmos_unavailable_reason", lambda: "speechmos is not installed"
+    )
+    result = scoring.score_pairs(
+        clean[:1], estimates[:1], 16000, metrics=["si_sdr", "dnsmos_ovrl"], progress=False
+    )
     assert result.metrics == ("si_sdr",)
     assert result.skipped == {"dnsmos_ovrl": "speechmos is not installed"}
 
@@ -122,7 +165,9 @@ def test_dnsmos_equals_speechmos(pairs):
     from speechmos import dnsmos as speechmos_dnsmos
 
     clean, estimates, _ = pairs
-    result = scoring.score_pairs(clean[:1], estimates[:1], 16000, metrics=list(scoring.METRICS[-3:]), progress=False)
+    result = scoring.score_pairs(
+        clean[:1], estimates[:1], 16000, metrics=list(scoring.METRICS[-3:]), progress=False
+    )
     expected = speechmos_dnsmos.run(np.clip(estimates[0], -1, 1).astype(np.float32), 16000)
     assert result.files[0]["dnsmos_sig"] == pytest.approx(expected["sig_mos"], abs=1e-9)
     assert result.files[0]["dnsmos_ovrl"] == pytest.approx(expected["ovrl_mos"], abs=1e-9)
@@ -130,7 +175,9 @@ def test_dnsmos_equals_speechmos(pairs):
 
 
 @pytest.mark.large
-@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads memory use from Linux's /proc")
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/status"), reason="reads memory use from Linux's /proc"
+)
 def test_ten_minute_utterance_stays_within_3_gb(tmp_path):
     """Every metric but DNSMOS on one 10-minute pair, in a fresh process: the resident
     memory of that process and its PESQ workers together, sampled every 50 ms, stays
@@ -191,9 +238,16 @@ def test_ten_minute_utterance_stays_within_3_gb(tmp_path):
     path = tmp_path / "ten_minutes.py"
     path.write_text(script)
     tests = os.path.dirname(os.path.abspath(__file__))
-    done = subprocess.run([sys.executable, str(path), tests], capture_output=True, text=True, check=False,
-                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                              [os.path.dirname(tests), os.environ.get("PYTHONPATH", "")])))
+    done = subprocess.run(
+        [sys.executable, str(path), tests],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join([os.path.dirname(tests), os.environ.get("PYTHONPATH", "")]),
+        ),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     peak = report["peak"]
@@ -204,4 +258,6 @@ def test_ten_minute_utterance_stays_within_3_gb(tmp_path):
     assert 0.5 < row["stoi"] < 1 and row["si_sdr"] == pytest.approx(20.0, abs=0.5)
     # PESQ of this pair crashes the pesq package (then counted) or gives a score.
     for metric in ("pesq_wb", "pesq_nb", "csig"):
-        assert (row[metric] is None and sum(failures[metric].values()) == 1) or 1 <= row[metric] <= 5, metric
+        assert (row[metric] is None and sum(failures[metric].values()) == 1) or 1 <= row[
+            metric
+        ] <= 5, metric

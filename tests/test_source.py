@@ -96,13 +96,19 @@ def test_silent_crops_are_dropped():
 
 def test_levels_follow_the_numpy_formula():
     clips = _bursts(2, count=6)
-    clips.append((np.arange(RATE) % 400 == 0).astype(np.float32) * 0.5)  # clicks: the peak limit acts
+    clips.append(
+        (np.arange(RATE) % 400 == 0).astype(np.float32) * 0.5
+    )  # clicks: the peak limit acts
     raw = AudioDataset(clips, **_options(repeat=True))
     levelled = AudioDataset(clips, **_options(repeat=True, level_db=-20.0))
     for index in range(4):
         crops, result = raw[index][1].astype(np.float64), levelled[index][1]
         gain = 10 ** (-20.0 / 20) / np.sqrt(np.mean(crops**2, axis=1, keepdims=True) + 1e-12)
-        expected = crops * gain * np.minimum(1.0, 0.99 / np.max(np.abs(crops * gain), axis=1, keepdims=True))
+        expected = (
+            crops
+            * gain
+            * np.minimum(1.0, 0.99 / np.max(np.abs(crops * gain), axis=1, keepdims=True))
+        )
         np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-7)
         assert np.max(np.abs(result)) <= 0.99 + 1e-6
     peaky = AudioDataset([clips[-1]], **_options(repeat=True, level_db=-20.0, batch_size=1))[0][1]
@@ -137,7 +143,9 @@ def test_finite_epochs_reshuffle_and_keras_iterates_with_workers():
     # keras's own adapter, with its worker threads, yields the batches in order.
     from keras.src.trainers.data_adapters import get_data_adapter
 
-    adapter = get_data_adapter(AudioDataset(clips, **_options(repeat=True, workers=2)), shuffle=False)
+    adapter = get_data_adapter(
+        AudioDataset(clips, **_options(repeat=True, workers=2)), shuffle=False
+    )
     adapter.on_epoch_begin()
     iterator = adapter.get_numpy_iterator()
     fetched = [next(iterator) for _ in range(3)]
@@ -176,23 +184,36 @@ def test_folder_npz_and_array_sources_give_the_same_batches(tmp_path):
     for split, clips in (("train", train), ("test", test)):
         (tmp_path / "folder" / split).mkdir(parents=True)
         for index, clip in enumerate(clips):
-            sf.write(tmp_path / "folder" / split / f"{index:02d}.wav", _pcm16(clip), RATE, subtype="PCM_16")
+            sf.write(
+                tmp_path / "folder" / split / f"{index:02d}.wav",
+                _pcm16(clip),
+                RATE,
+                subtype="PCM_16",
+            )
     save_npz(tmp_path / "speech.npz", RATE, train=train, test=test)
     for split, clips in (("train", train), ("test", test)):
         options = _options(split=split, level_db=-25.0)
         from_array = AudioDataset(clips, **options)[0][1]
-        from_list = AudioDataset(np.stack([c[:RATE // 2] for c in clips]), **options)[0][1]
+        from_list = AudioDataset(np.stack([c[: RATE // 2] for c in clips]), **options)[0][1]
         assert from_list.shape == from_array.shape
-        np.testing.assert_array_equal(AudioDataset(tmp_path / "folder", **options)[0][1], from_array)
-        np.testing.assert_array_equal(AudioDataset(str(tmp_path / "speech.npz"), **options)[0][1], from_array)
+        np.testing.assert_array_equal(
+            AudioDataset(tmp_path / "folder", **options)[0][1], from_array
+        )
+        np.testing.assert_array_equal(
+            AudioDataset(str(tmp_path / "speech.npz"), **options)[0][1], from_array
+        )
     for clip, loaded in zip(test, load_npz(tmp_path / "speech.npz", "test", RATE)):
         np.testing.assert_array_equal(clip, loaded)
-    pcm = np.stack([_pcm16(c[:RATE // 2]) for c in train])
+    pcm = np.stack([_pcm16(c[: RATE // 2]) for c in train])
     np.savez(tmp_path / "matrix.npz", train=pcm)
-    np.testing.assert_array_equal(np.stack(load_npz(tmp_path / "matrix.npz", "train", RATE)), pcm / 32768.0)
+    np.testing.assert_array_equal(
+        np.stack(load_npz(tmp_path / "matrix.npz", "train", RATE)), pcm / 32768.0
+    )
     # Integer PCM (as TFDS yields it) is saved as the same samples, not as saturated floats.
     save_npz(tmp_path / "pcm.npz", RATE, train=list(pcm))
-    np.testing.assert_array_equal(np.stack(load_npz(tmp_path / "pcm.npz", "train", RATE)), pcm / 32768.0)
+    np.testing.assert_array_equal(
+        np.stack(load_npz(tmp_path / "pcm.npz", "train", RATE)), pcm / 32768.0
+    )
     with pytest.raises(ValueError, match="no split 'valid'"):
         load_npz(tmp_path / "speech.npz", "valid", RATE)
     with pytest.raises(ValueError, match="16000 Hz"):
@@ -217,7 +238,9 @@ def test_damage_in_the_source_is_seeded_per_batch_and_recorded():
 
     clips = _bursts(9, count=8)
     chain = ArtifactChain([("noise", 1.0, (10.0, 10.0))])
-    dataset = AudioDataset(clips, chain=chain, return_record=True, **_options(repeat=True, damage="pipeline"))
+    dataset = AudioDataset(
+        clips, chain=chain, return_record=True, **_options(repeat=True, damage="pipeline")
+    )
     damaged, clean, record = dataset[3]
     snr = 10 * np.log10(np.sum(clean**2, axis=1) / np.sum((damaged - clean) ** 2, axis=1))
     np.testing.assert_allclose(snr, 10.0, atol=0.05)
@@ -231,8 +254,14 @@ def test_damage_in_the_source_is_seeded_per_batch_and_recorded():
 
 def test_bad_arguments_are_named():
     clips = _bursts(10, count=4)
-    for name, value in (("damage", "gpu"), ("output", "mel"), ("batch_size", 0), ("skip_batches", -1),
-                        ("segment_seconds", 0), ("cache_batches", 1.5)):
+    for name, value in (
+        ("damage", "gpu"),
+        ("output", "mel"),
+        ("batch_size", 0),
+        ("skip_batches", -1),
+        ("segment_seconds", 0),
+        ("cache_batches", 1.5),
+    ):
         with pytest.raises(ValueError, match=name):
             AudioDataset(clips, **{**_options(), name: value})
     with pytest.raises(ValueError, match="fewer than one batch"):
@@ -249,15 +278,24 @@ def test_bad_arguments_are_named():
 
 def test_tfds_source_reads_the_prepared_split(tmp_path):
     pytest.importorskip("tensorflow", reason="TFDS sources need TensorFlow")
-    tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is in the test extras")
+    tfds = pytest.importorskip(
+        "tensorflow_datasets", reason="tensorflow-datasets is in the test extras"
+    )
     import shutil
 
     if shutil.which("espeak-ng") is None or shutil.which("flite") is None:
         pytest.skip("espeak-ng and flite are needed (tests/run_tests.sh installs them)")
     import tfds_builders  # noqa: F401 - registers synthetic_speech
 
-    dataset = AudioDataset("tfds:synthetic_speech/tiny", split="test", data_dir=str(tmp_path), **_options(shuffle=False))
-    examples = list(tfds.as_numpy(tfds.load("synthetic_speech/tiny", split="test", data_dir=str(tmp_path))))
+    dataset = AudioDataset(
+        "tfds:synthetic_speech/tiny",
+        split="test",
+        data_dir=str(tmp_path),
+        **_options(shuffle=False),
+    )
+    examples = list(
+        tfds.as_numpy(tfds.load("synthetic_speech/tiny", split="test", data_dir=str(tmp_path)))
+    )
     assert len(dataset.clips) == len(examples)
     for clip, example in zip(dataset.clips, examples):
         np.testing.assert_array_equal(clip, example["audio"] / 32768.0)
@@ -265,15 +303,27 @@ def test_tfds_source_reads_the_prepared_split(tmp_path):
 
 
 def test_match_pairs_by_relative_path_reports_every_unmatched_file(tmp_path):
-    files = ["damaged/a.flac", "damaged/sub/b.wav", "damaged/orphan.wav", "damaged/c.wav", "damaged/c.flac",
-             "clean/a.wav", "clean/sub/b.WAV", "clean/c.wav", "clean/lonely.ogg", "clean/notes.txt"]
+    files = [
+        "damaged/a.flac",
+        "damaged/sub/b.wav",
+        "damaged/orphan.wav",
+        "damaged/c.wav",
+        "damaged/c.flac",
+        "clean/a.wav",
+        "clean/sub/b.WAV",
+        "clean/c.wav",
+        "clean/lonely.ogg",
+        "clean/notes.txt",
+    ]
     for name in files:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).touch()
     pairs, problems = match_pairs(tmp_path / "damaged", tmp_path / "clean")
     path = lambda name: str(tmp_path / name)  # noqa: E731
-    assert pairs == [FilePair("a", path("damaged/a.flac"), path("clean/a.wav")),
-                     FilePair("sub/b", path("damaged/sub/b.wav"), path("clean/sub/b.WAV"))]
+    assert pairs == [
+        FilePair("a", path("damaged/a.flac"), path("clean/a.wav")),
+        FilePair("sub/b", path("damaged/sub/b.wav"), path("clean/sub/b.WAV")),
+    ]
     assert dict(problems) == {
         path("damaged/c.flac"): "ambiguous: 2 damaged files named c.*",
         path("damaged/c.wav"): "ambiguous: 2 damaged files named c.*",
@@ -291,7 +341,9 @@ def test_recorded_pairs_are_aligned_crops_without_synthetic_damage(speech_pairs)
     pair, resampled to 16 kHz and levelled by one gain, and the default damage mode
     applies no chain to recorded pairs; ``damage_pairs=True`` adds it on top."""
     expected = expected_pairs(speech_pairs)
-    options = dict(segment_seconds=0.5, batch_size=3, seed=3, repeat=True)  # level_db -25 and damage="pipeline"
+    options = dict(
+        segment_seconds=0.5, batch_size=3, seed=3, repeat=True
+    )  # level_db -25 and damage="pipeline"
     dataset = AudioDataset(speech_pairs, **options)
     assert dataset.paired and dataset.chain is None
     names = []
@@ -299,16 +351,22 @@ def test_recorded_pairs_are_aligned_crops_without_synthetic_damage(speech_pairs)
         damaged, clean = dataset[index]
         assert damaged.shape == clean.shape == (3, 8000)
         names += assert_aligned_crops(damaged, clean, expected)
-        np.testing.assert_allclose(10 * np.log10(np.mean(clean.astype(np.float64) ** 2, axis=1)), -25.0, atol=1e-3)
+        np.testing.assert_allclose(
+            10 * np.log10(np.mean(clean.astype(np.float64) ** 2, axis=1)), -25.0, atol=1e-3
+        )
     assert set(names) == set(RATES)
     chain = ArtifactChain([("noise", 1.0, (10.0, 10.0))])
-    on_top = AudioDataset(speech_pairs, chain=chain, damage_pairs=True, return_record=True, **options)
+    on_top = AudioDataset(
+        speech_pairs, chain=chain, damage_pairs=True, return_record=True, **options
+    )
     damaged, clean, record = on_top[0]
     recorded, same_clean = dataset[0]
     np.testing.assert_array_equal(clean, same_clean)
     assert record["noise"]["applied"].all()
     noise = damaged.astype(np.float64) - recorded
-    snr = 10 * np.log10(np.mean(recorded.astype(np.float64) ** 2, axis=1) / np.mean(noise**2, axis=1))
+    snr = 10 * np.log10(
+        np.mean(recorded.astype(np.float64) ** 2, axis=1) / np.mean(noise**2, axis=1)
+    )
     np.testing.assert_allclose(snr, 10.0, atol=0.5)
 
 
@@ -344,16 +402,22 @@ def test_pair_problems_are_counted_by_name_and_reported_in_one_line(tmp_path, sp
         dataset = AudioDataset(folders, stats=stats, **_options(batch_size=2, segment_seconds=0.5))
     (summary,) = [record.getMessage() for record in caplog.records]
     assert "6 matched: 1 files skipped" in summary and "orphan.wav (no clean partner)" in summary
-    assert len(dataset.clips) == 6  # 3 recorded kinds, long, near and corrupt: read when first drawn
+    assert (
+        len(dataset.clips) == 6
+    )  # 3 recorded kinds, long, near and corrupt: read when first drawn
     for index in range(len(dataset)):
         dataset[index]
     check_skips(stats, folders, skips)
     assert "tolerance 0.05 s" in dict(stats.skipped)[folders["damaged"] + "/long.wav"]
     lenient = ReadStats()
-    dataset = AudioDataset(folders, stats=lenient, pair_tolerance_seconds=0.25, **_options(batch_size=2))
+    dataset = AudioDataset(
+        folders, stats=lenient, pair_tolerance_seconds=0.25, **_options(batch_size=2)
+    )
     for index in range(len(dataset)):
         dataset[index]
-    check_skips(lenient, folders, {name: reason for name, reason in skips.items() if name != "long.wav"})
+    check_skips(
+        lenient, folders, {name: reason for name, reason in skips.items() if name != "long.wav"}
+    )
     with pytest.raises(ValueError, match="pair_tolerance_seconds"):
         AudioDataset(folders, pair_tolerance_seconds=-1, **_options())
     with pytest.raises(ValueError, match="folder-pair source"):

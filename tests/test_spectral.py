@@ -18,12 +18,18 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.frame_length}-{c.fft_length}-{c.window}")
+@pytest.mark.parametrize(
+    "cfg", CONFIGS, ids=lambda c: f"{c.frame_length}-{c.fft_length}-{c.window}"
+)
 def test_window_is_scipys_periodic_window(cfg):
     np.testing.assert_allclose(cfg.window_array(), reference_window(cfg), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.frame_length}-{c.hop_length}-{c.fft_length}-{c.window}-{c.center}")
+@pytest.mark.parametrize(
+    "cfg",
+    CONFIGS,
+    ids=lambda c: f"{c.frame_length}-{c.hop_length}-{c.fft_length}-{c.window}-{c.center}",
+)
 @pytest.mark.parametrize("length", [700, 16000, 16001])
 def test_stft_matches_numpy_reference(cfg, length, rng):
     x = rng.standard_normal((2, length)).astype(np.float32)
@@ -55,7 +61,9 @@ def test_default_roundtrip_exact_length_any_input(length, rng):
     assert np.max(np.abs(y - x)) <= 1e-5
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.frame_length}-{c.hop_length}-{c.window}-{c.center}")
+@pytest.mark.parametrize(
+    "cfg", CONFIGS, ids=lambda c: f"{c.frame_length}-{c.hop_length}-{c.window}-{c.center}"
+)
 def test_roundtrip_other_settings(cfg, speech_16k):
     x = speech_16k[None, :12345]
     y = np.asarray(spectral.istft(*spectral.stft(x, cfg), cfg, length=x.shape[-1]))
@@ -104,15 +112,21 @@ def test_magnitude_phase_and_compression_match_numpy(rng):
     x = rng.standard_normal((2, 4000)).astype(np.float32)
     real, imag = spectral.stft(x)
     z = np.asarray(real, np.float64) + 1j * np.asarray(imag, np.float64)
-    np.testing.assert_allclose(np.asarray(spectral.magnitude(real, imag)), np.abs(z), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(spectral.magnitude(real, imag)), np.abs(z), rtol=1e-5, atol=1e-5
+    )
     loud = np.abs(z) > 1e-3
     got_phase = np.asarray(spectral.phase(real, imag))
-    np.testing.assert_allclose(np.exp(1j * got_phase[loud]), np.exp(1j * np.angle(z[loud])), atol=1e-4)
+    np.testing.assert_allclose(
+        np.exp(1j * got_phase[loud]), np.exp(1j * np.angle(z[loud])), atol=1e-4
+    )
     cr, ci = spectral.compress_complex(real, imag, 0.3)
     want = np.abs(z) ** 0.3 * np.exp(1j * np.angle(z))
     np.testing.assert_allclose(np.asarray(cr) + 1j * np.asarray(ci), want, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(
-        np.asarray(spectral.compress_magnitude(spectral.magnitude(real, imag), 0.5)), np.abs(z) ** 0.5, rtol=1e-4
+        np.asarray(spectral.compress_magnitude(spectral.magnitude(real, imag), 0.5)),
+        np.abs(z) ** 0.5,
+        rtol=1e-4,
     )
 
 
@@ -135,13 +149,22 @@ def test_floors_give_finite_values_and_gradients_on_silence():
 
 
 @pytest.mark.parametrize("htk", [False, True])
-@pytest.mark.parametrize("num_mels,rate,nfft,fmin,fmax", [(80, 16000, 1024, 0.0, None), (40, 22050, 512, 50.0, 8000.0), (128, 48000, 2048, 20.0, None)])
+@pytest.mark.parametrize(
+    "num_mels,rate,nfft,fmin,fmax",
+    [(80, 16000, 1024, 0.0, None), (40, 22050, 512, 50.0, 8000.0), (128, 48000, 2048, 20.0, None)],
+)
 def test_mel_filterbank_matches_librosa(num_mels, rate, nfft, fmin, fmax, htk):
     librosa = pytest.importorskip("librosa", reason="librosa is in the test extras")
     ours = spectral.mel_filterbank(num_mels, rate, nfft, fmin, fmax, htk=htk)
-    want = librosa.filters.mel(sr=rate, n_fft=nfft, n_mels=num_mels, fmin=fmin, fmax=fmax, htk=htk).T
+    want = librosa.filters.mel(
+        sr=rate, n_fft=nfft, n_mels=num_mels, fmin=fmin, fmax=fmax, htk=htk
+    ).T
     np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(spectral.mel_to_hz(spectral.hz_to_mel([0, 440, 1000, 7999], htk), htk), [0, 440, 1000, 7999], atol=1e-6)
+    np.testing.assert_allclose(
+        spectral.mel_to_hz(spectral.hz_to_mel([0, 440, 1000, 7999], htk), htk),
+        [0, 440, 1000, 7999],
+        atol=1e-6,
+    )
 
 
 def test_mel_filterbank_unnormalised_has_unit_peaks():

@@ -6,7 +6,9 @@ import pytest
 from spectral_restore.data.speech import SynthesisError, synthesize
 
 
-@pytest.mark.parametrize("engine,voice", [("espeak-ng", "en-us"), ("espeak-ng", "de+f3"), ("flite", "slt")])
+@pytest.mark.parametrize(
+    "engine,voice", [("espeak-ng", "en-us"), ("espeak-ng", "de+f3"), ("flite", "slt")]
+)
 def test_synthesize_gives_16k_speech(engine, voice):
     if shutil.which(engine) is None:
         pytest.skip(f"{engine} is not installed (tests/run_tests.sh installs it)")

@@ -70,13 +70,21 @@ def _source_files():
 @pytest.fixture(scope="module")
 def modules():
     """``{module name: (path, ast tree)}``."""
-    return {_module_name(path): (path, ast.parse(path.read_text(), str(path))) for path in _source_files()}
+    return {
+        _module_name(path): (path, ast.parse(path.read_text(), str(path)))
+        for path in _source_files()
+    }
 
 
 def _is_type_checking_block(node):
     test = getattr(node, "test", None)
-    return isinstance(node, ast.If) and isinstance(test, (ast.Name, ast.Attribute)) and (
-        getattr(test, "id", None) == "TYPE_CHECKING" or getattr(test, "attr", None) == "TYPE_CHECKING"
+    return (
+        isinstance(node, ast.If)
+        and isinstance(test, (ast.Name, ast.Attribute))
+        and (
+            getattr(test, "id", None) == "TYPE_CHECKING"
+            or getattr(test, "attr", None) == "TYPE_CHECKING"
+        )
     )
 
 
@@ -108,7 +116,10 @@ def _imported_modules(importer, is_package, node, known):
             anchor = importer.split(".") if is_package else importer.split(".")[:-1]
             anchor = anchor[: len(anchor) - (node.level - 1)]
             base = ".".join(anchor + ([base] if base else []))
-        targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+        targets = [
+            f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+            for alias in node.names
+        ]
     loaded = set()
     own_packages = set(_ancestors(importer)) | {importer}
     for target in targets:
@@ -173,7 +184,10 @@ def test_the_graph_sees_every_package_and_its_imports(graph):
     # The reader itself must not be blind: these edges exist in the code.
     assert "spectral_restore.losses.perceptual" in graph["spectral_restore.losses"]
     assert "spectral_restore.spectral" in graph["spectral_restore.losses.base"]
-    assert "spectral_restore.data.files" in graph["tfds_builders.audio_folder_pairs.audio_folder_pairs_dataset_builder"]
+    assert (
+        "spectral_restore.data.files"
+        in graph["tfds_builders.audio_folder_pairs.audio_folder_pairs_dataset_builder"]
+    )
     assert "spectral_restore.models.gan" in graph["training.train"]  # an import inside a function
 
 
@@ -181,7 +195,8 @@ def test_imports_have_no_cycle(graph):
     cycles = _cycles(graph)
     described = [
         "; ".join(f"{a} -> {b} (line {graph[a][b]})" for a in cycle for b in cycle if b in graph[a])
-        for cycle in cycles if cycle not in KNOWN_CYCLES
+        for cycle in cycles
+        if cycle not in KNOWN_CYCLES
     ]
     assert not described, "import cycles:\n" + "\n".join(described)
     for cycle in KNOWN_CYCLES:
@@ -198,18 +213,22 @@ def test_no_module_imports_a_higher_layer(graph):
     unexpected = [
         f"{name} (layer {_layer(name)}) -> {target} (layer {_layer(target)}), line {line}"
         for name, target, line in upward
-        if (name, target.split(".")[0] if target.split(".")[0] != "spectral_restore" else target) not in KNOWN_UPWARD_IMPORTS
+        if (name, target.split(".")[0] if target.split(".")[0] != "spectral_restore" else target)
+        not in KNOWN_UPWARD_IMPORTS
     ]
     assert not unexpected, "imports that run back up:\n" + "\n".join(unexpected)
     for importer, target in KNOWN_UPWARD_IMPORTS:
-        assert any(name == importer and (t == target or t.startswith(target + ".")) for name, t, _ in upward), (
-            f"{importer} no longer imports {target}: remove it from KNOWN_UPWARD_IMPORTS"
-        )
+        assert any(
+            name == importer and (t == target or t.startswith(target + "."))
+            for name, t, _ in upward
+        ), f"{importer} no longer imports {target}: remove it from KNOWN_UPWARD_IMPORTS"
 
 
 def _uses_keras_ops(function):
-    return any(isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "ops"
-               for n in ast.walk(function))
+    return any(
+        isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "ops"
+        for n in ast.walk(function)
+    )
 
 
 def _definitions(modules, package="spectral_restore"):
@@ -223,8 +242,13 @@ def _definitions(modules, package="spectral_restore"):
 def test_one_in_graph_resampler(modules):
     """Resampling inside the graph (``keras.ops``) is written once: the losses,
     embeddings and discriminators all call it."""
-    found = sorted(f"{name}.{node.name}" for name, node in _definitions(modules)
-                   if isinstance(node, ast.FunctionDef) and "resampl" in node.name.lower() and _uses_keras_ops(node))
+    found = sorted(
+        f"{name}.{node.name}"
+        for name, node in _definitions(modules)
+        if isinstance(node, ast.FunctionDef)
+        and "resampl" in node.name.lower()
+        and _uses_keras_ops(node)
+    )
     assert found == ["spectral_restore.audio_io.resample"]
 
 
@@ -234,8 +258,13 @@ def test_one_per_term_tracker_factory(modules):
     for name, (_, tree) in modules.items():
         for node in ast.walk(tree):
             if isinstance(node, (ast.DictComp, ast.ListComp)):
-                over_terms = any(isinstance(g.iter, ast.Attribute) and g.iter.attr == "terms" for g in node.generators)
-                builds_mean = any(isinstance(n, ast.Attribute) and n.attr == "Mean" for n in ast.walk(node))
+                over_terms = any(
+                    isinstance(g.iter, ast.Attribute) and g.iter.attr == "terms"
+                    for g in node.generators
+                )
+                builds_mean = any(
+                    isinstance(n, ast.Attribute) and n.attr == "Mean" for n in ast.walk(node)
+                )
                 if over_terms and builds_mean:
                     makers.append(f"{name}:{node.lineno}")
     assert len(makers) == 1, makers
@@ -253,14 +282,22 @@ def test_mos_constants_have_one_source(modules):
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and type(node.value) is float and node.value in seen:
                 seen[node.value].append(f"{name}:{node.lineno}")
-    assert all(seen[value] == ["spectral_restore.p862.mapping:" + seen[value][0].split(":")[1]]
-               for value in MOS_CONSTANTS), seen
+    assert all(
+        seen[value] == ["spectral_restore.p862.mapping:" + seen[value][0].split(":")[1]]
+        for value in MOS_CONSTANTS
+    ), seen
     assert not any(seen[value] for value in BEST_MOS_VALUES), seen
 
 
 def _module_constants(tree):
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
         for target in targets:
             if isinstance(target, ast.Name) and re.fullmatch(r"[A-Z][A-Z0-9_]*", target.id):
                 yield target.id, node
@@ -277,14 +314,21 @@ def test_a_shared_constant_name_means_one_thing(modules):
     the library with another value (``DISTANCES`` once was, with and without
     "cosine"). Constants only read through their module (``openl3.SAMPLE_RATE``,
     ``musicnn.SAMPLE_RATE``) may differ."""
-    library = {name: tree for name, (_, tree) in modules.items() if name.startswith("spectral_restore")}
+    library = {
+        name: tree for name, (_, tree) in modules.items() if name.startswith("spectral_restore")
+    }
     values = {}
     for name, tree in library.items():
         for constant, node in _module_constants(tree):
             values.setdefault(constant, {})[name] = ast.dump(node.value)
-    imported = {alias.name for tree in library.values() for alias in _names_imported_from_the_library(tree)}
-    clashes = {constant: sorted(where) for constant, where in values.items()
-               if constant in imported and len(set(where.values())) > 1}
+    imported = {
+        alias.name for tree in library.values() for alias in _names_imported_from_the_library(tree)
+    }
+    clashes = {
+        constant: sorted(where)
+        for constant, where in values.items()
+        if constant in imported and len(set(where.values())) > 1
+    }
     assert not clashes, clashes
 
 
@@ -304,9 +348,13 @@ def test_loss_arguments_are_not_named_like_what_their_module_imports(modules):
     for name, (_, tree) in modules.items():
         if not name.startswith("spectral_restore.losses"):
             continue
-        taken = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+        taken = {
+            node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+        }
         taken.update(alias.name for alias in _names_imported_from_the_library(tree))
-        taken.update(alias.asname for alias in _names_imported_from_the_library(tree) if alias.asname)
+        taken.update(
+            alias.asname for alias in _names_imported_from_the_library(tree) if alias.asname
+        )
         for parameter in set(_parameters(tree)) & taken:
             clashes.append(f"{name}: {parameter}")
     assert not clashes, sorted(clashes)

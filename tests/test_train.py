@@ -16,9 +16,15 @@ from reference import binomial_tolerance
 from training_probe import PROBE
 
 TINY = [
-    "model.preset=small", "data.segment_seconds=1.0", "data.batch_size=2", "data.eval_repeats=1",
-    "training.epochs=3", "training.steps_per_epoch=6", "training.validation_steps=1",
-    "training.audio_examples=1", "training.max_minutes=null",
+    "model.preset=small",
+    "data.segment_seconds=1.0",
+    "data.batch_size=2",
+    "data.eval_repeats=1",
+    "training.epochs=3",
+    "training.steps_per_epoch=6",
+    "training.validation_steps=1",
+    "training.audio_examples=1",
+    "training.max_minutes=null",
 ]
 
 
@@ -28,24 +34,43 @@ def test_configs_merge_and_reject_unknown_keys(tmp_path):
     assert small["model"]["preset"] == "small" and base["model"]["preset"] == "base"
     assert small["data"]["batch_size"] == base["data"]["batch_size"]
     assert load_config("small.yaml", ["training.epochs=3"])["training"]["epochs"] == 3
-    with pytest.raises(UsageError, match="unknown config key 'training.epoch' .*did you mean 'training.epochs'"):
+    with pytest.raises(
+        UsageError, match="unknown config key 'training.epoch' .*did you mean 'training.epochs'"
+    ):
         load_config("small.yaml", ["training.epoch=3"])
     # Number keys take numbers (YAML 1.1 reads 1e-3 as text: a float key takes it); others any value.
-    typed = load_config("small.yaml", ["training.learning_rate=1e-3", "training.max_minutes=5",
-                                       "training.mixed_precision=bfloat16", "training.clip_norm=null"])["training"]
-    assert (typed["learning_rate"], typed["max_minutes"], typed["mixed_precision"], typed["clip_norm"]) == (
-        0.001, 5, "bfloat16", None)
-    for override, message in (("training.epochs=ten", "'training.epochs' takes a whole number .*'ten'"),
-                              ("training.epochs=2.5", "whole number"), ("data.batch_size=true", "whole number"),
-                              ("training.learning_rate=fast", "'training.learning_rate' takes a number"),
-                              ("training.epochs", "section.key=value"), ("training..epochs=3", "section.key=value"),
-                              ("data.source={damaged: x", "not valid YAML"),
-                              ("trainig.epochs=3", "unknown config section 'trainig'.*did you mean 'training'")):
+    typed = load_config(
+        "small.yaml",
+        [
+            "training.learning_rate=1e-3",
+            "training.max_minutes=5",
+            "training.mixed_precision=bfloat16",
+            "training.clip_norm=null",
+        ],
+    )["training"]
+    assert (
+        typed["learning_rate"],
+        typed["max_minutes"],
+        typed["mixed_precision"],
+        typed["clip_norm"],
+    ) == (0.001, 5, "bfloat16", None)
+    for override, message in (
+        ("training.epochs=ten", "'training.epochs' takes a whole number .*'ten'"),
+        ("training.epochs=2.5", "whole number"),
+        ("data.batch_size=true", "whole number"),
+        ("training.learning_rate=fast", "'training.learning_rate' takes a number"),
+        ("training.epochs", "section.key=value"),
+        ("training..epochs=3", "section.key=value"),
+        ("data.source={damaged: x", "not valid YAML"),
+        ("trainig.epochs=3", "unknown config section 'trainig'.*did you mean 'training'"),
+    ):
         with pytest.raises(UsageError, match=message):
             load_config("small.yaml", [override])
     bad = tmp_path / "bad.yaml"
     bad.write_text("extends: base.yaml\ntraining:\n  learning_rat: 0.1\n")
-    with pytest.raises(UsageError, match=f"'training.learning_rat' in {bad}; did you mean 'training.learning_rate'"):
+    with pytest.raises(
+        UsageError, match=f"'training.learning_rat' in {bad}; did you mean 'training.learning_rate'"
+    ):
         load_config(str(bad))
     # A run's saved config.json: keys added to base.yaml since are filled in, overrides apply.
     saved = load_config("small.yaml", ["training.epochs=3"])
@@ -54,7 +79,12 @@ def test_configs_merge_and_reject_unknown_keys(tmp_path):
     run = load_run_config(str(tmp_path / "config.json"), ["data.eval_repeats=1"])
     assert run == load_config("small.yaml", ["training.epochs=3", "data.eval_repeats=1"])
     loss = build_loss(load_config("mpsenet_recipe.yaml")["loss"])
-    assert loss.weights == {"recon/mse": 0.9, "phase/complex": 0.1, "phase/anti_wrap": 0.3, "time/l1": 0.2}
+    assert loss.weights == {
+        "recon/mse": 0.9,
+        "phase/complex": 0.1,
+        "phase/anti_wrap": 0.3,
+        "time/l1": 0.2,
+    }
     with pytest.raises(UsageError, match="unknown config loss term 'recon/nothing'"):
         build_loss({"recon/nothing": 1.0})
 
@@ -71,10 +101,18 @@ def test_every_shipped_config_loads_and_builds_its_parts():
     from training.train import build_optimizers, precision_policy, training_chain
 
     names = sorted(name for name in os.listdir(CONFIG_DIR) if name.endswith(".yaml"))
-    assert {"base.yaml", "small.yaml", "gan_small.yaml", "mpsenet_recipe.yaml", "mpsenet.yaml"} <= set(names)
+    assert {
+        "base.yaml",
+        "small.yaml",
+        "gan_small.yaml",
+        "mpsenet_recipe.yaml",
+        "mpsenet.yaml",
+    } <= set(names)
     for name in names:
         config = load_config(name)
-        assert config["model"]["preset"] in model_class(config["model"]["architecture"]).PRESETS, name
+        assert config["model"]["preset"] in model_class(config["model"]["architecture"]).PRESETS, (
+            name
+        )
         build_loss(config["loss"])
         training_chain(config)
         build_optimizers(config["training"])
@@ -82,17 +120,29 @@ def test_every_shipped_config_loads_and_builds_its_parts():
 
     config = load_config("mpsenet.yaml")
     assert (config["model"]["architecture"], config["model"]["preset"]) == ("conformer", "base")
-    assert build_loss(config["loss"]).weights == build_loss(load_config("mpsenet_recipe.yaml")["loss"]).weights
-    assert config["training"]["metric_discriminator"] and config["training"]["metric_weight"] == 0.05
+    assert (
+        build_loss(config["loss"]).weights
+        == build_loss(load_config("mpsenet_recipe.yaml")["loss"]).weights
+    )
+    assert (
+        config["training"]["metric_discriminator"] and config["training"]["metric_weight"] == 0.05
+    )
     optimizers = build_optimizers(config["training"])
     steps = config["training"]["steps_per_epoch"]
     for optimizer in optimizers.values():
         assert type(optimizer) is keras.optimizers.AdamW
-        assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon, optimizer.weight_decay) == (0.8, 0.99, 1e-8, 0.01)
+        assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon, optimizer.weight_decay) == (
+            0.8,
+            0.99,
+            1e-8,
+            0.01,
+        )
         assert optimizer.global_clipnorm is None
         for epoch in (0, 1, 10):
             optimizer.iterations.assign(epoch * steps + steps // 2)
-            assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == pytest.approx(5e-4 * 0.99**epoch, rel=1e-6)
+            assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == pytest.approx(
+                5e-4 * 0.99**epoch, rel=1e-6
+            )
 
 
 def test_cached_training_stream_resumes_on_the_same_batches(speech_folder):
@@ -101,17 +151,27 @@ def test_cached_training_stream_resumes_on_the_same_batches(speech_folder):
     reshuffled passes over the cache."""
     from training.train import make_datasets
 
-    config = load_config("small.yaml", TINY + [f"data.source={speech_folder}", "data.cache_batches=4"])
+    config = load_config(
+        "small.yaml", TINY + [f"data.source={speech_folder}", "data.cache_batches=4"]
+    )
     full, _, _ = make_datasets(config)
     uninterrupted = [clean.numpy() for _, clean in full.take(11)]
     resumed, _, _ = make_datasets(config, skip_batches=5)
     for expected, (_, clean) in zip(uninterrupted[5:], resumed.take(6)):
         np.testing.assert_array_equal(clean.numpy(), expected)
     first_pass = {batch.tobytes() for batch in uninterrupted[:4]}
-    assert {batch.tobytes() for batch in uninterrupted[4:8]} == first_pass  # the same 4 batches, cycled
-    assert [b.tobytes() for b in uninterrupted[4:8]] != [b.tobytes() for b in uninterrupted[:4]]  # reshuffled
+    assert {
+        batch.tobytes() for batch in uninterrupted[4:8]
+    } == first_pass  # the same 4 batches, cycled
+    assert [b.tobytes() for b in uninterrupted[4:8]] != [
+        b.tobytes() for b in uninterrupted[:4]
+    ]  # reshuffled
     with pytest.raises(ValueError, match="cache_batches"):
-        make_datasets(load_config("small.yaml", TINY + [f"data.source={speech_folder}", "data.cache_batches=-1"]))
+        make_datasets(
+            load_config(
+                "small.yaml", TINY + [f"data.source={speech_folder}", "data.cache_batches=-1"]
+            )
+        )
 
 
 def test_training_chain_reaches_both_damage_paths(speech_folder):
@@ -121,17 +181,28 @@ def test_training_chain_reaches_both_damage_paths(speech_folder):
     in the model: the asked share of a batch passes it untouched)."""
     from training.train import build_model, make_datasets
 
-    overrides = TINY + [f"data.source={speech_folder}", "data.clean_fraction=1.0", "data.mild_fraction=0.0"]
+    overrides = TINY + [
+        f"data.source={speech_folder}",
+        "data.clean_fraction=1.0",
+        "data.mild_fraction=0.0",
+    ]
     train, validation, _ = make_datasets(load_config("small.yaml", overrides))
     for damaged, clean in train.take(3):
         np.testing.assert_array_equal(damaged.numpy(), clean.numpy())
     damaged, clean = next(iter(validation))
     assert np.all(np.max(np.abs(damaged.numpy() - clean.numpy()), axis=1) > 1e-4)
 
-    config = load_config("small.yaml", TINY + ["data.damage=model", "data.clean_fraction=0.25", "data.mild_fraction=0.5"])
+    config = load_config(
+        "small.yaml",
+        TINY + ["data.damage=model", "data.clean_fraction=0.25", "data.mild_fraction=0.5"],
+    )
     model = build_model(config, build_loss(config["loss"]))
     chain = model.input_damage.chain
-    assert (chain.clean_fraction, chain.mild_fraction, chain.mild_reduction_db) == (0.25, 0.5, (6.0, 20.0))
+    assert (chain.clean_fraction, chain.mild_fraction, chain.mild_reduction_db) == (
+        0.25,
+        0.5,
+        (6.0, 20.0),
+    )
     count = 800
     batch = np.random.default_rng(0).standard_normal((count, 256)).astype(np.float32)
     equal = np.all(np.asarray(model.input_damage(batch, training=True)) == batch, axis=1)
@@ -161,7 +232,9 @@ def free_ports(count):
 
 
 @pytest.mark.large
-def test_two_workers_on_localhost_train_on_different_halves_and_end_identical(tmp_path, speech_folder):
+def test_two_workers_on_localhost_train_on_different_halves_and_end_identical(
+    tmp_path, speech_folder
+):
     """MultiWorkerMirroredStrategy through TF_CONFIG: two worker processes train 4 steps
     together, each on its half (one example) of every global batch of 2. The workers
     trained on 8 different crops of the training files, none shared, and still end with
@@ -170,17 +243,40 @@ def test_two_workers_on_localhost_train_on_different_halves_and_end_identical(tm
     out = tmp_path / "run"
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     args = TINY + [
-        f"data.source={speech_folder}", f"training.output_dir={out}", "training.epochs=2",
-        "training.steps_per_epoch=2", "training.audio_examples=0", "training.pesq_batches=0", "data.cache_batches=0",
+        f"data.source={speech_folder}",
+        f"training.output_dir={out}",
+        "training.epochs=2",
+        "training.steps_per_epoch=2",
+        "training.audio_examples=0",
+        "training.pesq_batches=0",
+        "data.cache_batches=0",
     ]
     workers = []
     for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-                   CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-        workers.append(subprocess.Popen(
-            [sys.executable, PROBE, str(tmp_path / f"state_{index}.npz"), "--batches", str(tmp_path / f"batches_{index}.npy"),
-             "--config", "small.yaml", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env))
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            CUDA_VISIBLE_DEVICES="",
+            TF_CPP_MIN_LOG_LEVEL="2",
+        )
+        workers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    PROBE,
+                    str(tmp_path / f"state_{index}.npz"),
+                    "--batches",
+                    str(tmp_path / f"batches_{index}.npy"),
+                    "--config",
+                    "small.yaml",
+                    *args,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+            )
+        )
     outputs = [worker.communicate(timeout=900)[0] for worker in workers]
     for worker, output in zip(workers, outputs):
         assert worker.returncode == 0, output[-3000:]
@@ -194,15 +290,23 @@ def test_two_workers_on_localhost_train_on_different_halves_and_end_identical(tm
     assert len(crops) == 8, "a worker trained on an example the other one also had"
     files = [sf.read(path, dtype="float32")[0] for path in sorted(speech_folder.glob("*.wav"))]
     for example in np.concatenate(seen):
-        assert max(crop_match(example, audio) for audio in files) > 0.9999, "not a crop of a training file"
+        assert max(crop_match(example, audio) for audio in files) > 0.9999, (
+            "not a crop of a training file"
+        )
     states = [np.load(tmp_path / f"state_{index}.npz") for index in range(2)]
     assert states[0].files == states[1].files
-    assert any("optimizer/" in key and key.endswith("/iteration") and int(states[0][key]) == 4 for key in states[0].files)
+    assert any(
+        "optimizer/" in key and key.endswith("/iteration") and int(states[0][key]) == 4
+        for key in states[0].files
+    )
     for key in states[0].files:
         np.testing.assert_array_equal(states[0][key], states[1][key], err_msg=key)
-    weights = [key[len("after/"):] for key in states[0].files if key.startswith("after/weights/")]
-    assert weights and not [key for key in weights
-                            if np.array_equal(states[0][f"after/{key}"], states[0][f"before/{key}"])], "weights never moved"
+    weights = [key[len("after/") :] for key in states[0].files if key.startswith("after/weights/")]
+    assert weights and not [
+        key
+        for key in weights
+        if np.array_equal(states[0][f"after/{key}"], states[0][f"before/{key}"])
+    ], "weights never moved"
 
 
 class ScriptedScores:
@@ -226,8 +330,15 @@ class ScriptedScores:
 
 def tiny_fit(model, callbacks, epochs, initial_epoch=0):
     x = np.random.default_rng(0).standard_normal((8, 4)).astype("float32")
-    history = model.fit(x, x[:, :2], epochs=epochs, initial_epoch=initial_epoch, batch_size=4, verbose=0,
-                        callbacks=callbacks)
+    history = model.fit(
+        x,
+        x[:, :2],
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        batch_size=4,
+        verbose=0,
+        callbacks=callbacks,
+    )
     return [initial_epoch + i for i in range(len(history.history["loss"]))]
 
 
@@ -268,7 +379,9 @@ def test_best_checkpoint_and_early_stopping_follow_val_pesq_wb_across_a_resume(t
         return net
 
     def callbacks(folder, net, resume, scripted):
-        best = BestCheckpoint(str(folder / "model.keras"), str(folder / "best.json"), net.save, resume=resume)
+        best = BestCheckpoint(
+            str(folder / "model.keras"), str(folder / "best.json"), net.save, resume=resume
+        )
         return best, [scripted, best, ResumableEarlyStopping(best, patience)]
 
     whole = tmp_path / "whole"
@@ -277,7 +390,11 @@ def test_best_checkpoint_and_early_stopping_follow_val_pesq_wb_across_a_resume(t
     best, cbs = callbacks(whole, net, False, scripted)
     ran = tiny_fit(net, cbs, epochs=len(scores))
     assert ran[-1] == stop
-    assert best.summary() == {"monitor": "val_pesq_wb", "value": scores[best_epoch], "epoch": best_epoch}
+    assert best.summary() == {
+        "monitor": "val_pesq_wb",
+        "value": scores[best_epoch],
+        "epoch": best_epoch,
+    }
     assert json.loads((whole / "best.json").read_text()) == best.summary()
     saved = keras.saving.load_model(whole / "model.keras").get_weights()
     for got, want in zip(saved, scripted.weights[best_epoch]):
@@ -293,7 +410,9 @@ def test_best_checkpoint_and_early_stopping_follow_val_pesq_wb_across_a_resume(t
     assert best.summary()["epoch"] == 3
     ran = tiny_fit(net, cbs, epochs=len(scores), initial_epoch=5)
     assert ran[-1] == stop and best.summary()["epoch"] == best_epoch
-    for got, want in zip(keras.saving.load_model(resumed / "model.keras").get_weights(), scripted.weights[best_epoch]):
+    for got, want in zip(
+        keras.saving.load_model(resumed / "model.keras").get_weights(), scripted.weights[best_epoch]
+    ):
         np.testing.assert_array_equal(got, want)
     # A fresh (not resumed) run in the same folder forgets the old record.
     fresh, _ = callbacks(resumed, net, False, scripted)
@@ -303,8 +422,16 @@ def test_best_checkpoint_and_early_stopping_follow_val_pesq_wb_across_a_resume(t
     with pytest.raises(ValueError, match="early_stopping_patience"):
         from training.train import run
 
-        run(load_config("small.yaml", ["training.pesq_batches=0", "training.early_stopping_patience=2",
-                                       f"training.output_dir={tmp_path / 'run'}"]))
+        run(
+            load_config(
+                "small.yaml",
+                [
+                    "training.pesq_batches=0",
+                    "training.early_stopping_patience=2",
+                    f"training.output_dir={tmp_path / 'run'}",
+                ],
+            )
+        )
 
 
 def test_recorded_pairs_config_drops_the_synthetic_damage_unless_asked(speech_pairs, speech_folder):
@@ -314,8 +441,18 @@ def test_recorded_pairs_config_drops_the_synthetic_damage_unless_asked(speech_pa
     config = load_config("small.yaml", [pairs])
     assert config["data"]["source"] == speech_pairs and config["data"]["damage"] == "pipeline"
     assert backend_config(config)["data"]["damage"] == "none"
-    assert backend_config(load_config("small.yaml", [pairs, "data.damage_pairs=true"]))["data"]["damage"] == "pipeline"
-    assert backend_config(load_config("small.yaml", [f"data.source={speech_folder}"]))["data"]["damage"] == "pipeline"
+    assert (
+        backend_config(load_config("small.yaml", [pairs, "data.damage_pairs=true"]))["data"][
+            "damage"
+        ]
+        == "pipeline"
+    )
+    assert (
+        backend_config(load_config("small.yaml", [f"data.source={speech_folder}"]))["data"][
+            "damage"
+        ]
+        == "pipeline"
+    )
 
 
 @pytest.mark.large
@@ -334,8 +471,13 @@ def test_train_on_a_folder_pair_feeds_the_recorded_damage_to_the_model(tmp_path,
     out = tmp_path / "run"
     overrides = TINY + [
         f"data.source={{damaged: {speech_pairs['damaged']}, clean: {speech_pairs['clean']}}}",
-        "training.epochs=1", "training.steps_per_epoch=3", "data.batch_size=3", "training.audio_examples=0",
-        "training.pesq_batches=0", "data.cache_batches=0", f"training.output_dir={out}",
+        "training.epochs=1",
+        "training.steps_per_epoch=3",
+        "data.batch_size=3",
+        "training.audio_examples=0",
+        "training.pesq_batches=0",
+        "data.cache_batches=0",
+        f"training.output_dir={out}",
     ]
     record = {}
     with probe_fit(record, batches=True):
@@ -348,4 +490,6 @@ def test_train_on_a_folder_pair_feeds_the_recorded_damage_to_the_model(tmp_path,
     assert len(record["inputs"]) == 3
     for damaged, clean in zip(record["inputs"], record["batches"]):
         assert_aligned_crops(damaged, clean, expected)
-    assert any(not np.array_equal(record["before"][key], record["after"][key]) for key in record["after"])
+    assert any(
+        not np.array_equal(record["before"][key], record["after"][key]) for key in record["after"]
+    )

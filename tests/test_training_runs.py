@@ -26,10 +26,19 @@ EPOCHS, STEPS_PER_EPOCH = 2, 3
 def tiny(speech_folder):
     """Overrides for a run of a few seconds per step on 2 CPU cores."""
     return [
-        "model.preset=small", "data.segment_seconds=1.0", "data.batch_size=2", "data.eval_repeats=1",
-        f"training.epochs={EPOCHS}", f"training.steps_per_epoch={STEPS_PER_EPOCH}", "training.validation_steps=1",
-        "training.audio_examples=0", "training.pesq_batches=0", "training.max_minutes=null",
-        "training.backup_every_steps=2", "data.cache_batches=0", f"data.source={speech_folder}",
+        "model.preset=small",
+        "data.segment_seconds=1.0",
+        "data.batch_size=2",
+        "data.eval_repeats=1",
+        f"training.epochs={EPOCHS}",
+        f"training.steps_per_epoch={STEPS_PER_EPOCH}",
+        "training.validation_steps=1",
+        "training.audio_examples=0",
+        "training.pesq_batches=0",
+        "training.max_minutes=null",
+        "training.backup_every_steps=2",
+        "data.cache_batches=0",
+        f"data.source={speech_folder}",
     ]
 
 
@@ -69,15 +78,24 @@ def check_run(out, config, record):
     frozen = {key for key in weights if np.array_equal(before[key], after[key])}
     # The metric discriminator's last PReLU feeds a global max pool: its slope has a
     # gradient only where a channel's maximum is negative, which a few steps rarely see.
-    assert all(key.endswith("/metric_discriminator/prelu/alpha") for key in frozen) and len(frozen) <= 1, (
-        f"weights that never moved: {frozen}")
+    assert (
+        all(key.endswith("/metric_discriminator/prelu/alpha") for key in frozen)
+        and len(frozen) <= 1
+    ), f"weights that never moved: {frozen}"
     counters = [key for key in after if key.endswith("/iteration") and "optimizer" in key]
     training = config["training"]
     gan = training["gan"] or training["metric_discriminator"]
     optimizers = {"optimizer"}
     if gan:
-        optimizers = {name for name, used in (("g_optimizer", True), ("d_optimizer", training["gan"]),
-                                              ("m_optimizer", training["metric_discriminator"])) if used}
+        optimizers = {
+            name
+            for name, used in (
+                ("g_optimizer", True),
+                ("d_optimizer", training["gan"]),
+                ("m_optimizer", training["metric_discriminator"]),
+            )
+            if used
+        }
     stepped = {key.split("/")[0] for key in counters if int(after[key]) == total}
     assert optimizers <= stepped, counters
     if gan:
@@ -85,7 +103,9 @@ def check_run(out, config, record):
         assert int(after[step_counter]) == total
     saved = keras.saving.load_model(out / "model.keras", compile=False)
     for variable in saved.weights:
-        assert any(np.array_equal(np.asarray(variable), after[key]) for key in weights), f"{variable.path} not saved"
+        assert any(np.array_equal(np.asarray(variable), after[key]) for key in weights), (
+            f"{variable.path} not saved"
+        )
     return summary
 
 
@@ -118,8 +138,10 @@ RESUMED = {
     "plain_cached_killed_mid_backup": ("small.yaml", ["data.cache_batches=4"]),
     # metric_weight=0 keeps the generator independent of the metric discriminator,
     # whose dropout masks a resumed run draws anew (see the test).
-    "gan_and_metric_discriminator": ("mpsenet_recipe.yaml", ["training.gan=true", "training.warmup_steps=3",
-                                                             "training.metric_weight=0"]),
+    "gan_and_metric_discriminator": (
+        "mpsenet_recipe.yaml",
+        ["training.gan=true", "training.warmup_steps=3", "training.metric_weight=0"],
+    ),
 }
 
 
@@ -144,14 +166,25 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_state(case, tmp_path,
     args = ["--config", config_file, *tiny(speech_folder), *extra]
     interrupted = tmp_path / "interrupted"
     killed = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", "train", *args, f"training.output_dir={interrupted}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "train",
+            *args,
+            f"training.output_dir={interrupted}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     outcome = {}
     mid_backup = case.endswith("mid_backup")
     # Keras copies the previous backup to *.bkp before it writes the next one.
     sign = "training_metadata.json.bkp" if mid_backup else "training_metadata.json"
-    watcher = threading.Thread(target=kill_once_exists, args=(killed, interrupted / "backup" / sign, outcome))
+    watcher = threading.Thread(
+        target=kill_once_exists, args=(killed, interrupted / "backup" / sign, outcome)
+    )
     watcher.start()
     record = {}
     try:
@@ -168,8 +201,16 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_state(case, tmp_path,
         latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
 
     second = subprocess.run(
-        [sys.executable, PROBE, str(tmp_path / "resumed.npz"), *args, f"training.output_dir={interrupted}"],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            PROBE,
+            str(tmp_path / "resumed.npz"),
+            *args,
+            f"training.output_dir={interrupted}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert second.returncode == 0, (second.stdout + second.stderr)[-3000:]
     summary = json.loads((interrupted / "train_summary.json").read_text())
@@ -179,27 +220,43 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_state(case, tmp_path,
         assert 2 <= summary["resumed_from_step"] < EPOCHS * STEPS_PER_EPOCH
     assert summary["steps"] == EPOCHS * STEPS_PER_EPOCH
     saved = np.load(tmp_path / "resumed.npz")
-    resumed = {when: {key.split("/", 1)[1]: saved[key] for key in saved.files if key.startswith(when + "/")}
-               for when in ("before", "after")}
+    resumed = {
+        when: {
+            key.split("/", 1)[1]: saved[key] for key in saved.files if key.startswith(when + "/")
+        }
+        for when in ("before", "after")
+    }
     gan = case.startswith("gan")
     at_resume = record["steps"][summary["resumed_from_step"] - 1]
     assert set(resumed["before"]) == set(at_resume)
     for key, value in at_resume.items():
         if not NOISE_DRIVEN.search(key):
-            np.testing.assert_allclose(resumed["before"][key], value, rtol=0, atol=GAN_RESTORED_ATOL if gan else 0,
-                                       err_msg=f"restored {key}")
+            np.testing.assert_allclose(
+                resumed["before"][key],
+                value,
+                rtol=0,
+                atol=GAN_RESTORED_ATOL if gan else 0,
+                err_msg=f"restored {key}",
+            )
     extra = set(resumed["after"]) - set(record["after"])
     if gan:
         # Keras's compile gives RestorationGAN a default optimizer (`optimizer`) it never
         # uses; BackupAndRestore builds it on resume. It must hold no training state.
         assert all(key.startswith("optimizer/") for key in extra), extra
-        assert all(not np.any(resumed["after"][key]) for key in extra if not key.endswith("learning_rate"))
+        assert all(
+            not np.any(resumed["after"][key]) for key in extra if not key.endswith("learning_rate")
+        )
     else:
         assert not extra
     # The metric discriminator's state, also seen through the GAN's optimizer group
     # ("optimizer/<i>/adam/..._metric_discriminator_..."), follows its redrawn dropout masks.
-    redrawn = [key for key in record["after"] if key.startswith("m_optimizer/") or "/metric_discriminator/" in key
-               or (key.startswith("optimizer/") and "metric_discriminator" in key)]
+    redrawn = [
+        key
+        for key in record["after"]
+        if key.startswith("m_optimizer/")
+        or "/metric_discriminator/" in key
+        or (key.startswith("optimizer/") and "metric_discriminator" in key)
+    ]
     assert bool(redrawn) == gan
     counters = [key for key in record["after"] if key.endswith(("/iteration", "/gan_step"))]
     for key in counters:
@@ -210,7 +267,9 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_state(case, tmp_path,
         assert int(resumed["after"][key]) == int(record["after"][key]) == steps, key
     for key, value in record["after"].items():
         if key not in counters and key not in redrawn:
-            np.testing.assert_allclose(resumed["after"][key], value, rtol=0, atol=GAN_END_ATOL if gan else 0, err_msg=key)
+            np.testing.assert_allclose(
+                resumed["after"][key], value, rtol=0, atol=GAN_END_ATOL if gan else 0, err_msg=key
+            )
 
 
 def reset_precision():
@@ -221,13 +280,19 @@ def reset_precision():
 
 
 SHIPPED = {
-    "gan_small_mixed_precision": ("gan_small.yaml", ["training.mixed_precision=true", "training.warmup_steps=2"]),
+    "gan_small_mixed_precision": (
+        "gan_small.yaml",
+        ["training.mixed_precision=true", "training.warmup_steps=2"],
+    ),
     "small_mixed_precision": ("small.yaml", ["training.mixed_precision=true"]),
     "base": ("base.yaml", ["model.preset=base", "data.segment_seconds=0.5"]),
     "small_jit_compile": ("small.yaml", ["training.jit_compile=true"]),
     # The conformer with AdamW and an exponential decay every 3 steps (the metric
     # discriminator's path through the trainer runs in the resume test, mpsenet_recipe.yaml).
-    "mpsenet": ("mpsenet.yaml", ["data.segment_seconds=0.5", "training.metric_discriminator=false"]),
+    "mpsenet": (
+        "mpsenet.yaml",
+        ["data.segment_seconds=0.5", "training.metric_discriminator=false"],
+    ),
 }
 
 
@@ -253,7 +318,9 @@ def test_shipped_configs_train_a_few_steps(case, tmp_path, speech_folder):
     assert record["jit_compile"] is (case == "small_jit_compile")
     if case.endswith("mixed_precision"):
         scaling = {key.split("/")[0] for key in record["after"] if key.endswith("dynamic_scale")}
-        assert scaling >= ({"g_optimizer", "d_optimizer"} if case.startswith("gan") else {"optimizer"})
+        assert scaling >= (
+            {"g_optimizer", "d_optimizer"} if case.startswith("gan") else {"optimizer"}
+        )
 
 
 @pytest.mark.large
@@ -262,7 +329,10 @@ def test_time_limit_stops_with_a_backup_the_next_run_resumes(tmp_path, speech_fo
     the summary says so, the model is saved, and the backup stays, so the same command
     run again continues from the step the limit stopped at."""
     overrides = tiny(speech_folder) + [f"training.output_dir={tmp_path}"]
-    assert cli.main(["train", "--config", "small.yaml", *overrides, "training.max_minutes=0.000001"]) == 0
+    assert (
+        cli.main(["train", "--config", "small.yaml", *overrides, "training.max_minutes=0.000001"])
+        == 0
+    )
     stopped = json.loads((tmp_path / "train_summary.json").read_text())
     assert stopped["stopped_by_time_limit"] is True
     assert 1 <= stopped["steps"] < EPOCHS * STEPS_PER_EPOCH
@@ -271,7 +341,9 @@ def test_time_limit_stops_with_a_backup_the_next_run_resumes(tmp_path, speech_fo
     assert cli.main(["train", "--config", "small.yaml", *overrides]) == 0
     finished = json.loads((tmp_path / "train_summary.json").read_text())
     assert finished["resumed_from_step"] == stopped["steps"]
-    assert finished["steps"] == EPOCHS * STEPS_PER_EPOCH and finished["stopped_by_time_limit"] is False
+    assert (
+        finished["steps"] == EPOCHS * STEPS_PER_EPOCH and finished["stopped_by_time_limit"] is False
+    )
     assert not (tmp_path / "backup").exists()
 
 
@@ -309,11 +381,16 @@ def independent_evaluation(model, config, max_files=None, pad_seconds=0.5):
         target = (e @ r) / (r @ r) * r
         return {
             "pesq_wb": pesq(rate, reference, estimate, "wb"),
-            "pesq_nb": pesq(8000, resample_poly(reference, 1, 2), resample_poly(estimate, 1, 2), "nb"),
+            "pesq_nb": pesq(
+                8000, resample_poly(reference, 1, 2), resample_poly(estimate, 1, 2), "nb"
+            ),
             "stoi": stoi(reference, estimate, rate),
             # 1e-10 on both energies, as metrics.si_sdr floors them: it decides the score of identical signals.
-            "si_sdr": 10 * np.log10((np.sum(target**2) + 1e-10) / (np.sum((target - e) ** 2) + 1e-10)),
-            "lsd": np.mean(np.sqrt(np.mean((10 * np.log10(power(reference) / power(estimate))) ** 2, axis=-1))),
+            "si_sdr": 10
+            * np.log10((np.sum(target**2) + 1e-10) / (np.sum((target - e) ** 2) + 1e-10)),
+            "lsd": np.mean(
+                np.sqrt(np.mean((10 * np.log10(power(reference) / power(estimate))) ** 2, axis=-1))
+            ),
         }
 
     def restore(wave):
@@ -331,23 +408,36 @@ def independent_evaluation(model, config, max_files=None, pad_seconds=0.5):
             damaged = np.asarray(damaged)[0]
             before.append(scores(clean.astype(np.float64), damaged.astype(np.float64)))
             after.append(scores(clean.astype(np.float64), restore(damaged)))
-            applied.append({name: bool(np.asarray(value["applied"])[0]) for name, value in record.items()})
+            applied.append(
+                {name: bool(np.asarray(value["applied"])[0]) for name, value in record.items()}
+            )
             if repeat == 0:
                 cleans.append(clean)
     groups = {"all": np.ones(len(before), bool)}
     groups.update({name: np.array([a[name] for a in applied]) for name in applied[0]})
     quality = np.array([b["pesq_wb"] for b in before])
-    groups.update({"input PESQ-WB < 2": quality < 2, "input PESQ-WB 2-3": (quality >= 2) & (quality < 3),
-                   "input PESQ-WB >= 3": quality >= 3})
+    groups.update(
+        {
+            "input PESQ-WB < 2": quality < 2,
+            "input PESQ-WB 2-3": (quality >= 2) & (quality < 3),
+            "input PESQ-WB >= 3": quality >= 3,
+        }
+    )
     clean_before = [scores(c.astype(np.float64), c.astype(np.float64)) for c in cleans]
     clean_after = [scores(c.astype(np.float64), restore(c)) for c in cleans]
     rows = [(group, mask, before, after) for group, mask in groups.items()]
     rows.append(("clean", np.ones(len(cleans), bool), clean_before, clean_after))
     return {
-        group: {metric: (np.mean([b[metric] for b, m in zip(inputs, mask) if m]),
-                         np.mean([a[metric] for a, m in zip(outputs, mask) if m]), int(mask.sum()))
-                for metric in inputs[0]}
-        for group, mask, inputs, outputs in rows if mask.any()
+        group: {
+            metric: (
+                np.mean([b[metric] for b, m in zip(inputs, mask) if m]),
+                np.mean([a[metric] for a, m in zip(outputs, mask) if m]),
+                int(mask.sum()),
+            )
+            for metric in inputs[0]
+        }
+        for group, mask, inputs, outputs in rows
+        if mask.any()
     }
 
 
@@ -362,13 +452,21 @@ def check_evaluation(report, expected):
         for metric, (before, after, examples) in row.items():
             assert groups[group]["examples"] == examples
             tolerance = 5e-3 if metric.startswith("pesq") else 1e-4 * max(1.0, abs(after))
-            assert groups[group]["input"][metric] == pytest.approx(before, abs=tolerance), (group, metric)
-            assert groups[group]["restored"][metric] == pytest.approx(after, abs=tolerance), (group, metric)
+            assert groups[group]["input"][metric] == pytest.approx(before, abs=tolerance), (
+                group,
+                metric,
+            )
+            assert groups[group]["restored"][metric] == pytest.approx(after, abs=tolerance), (
+                group,
+                metric,
+            )
             assert groups[group]["failed"]["restored"][metric] == 0
 
 
 @pytest.mark.large
-def test_evaluate_command_agrees_with_independent_scores(perturbed_restorer, tmp_path, speech_folder):
+def test_evaluate_command_agrees_with_independent_scores(
+    perturbed_restorer, tmp_path, speech_folder
+):
     """``spectral-restore evaluate`` with a restorer of seeded random weights, reading
     the run's config.json beside the model: every mean, overall and per artifact, of
     the damaged input and of its restoration, is the mean of the reference packages'
@@ -378,24 +476,46 @@ def test_evaluate_command_agrees_with_independent_scores(perturbed_restorer, tmp
     overrides = [f"data.source={speech_folder}", "data.eval_repeats=2", "data.chain=default"]
     config = load_config("small.yaml", overrides)
     (tmp_path / "config.json").write_text(json.dumps(config))
-    assert cli.main(["evaluate", str(tmp_path / "model.keras"), "--max-files", "2", "--processes", "1", "-q"]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                str(tmp_path / "model.keras"),
+                "--max-files",
+                "2",
+                "--processes",
+                "1",
+                "-q",
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())
     check_evaluation(report, independent_evaluation(model, config, max_files=2))
     assert report["groups"]["all"]["examples"] == 4 and report["groups"]["clean"]["examples"] == 2
-    bins = [row["examples"] for group, row in report["groups"].items() if group.startswith("input PESQ-WB")]
+    bins = [
+        row["examples"]
+        for group, row in report["groups"].items()
+        if group.startswith("input PESQ-WB")
+    ]
     assert sum(bins) == 4  # the bins split the damaged utterances
     assert [row["name"] for row in report["conditions"]["input"]["files"]] == [
-        f"utt{i}.wav (pass {p})" for p in (1, 2) for i in (0, 1)] + [f"utt{i}.wav (clean)" for i in (0, 1)]
+        f"utt{i}.wav (pass {p})" for p in (1, 2) for i in (0, 1)
+    ] + [f"utt{i}.wav (clean)" for i in (0, 1)]
     markdown = (tmp_path / "evaluation" / "evaluation.md").read_text()
     overall = report["groups"]["all"]
-    assert (f"| **restored** (this evaluation, n=4) | {overall['restored']['pesq_wb']:.2f} | "
-            f"{overall['restored']['csig']:.2f} |") in markdown
+    assert (
+        f"| **restored** (this evaluation, n=4) | {overall['restored']['pesq_wb']:.2f} | "
+        f"{overall['restored']['csig']:.2f} |"
+    ) in markdown
     assert "## Per damage" in markdown
     assert (tmp_path / "evaluation" / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.large
-def test_evaluate_scores_a_runs_recorded_pairs_whole_as_recorded(perturbed_restorer, tmp_path, speech_pairs):
+def test_evaluate_scores_a_runs_recorded_pairs_whole_as_recorded(
+    perturbed_restorer, tmp_path, speech_pairs
+):
     """A run on recorded pairs is evaluated on them, whole and as recorded (one pass,
     no synthetic damage): "input" is each damaged recording against its clean one,
     both scaled by the clean side's level gain as training scales them, and
@@ -410,10 +530,19 @@ def test_evaluate_scores_a_runs_recorded_pairs_whole_as_recorded(perturbed_resto
 
     source = f"data.source={{damaged: {speech_pairs['damaged']}, clean: {speech_pairs['clean']}}}"
     config = load_config("small.yaml", [source, "data.eval_repeats=2"])
-    report, text = evaluate(perturbed_restorer, config, str(tmp_path), metrics=["pesq_wb", "stoi"], processes=1,
-                            progress=False)
+    report, text = evaluate(
+        perturbed_restorer,
+        config,
+        str(tmp_path),
+        metrics=["pesq_wb", "stoi"],
+        processes=1,
+        progress=False,
+    )
     groups = report["groups"]
-    assert list(groups)[:2] == ["all", "clean"] and groups["all"]["examples"] == groups["clean"]["examples"] == 3
+    assert (
+        list(groups)[:2] == ["all", "clean"]
+        and groups["all"]["examples"] == groups["clean"]["examples"] == 3
+    )
     assert all(group.startswith("input PESQ-WB") for group in list(groups)[2:])  # no artifact rows
     assert "recorded damage (data.damage_pairs is false)" in text
     for name, (damaged, clean) in expected_pairs(speech_pairs).items():
@@ -421,12 +550,22 @@ def test_evaluate_scores_a_runs_recorded_pairs_whole_as_recorded(perturbed_resto
         gain *= min(1.0, 0.99 / max(np.max(np.abs(damaged * gain)), np.max(np.abs(clean * gain))))
         damaged, clean = damaged * gain, clean * gain
         padded = np.pad(damaged, (0, -len(damaged) % 8000)).astype(np.float32)
-        restored = np.asarray(perturbed_restorer(padded[None]))[0, : len(damaged)].astype(np.float64)
+        restored = np.asarray(perturbed_restorer(padded[None]))[0, : len(damaged)].astype(
+            np.float64
+        )
         for condition, estimate in (("input", damaged), ("restored", restored)):
-            (row,) = [row for row in report["conditions"][condition]["files"] if row["name"] == name]
+            (row,) = [
+                row for row in report["conditions"][condition]["files"] if row["name"] == name
+            ]
             # The data path resamples with its own filter (within 2e-5 of scipy's).
-            assert row["pesq_wb"] == pytest.approx(pesq(16000, clean, estimate, "wb"), abs=5e-3), (name, condition)
-            assert row["stoi"] == pytest.approx(stoi(clean, estimate, 16000), abs=1e-4), (name, condition)
+            assert row["pesq_wb"] == pytest.approx(pesq(16000, clean, estimate, "wb"), abs=5e-3), (
+                name,
+                condition,
+            )
+            assert row["stoi"] == pytest.approx(stoi(clean, estimate, 16000), abs=1e-4), (
+                name,
+                condition,
+            )
 
 
 def read_events(folder):
@@ -455,49 +594,85 @@ def test_train_and_evaluate_logs_every_term_pesq_audio_and_images(tmp_path, spee
 
     from spectral_restore.data.pipeline import make_dataset
 
-    overrides = tiny(speech_folder) + ["training.pesq_batches=1", "training.audio_examples=1",
-                                       f"training.output_dir={tmp_path}"]
+    overrides = tiny(speech_folder) + [
+        "training.pesq_batches=1",
+        "training.audio_examples=1",
+        f"training.output_dir={tmp_path}",
+    ]
     assert cli.main(["train", "--evaluate", "--config", "small.yaml", *overrides]) == 0
     config = load_config("small.yaml", overrides)
     with open(tmp_path / "history.csv") as f:
         history = list(csv.DictReader(f))
     assert len(history) == EPOCHS and {"val_pesq_wb", "val_pesq_wb_failed"} <= set(history[0])
-    train, validation = read_events(tmp_path / "logs" / "train"), read_events(tmp_path / "logs" / "validation")
+    train, validation = (
+        read_events(tmp_path / "logs" / "train"),
+        read_events(tmp_path / "logs" / "validation"),
+    )
     for name in expected_terms(config) | {"val_pesq_wb", "val_pesq_wb_failed"}:
         events, tag = (validation, name[4:]) if name.startswith("val_") else (train, name)
         logged = events[f"epoch_{tag}"]
         assert sorted(logged) == list(range(EPOCHS)), name
         for epoch, row in enumerate(history):
-            assert float(tf.make_ndarray(logged[epoch].tensor)) == pytest.approx(float(row[name]), rel=1e-6), name
+            assert float(tf.make_ndarray(logged[epoch].tensor)) == pytest.approx(
+                float(row[name]), rel=1e-6
+            ), name
 
     # model.keras is the epoch with the best val_pesq_wb, last.keras the final model.
     scores = [float(row["val_pesq_wb"]) for row in history]
     best = json.loads((tmp_path / "best.json").read_text())
-    assert best == {"monitor": "val_pesq_wb", "value": pytest.approx(max(scores), rel=1e-6),
-                    "epoch": int(np.argmax(scores))}
+    assert best == {
+        "monitor": "val_pesq_wb",
+        "value": pytest.approx(max(scores), rel=1e-6),
+        "epoch": int(np.argmax(scores)),
+    }
     model = keras.saving.load_model(tmp_path / "last.keras", compile=False)
     data = config["data"]
-    damaged, clean = next(iter(make_dataset(
-        data["source"], split=data["eval_split"], seed=data["eval_seed"], segment_seconds=data["segment_seconds"],
-        batch_size=data["batch_size"], chain=data["chain"], shuffle=False, repeat=True)))
+    damaged, clean = next(
+        iter(
+            make_dataset(
+                data["source"],
+                split=data["eval_split"],
+                seed=data["eval_seed"],
+                segment_seconds=data["segment_seconds"],
+                batch_size=data["batch_size"],
+                chain=data["chain"],
+                shuffle=False,
+                repeat=True,
+            )
+        )
+    )
     damaged, clean = damaged.numpy(), clean.numpy()
     restored = np.asarray(model(damaged))
-    reference_pesq = np.mean([pesq(16000, c.astype(np.float64), r.astype(np.float64), "wb")
-                              for c, r in zip(clean, restored)])
+    reference_pesq = np.mean(
+        [
+            pesq(16000, c.astype(np.float64), r.astype(np.float64), "wb")
+            for c, r in zip(clean, restored)
+        ]
+    )
     assert float(history[-1]["val_pesq_wb"]) == pytest.approx(reference_pesq, abs=5e-3)
     assert float(history[-1]["val_pesq_wb_failed"]) == 0
 
     samples = read_events(tmp_path / "logs" / "samples")
     for name, audio in (("damaged", damaged[0]), ("restored", restored[0]), ("clean", clean[0])):
         logged = samples[f"audio/{name}"]
-        assert sorted(logged) == list(range(EPOCHS)) and logged[0].metadata.plugin_data.plugin_name == "audio"
+        assert (
+            sorted(logged) == list(range(EPOCHS))
+            and logged[0].metadata.plugin_data.plugin_name == "audio"
+        )
         wav = tf.make_ndarray(logged[EPOCHS - 1].tensor)[0, 0]
         decoded, rate = tf.audio.decode_wav(wav)
         assert int(rate) == 16000
-        np.testing.assert_allclose(decoded.numpy()[:, 0], audio / max(1.0, np.max(np.abs(audio))), atol=1.5 / 32768,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            decoded.numpy()[:, 0],
+            audio / max(1.0, np.max(np.abs(audio))),
+            atol=1.5 / 32768,
+            err_msg=name,
+        )
     images = samples["spectrograms"]
-    assert sorted(images) == list(range(EPOCHS)) and images[0].metadata.plugin_data.plugin_name == "images"
+    assert (
+        sorted(images) == list(range(EPOCHS))
+        and images[0].metadata.plugin_data.plugin_name == "images"
+    )
     width, height, png = tf.make_ndarray(images[EPOCHS - 1].tensor)
     image = tf.io.decode_png(png).numpy()
     assert image.shape == (int(height), int(width), 3) and image.std() > 10

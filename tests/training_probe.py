@@ -38,7 +38,12 @@ def training_state(model):
     for name in OPTIMIZERS:
         optimizer = getattr(model, name, None)
         if optimizer is not None:
-            state.update({f"{name}/{i}/{stable_path(v.path)}": np.array(v) for i, v in enumerate(optimizer.variables)})
+            state.update(
+                {
+                    f"{name}/{i}/{stable_path(v.path)}": np.array(v)
+                    for i, v in enumerate(optimizer.variables)
+                }
+            )
     return state
 
 
@@ -101,7 +106,14 @@ def main(argv):
     record = {}
     with probe_fit(record, batches=batches_path is not None):
         code = cli.main(["train", *argv])
-    np.savez(state_path, **{f"{when}/{key}": value for when in ("before", "after") for key, value in record[when].items()})
+    np.savez(
+        state_path,
+        **{
+            f"{when}/{key}": value
+            for when in ("before", "after")
+            for key, value in record[when].items()
+        },
+    )
     if batches_path:
         np.save(batches_path, np.stack(record["batches"]))
     return code

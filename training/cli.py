@@ -41,7 +41,9 @@ def _demo(args):
     if not args.text.strip():
         raise UsageError("--text must hold a sentence to synthesize")
     try:
-        clean = synthesize(args.text, voice=args.voice, engine=args.engine, sample_rate=args.sample_rate)
+        clean = synthesize(
+            args.text, voice=args.voice, engine=args.engine, sample_rate=args.sample_rate
+        )
     except SynthesisError as err:
         # The engine is missing, or refused the voice or text it was given.
         raise UsageError(str(err)) from err
@@ -60,7 +62,10 @@ def _demo(args):
     audio_io.write_audio(roundtrip_path, restored, args.sample_rate, subtype="FLOAT")
     audio_io.write_audio(damaged_path, damaged, args.sample_rate, subtype="FLOAT")
     png = plot_spectrograms(
-        [("synthesized speech", clean), (f"STFT -> iSTFT round trip (max error {max_error:.2e})", restored)],
+        [
+            ("synthesized speech", clean),
+            (f"STFT -> iSTFT round trip (max error {max_error:.2e})", restored),
+        ],
         args.sample_rate,
         os.path.join(args.out, "spectrograms.png"),
         title=f"{args.engine} voice {args.voice}",
@@ -92,20 +97,26 @@ def _train(args):
     if args.evaluate:
         from training.evaluate import evaluate
 
-        _, text = evaluate(summary["model"], config, config["training"]["output_dir"], progress=sys.stderr.isatty())
+        _, text = evaluate(
+            summary["model"], config, config["training"]["output_dir"], progress=sys.stderr.isatty()
+        )
         print(text)
     return 0
 
 
 def _evaluate(args):
     if args.identity and args.model:
-        raise UsageError(f"--identity scores the damaged files themselves; drop MODEL ({args.model}) or --identity")
+        raise UsageError(
+            f"--identity scores the damaged files themselves; drop MODEL ({args.model}) or --identity"
+        )
     if not args.model and not args.identity:
         raise UsageError("evaluate needs MODEL, or --identity with --pairs DAMAGED_DIR CLEAN_DIR")
     if args.pairs:
         if args.overrides or args.config:
-            raise UsageError("--pairs takes no config: the files and the model define the evaluation "
-                             f"(received --config={args.config!r} and overrides {args.overrides})")
+            raise UsageError(
+                "--pairs takes no config: the files and the model define the evaluation "
+                f"(received --config={args.config!r} and overrides {args.overrides})"
+            )
         if not args.out:
             raise UsageError("--pairs needs -o OUT, the folder the report goes to")
         for name, folder in zip(("DAMAGED_DIR", "CLEAN_DIR"), args.pairs):
@@ -115,8 +126,10 @@ def _evaluate(args):
         if args.identity:
             raise UsageError("--identity scores a folder pair: add --pairs DAMAGED_DIR CLEAN_DIR")
         if args.sample_rate is not None or args.length_tolerance is not None:
-            raise UsageError("--sample-rate and --length-tolerance are for --pairs; the evaluation of a run "
-                             "scores at the model's rate")
+            raise UsageError(
+                "--sample-rate and --length-tolerance are for --pairs; the evaluation of a run "
+                "scores at the model's rate"
+            )
     if args.model:
         _check_model_path(args.model)
     config = None if args.pairs else _run_config(args.model, args.config, args.overrides)
@@ -129,28 +142,52 @@ def _evaluate(args):
         from spectral_restore.data.files import check_pair_tolerance, match_pairs
 
         damaged_dir, clean_dir = args.pairs
-        tolerance = folders.PAIR_TOLERANCE_SECONDS if args.length_tolerance is None else args.length_tolerance
+        tolerance = (
+            folders.PAIR_TOLERANCE_SECONDS
+            if args.length_tolerance is None
+            else args.length_tolerance
+        )
         with user_input("--length-tolerance"):
             check_pair_tolerance(tolerance, "tolerance_seconds")
         if args.sample_rate is not None:
             with user_input("--sample-rate"):
                 check_sample_rate(args.sample_rate)
             if restorer and args.sample_rate != restorer.sample_rate:
-                raise UsageError(f"--sample-rate {args.sample_rate} differs from the model's {restorer.sample_rate} "
-                                 "Hz; a model is scored at its own rate: drop --sample-rate")
+                raise UsageError(
+                    f"--sample-rate {args.sample_rate} differs from the model's {restorer.sample_rate} "
+                    "Hz; a model is scored at its own rate: drop --sample-rate"
+                )
         if not match_pairs(damaged_dir, clean_dir)[0]:
-            raise UsageError(f"no file of {damaged_dir} has a partner in {clean_dir}: files pair by relative path "
-                             "without the extension (damaged/a/b.flac with clean/a/b.wav)")
-        folders.evaluate_folders(damaged_dir, clean_dir, args.out, model=restorer, sample_rate=args.sample_rate,
-                                 tolerance_seconds=tolerance, processes=args.processes, progress=not args.quiet,
-                                 max_files=args.max_files)
+            raise UsageError(
+                f"no file of {damaged_dir} has a partner in {clean_dir}: files pair by relative path "
+                "without the extension (damaged/a/b.flac with clean/a/b.wav)"
+            )
+        folders.evaluate_folders(
+            damaged_dir,
+            clean_dir,
+            args.out,
+            model=restorer,
+            sample_rate=args.sample_rate,
+            tolerance_seconds=tolerance,
+            processes=args.processes,
+            progress=not args.quiet,
+            max_files=args.max_files,
+        )
         output_dir = args.out
     else:
         from training.evaluate import evaluate
 
-        output_dir = args.out or os.path.join(os.path.dirname(os.path.abspath(args.model)), "evaluation")
-        evaluate(restorer, config, output_dir, max_files=args.max_files, progress=not args.quiet,
-                 processes=args.processes)
+        output_dir = args.out or os.path.join(
+            os.path.dirname(os.path.abspath(args.model)), "evaluation"
+        )
+        evaluate(
+            restorer,
+            config,
+            output_dir,
+            max_files=args.max_files,
+            progress=not args.quiet,
+            processes=args.processes,
+        )
     with open(os.path.join(output_dir, "evaluation.md")) as f:
         print(f.read())
     print(f"written: {output_dir}/evaluation.md, evaluation.json, evaluation.png")
@@ -168,18 +205,24 @@ def _run_config(model, config_path, overrides):
     if os.path.exists(saved):
         print(f"config: {saved} (the run's own)")
         return load_run_config(saved, overrides)
-    print(f"config: training/configs/base.yaml (no config.json beside {model}; --config names another)")
+    print(
+        f"config: training/configs/base.yaml (no config.json beside {model}; --config names another)"
+    )
     return load_config(None, overrides)
 
 
 def _check_model_path(path):
     """A UsageError unless ``path`` is a ``.keras`` file or a folder (a SavedModel export)."""
     if not os.path.exists(path):
-        raise UsageError(f"model not found: {path} (give a .keras file, or a SavedModel folder written by "
-                         f"`{PROG} export`)")
+        raise UsageError(
+            f"model not found: {path} (give a .keras file, or a SavedModel folder written by "
+            f"`{PROG} export`)"
+        )
     if not os.path.isdir(path) and not path.endswith(".keras"):
-        raise UsageError(f"{path} is not a model: give a .keras file, or a SavedModel folder written by "
-                         f"`{PROG} export`")
+        raise UsageError(
+            f"{path} is not a model: give a .keras file, or a SavedModel folder written by "
+            f"`{PROG} export`"
+        )
 
 
 def _load_restorer(path, pad_seconds=None):
@@ -189,8 +232,10 @@ def _load_restorer(path, pad_seconds=None):
     from spectral_restore.inference import Restorer
 
     if os.path.isdir(path) and not tensorflow_available():
-        raise UsageError(f"{path} is a SavedModel folder, which needs TensorFlow (pip install "
-                         "'spectral-restore[tensorflow]'); or restore with the .keras file it was exported from")
+        raise UsageError(
+            f"{path} is a SavedModel folder, which needs TensorFlow (pip install "
+            "'spectral-restore[tensorflow]'); or restore with the .keras file it was exported from"
+        )
     with user_input(f"cannot load the model {path}"):
         return Restorer(path, pad_seconds=pad_seconds)
 
@@ -198,27 +243,38 @@ def _load_restorer(path, pad_seconds=None):
 def _export(args):
     _check_model_path(args.model)
     if os.path.isdir(args.model):
-        raise UsageError(f"export takes a .keras model; {args.model} is a folder (already an export?)")
+        raise UsageError(
+            f"export takes a .keras model; {args.model} is a folder (already an export?)"
+        )
     if os.path.exists(args.out) and (not os.path.isdir(args.out) or os.listdir(args.out)):
-        raise UsageError(f"the export folder {args.out} already exists and is not empty: name a new folder "
-                         "(TF Serving reads numbered versions: models/restorer/2)")
+        raise UsageError(
+            f"the export folder {args.out} already exists and is not empty: name a new folder "
+            "(TF Serving reads numbered versions: models/restorer/2)"
+        )
     from spectral_restore import backend
 
     if not backend.tensorflow_available():
-        raise UsageError("export writes a TensorFlow SavedModel, and TensorFlow is not installed: "
-                         "pip install 'spectral-restore[tensorflow]'")
+        raise UsageError(
+            "export writes a TensorFlow SavedModel, and TensorFlow is not installed: "
+            "pip install 'spectral-restore[tensorflow]'"
+        )
     if backend.name() != "tensorflow":
-        raise UsageError(f"export runs under the TensorFlow backend; the active Keras backend is {backend.name()}: "
-                         "run it with KERAS_BACKEND=tensorflow (a .keras file saved under any backend loads there)")
+        raise UsageError(
+            f"export runs under the TensorFlow backend; the active Keras backend is {backend.name()}: "
+            "run it with KERAS_BACKEND=tensorflow (a .keras file saved under any backend loads there)"
+        )
     from spectral_restore.export import export_saved_model
     from spectral_restore.inference import chunking, load_keras_model
 
     with user_input(f"cannot load the model {args.model}"):
         model = load_keras_model(args.model)
     with user_input("--chunk-seconds / --overlap-seconds"):
-        chunking(int(getattr(model, "sample_rate", 16000)), args.chunk_seconds, args.overlap_seconds)
-    metadata = export_saved_model(model, args.out, chunk_seconds=args.chunk_seconds,
-                                  overlap_seconds=args.overlap_seconds)
+        chunking(
+            int(getattr(model, "sample_rate", 16000)), args.chunk_seconds, args.overlap_seconds
+        )
+    metadata = export_saved_model(
+        model, args.out, chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds
+    )
     print(json.dumps(metadata, indent=2))
     print(f"SavedModel written to {args.out}; try: saved_model_cli show --dir {args.out} --all")
     return 0
@@ -235,13 +291,17 @@ def _restore_jobs(inputs, out):
     for item in inputs:
         if not os.path.isdir(item):
             if not item.lower().endswith(AUDIO_EXTENSIONS):
-                raise UsageError(f"{item} is not an audio file: restore takes {', '.join(AUDIO_EXTENSIONS)} "
-                                 "files, or folders of them")
+                raise UsageError(
+                    f"{item} is not an audio file: restore takes {', '.join(AUDIO_EXTENSIONS)} "
+                    "files, or folders of them"
+                )
             jobs.append((item, out))
             continue
         for root, folders, files in os.walk(item):
             # An output folder inside an input folder holds results, not inputs.
-            folders[:] = sorted(name for name in folders if os.path.realpath(os.path.join(root, name)) != out_real)
+            folders[:] = sorted(
+                name for name in folders if os.path.realpath(os.path.join(root, name)) != out_real
+            )
             target = os.path.normpath(os.path.join(out, os.path.relpath(root, item)))
             for name in sorted(files):
                 if name.lower().endswith(AUDIO_EXTENSIONS):
@@ -261,13 +321,17 @@ def _check_outputs(jobs, plot):
     for path, out_dir in jobs:
         output = output_path(path, out_dir)
         if os.path.realpath(output) in inputs:
-            raise UsageError(f"restoring {path} would overwrite the input {inputs[os.path.realpath(output)]}: "
-                             "choose an output folder (-o) that holds no input")
+            raise UsageError(
+                f"restoring {path} would overwrite the input {inputs[os.path.realpath(output)]}: "
+                "choose an output folder (-o) that holds no input"
+            )
         for target in [output] + ([os.path.splitext(output)[0] + ".png"] if plot else []):
             other = written.setdefault(os.path.realpath(target), path)
             if other != path:
-                raise UsageError(f"{other} and {path} would both be written to {target}: restore them into "
-                                 "different output folders (-o)")
+                raise UsageError(
+                    f"{other} and {path} would both be written to {target}: restore them into "
+                    "different output folders (-o)"
+                )
 
 
 def _count(count, noun):
@@ -285,8 +349,10 @@ def _restore(args):
 
     jobs, other = _restore_jobs(args.inputs, args.out)
     if not jobs:
-        raise UsageError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {' '.join(args.inputs)}"
-                         + (f": only {_count(other, 'other file')}" if other else ""))
+        raise UsageError(
+            f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {' '.join(args.inputs)}"
+            + (f": only {_count(other, 'other file')}" if other else "")
+        )
     _check_outputs(jobs, args.plot)
     restorer = _load_restorer(args.model)
     from tqdm import tqdm
@@ -304,8 +370,11 @@ def _restore(args):
             continue
         restored += 1
         clipped = f", {result.clipped_samples} samples clipped" if result.clipped_samples else ""
-        tqdm.write(f"{result.source} -> {result.output} ({result.seconds} s, {result.channels} ch, "
-                   f"{result.sample_rate} Hz{clipped})", file=sys.stdout)
+        tqdm.write(
+            f"{result.source} -> {result.output} ({result.seconds} s, {result.channels} ch, "
+            f"{result.sample_rate} Hz{clipped})",
+            file=sys.stdout,
+        )
     if unreadable and not restored:
         more = f" (and {len(unreadable) - 1} more unreadable)" if len(unreadable) > 1 else ""
         raise UsageError(f"nothing restored: {unreadable[0]}{more}")
@@ -346,8 +415,12 @@ def build_parser():
     # --debug is accepted before and after the command; the subcommands' copy must
     # not overwrite the global one with a default, hence SUPPRESS.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="on an error, print its traceback too")
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="on an error, print its traceback too",
+    )
     parser = _Parser(
         prog=PROG,
         description="Restore damaged audio through its spectrogram, amplitude and phase.",
@@ -360,7 +433,8 @@ def build_parser():
         return commands.add_parser(name, parents=[common], **kwargs)
 
     demo = command(
-        "demo", help="synthesize a sentence, round-trip it through the STFT, write audio (and a noisy copy) and a PNG"
+        "demo",
+        help="synthesize a sentence, round-trip it through the STFT, write audio (and a noisy copy) and a PNG",
     )
     demo.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
     demo.add_argument("--text", default=DEMO_TEXT, help="sentence to synthesize")
@@ -370,35 +444,78 @@ def build_parser():
     demo.set_defaults(handler=_demo)
 
     train = command("train", help="train a restoration model from a YAML config")
-    train.add_argument("--config", default=None, help="config file (default: training/configs/base.yaml)")
-    train.add_argument("--evaluate", action="store_true", help="evaluate on the held-out split afterwards")
-    train.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. training.epochs=3")
+    train.add_argument(
+        "--config", default=None, help="config file (default: training/configs/base.yaml)"
+    )
+    train.add_argument(
+        "--evaluate", action="store_true", help="evaluate on the held-out split afterwards"
+    )
+    train.add_argument(
+        "overrides", nargs="*", help="section.key=value overrides, e.g. training.epochs=3"
+    )
     train.set_defaults(handler=_train)
 
     evaluate = command(
-        "evaluate", help="score whole utterances before and after restoration (PESQ, STOI, CSIG/CBAK/COVL, ...)",
+        "evaluate",
+        help="score whole utterances before and after restoration (PESQ, STOI, CSIG/CBAK/COVL, ...)",
         description="Without --pairs: the held-out split of the run's data, damaged per artifact type with unseen "
-                    "seeds. With --pairs: every damaged file against its clean partner (same relative path).")
-    evaluate.add_argument("model", nargs="?", help="a .keras model or SavedModel folder (omit with --identity)")
-    evaluate.add_argument("--pairs", nargs=2, metavar=("DAMAGED_DIR", "CLEAN_DIR"),
-                          help="score a folder of damaged files against a folder of clean ones")
-    evaluate.add_argument("--identity", action="store_true", help="with --pairs: score the damaged files themselves")
-    evaluate.add_argument("-o", "--out", default=None,
-                          help="report folder (default without --pairs: evaluation/ beside the model)")
-    evaluate.add_argument("--config", default=None,
-                          help="config the data settings come from (default: the config.json beside the model)")
-    evaluate.add_argument("--max-files", type=_number(int, 1), default=None,
-                          help="score only the first N utterances (per pass)")
-    evaluate.add_argument("--sample-rate", type=_number(int, 1), default=None,
-                          help="--identity: the rate to score at (default 16000); a model uses its own")
-    evaluate.add_argument("--length-tolerance", type=_number(float, 0.0), default=None,
-                          help="--pairs: seconds partners may differ in length before the pair is left out "
-                               "(reported; default 0.05)")
-    evaluate.add_argument("--pad-seconds", type=_number(float, 0.0), default=None,
-                          help="pad inputs to a multiple of this before restoring, so compiled models see few "
-                               "shapes (0: no padding; default 0.5)")
-    evaluate.add_argument("--processes", type=_number(int, 1), default=None,
-                          help="PESQ worker processes (default: one per CPU)")
+        "seeds. With --pairs: every damaged file against its clean partner (same relative path).",
+    )
+    evaluate.add_argument(
+        "model", nargs="?", help="a .keras model or SavedModel folder (omit with --identity)"
+    )
+    evaluate.add_argument(
+        "--pairs",
+        nargs=2,
+        metavar=("DAMAGED_DIR", "CLEAN_DIR"),
+        help="score a folder of damaged files against a folder of clean ones",
+    )
+    evaluate.add_argument(
+        "--identity", action="store_true", help="with --pairs: score the damaged files themselves"
+    )
+    evaluate.add_argument(
+        "-o",
+        "--out",
+        default=None,
+        help="report folder (default without --pairs: evaluation/ beside the model)",
+    )
+    evaluate.add_argument(
+        "--config",
+        default=None,
+        help="config the data settings come from (default: the config.json beside the model)",
+    )
+    evaluate.add_argument(
+        "--max-files",
+        type=_number(int, 1),
+        default=None,
+        help="score only the first N utterances (per pass)",
+    )
+    evaluate.add_argument(
+        "--sample-rate",
+        type=_number(int, 1),
+        default=None,
+        help="--identity: the rate to score at (default 16000); a model uses its own",
+    )
+    evaluate.add_argument(
+        "--length-tolerance",
+        type=_number(float, 0.0),
+        default=None,
+        help="--pairs: seconds partners may differ in length before the pair is left out "
+        "(reported; default 0.05)",
+    )
+    evaluate.add_argument(
+        "--pad-seconds",
+        type=_number(float, 0.0),
+        default=None,
+        help="pad inputs to a multiple of this before restoring, so compiled models see few "
+        "shapes (0: no padding; default 0.5)",
+    )
+    evaluate.add_argument(
+        "--processes",
+        type=_number(int, 1),
+        default=None,
+        help="PESQ worker processes (default: one per CPU)",
+    )
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     evaluate.add_argument("overrides", nargs="*", help="section.key=value overrides of the config")
     evaluate.set_defaults(handler=_evaluate)
@@ -406,23 +523,41 @@ def build_parser():
     export = command("export", help="write a TensorFlow SavedModel for TF Serving")
     export.add_argument("model", help="a saved .keras model")
     export.add_argument("out", help="SavedModel folder to create")
-    export.add_argument("--chunk-seconds", type=_number(float, 0.0, strict=True), default=10.0,
-                        help="longest input restored whole (default 10)")
-    export.add_argument("--overlap-seconds", type=_number(float, 0.0, strict=True), default=0.5,
-                        help="crossfade between chunks, below half a chunk (default 0.5)")
+    export.add_argument(
+        "--chunk-seconds",
+        type=_number(float, 0.0, strict=True),
+        default=10.0,
+        help="longest input restored whole (default 10)",
+    )
+    export.add_argument(
+        "--overlap-seconds",
+        type=_number(float, 0.0, strict=True),
+        default=0.5,
+        help="crossfade between chunks, below half a chunk (default 0.5)",
+    )
     export.set_defaults(handler=_export)
 
     restore = command(
-        "restore", help="restore audio files and folders with a .keras model or a SavedModel",
+        "restore",
+        help="restore audio files and folders with a .keras model or a SavedModel",
         description="Each IN file is written to OUT under its own name; each IN folder is walked recursively and "
-                    "its audio files are written to OUT with their relative layout (other files are skipped and "
-                    "counted). Inputs are never overwritten. Exit status: 0 all restored, 1 some files were "
-                    "unreadable (skipped and listed), 2 a usage error (nothing written).")
-    restore.add_argument("inputs", nargs="+", metavar="IN",
-                         help="audio files (WAV, FLAC, OGG, ...; any rate; mono or multichannel) or folders of them")
+        "its audio files are written to OUT with their relative layout (other files are skipped and "
+        "counted). Inputs are never overwritten. Exit status: 0 all restored, 1 some files were "
+        "unreadable (skipped and listed), 2 a usage error (nothing written).",
+    )
+    restore.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IN",
+        help="audio files (WAV, FLAC, OGG, ...; any rate; mono or multichannel) or folders of them",
+    )
     restore.add_argument("-o", "--out", required=True, help="output folder")
-    restore.add_argument("-m", "--model", required=True, help="a .keras model or a SavedModel folder")
-    restore.add_argument("--plot", action="store_true", help="also write <name>.png: input and restored spectrograms")
+    restore.add_argument(
+        "-m", "--model", required=True, help="a .keras model or a SavedModel folder"
+    )
+    restore.add_argument(
+        "--plot", action="store_true", help="also write <name>.png: input and restored spectrograms"
+    )
     restore.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     restore.set_defaults(handler=_restore)
     return parser
@@ -432,8 +567,11 @@ def _parse(parser, argv):
     # argparse takes a subcommand's positionals only before its options, so overrides
     # written after them (`evaluate MODEL --config c.yaml data.batch_size=4`) come back unparsed.
     args, unparsed = parser.parse_known_args(argv)
-    if unparsed and isinstance(getattr(args, "overrides", None), list) and all(
-            "=" in text and not text.startswith("-") for text in unparsed):
+    if (
+        unparsed
+        and isinstance(getattr(args, "overrides", None), list)
+        and all("=" in text and not text.startswith("-") for text in unparsed)
+    ):
         args.overrides += unparsed
     elif unparsed:
         parser.error(f"unrecognized arguments: {' '.join(unparsed)}")

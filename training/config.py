@@ -19,9 +19,13 @@ def _unknown(kind, where, known, context=""):
     prefix, _, name = where.rpartition(".")
     close = difflib.get_close_matches(name, [str(key) for key in known], n=1)
     if close:
-        return UsageError(f"unknown config {kind} {where!r}{context}; did you mean "
-                          f"{'.'.join(filter(None, [prefix, close[0]]))!r}?")
-    return UsageError(f"unknown config {kind} {where!r}{context}; known here: {', '.join(map(str, known))}")
+        return UsageError(
+            f"unknown config {kind} {where!r}{context}; did you mean "
+            f"{'.'.join(filter(None, [prefix, close[0]]))!r}?"
+        )
+    return UsageError(
+        f"unknown config {kind} {where!r}{context}; known here: {', '.join(map(str, known))}"
+    )
 
 
 def _merge(base, override, source, path=""):
@@ -43,11 +47,15 @@ def _load_file(path):
         path = os.path.join(CONFIG_DIR, path)
     if not os.path.exists(path):
         names = ", ".join(sorted(name for name in os.listdir(CONFIG_DIR) if name.endswith(".yaml")))
-        raise UsageError(f"config file not found: {path} (give a path, or one of training/configs/: {names})")
+        raise UsageError(
+            f"config file not found: {path} (give a path, or one of training/configs/: {names})"
+        )
     with open(path) as f:
         data = _yaml(f, f"config file {path}") or {}
     if not isinstance(data, dict):
-        raise UsageError(f"{path}: a config must be a mapping of sections (model:, data:, loss:, training:)")
+        raise UsageError(
+            f"{path}: a config must be a mapping of sections (model:, data:, loss:, training:)"
+        )
     parent = data.pop("extends", None)
     if parent is None:
         return data
@@ -62,7 +70,9 @@ def parse_override(text):
     key, equals, value = text.partition("=")
     keys = key.strip().split(".")
     if not equals or not all(keys):
-        raise UsageError(f"an override must look like section.key=value (e.g. training.epochs=3); received {text!r}")
+        raise UsageError(
+            f"an override must look like section.key=value (e.g. training.epochs=3); received {text!r}"
+        )
     return keys, _yaml(value, f"the value of override {text!r}")
 
 
@@ -73,8 +83,10 @@ def _yaml(text, what):
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        raise UsageError(f"{what} is not valid YAML: {getattr(err, 'problem', None) or err}{at} "
-                         "(quote values holding spaces, colons or braces)") from err
+        raise UsageError(
+            f"{what} is not valid YAML: {getattr(err, 'problem', None) or err}{at} "
+            "(quote values holding spaces, colons or braces)"
+        ) from err
 
 
 def _check_number(where, default, value):
@@ -90,7 +102,9 @@ def _check_number(where, default, value):
     wanted = (int,) if isinstance(default, int) else (int, float)
     if isinstance(value, bool) or not isinstance(value, wanted):
         kind = "a whole number" if isinstance(default, int) else "a number"
-        raise UsageError(f"config key {where!r} takes {kind} (default {default!r}); received {value!r}")
+        raise UsageError(
+            f"config key {where!r} takes {kind} (default {default!r}); received {value!r}"
+        )
     return value
 
 
@@ -108,7 +122,9 @@ def load_run_config(path, overrides=()):
         saved = json.load(f)
     if not isinstance(saved, dict):
         raise UsageError(f"{path}: a saved run config must be a mapping")
-    return _apply_overrides(_merge(_load_file(os.path.join(CONFIG_DIR, "base.yaml")), saved, path), overrides)
+    return _apply_overrides(
+        _merge(_load_file(os.path.join(CONFIG_DIR, "base.yaml")), saved, path), overrides
+    )
 
 
 def _apply_overrides(config, overrides):
@@ -118,7 +134,9 @@ def _apply_overrides(config, overrides):
         for depth, key in enumerate(keys[:-1]):
             if key not in node or not isinstance(node[key], dict):
                 sections = [name for name, child in node.items() if isinstance(child, dict)]
-                raise _unknown("section", ".".join(keys[:depth + 1]), sections, f" in override {text!r}")
+                raise _unknown(
+                    "section", ".".join(keys[: depth + 1]), sections, f" in override {text!r}"
+                )
             node = node[key]
         if keys[0] != "loss":
             if keys[-1] not in node:
@@ -150,7 +168,9 @@ def build_loss(loss_config):
         if isinstance(spec, dict):
             unknown = set(spec) - {"weight", "args"}
             if unknown:
-                raise UsageError(f"config loss term {name!r}: unknown fields {sorted(unknown)} (use weight, args)")
+                raise UsageError(
+                    f"config loss term {name!r}: unknown fields {sorted(unknown)} (use weight, args)"
+                )
             weight, args = spec.get("weight", 1.0), spec.get("args", {})
         else:
             weight, args = spec, {}

@@ -37,7 +37,9 @@ INPUT_QUALITY_BINS = (
 
 def utterance_seed(eval_seed, repeat, index):
     """The chain seed of utterance ``index`` in pass ``repeat``: int32 ``[2]``."""
-    state = np.random.SeedSequence([int(eval_seed) + int(repeat), _DAMAGE_SALT, int(index)]).generate_state(2)
+    state = np.random.SeedSequence(
+        [int(eval_seed) + int(repeat), _DAMAGE_SALT, int(index)]
+    ).generate_state(2)
     return (state >> 1).astype(np.int32)
 
 
@@ -49,16 +51,28 @@ def held_out_utterances(config, stats=None):
 
     data = config["data"]
     register_dataset_builders(data["source"])
-    dataset = AudioDataset(data["source"], split=data["eval_split"], data_dir=data["data_dir"],
-                           manual_dir=data["manual_dir"], pair_tolerance_seconds=data["pair_tolerance_seconds"],
-                           sample_rate=config["model"]["sample_rate"], batch_size=1, damage="none",
-                           shuffle=False, stats=stats)
+    dataset = AudioDataset(
+        data["source"],
+        split=data["eval_split"],
+        data_dir=data["data_dir"],
+        manual_dir=data["manual_dir"],
+        pair_tolerance_seconds=data["pair_tolerance_seconds"],
+        sample_rate=config["model"]["sample_rate"],
+        batch_size=1,
+        damage="none",
+        shuffle=False,
+        stats=stats,
+    )
     names = []
     for index, clip in enumerate(dataset.clips):
         if isinstance(clip, FilePair):
             names.append(clip.name)
         else:
-            names.append(os.path.basename(clip) if isinstance(clip, str) else f"{data['eval_split']}[{index}]")
+            names.append(
+                os.path.basename(clip)
+                if isinstance(clip, str)
+                else f"{data['eval_split']}[{index}]"
+            )
     return dataset, names
 
 
@@ -95,16 +109,27 @@ def held_out_items(config, dataset, names, restorer, damage, count, progress=Tru
         recorded, clean = (utterance[0], utterance[1]) if dataset.paired else (utterance, utterance)
         if repeat == passes:
             damage.append(None)
-            yield f"{names[index]} (clean)", clean, {"input": clean, "restored": restorer(clean[None])[0]}
+            yield (
+                f"{names[index]} (clean)",
+                clean,
+                {"input": clean, "restored": restorer(clean[None])[0]},
+            )
             continue
         if chain is None:
             damaged, record = recorded, {}
         else:
-            damaged, record = chain(recorded[None], utterance_seed(data["eval_seed"], repeat, index))
+            damaged, record = chain(
+                recorded[None], utterance_seed(data["eval_seed"], repeat, index)
+            )
             damaged = ops.convert_to_numpy(damaged)[0]
-        damage.append({name: float(ops.convert_to_numpy(value["strength"])[0])
-                       if bool(ops.convert_to_numpy(value["applied"])[0]) else None
-                       for name, value in record.items()})
+        damage.append(
+            {
+                name: float(ops.convert_to_numpy(value["strength"])[0])
+                if bool(ops.convert_to_numpy(value["applied"])[0])
+                else None
+                for name, value in record.items()
+            }
+        )
         label = names[index] if passes == 1 else f"{names[index]} (pass {repeat + 1})"
         yield label, clean, {"input": damaged, "restored": restorer(damaged[None])[0]}
 
@@ -123,18 +148,34 @@ def input_groups(inputs, damage):
     damaged = np.array([entry is not None for entry in damage])
     artifacts = next((entry for entry in damage if entry is not None), {})
     groups = {"all": damaged, "clean": ~damaged}
-    groups.update({name: np.array([entry is not None and entry[name] is not None for entry in damage])
-                   for name in artifacts})
+    groups.update(
+        {
+            name: np.array([entry is not None and entry[name] is not None for entry in damage])
+            for name in artifacts
+        }
+    )
     if "pesq_wb" in inputs.metrics:
         quality = inputs.values("pesq_wb")
         with np.errstate(invalid="ignore"):
-            groups.update({label: damaged & (quality >= low) & (quality < high)
-                           for label, low, high in INPUT_QUALITY_BINS})
+            groups.update(
+                {
+                    label: damaged & (quality >= low) & (quality < high)
+                    for label, low, high in INPUT_QUALITY_BINS
+                }
+            )
     return groups
 
 
-def evaluate(model, config, output_dir, max_files=None, progress=True, processes=None, metrics=None,
-             pad_seconds=folders.PAD_SECONDS):
+def evaluate(
+    model,
+    config,
+    output_dir,
+    max_files=None,
+    progress=True,
+    processes=None,
+    metrics=None,
+    pad_seconds=folders.PAD_SECONDS,
+):
     """Writes evaluation.json, evaluation.md and evaluation.png to ``output_dir``.
 
     Args:
@@ -153,25 +194,37 @@ def evaluate(model, config, output_dir, max_files=None, progress=True, processes
     from spectral_restore.data.files import ReadStats
     from spectral_restore.inference import Restorer
 
-    if max_files is not None and (isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1):
+    if max_files is not None and (
+        isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1
+    ):
         raise ValueError(f"`max_files` must be an integer >= 1 or None. Received: {max_files!r}")
     restorer = model if isinstance(model, Restorer) else Restorer(model, pad_seconds=pad_seconds)
     rate = int(config["model"]["sample_rate"])
     if restorer.sample_rate != rate:
-        raise UsageError(f"the model restores {restorer.sample_rate} Hz audio but the config's model.sample_rate "
-                         f"is {rate} (--config names the run's config, or override model.sample_rate)")
+        raise UsageError(
+            f"the model restores {restorer.sample_rate} Hz audio but the config's model.sample_rate "
+            f"is {rate} (--config names the run's config, or override model.sample_rate)"
+        )
     data = config["data"]
     stats, damage = ReadStats(), []
     dataset, names = held_out_utterances(config, stats)
     chain = damage_chain(config, dataset)
     count = len(names) if max_files is None else min(len(names), max_files)
     passes = int(data["eval_repeats"]) if chain is not None else 1
-    evaluations = score_conditions(held_out_items(config, dataset, names, restorer, damage, count, progress), rate,
-                                   ("input", "restored"), metrics=metrics, processes=processes, progress=False)
+    evaluations = score_conditions(
+        held_out_items(config, dataset, names, restorer, damage, count, progress),
+        rate,
+        ("input", "restored"),
+        metrics=metrics,
+        processes=processes,
+        progress=False,
+    )
     scored = evaluations["input"].files
     if not scored:
-        raise UsageError(f"no utterance of {data['source']!r} ({data['eval_split']}) could be read: "
-                         f"{stats.messages()}")
+        raise UsageError(
+            f"no utterance of {data['source']!r} ({data['eval_split']}) could be read: "
+            f"{stats.messages()}"
+        )
     groups = input_groups(evaluations["input"], damage)
     damaged = int(groups["all"].sum())
     if chain is None:
@@ -179,8 +232,10 @@ def evaluate(model, config, output_dir, max_files=None, progress=True, processes
         damage_note = "their recorded damage (data.damage_pairs is false)"
     else:
         what = f"{'recorded pairs' if dataset.paired else 'held-out utterances'} {data['source']}"
-        damage_note = (f"{'their recorded damage and ' if dataset.paired else ''}the {data['chain']!r} chain with "
-                       f"seeds from data.eval_seed={data['eval_seed']}, {passes} passes")
+        damage_note = (
+            f"{'their recorded damage and ' if dataset.paired else ''}the {data['chain']!r} chain with "
+            f"seeds from data.eval_seed={data['eval_seed']}, {passes} passes"
+        )
     notes = [
         f"model: {restorer.source}; {what} ({data['eval_split']} split)",
         f"{damaged} utterances scored whole at {rate} Hz, damaged by {damage_note}",
@@ -189,19 +244,41 @@ def evaluate(model, config, output_dir, max_files=None, progress=True, processes
     if stats.files_skipped:
         notes.append(f"{stats.files_skipped} files could not be read or paired (listed below)")
     if max_files is not None and count < len(names):
-        notes.append(f"max_files={max_files}: {len(names) - count} utterances per pass left out on request")
-    voicebank = chain is None and (str(data["source"]).startswith("tfds:voicebank_demand")
-                                   or report.is_voicebank_test(row["name"] for row in scored))
+        notes.append(
+            f"max_files={max_files}: {len(names) - count} utterances per pass left out on request"
+        )
+    voicebank = chain is None and (
+        str(data["source"]).startswith("tfds:voicebank_demand")
+        or report.is_voicebank_test(row["name"] for row in scored)
+    )
     if voicebank and damaged != report.VOICEBANK_TEST_FILES:
-        notes.append(f"the published rows are over all {report.VOICEBANK_TEST_FILES} test files; "
-                     f"this evaluation scored {damaged}")
+        notes.append(
+            f"the published rows are over all {report.VOICEBANK_TEST_FILES} test files; "
+            f"this evaluation scored {damaged}"
+        )
     return report.write_report(
-        output_dir, evaluations, title=f"{'synthetic damage' if chain is not None else 'recorded damage'} on "
-        f"{data['source']}", notes=notes, groups=groups, group_label="damage",
+        output_dir,
+        evaluations,
+        title=f"{'synthetic damage' if chain is not None else 'recorded damage'} on "
+        f"{data['source']}",
+        notes=notes,
+        groups=groups,
+        group_label="damage",
         anchors=report.VOICEBANK_ANCHORS if voicebank else None,
-        extra={"kind": "held_out", "model": str(restorer.source), "max_files": max_files, "pad_seconds": pad_seconds,
-               "damage": [{"name": row["name"], "artifacts": None if entry is None else
-                           {k: v for k, v in entry.items() if v is not None}}
-                          for row, entry in zip(scored, damage)]},
+        extra={
+            "kind": "held_out",
+            "model": str(restorer.source),
+            "max_files": max_files,
+            "pad_seconds": pad_seconds,
+            "damage": [
+                {
+                    "name": row["name"],
+                    "artifacts": None
+                    if entry is None
+                    else {k: v for k, v in entry.items() if v is not None},
+                }
+                for row, entry in zip(scored, damage)
+            ],
+        },
         left_out={"Files that could not be read or paired": stats.messages()},
     )

@@ -46,16 +46,23 @@ def backend_config(config):
 
     data = config["data"]
     register_dataset_builders(data["source"])
-    if data["damage"] != "none" and not data["damage_pairs"] and is_pair_source(data["source"], data["data_dir"]):
-        logger.warning("data.source holds recorded pairs: they train on their recorded damage alone, "
-                       "data.damage=none (data.damage_pairs=true adds the damage chain on top)")
+    if (
+        data["damage"] != "none"
+        and not data["damage_pairs"]
+        and is_pair_source(data["source"], data["data_dir"])
+    ):
+        logger.warning(
+            "data.source holds recorded pairs: they train on their recorded damage alone, "
+            "data.damage=none (data.damage_pairs=true adds the damage chain on top)"
+        )
         config = copy.deepcopy(config)
         config["data"]["damage"] = "none"
     if backend.name() == "tensorflow" or config["data"]["damage"] != "pipeline":
         return config
     logger.warning(
         "data.damage=pipeline damages batches in tf.data (TensorFlow backend); under the %s backend "
-        "the damage runs inside the model instead: data.damage=model", backend.name(),
+        "the damage runs inside the model instead: data.damage=model",
+        backend.name(),
     )
     config = copy.deepcopy(config)
     config["data"]["damage"] = "model"
@@ -67,10 +74,16 @@ def check_source(source):
     exist (TFDS names, remote URLs and arrays are checked where they are opened)."""
     paths = source.values() if isinstance(source, dict) else [source]
     for path in paths:
-        local = isinstance(path, (str, os.PathLike)) and not str(path).startswith("tfds:") and "://" not in str(path)
+        local = (
+            isinstance(path, (str, os.PathLike))
+            and not str(path).startswith("tfds:")
+            and "://" not in str(path)
+        )
         if local and not os.path.exists(path):
-            raise UsageError(f"config data.source: {path} does not exist (give a folder of audio files, an .npz "
-                             "file, {damaged: DIR, clean: DIR} or tfds:NAME)")
+            raise UsageError(
+                f"config data.source: {path} does not exist (give a folder of audio files, an .npz "
+                "file, {damaged: DIR, clean: DIR} or tfds:NAME)"
+            )
 
 
 def choose_strategy():
@@ -108,9 +121,13 @@ def training_chain(config):
     from spectral_restore.data.artifacts import ArtifactChain
 
     data = config["data"]
-    return ArtifactChain(data["chain"], sample_rate=config["model"]["sample_rate"],
-                         clean_fraction=data["clean_fraction"], mild_fraction=data["mild_fraction"],
-                         mild_reduction_db=data["mild_reduction_db"])
+    return ArtifactChain(
+        data["chain"],
+        sample_rate=config["model"]["sample_rate"],
+        clean_fraction=data["clean_fraction"],
+        mild_fraction=data["mild_fraction"],
+        mild_reduction_db=data["mild_reduction_db"],
+    )
 
 
 def make_datasets(config, skip_batches=0):
@@ -124,12 +141,19 @@ def make_datasets(config, skip_batches=0):
     data, model = config["data"], config["model"]
     register_dataset_builders(data["source"])
     if data["damage"] not in DAMAGE_MODES:
-        raise UsageError(f"config data.damage must be one of {', '.join(DAMAGE_MODES)}; received {data['damage']!r}")
+        raise UsageError(
+            f"config data.damage must be one of {', '.join(DAMAGE_MODES)}; received {data['damage']!r}"
+        )
     stats = ReadStats()
     common = dict(
-        sample_rate=model["sample_rate"], segment_seconds=data["segment_seconds"], batch_size=data["batch_size"],
-        data_dir=data["data_dir"], manual_dir=data["manual_dir"], stats=stats,
-        damage_pairs=data["damage_pairs"], pair_tolerance_seconds=data["pair_tolerance_seconds"],
+        sample_rate=model["sample_rate"],
+        segment_seconds=data["segment_seconds"],
+        batch_size=data["batch_size"],
+        data_dir=data["data_dir"],
+        manual_dir=data["manual_dir"],
+        stats=stats,
+        damage_pairs=data["damage_pairs"],
+        pair_tolerance_seconds=data["pair_tolerance_seconds"],
     )
     chain = training_chain(config)
     damage = "pipeline" if data["damage"] == "pipeline" else "none"
@@ -141,10 +165,28 @@ def make_datasets(config, skip_batches=0):
         from spectral_restore.data.source import AudioDataset
 
         # Thread workers make the next batches while the accelerator trains on this one.
-        train = AudioDataset(data["source"], split=data["train_split"], seed=data["seed"], repeat=True, chain=chain,
-                             damage=damage, skip_batches=skip_batches, cache_batches=cached, workers=2, **common)
-        validation = AudioDataset(data["source"], split=data["eval_split"], seed=data["eval_seed"], repeat=True,
-                                  shuffle=False, damage=validation_damage, chain=data["chain"], **common)
+        train = AudioDataset(
+            data["source"],
+            split=data["train_split"],
+            seed=data["seed"],
+            repeat=True,
+            chain=chain,
+            damage=damage,
+            skip_batches=skip_batches,
+            cache_batches=cached,
+            workers=2,
+            **common,
+        )
+        validation = AudioDataset(
+            data["source"],
+            split=data["eval_split"],
+            seed=data["eval_seed"],
+            repeat=True,
+            shuffle=False,
+            damage=validation_damage,
+            chain=data["chain"],
+            **common,
+        )
         return train, validation, stats
     import tensorflow as tf
 
@@ -153,15 +195,44 @@ def make_datasets(config, skip_batches=0):
     if cached:
         # The same batches come first on every run, and the shuffle is seeded, so
         # skipping on the repeated stream resumes exactly too.
-        train = make_dataset(data["source"], split=data["train_split"], seed=data["seed"], repeat=True,
-                             damage=damage, chain=chain, **common)
-        train = (train.take(cached).cache().shuffle(cached, seed=data["seed"], reshuffle_each_iteration=True)
-                 .repeat().skip(skip_batches).prefetch(tf.data.AUTOTUNE))
+        train = make_dataset(
+            data["source"],
+            split=data["train_split"],
+            seed=data["seed"],
+            repeat=True,
+            damage=damage,
+            chain=chain,
+            **common,
+        )
+        train = (
+            train.take(cached)
+            .cache()
+            .shuffle(cached, seed=data["seed"], reshuffle_each_iteration=True)
+            .repeat()
+            .skip(skip_batches)
+            .prefetch(tf.data.AUTOTUNE)
+        )
     else:
-        train = make_dataset(data["source"], split=data["train_split"], seed=data["seed"], repeat=True,
-                             damage=damage, chain=chain, skip_batches=skip_batches, **common)
-    validation = make_dataset(data["source"], split=data["eval_split"], seed=data["eval_seed"], repeat=True,
-                              shuffle=False, damage=validation_damage, chain=data["chain"], **common)
+        train = make_dataset(
+            data["source"],
+            split=data["train_split"],
+            seed=data["seed"],
+            repeat=True,
+            damage=damage,
+            chain=chain,
+            skip_batches=skip_batches,
+            **common,
+        )
+    validation = make_dataset(
+        data["source"],
+        split=data["eval_split"],
+        seed=data["eval_seed"],
+        repeat=True,
+        shuffle=False,
+        damage=validation_damage,
+        chain=data["chain"],
+        **common,
+    )
     return train, validation, stats
 
 
@@ -177,15 +248,26 @@ def build_optimizers(training):
     steps = int(training["steps_per_epoch"])
 
     def schedule(learning_rate):
-        return learning_rate_schedule(float(learning_rate), **training["lr_schedule"], steps_per_epoch=steps,
-                                      total_steps=int(training["epochs"]) * steps)
+        return learning_rate_schedule(
+            float(learning_rate),
+            **training["lr_schedule"],
+            steps_per_epoch=steps,
+            total_steps=int(training["epochs"]) * steps,
+        )
 
     return {
-        "generator": build_optimizer(**training["optimizer"], learning_rate=schedule(training["learning_rate"]),
-                                     global_clipnorm=training["clip_norm"]),
-        **{name: build_optimizer(**training["discriminator_optimizer"],
-                                 learning_rate=schedule(training["discriminator_learning_rate"]))
-           for name in ("discriminator", "metric_discriminator")},
+        "generator": build_optimizer(
+            **training["optimizer"],
+            learning_rate=schedule(training["learning_rate"]),
+            global_clipnorm=training["clip_norm"],
+        ),
+        **{
+            name: build_optimizer(
+                **training["discriminator_optimizer"],
+                learning_rate=schedule(training["discriminator_learning_rate"]),
+            )
+            for name in ("discriminator", "metric_discriminator")
+        },
     }
 
 
@@ -197,10 +279,17 @@ def build_model(config, loss):
     if config["data"]["damage"] == "model":
         from spectral_restore.data.artifacts import ArtifactLayer
 
-        input_damage = ArtifactLayer(training_chain(config).get_config(), sample_rate=model_config["sample_rate"],
-                                     seed=config["data"]["seed"])
-    generator = build_architecture(model_config["architecture"], model_config["preset"],
-                                   sample_rate=model_config["sample_rate"], input_damage=input_damage)
+        input_damage = ArtifactLayer(
+            training_chain(config).get_config(),
+            sample_rate=model_config["sample_rate"],
+            seed=config["data"]["seed"],
+        )
+    generator = build_architecture(
+        model_config["architecture"],
+        model_config["preset"],
+        sample_rate=model_config["sample_rate"],
+        input_damage=input_damage,
+    )
     optimizers = build_optimizers(training)
     if training["gan"] or training["metric_discriminator"]:
         from spectral_restore.models.discriminators import (
@@ -213,19 +302,29 @@ def build_model(config, loss):
             generator,
             MultiResolutionDiscriminator() if training["gan"] else None,
             warmup_steps=training["warmup_steps"],
-            metric_discriminator=(MetricDiscriminator(model_config["sample_rate"])
-                                  if training["metric_discriminator"] else None),
+            metric_discriminator=(
+                MetricDiscriminator(model_config["sample_rate"])
+                if training["metric_discriminator"]
+                else None
+            ),
         )
         model.compile(
-            g_optimizer=optimizers["generator"], d_optimizer=optimizers["discriminator"],
+            g_optimizer=optimizers["generator"],
+            d_optimizer=optimizers["discriminator"],
             m_optimizer=optimizers["metric_discriminator"],
-            loss=loss, adversarial=training["adversarial"], adversarial_weight=training["adversarial_weight"],
-            feature_matching_weight=training["feature_matching_weight"], metric_weight=training["metric_weight"],
-            metric_target=training["metric_target"], jit_compile=training["jit_compile"],
+            loss=loss,
+            adversarial=training["adversarial"],
+            adversarial_weight=training["adversarial_weight"],
+            feature_matching_weight=training["feature_matching_weight"],
+            metric_weight=training["metric_weight"],
+            metric_target=training["metric_target"],
+            jit_compile=training["jit_compile"],
         )
     else:
         model = generator
-        model.compile(optimizer=optimizers["generator"], loss=loss, jit_compile=training["jit_compile"])
+        model.compile(
+            optimizer=optimizers["generator"], loss=loss, jit_compile=training["jit_compile"]
+        )
     return model
 
 
@@ -332,7 +431,12 @@ def worker_output_dir(output_dir):
     return output_dir
 
 
-MIXED_PRECISION = {False: None, True: "mixed_float16", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+MIXED_PRECISION = {
+    False: None,
+    True: "mixed_float16",
+    "float16": "mixed_float16",
+    "bfloat16": "mixed_bfloat16",
+}
 
 
 def precision_policy(setting):
@@ -342,7 +446,9 @@ def precision_policy(setting):
     if isinstance(setting, str) and setting.lower() in ("true", "false"):
         setting = setting.lower() == "true"
     if setting not in MIXED_PRECISION:
-        raise UsageError(f"config training.mixed_precision must be false, true, float16 or bfloat16; received {setting!r}")
+        raise UsageError(
+            f"config training.mixed_precision must be false, true, float16 or bfloat16; received {setting!r}"
+        )
     return MIXED_PRECISION[setting]
 
 
@@ -362,8 +468,10 @@ def run(config, callbacks=()):
     training = config["training"]
     patience = training["early_stopping_patience"]
     if patience is not None and not training["pesq_batches"]:
-        raise UsageError(f"config training.early_stopping_patience={patience!r} watches {CHECKPOINT_MONITOR}, which "
-                         "needs training.pesq_batches > 0")
+        raise UsageError(
+            f"config training.early_stopping_patience={patience!r} watches {CHECKPOINT_MONITOR}, which "
+            "needs training.pesq_batches > 0"
+        )
     output_dir = worker_output_dir(training["output_dir"])
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "config.json"), "w") as f:
@@ -379,7 +487,12 @@ def run(config, callbacks=()):
         # The library checks the names and settings of the model section as it builds.
         with user_input("config model/training section"):
             model = build_model(config, loss)
-        model(np.zeros((1, int(config["data"]["segment_seconds"] * config["model"]["sample_rate"])), np.float32))
+        model(
+            np.zeros(
+                (1, int(config["data"]["segment_seconds"] * config["model"]["sample_rate"])),
+                np.float32,
+            )
+        )
         resumed_from = restore_backup(model, backup_dir)
     train, validation, stats = make_datasets(config, skip_batches=resumed_from)
     total_steps = training["epochs"] * training["steps_per_epoch"]
@@ -390,9 +503,18 @@ def run(config, callbacks=()):
     best = None
     if training["pesq_batches"]:
         # First, so that CSVLogger, TensorBoard and the checkpoints see val_pesq_wb.
-        callbacks.append(ValidationPESQ(validation, config["model"]["sample_rate"], batches=training["pesq_batches"]))
-        best = BestCheckpoint(os.path.join(output_dir, "model.keras"), os.path.join(output_dir, "best.json"),
-                              generator.save, monitor=CHECKPOINT_MONITOR, resume=resumed_from > 0)
+        callbacks.append(
+            ValidationPESQ(
+                validation, config["model"]["sample_rate"], batches=training["pesq_batches"]
+            )
+        )
+        best = BestCheckpoint(
+            os.path.join(output_dir, "model.keras"),
+            os.path.join(output_dir, "best.json"),
+            generator.save,
+            monitor=CHECKPOINT_MONITOR,
+            resume=resumed_from > 0,
+        )
         callbacks.append(best)
         if patience is not None:
             callbacks.append(ResumableEarlyStopping(best, patience))
@@ -400,12 +522,18 @@ def run(config, callbacks=()):
     if tensorboard:
         backend.host_tensorflow("TensorBoard logging")
     else:
-        logger.warning("TensorBoard logging is off: it needs TensorFlow, which is not installed "
-                       "(history.csv, the backups and model.keras are written as usual)")
+        logger.warning(
+            "TensorBoard logging is off: it needs TensorFlow, which is not installed "
+            "(history.csv, the backups and model.keras are written as usual)"
+        )
     callbacks += [
         # Kept at the end: deleted below unless the time limit cut the run short.
-        keras.callbacks.BackupAndRestore(backup_dir, save_freq=training["backup_every_steps"], double_checkpoint=True,
-                                         delete_checkpoint=False),
+        keras.callbacks.BackupAndRestore(
+            backup_dir,
+            save_freq=training["backup_every_steps"],
+            double_checkpoint=True,
+            delete_checkpoint=False,
+        ),
         StopAtStep(total_steps, lambda: training_step(model)),
         *([keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"))] if tensorboard else []),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
@@ -416,8 +544,11 @@ def run(config, callbacks=()):
         samples_damaged, samples_clean = next(iter(validation))
         callbacks.append(
             AudioSummary(
-                os.path.join(output_dir, "logs", "samples"), samples_damaged[:examples], samples_clean[:examples],
-                config["model"]["sample_rate"], restore_fn=lambda x: generator(x, training=False),
+                os.path.join(output_dir, "logs", "samples"),
+                samples_damaged[:examples],
+                samples_clean[:examples],
+                config["model"]["sample_rate"],
+                restore_fn=lambda x: generator(x, training=False),
             )
         )
     if backend.name() == "tensorflow":
@@ -428,9 +559,14 @@ def run(config, callbacks=()):
     started = time.monotonic()
     with strategy_scope(strategy):
         history = model.fit(
-            train, epochs=training["epochs"], steps_per_epoch=training["steps_per_epoch"],
-            validation_data=validation, validation_steps=training["validation_steps"],
-            callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2, shuffle=False,  # the stream is shuffled
+            train,
+            epochs=training["epochs"],
+            steps_per_epoch=training["steps_per_epoch"],
+            validation_data=validation,
+            validation_steps=training["validation_steps"],
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+            shuffle=False,  # the stream is shuffled
         )
     minutes = (time.monotonic() - started) / 60.0
     if time_limit.stopped_early:
@@ -439,7 +575,10 @@ def run(config, callbacks=()):
         model.save_weights(os.path.join(backup_dir, "latest.weights.h5"))
     elif os.path.isdir(backup_dir):
         shutil.rmtree(backup_dir)
-    model_path, last_path = os.path.join(output_dir, "model.keras"), os.path.join(output_dir, "last.keras")
+    model_path, last_path = (
+        os.path.join(output_dir, "model.keras"),
+        os.path.join(output_dir, "last.keras"),
+    )
     generator.save(last_path)
     best_epoch = None if best is None else best.summary()
     if best_epoch is None:

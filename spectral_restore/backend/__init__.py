@@ -49,7 +49,9 @@ def host_tensorflow(feature):
         try:
             tf.config.set_visible_devices([], "GPU")
         except RuntimeError as err:
-            logging.getLogger(__name__).info("TensorFlow keeps its GPUs (already initialised): %s", err)
+            logging.getLogger(__name__).info(
+                "TensorFlow keeps its GPUs (already initialised): %s", err
+            )
     return tf
 
 
@@ -119,16 +121,22 @@ def host_call(fn, *args, result_shape, result_dtype):
             f"Received: result_shape={result_shape}"
         )
     if not args:
-        raise ValueError("host_call needs at least one argument: None in `result_shape` refers to the first")
+        raise ValueError(
+            "host_call needs at least one argument: None in `result_shape` refers to the first"
+        )
     for shape in shapes:
         if not all(size is None or (isinstance(size, int) and size >= 0) for size in shape):
-            raise ValueError(f"`result_shape` entries must be sizes (int >= 0) or None. Received: {result_shape}")
+            raise ValueError(
+                f"`result_shape` entries must be sizes (int >= 0) or None. Received: {result_shape}"
+            )
 
     def on_numpy(*arrays):
         results = fn(*arrays)
         results = tuple(results) if several else (results,)
         if len(results) != len(dtypes):
-            raise ValueError(f"host_call's function returned {len(results)} results; `result_dtype` names {len(dtypes)}")
+            raise ValueError(
+                f"host_call's function returned {len(results)} results; `result_dtype` names {len(dtypes)}"
+            )
         return tuple(np.asarray(result, dtype) for result, dtype in zip(results, dtypes))
 
     args = tuple(keras.ops.stop_gradient(keras.ops.convert_to_tensor(arg)) for arg in args)
@@ -144,7 +152,9 @@ def host_call(fn, *args, result_shape, result_dtype):
         for result, shape in zip(results, shapes):
             expected = static_shape(shape, arrays[0].shape)
             if result.shape != expected:
-                raise ValueError(f"host_call's function returned shape {result.shape}; `result_shape` says {expected}")
+                raise ValueError(
+                    f"host_call's function returned shape {result.shape}; `result_shape` says {expected}"
+                )
         results = tuple(keras.ops.convert_to_tensor(result) for result in results)
     return tuple(results) if several else results[0]
 

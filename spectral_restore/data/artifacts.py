@@ -163,7 +163,9 @@ def _power(wave):
 def _check(wave):
     wave = ops.cast(ops.convert_to_tensor(wave), "float32")
     if len(wave.shape) != 2:
-        raise ValueError(f"Artifacts take a waveform batch [batch, samples]; received rank {len(wave.shape)}")
+        raise ValueError(
+            f"Artifacts take a waveform batch [batch, samples]; received rank {len(wave.shape)}"
+        )
     return wave
 
 
@@ -206,7 +208,9 @@ def colored_noise(shape: tuple[int, ...], seed: Seed, exponent: float | Tensor) 
     return ops.irfft(_scale_spectrum(spectrum, gain), fft_length=length)
 
 
-def add_noise(wave: Tensor, seed: Seed, snr_db: float | Tensor, color: float | Tensor | None = None) -> Tensor:
+def add_noise(
+    wave: Tensor, seed: Seed, snr_db: float | Tensor, color: float | Tensor | None = None
+) -> Tensor:
     """Additive white, pink or brown noise at ``snr_db`` dB SNR.
 
     Args:
@@ -251,7 +255,9 @@ def add_noise_from_pool(wave: Tensor, seed: Seed, snr_db: float | Tensor, pool: 
     clips, pool_length = ops.shape(pool)[0], ops.shape(pool)[1]
     clip = _random_index((batch,), fold_in(seed, 1), clips)
     start = _random_index((batch,), fold_in(seed, 2), ops.maximum(pool_length - length + 1, 1))
-    index = ops.minimum(start[:, None] + ops.arange(length, dtype="int32")[None, :], pool_length - 1)
+    index = ops.minimum(
+        start[:, None] + ops.arange(length, dtype="int32")[None, :], pool_length - 1
+    )
     noise = ops.take_along_axis(ops.take(pool, clip, axis=0), index, axis=1)
     return mix_at_snr(wave, noise, snr_db)
 
@@ -273,7 +279,13 @@ def soft_clip(wave: Tensor, drive_db: float | Tensor) -> Tensor:
     return peak * ops.tanh(gain * wave / peak) / ops.tanh(gain)
 
 
-def band_limit(wave: Tensor, low_hz: float | Tensor, high_hz: float | Tensor, sample_rate: int, transition_hz: float = 100.0) -> Tensor:
+def band_limit(
+    wave: Tensor,
+    low_hz: float | Tensor,
+    high_hz: float | Tensor,
+    sample_rate: int,
+    transition_hz: float = 100.0,
+) -> Tensor:
     """Band-pass in the FFT domain: unity in ``[low_hz, high_hz]``, raised-cosine
     transitions of ``transition_hz`` inside the band, exactly zero outside it.
     ``low_hz=0`` gives a low-pass.
@@ -301,7 +313,9 @@ def lowpass(wave: Tensor, cutoff_hz: float | Tensor, sample_rate: int) -> Tensor
     return band_limit(wave, 0.0, cutoff_hz, sample_rate)
 
 
-def telephone(wave: Tensor, sample_rate: int, low_hz: float = 300.0, high_hz: float = 3400.0) -> Tensor:
+def telephone(
+    wave: Tensor, sample_rate: int, low_hz: float = 300.0, high_hz: float = 3400.0
+) -> Tensor:
     """Telephone band 300-3400 Hz (ITU-T G.712)."""
     return band_limit(wave, low_hz, high_hz, sample_rate)
 
@@ -319,7 +333,9 @@ def codec(wave: Tensor, strength: float | Tensor, sample_rate: int, bands: int =
     s = _per_example(strength, wave)[:, None, None]
     real, imag = _stft(wave)
     mag = spectral.magnitude(real, imag)
-    membership = spectral.bark_filterbank(bands, sample_rate, _ANALYSIS.fft_length, shape="rectangular")
+    membership = spectral.bark_filterbank(
+        bands, sample_rate, _ANALYSIS.fft_length, shape="rectangular"
+    )
     # Rectangular bands: each bin belongs to one band, so a segment maximum finds the band peaks.
     band_of_bin = ops.convert_to_tensor(np.argmax(membership, axis=1).astype(np.int32))
     band_peak = ops.segment_max(ops.transpose(mag, (2, 0, 1)), band_of_bin, num_segments=bands)
@@ -329,13 +345,23 @@ def codec(wave: Tensor, strength: float | Tensor, sample_rate: int, bands: int =
     step_db = 1.0 + 5.0 * s
     mag_db = 20.0 * ops.log(mag) / math.log(10.0)
     quantised = 10.0 ** (step_db * ops.round(mag_db / step_db) / 20.0)
-    freqs = ops.convert_to_tensor(np.arange(_ANALYSIS.num_bins, dtype=np.float32) * sample_rate / _ANALYSIS.fft_length)
+    freqs = ops.convert_to_tensor(
+        np.arange(_ANALYSIS.num_bins, dtype=np.float32) * sample_rate / _ANALYSIS.fft_length
+    )
     keep = ops.logical_and(keep, freqs[None, None, :] <= (1.0 - 0.5 * s) * sample_rate / 2.0)
     scale = ops.where(keep, quantised / mag, ops.zeros_like(mag))
     return _istft(real * scale, imag * scale, wave)
 
 
-def dropouts(wave: Tensor, seed: Seed, rate_per_second: float | Tensor, sample_rate: int, duration_ms: float = 20.0, crossfade_ms: float = 0.0, max_drops: int = 16) -> Tensor:
+def dropouts(
+    wave: Tensor,
+    seed: Seed,
+    rate_per_second: float | Tensor,
+    sample_rate: int,
+    duration_ms: float = 20.0,
+    crossfade_ms: float = 0.0,
+    max_drops: int = 16,
+) -> Tensor:
     """Packet loss: ``rate_per_second`` gaps of ``duration_ms`` (a packet) per
     second, at random positions, zeroed; with ``crossfade_ms > 0`` the signal
     fades out before each gap and back in after it along a raised-cosine ramp of
@@ -366,7 +392,15 @@ def dropouts(wave: Tensor, seed: Seed, rate_per_second: float | Tensor, sample_r
     return wave * (0.5 - 0.5 * ops.cos(math.pi * ramp))
 
 
-def spectral_holes(wave: Tensor, seed: Seed, holes_per_second: float | Tensor, sample_rate: int, max_frames: int = 12, max_bins: int = 40, max_holes: int = 16) -> Tensor:
+def spectral_holes(
+    wave: Tensor,
+    seed: Seed,
+    holes_per_second: float | Tensor,
+    sample_rate: int,
+    max_frames: int = 12,
+    max_bins: int = 40,
+    max_holes: int = 16,
+) -> Tensor:
     """Time-frequency holes (inpainting masks): rectangles of up to ``max_frames``
     frames by ``max_bins`` bins zeroed in the STFT, ``holes_per_second`` of them."""
     wave = _check(wave)
@@ -379,7 +413,9 @@ def spectral_holes(wave: Tensor, seed: Seed, holes_per_second: float | Tensor, s
     f0 = ops.cast(draws[..., 1] * ops.cast(bins, "float32"), "int32")
     t_width = 1 + ops.cast(draws[..., 2] * (max_frames - 1), "int32")
     f_width = 1 + ops.cast(draws[..., 3] * (max_bins - 1), "int32")
-    active = ops.cast(ops.cast(ops.arange(max_holes), "float32")[None, :] < count[:, None], "float32")
+    active = ops.cast(
+        ops.cast(ops.arange(max_holes), "float32")[None, :] < count[:, None], "float32"
+    )
     t_idx = ops.arange(frames, dtype="int32")[None, None, :]
     f_idx = ops.arange(bins, dtype="int32")[None, None, :]
     in_time = ops.cast((t_idx >= t0[..., None]) & (t_idx < (t0 + t_width)[..., None]), "float32")
@@ -391,7 +427,9 @@ def spectral_holes(wave: Tensor, seed: Seed, holes_per_second: float | Tensor, s
     return _istft(real * keep, imag * keep, wave)
 
 
-def synthetic_rir(seed: Seed, rt60: float | Tensor, sample_rate: int, length: int, batch: int | None = None) -> Tensor:
+def synthetic_rir(
+    seed: Seed, rt60: float | Tensor, sample_rate: int, length: int, batch: int | None = None
+) -> Tensor:
     """Synthetic room impulse responses ``[batch, length]``: a unit direct path, then
     Gaussian noise under an exponential envelope ``exp(-3 ln(10) t / rt60)``
     (energy down 60 dB after ``rt60`` seconds), starting 2.5 ms after the direct path.
@@ -407,12 +445,19 @@ def synthetic_rir(seed: Seed, rt60: float | Tensor, sample_rate: int, length: in
     t = ops.cast(samples, "float32") / sample_rate
     envelope = ops.exp(-3.0 * math.log(10.0) * t[None, :] / rt60[:, None])
     onset = int(0.0025 * sample_rate)
-    tail = _normal((count, length), seed) * envelope * ops.cast(samples >= onset, "float32")[None, :] * 0.1
+    tail = (
+        _normal((count, length), seed)
+        * envelope
+        * ops.cast(samples >= onset, "float32")[None, :]
+        * 0.1
+    )
     direct = ops.cast(samples == 0, "float32")[None, :]
     return direct + tail
 
 
-def reverb(wave: Tensor, seed: Seed, rt60: float | Tensor, sample_rate: int, max_rt60: float = 1.5) -> Tensor:
+def reverb(
+    wave: Tensor, seed: Seed, rt60: float | Tensor, sample_rate: int, max_rt60: float = 1.5
+) -> Tensor:
     """Reverberation: convolution with :func:`synthetic_rir` of ``rt60`` seconds
     (the RIR is ``max_rt60 * sample_rate`` samples long), cut to the input length and
     scaled back to the input's power."""
@@ -423,9 +468,14 @@ def reverb(wave: Tensor, seed: Seed, rt60: float | Tensor, sample_rate: int, max
     fft_length = length + rir_length
     wave_real, wave_imag = ops.rfft(wave, fft_length=fft_length)
     rir_real, rir_imag = ops.rfft(rir, fft_length=fft_length)
-    product = (wave_real * rir_real - wave_imag * rir_imag, wave_real * rir_imag + wave_imag * rir_real)
+    product = (
+        wave_real * rir_real - wave_imag * rir_imag,
+        wave_real * rir_imag + wave_imag * rir_real,
+    )
     wet = ops.irfft(product, fft_length=fft_length)[:, :length]
-    scale = ops.sqrt(ops.maximum(_power(wave), SILENCE_POWER) / ops.maximum(_power(wet), SILENCE_POWER))
+    scale = ops.sqrt(
+        ops.maximum(_power(wave), SILENCE_POWER) / ops.maximum(_power(wet), SILENCE_POWER)
+    )
     return wet * scale[:, None]
 
 
@@ -484,7 +534,10 @@ def phase_noise(wave: Tensor, seed: Seed, strength: float | Tensor, iterations: 
     wave = _check(wave)
     real, imag = _stft(wave)
     mag = spectral.magnitude(real, imag)
-    offset = _uniform(ops.shape(real), fold_in(seed, 1), -math.pi, math.pi) * _per_example(strength, wave)[:, None, None]
+    offset = (
+        _uniform(ops.shape(real), fold_in(seed, 1), -math.pi, math.pi)
+        * _per_example(strength, wave)[:, None, None]
+    )
     angle = spectral.phase(real, imag) + offset
     return _project_magnitude(mag, angle, wave, iterations=int(iterations))
 
@@ -506,7 +559,10 @@ def allpass(wave: Tensor, seed: Seed, strength: float | Tensor, terms: int = 12)
     bin_index = ops.arange(bins, dtype="int32")
     omega = math.pi * ops.cast(bin_index, "float32") / ops.cast(ops.maximum(bins - 1, 1), "float32")
     orders = ops.arange(1, terms + 1, dtype="float32")
-    basis = ops.concatenate([ops.cos(orders[:, None] * omega[None, :]), ops.sin(orders[:, None] * omega[None, :])], axis=0)
+    basis = ops.concatenate(
+        [ops.cos(orders[:, None] * omega[None, :]), ops.sin(orders[:, None] * omega[None, :])],
+        axis=0,
+    )
     angle = ops.matmul(coefficients, basis)
     # DC and Nyquist of a real signal are real: leave them unrotated.
     interior = ops.logical_and(bin_index > 0, bin_index < bins - 1 + length % 2)
@@ -532,7 +588,9 @@ def _unit_phasor(real, imag):
     power = ops.square(real) + ops.square(imag)
     silent = power < spectral.POWER_FLOOR
     inverse = ops.rsqrt(ops.maximum(power, spectral.POWER_FLOOR))
-    return ops.where(silent, ops.ones_like(real), real * inverse), ops.where(silent, ops.zeros_like(imag), imag * inverse)
+    return ops.where(silent, ops.ones_like(real), real * inverse), ops.where(
+        silent, ops.zeros_like(imag), imag * inverse
+    )
 
 
 def _project_magnitude(mag, angle, like, iterations):
@@ -565,7 +623,10 @@ ARTIFACTS = {
     "hard_clip": ("threshold, fraction of the peak", lambda w, seed, s, sr: hard_clip(w, s)),
     "soft_clip": ("drive in dB", lambda w, seed, s, sr: soft_clip(w, s)),
     "dropouts": ("gaps per second", lambda w, seed, s, sr: dropouts(w, seed, s, sr)),
-    "dropouts_crossfade": ("gaps per second", lambda w, seed, s, sr: dropouts(w, seed, s, sr, crossfade_ms=5.0)),
+    "dropouts_crossfade": (
+        "gaps per second",
+        lambda w, seed, s, sr: dropouts(w, seed, s, sr, crossfade_ms=5.0),
+    ),
     "spectral_holes": ("holes per second", lambda w, seed, s, sr: spectral_holes(w, seed, s, sr)),
     "bit_depth": ("bits", lambda w, seed, s, sr: bit_depth(w, s)),
     "aliasing": ("decimation factor", lambda w, seed, s, sr: aliasing(w, s)),
@@ -607,7 +668,11 @@ CHAINS = {"default": DEFAULT_CHAIN, "denoise": DENOISE_CHAIN}
 
 def _fraction(name, value):
     """``value`` as a float in [0, 1]; ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not 0.0 <= value <= 1.0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not 0.0 <= value <= 1.0
+    ):
         raise ValueError(f"`{name}` must be a number in [0, 1]. Received: {name}={value!r}")
     return float(value)
 
@@ -674,10 +739,16 @@ class ArtifactChain:
     [[0.0, 0.5, -0.5, 0.25]]
     """
 
-    def __init__(self, specs: Sequence[ArtifactSpec | tuple[str, float, Sequence[float]]] | str = DEFAULT_CHAIN,
-                 sample_rate: int = 16000, ensure_one: bool = True, noise_pool: np.ndarray | None = None,
-                 clean_fraction: float = 0.0, mild_fraction: float = 0.0,
-                 mild_reduction_db: tuple[float, float] = (6.0, 20.0)) -> None:
+    def __init__(
+        self,
+        specs: Sequence[ArtifactSpec | tuple[str, float, Sequence[float]]] | str = DEFAULT_CHAIN,
+        sample_rate: int = 16000,
+        ensure_one: bool = True,
+        noise_pool: np.ndarray | None = None,
+        clean_fraction: float = 0.0,
+        mild_fraction: float = 0.0,
+        mild_reduction_db: tuple[float, float] = (6.0, 20.0),
+    ) -> None:
         self.clean_fraction = _fraction("clean_fraction", clean_fraction)
         self.mild_fraction = _fraction("mild_fraction", mild_fraction)
         if self.clean_fraction + self.mild_fraction > 1.0:
@@ -687,14 +758,20 @@ class ArtifactChain:
             )
         reduction = tuple(float(value) for value in mild_reduction_db)
         if len(reduction) != 2 or not 0.0 <= reduction[0] <= reduction[1]:
-            raise ValueError(f"`mild_reduction_db` must be (low, high) with 0 <= low <= high. "
-                             f"Received: mild_reduction_db={mild_reduction_db!r}")
+            raise ValueError(
+                f"`mild_reduction_db` must be (low, high) with 0 <= low <= high. "
+                f"Received: mild_reduction_db={mild_reduction_db!r}"
+            )
         self.mild_reduction_db = reduction
         if isinstance(specs, str):
             if specs not in CHAINS:
                 raise ValueError(f"Unknown chain {specs!r}; named chains: {sorted(CHAINS)}")
             specs = CHAINS[specs]
-        self.noise_pool = None if noise_pool is None else ops.convert_to_tensor(np.asarray(noise_pool, np.float32))
+        self.noise_pool = (
+            None
+            if noise_pool is None
+            else ops.convert_to_tensor(np.asarray(noise_pool, np.float32))
+        )
         parsed = []
         for spec in specs:
             if not isinstance(spec, ArtifactSpec):
@@ -702,11 +779,17 @@ class ArtifactChain:
             if spec.name not in ARTIFACTS:
                 raise ValueError(f"Unknown artifact {spec.name!r}; known: {sorted(ARTIFACTS)}")
             if not 0.0 <= spec.probability <= 1.0:
-                raise ValueError(f"Artifact {spec.name!r}: probability must be in [0, 1], got {spec.probability}")
+                raise ValueError(
+                    f"Artifact {spec.name!r}: probability must be in [0, 1], got {spec.probability}"
+                )
             if len(spec.strength) != 2 or spec.strength[0] > spec.strength[1]:
-                raise ValueError(f"Artifact {spec.name!r}: strength must be (low, high), got {spec.strength}")
+                raise ValueError(
+                    f"Artifact {spec.name!r}: strength must be (low, high), got {spec.strength}"
+                )
             if spec.name == "noise_file" and self.noise_pool is None:
-                raise ValueError("The 'noise_file' artifact needs noise_pool=[clips, samples] noise recordings")
+                raise ValueError(
+                    "The 'noise_file' artifact needs noise_pool=[clips, samples] noise recordings"
+                )
             parsed.append(spec)
         if not parsed:
             raise ValueError("An ArtifactChain needs at least one artifact")
@@ -720,7 +803,9 @@ class ArtifactChain:
 
     def _link(self, spec):
         if spec.name == "noise_file":
-            return lambda wave, seed, snr, sample_rate: add_noise_from_pool(wave, seed, snr, self.noise_pool)
+            return lambda wave, seed, snr, sample_rate: add_noise_from_pool(
+                wave, seed, snr, self.noise_pool
+            )
         return ARTIFACTS[spec.name][1]
 
     def __call__(self, wave: Tensor, seed: Seed) -> tuple[Tensor, dict[str, dict[str, Tensor]]]:
@@ -728,13 +813,20 @@ class ArtifactChain:
         seed = _as_seed(seed)
         batch = (_batch(wave),)
         applied = ops.stack(
-            [_uniform(batch, fold_in(seed, 1000 + index)) < spec.probability for index, spec in enumerate(self.specs)],
+            [
+                _uniform(batch, fold_in(seed, 1000 + index)) < spec.probability
+                for index, spec in enumerate(self.specs)
+            ],
             axis=1,
         )
         if self.ensure_one:
-            most_likely = np.arange(len(self.specs)) == np.argmax([spec.probability for spec in self.specs])
+            most_likely = np.arange(len(self.specs)) == np.argmax(
+                [spec.probability for spec in self.specs]
+            )
             none = ops.logical_not(ops.any(applied, axis=1))
-            applied = ops.logical_or(applied, ops.logical_and(ops.convert_to_tensor(most_likely)[None, :], none[:, None]))
+            applied = ops.logical_or(
+                applied, ops.logical_and(ops.convert_to_tensor(most_likely)[None, :], none[:, None])
+            )
         # Salts of their own: the links' draws stay those of a chain without the fractions.
         if self.clean_fraction or self.mild_fraction:
             share = _uniform(batch, fold_in(seed, 4000))
@@ -752,15 +844,17 @@ class ArtifactChain:
             link_seed = fold_in(seed, 3000 + index)
             damaged = _when_drawn(
                 ops.any(use),
-                lambda apply=self._link(spec), wave=wave, link_seed=link_seed, strength=strength: apply(
-                    wave, link_seed, strength, self.sample_rate
+                lambda apply=self._link(spec), wave=wave, link_seed=link_seed, strength=strength: (
+                    apply(wave, link_seed, strength, self.sample_rate)
                 ),
                 wave,
             )
             wave = ops.where(use[:, None], damaged, wave)
             record[spec.name] = {"applied": use, "strength": strength}
         if self.mild_fraction:
-            mild = ops.logical_and(share >= self.clean_fraction, share < self.clean_fraction + self.mild_fraction)
+            mild = ops.logical_and(
+                share >= self.clean_fraction, share < self.clean_fraction + self.mild_fraction
+            )
             reduction_db = _uniform(batch, fold_in(seed, 4001), *self.mild_reduction_db)
             milder = clean + (10.0 ** (-reduction_db / 20.0))[:, None] * (wave - clean)
             wave = ops.where(mild[:, None], milder, wave)
@@ -798,8 +892,13 @@ class ArtifactLayer(keras.layers.Layer):
         seed: int. Defaults to 0.
     """
 
-    def __init__(self, chain_config: dict[str, Any] | None = None, sample_rate: int = 16000, seed: int = 0,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        chain_config: dict[str, Any] | None = None,
+        sample_rate: int = 16000,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.chain_config = chain_config
         self.sample_rate = int(sample_rate)
@@ -812,7 +911,9 @@ class ArtifactLayer(keras.layers.Layer):
             options.setdefault("sample_rate", self.sample_rate)
             self.chain = ArtifactChain([tuple(spec) for spec in chain_config["specs"]], **options)
         # int32: JAX has no int64 unless x64 is enabled.
-        self.calls = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="calls")
+        self.calls = self.add_weight(
+            shape=(), dtype="int32", initializer="zeros", trainable=False, name="calls"
+        )
 
     def call(self, inputs: Tensor, training: bool = False) -> Tensor:
         if not training:
@@ -825,4 +926,9 @@ class ArtifactLayer(keras.layers.Layer):
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "chain_config": self.chain_config, "sample_rate": self.sample_rate, "seed": self.seed}
+        return {
+            **super().get_config(),
+            "chain_config": self.chain_config,
+            "sample_rate": self.sample_rate,
+            "seed": self.seed,
+        }

@@ -73,7 +73,9 @@ class ReadStats:
         if not problems:
             return
         listed = "; ".join(f"{path} ({reason})" for path, reason in problems[:SUMMARY_NAMES])
-        more = f"; and {len(problems) - SUMMARY_NAMES} more" if len(problems) > SUMMARY_NAMES else ""
+        more = (
+            f"; and {len(problems) - SUMMARY_NAMES} more" if len(problems) > SUMMARY_NAMES else ""
+        )
         logger.warning("%s: %d files skipped: %s%s", what, len(problems), listed, more)
 
     def messages(self):
@@ -92,7 +94,9 @@ def as_float32(array, name):
     if np.issubdtype(array.dtype, np.integer):
         return array.astype(np.float32) / float(-np.iinfo(array.dtype).min)
     if not np.issubdtype(array.dtype, np.floating):
-        raise TypeError(f"`{name}` must hold float or integer PCM samples; received dtype {array.dtype}")
+        raise TypeError(
+            f"`{name}` must hold float or integer PCM samples; received dtype {array.dtype}"
+        )
     return array.astype(np.float32)
 
 
@@ -210,7 +214,9 @@ def match_pairs(damaged_dir, clean_dir, extensions=AUDIO_EXTENSIONS):
     for side, other in (("damaged", "clean"), ("clean", "damaged")):
         for stem, paths in sides[side].items():
             if len(paths) > 1:
-                problems += [(path, f"ambiguous: {len(paths)} {side} files named {stem}.*") for path in paths]
+                problems += [
+                    (path, f"ambiguous: {len(paths)} {side} files named {stem}.*") for path in paths
+                ]
             elif stem not in sides[other]:
                 problems.append((paths[0], f"no {other} partner"))
     for stem in sorted(sides["damaged"].keys() & sides["clean"].keys()):
@@ -218,15 +224,23 @@ def match_pairs(damaged_dir, clean_dir, extensions=AUDIO_EXTENSIONS):
         if len(damaged) == 1 and len(clean) == 1:
             pairs.append(FilePair(stem, damaged[0], clean[0]))
         elif len(damaged) == 1:
-            problems.append((damaged[0], f"clean partner ambiguous ({len(clean)} files named {stem}.*)"))
+            problems.append(
+                (damaged[0], f"clean partner ambiguous ({len(clean)} files named {stem}.*)")
+            )
         elif len(clean) == 1:
-            problems.append((clean[0], f"damaged partner ambiguous ({len(damaged)} files named {stem}.*)"))
+            problems.append(
+                (clean[0], f"damaged partner ambiguous ({len(damaged)} files named {stem}.*)")
+            )
     return pairs, sorted(problems)
 
 
 def check_pair_tolerance(seconds, name="tolerance_seconds"):
     """``seconds`` as a float, or ``ValueError`` naming ``name`` unless it is a number >= 0."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.integer, np.floating)) or seconds < 0:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float, np.integer, np.floating))
+        or seconds < 0
+    ):
         raise ValueError(f"`{name}` must be a number of seconds >= 0. Received: {seconds!r}")
     return float(seconds)
 
@@ -249,8 +263,11 @@ def check_pair(name, damaged, clean, sample_rate, stats, tolerance_seconds=PAIR_
     tolerance_seconds = check_pair_tolerance(tolerance_seconds)
     difference = abs(len(damaged) - len(clean)) / float(sample_rate)
     if difference > tolerance_seconds:
-        stats.record_skip(name, f"lengths differ by {difference:.3f} s (damaged {len(damaged) / sample_rate:.3f} s, "
-                                f"clean {len(clean) / sample_rate:.3f} s; tolerance {tolerance_seconds} s)")
+        stats.record_skip(
+            name,
+            f"lengths differ by {difference:.3f} s (damaged {len(damaged) / sample_rate:.3f} s, "
+            f"clean {len(clean) / sample_rate:.3f} s; tolerance {tolerance_seconds} s)",
+        )
         return None
     length = min(len(damaged), len(clean))
     return damaged[:length], clean[:length]
@@ -284,7 +301,17 @@ def noise_pool_from_folder(folder, sample_rate=16000, seconds=10.0, stats=None):
 
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "PAIR_TOLERANCE_SECONDS", "ReadStats", "FilePair", "list_audio_files", "split_folder",
-    "read_or_skip", "match_pairs", "check_pair_tolerance", "check_pair", "read_pair_or_skip", "noise_pool_from_folder",
+    "AUDIO_EXTENSIONS",
+    "PAIR_TOLERANCE_SECONDS",
+    "ReadStats",
+    "FilePair",
+    "list_audio_files",
+    "split_folder",
+    "read_or_skip",
+    "match_pairs",
+    "check_pair_tolerance",
+    "check_pair",
+    "read_pair_or_skip",
+    "noise_pool_from_folder",
     "as_float32",
 ]

@@ -44,7 +44,9 @@ def is_silent(wave: Tensor, xp: ModuleType = np) -> Tensor:
     return rms_db(wave, xp) <= SILENCE_DB
 
 
-def normalise_level(wave: Tensor, level_db: float, peak: float = PEAK, xp: ModuleType = np) -> Tensor:
+def normalise_level(
+    wave: Tensor, level_db: float, peak: float = PEAK, xp: ModuleType = np
+) -> Tensor:
     """Scales ``wave`` to ``level_db`` dB RMS re full scale along its last axis, then
     down where the peak would exceed ``peak``.
 
@@ -98,7 +100,9 @@ def _gain(reference, level_db, peak, xp, *waves):
     wave of ``waves`` peaks above ``peak`` (``[..., 1]``, to broadcast)."""
     rms = xp.sqrt(xp.mean(xp.square(reference), axis=-1, keepdims=True) + EPSILON)
     gain = 10.0 ** (level_db / 20.0) / rms
-    top = gain * xp.max(xp.stack([xp.max(xp.abs(wave), axis=-1, keepdims=True) for wave in waves]), axis=0)
+    top = gain * xp.max(
+        xp.stack([xp.max(xp.abs(wave), axis=-1, keepdims=True) for wave in waves]), axis=0
+    )
     return gain * xp.minimum(1.0, peak / xp.maximum(top, EPSILON))
 
 

@@ -58,7 +58,9 @@ def _file_dataset(paths, sample_rate, stats):
             if samples is not None:
                 yield samples
 
-    return tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec([None], tf.float32))
+    return tf.data.Dataset.from_generator(
+        generate, output_signature=tf.TensorSpec([None], tf.float32)
+    )
 
 
 def _file_pair_dataset(pairs, sample_rate, stats, tolerance_seconds):
@@ -73,8 +75,15 @@ def _file_pair_dataset(pairs, sample_rate, stats, tolerance_seconds):
     return tf.data.Dataset.from_generator(generate, output_signature=PAIR_SPEC)
 
 
-def pair_dataset(source, sample_rate=16000, split="train", data_dir=None, manual_dir=None, stats=None,
-                 tolerance_seconds=PAIR_TOLERANCE_SECONDS):
+def pair_dataset(
+    source,
+    sample_rate=16000,
+    split="train",
+    data_dir=None,
+    manual_dir=None,
+    stats=None,
+    tolerance_seconds=PAIR_TOLERANCE_SECONDS,
+):
     """A dataset of recorded pairs ``[2, samples]`` (damaged, clean; float32 at
     ``sample_rate``) from a folder pair ``{"damaged": DIR, "clean": DIR}`` or a TFDS
     dataset with a recorded damaged field (``"tfds:voicebank_demand/16k"``), or None
@@ -83,18 +92,36 @@ def pair_dataset(source, sample_rate=16000, split="train", data_dir=None, manual
     in ``stats``."""
     stats = stats if stats is not None else ReadStats()
     if folder_pair(source) is not None:
-        return _file_pair_dataset(folder_pairs(source, split, stats), sample_rate, stats, tolerance_seconds)
-    if isinstance(source, str) and source.startswith("tfds:") and tfds_pair_field(source[len("tfds:") :], data_dir):
+        return _file_pair_dataset(
+            folder_pairs(source, split, stats), sample_rate, stats, tolerance_seconds
+        )
+    if (
+        isinstance(source, str)
+        and source.startswith("tfds:")
+        and tfds_pair_field(source[len("tfds:") :], data_dir)
+    ):
         # Prepared here, so that a missing manual download is an error now rather than
         # one wrapped in a tf.data error at the first batch.
         tfds_dataset(source[len("tfds:") :], split, data_dir, manual_dir=manual_dir)
-        pairs = functools.partial(tfds_pairs, source[len("tfds:") :], split, data_dir, sample_rate, manual_dir, stats,
-                                  tolerance_seconds)
-        return tf.data.Dataset.from_generator(lambda: (np.stack(pair) for pair in pairs()), output_signature=PAIR_SPEC)
+        pairs = functools.partial(
+            tfds_pairs,
+            source[len("tfds:") :],
+            split,
+            data_dir,
+            sample_rate,
+            manual_dir,
+            stats,
+            tolerance_seconds,
+        )
+        return tf.data.Dataset.from_generator(
+            lambda: (np.stack(pair) for pair in pairs()), output_signature=PAIR_SPEC
+        )
     return None
 
 
-def source_dataset(source, sample_rate=16000, split="train", data_dir=None, stats=None, manual_dir=None):
+def source_dataset(
+    source, sample_rate=16000, split="train", data_dir=None, stats=None, manual_dir=None
+):
     """A dataset of float32 mono waveforms ``[samples]`` from ``source``:
     an array ``[clips, samples]`` or list of 1-D arrays; a folder (its ``split``
     subfolder when it has one) or list of audio files (resampled to ``sample_rate``; unreadable ones skipped and counted
@@ -104,7 +131,9 @@ def source_dataset(source, sample_rate=16000, split="train", data_dir=None, stat
     if isinstance(source, tf.data.Dataset):
         return waveform_dataset(source)
     if isinstance(source, str) and source.startswith("tfds:"):
-        return waveform_dataset(tfds_dataset(source[len("tfds:") :], split, data_dir, sample_rate, manual_dir)[0])
+        return waveform_dataset(
+            tfds_dataset(source[len("tfds:") :], split, data_dir, sample_rate, manual_dir)[0]
+        )
     if isinstance(source, (str, os.PathLike)):
         folder = split_folder(source, split)
         paths = list_audio_files(folder)
@@ -115,7 +144,9 @@ def source_dataset(source, sample_rate=16000, split="train", data_dir=None, stat
         if source.ndim == 1:
             source = source[None]
         if source.ndim != 2 or source.shape[1] == 0:
-            raise ValueError(f"An array source must be [clips, samples]; received shape {source.shape}")
+            raise ValueError(
+                f"An array source must be [clips, samples]; received shape {source.shape}"
+            )
         return tf.data.Dataset.from_tensor_slices(source.astype(np.float32))
     if isinstance(source, (list, tuple)) and source:
         if all(isinstance(item, (str, os.PathLike)) for item in source):
@@ -218,15 +249,19 @@ def make_dataset(
     silences teaches nothing. Level rules: :mod:`spectral_restore.data.levels`.
     """
     sample_rate, pair_tolerance_seconds = check_stream_options(
-        sample_rate, output, damage, segment_seconds, batch_size, pair_tolerance_seconds)
+        sample_rate, output, damage, segment_seconds, batch_size, pair_tolerance_seconds
+    )
     if damage == "auto":
         damage = "model" if tf.config.list_physical_devices("GPU") else "pipeline"
     stats = stats if stats is not None else ReadStats()
-    dataset = pair_dataset(source, sample_rate, split, data_dir, manual_dir, stats, pair_tolerance_seconds)
+    dataset = pair_dataset(
+        source, sample_rate, split, data_dir, manual_dir, stats, pair_tolerance_seconds
+    )
     paired = dataset is not None
     if not paired:
-        dataset = source_dataset(source, sample_rate, split=split, data_dir=data_dir, stats=stats,
-                                 manual_dir=manual_dir)
+        dataset = source_dataset(
+            source, sample_rate, split=split, data_dir=data_dir, stats=stats, manual_dir=manual_dir
+        )
     # Recorded pairs keep their damage; the chain acts on top only when asked to.
     damages_here = damage == "pipeline" and (damage_pairs or not paired)
     if isinstance(chain, str):
@@ -258,7 +293,9 @@ def make_dataset(
         return levels.normalise_level(wave, float(level_db), xp=tnp)
 
     dataset = dataset.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.filter(lambda wave: tf.logical_not(levels.is_silent(clean_side(wave), xp=tnp)))
+    dataset = dataset.filter(
+        lambda wave: tf.logical_not(levels.is_silent(clean_side(wave), xp=tnp))
+    )
     if level_db is not None:
         dataset = dataset.map(level, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=True).enumerate()

@@ -100,7 +100,9 @@ def save_npz(path, sample_rate, **splits):
             raise ValueError(f"Split {split!r} must hold at least one non-empty clip")
         # Scaled by 32768, the inverse of the reading rule, so float clips that came
         # from 16-bit PCM are stored exactly.
-        arrays[split] = np.clip(np.round(np.concatenate(clips) * 32768.0), -32768, 32767).astype(np.int16)
+        arrays[split] = np.clip(np.round(np.concatenate(clips) * 32768.0), -32768, 32767).astype(
+            np.int16
+        )
         arrays[f"{split}_lengths"] = np.asarray([len(clip) for clip in clips], np.int64)
     np.savez_compressed(path, **arrays)
 
@@ -116,18 +118,24 @@ def load_npz(path, split, sample_rate):
     path = os.fspath(path)
     with np.load(path) as data:
         if "sample_rate" in data and int(data["sample_rate"]) != int(sample_rate):
-            raise ValueError(f"{path} holds audio at {int(data['sample_rate'])} Hz; {sample_rate} Hz was asked for")
+            raise ValueError(
+                f"{path} holds audio at {int(data['sample_rate'])} Hz; {sample_rate} Hz was asked for"
+            )
         if split not in data:
             raise ValueError(f"{path} has no split {split!r}; it holds {sorted(data.files)}")
         samples = as_float32(data[split], split)
         lengths = data[f"{split}_lengths"] if f"{split}_lengths" in data else None
     if lengths is None:
         if samples.ndim != 2:
-            raise ValueError(f"{path}: {split!r} must be [clips, samples] or come with {split}_lengths; "
-                             f"received shape {samples.shape}")
+            raise ValueError(
+                f"{path}: {split!r} must be [clips, samples] or come with {split}_lengths; "
+                f"received shape {samples.shape}"
+            )
         return list(samples)
     if samples.ndim != 1 or int(np.sum(lengths)) != len(samples):
-        raise ValueError(f"{path}: {split}_lengths sum to {int(np.sum(lengths))} but {split!r} has shape {samples.shape}")
+        raise ValueError(
+            f"{path}: {split}_lengths sum to {int(np.sum(lengths))} but {split!r} has shape {samples.shape}"
+        )
     return np.split(samples, np.cumsum(lengths)[:-1])
 
 
@@ -140,12 +148,18 @@ def folder_pair(source):
     if not isinstance(source, collections.abc.Mapping):
         return None
     folders = [source.get(side) for side in PAIR_SIDES]
-    if sorted(source) != sorted(PAIR_SIDES) or not all(isinstance(folder, (str, os.PathLike)) for folder in folders):
-        raise ValueError(f"A folder-pair source must be {{'damaged': DIR, 'clean': DIR}}; received {dict(source)!r}")
+    if sorted(source) != sorted(PAIR_SIDES) or not all(
+        isinstance(folder, (str, os.PathLike)) for folder in folders
+    ):
+        raise ValueError(
+            f"A folder-pair source must be {{'damaged': DIR, 'clean': DIR}}; received {dict(source)!r}"
+        )
     return tuple(os.fspath(folder) for folder in folders)
 
 
-def check_stream_options(sample_rate, output, damage, segment_seconds, batch_size, pair_tolerance_seconds):
+def check_stream_options(
+    sample_rate, output, damage, segment_seconds, batch_size, pair_tolerance_seconds
+):
     """The checks :class:`AudioDataset` and
     :func:`~spectral_restore.data.pipeline.make_dataset` share; returns the sample
     rate and the pair tolerance as they use them."""
@@ -154,7 +168,11 @@ def check_stream_options(sample_rate, output, damage, segment_seconds, batch_siz
     check_choice("damage", damage, DAMAGE_MODES)
     if not segment_seconds or segment_seconds <= 0:
         raise ValueError(f"`segment_seconds` must be > 0. Received: {segment_seconds!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size <= 0
+    ):
         raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
     return sample_rate, check_pair_tolerance(pair_tolerance_seconds, "pair_tolerance_seconds")
 
@@ -186,12 +204,22 @@ def folder_pairs(source, split, stats):
     pairs, problems = match_pairs(damaged_dir, clean_dir)
     stats.record_skips(problems, f"folder pairs {damaged_dir} | {clean_dir}: {len(pairs)} matched")
     if not pairs:
-        raise ValueError(f"No file of {damaged_dir} has a partner of the same relative path in {clean_dir} "
-                         f"({len(problems)} unmatched audio files)")
+        raise ValueError(
+            f"No file of {damaged_dir} has a partner of the same relative path in {clean_dir} "
+            f"({len(problems)} unmatched audio files)"
+        )
     return pairs
 
 
-def _clips_of(source, sample_rate, split, data_dir, stats, manual_dir=None, tolerance_seconds=PAIR_TOLERANCE_SECONDS):
+def _clips_of(
+    source,
+    sample_rate,
+    split,
+    data_dir,
+    stats,
+    manual_dir=None,
+    tolerance_seconds=PAIR_TOLERANCE_SECONDS,
+):
     """The clips of ``source`` and whether they are recorded pairs: in-memory float32
     arrays (``[samples]``, or ``[2, samples]`` for a pair) and file paths or
     :class:`FilePair` items (read lazily)."""
@@ -222,7 +250,9 @@ def _single_clips_of(source, sample_rate, split):
     if isinstance(source, np.ndarray):
         source = source[None] if source.ndim == 1 else source
         if source.ndim != 2 or source.shape[1] == 0:
-            raise ValueError(f"An array source must be [clips, samples]; received shape {source.shape}")
+            raise ValueError(
+                f"An array source must be [clips, samples]; received shape {source.shape}"
+            )
         return list(as_float32(source, "source"))
     if isinstance(source, (list, tuple)) and source:
         if all(isinstance(item, (str, os.PathLike)) for item in source):
@@ -331,20 +361,30 @@ class AudioDataset(keras.utils.PyDataset):
     ) -> None:
         super().__init__(**kwargs)
         self.sample_rate, self.pair_tolerance_seconds = check_stream_options(
-            sample_rate, output, damage, segment_seconds, batch_size, pair_tolerance_seconds)
+            sample_rate, output, damage, segment_seconds, batch_size, pair_tolerance_seconds
+        )
         for name, value in (("skip_batches", skip_batches), ("cache_batches", cache_batches)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"`{name}` must be an integer >= 0. Received: {value!r}")
         self.damage = "model" if damage == "auto" else damage
         self.stats = stats if stats is not None else ReadStats()
-        self.clips, self.paired = _clips_of(source, self.sample_rate, split, data_dir, self.stats, manual_dir,
-                                            self.pair_tolerance_seconds)
+        self.clips, self.paired = _clips_of(
+            source,
+            self.sample_rate,
+            split,
+            data_dir,
+            self.stats,
+            manual_dir,
+            self.pair_tolerance_seconds,
+        )
         self.damage_pairs = bool(damage_pairs)
         # Only "pipeline" damages here (recorded pairs: only when asked to); the other
         # modes leave the chain to the model.
         damages_here = self.damage == "pipeline" and (self.damage_pairs or not self.paired)
         if damages_here and chain is None:
-            raise ValueError("damage='pipeline' needs an ArtifactChain (chain=None: use damage='none')")
+            raise ValueError(
+                "damage='pipeline' needs an ArtifactChain (chain=None: use damage='none')"
+            )
         if damages_here and isinstance(chain, str):
             chain = ArtifactChain(chain, sample_rate=self.sample_rate)
         self.chain = chain if damages_here else None
@@ -386,7 +426,9 @@ class AudioDataset(keras.utils.PyDataset):
     def _read(self, clip):
         """Samples of a file, ``[2, samples]`` of a :class:`FilePair`, or None (counted)."""
         if isinstance(clip, FilePair):
-            pair = read_pair_or_skip(clip, self.sample_rate, self.stats, self.pair_tolerance_seconds)
+            pair = read_pair_or_skip(
+                clip, self.sample_rate, self.stats, self.pair_tolerance_seconds
+            )
             return None if pair is None else np.stack(pair)
         return read_or_skip(clip, self.sample_rate, self.stats)
 
@@ -416,7 +458,11 @@ class AudioDataset(keras.utils.PyDataset):
         ``[2, samples]`` (damaged, clean) for recorded pairs; None when its files
         cannot be read or do not pair (counted in ``stats``). For whole-utterance
         evaluation; training reads crops."""
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.clips):
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, (int, np.integer))
+            or not 0 <= index < len(self.clips)
+        ):
             raise IndexError(f"Clip index must be in [0, {len(self.clips)}); received {index!r}")
         samples = self._clip(int(index))
         if samples is None:
@@ -452,7 +498,9 @@ class AudioDataset(keras.utils.PyDataset):
             segment = self._crop(samples, rng)
             if not levels.is_silent(segment[-1] if self.paired else segment):
                 if self.level_db is not None and self.paired:
-                    segment = np.stack(levels.normalise_pair_level(segment[0], segment[1], self.level_db))
+                    segment = np.stack(
+                        levels.normalise_pair_level(segment[0], segment[1], self.level_db)
+                    )
                 elif self.level_db is not None:
                     segment = levels.normalise_level(segment, self.level_db)
                 return segment.astype(np.float32)
@@ -468,7 +516,10 @@ class AudioDataset(keras.utils.PyDataset):
         examples = np.stack([self._example(start + j) for j in range(self.batch_size)])
         recorded, clean = (examples[:, 0], examples[:, 1]) if self.paired else (examples, examples)
         if self.chain is not None:
-            seed = np.random.SeedSequence([self.seed, _DAMAGE, batch]).generate_state(2, np.uint32) >> 1
+            seed = (
+                np.random.SeedSequence([self.seed, _DAMAGE, batch]).generate_state(2, np.uint32)
+                >> 1
+            )
             damaged, record = self.chain(recorded, seed.astype(np.int32))
             damaged = keras.ops.convert_to_numpy(damaged)
             record = keras.tree.map_structure(keras.ops.convert_to_numpy, record)
@@ -476,7 +527,9 @@ class AudioDataset(keras.utils.PyDataset):
             damaged, record = recorded, {}
         if self.output == "spectrogram":
             damaged, clean = (
-                keras.ops.convert_to_numpy(spectral.stack_complex(*spectral.stft(wave, self.stft_config)))
+                keras.ops.convert_to_numpy(
+                    spectral.stack_complex(*spectral.stft(wave, self.stft_config))
+                )
                 for wave in (damaged, clean)
             )
         return (damaged, clean, record) if self.return_record else (damaged, clean)
@@ -503,6 +556,13 @@ class AudioDataset(keras.utils.PyDataset):
 
 
 __all__ = [
-    "AudioDataset", "save_npz", "load_npz", "folder_pair", "folder_pairs", "is_pair_source",
-    "OUTPUTS", "DAMAGE_MODES", "PAIR_SIDES",
+    "AudioDataset",
+    "save_npz",
+    "load_npz",
+    "folder_pair",
+    "folder_pairs",
+    "is_pair_source",
+    "OUTPUTS",
+    "DAMAGE_MODES",
+    "PAIR_SIDES",
 ]

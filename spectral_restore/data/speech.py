@@ -63,7 +63,11 @@ def flite_voices() -> tuple[str, ...]:
 
 
 def synthesize(
-    text: str, voice: str = "en-us", engine: str = "espeak-ng", sample_rate: int = 16000, words_per_minute: int | None = None
+    text: str,
+    voice: str = "en-us",
+    engine: str = "espeak-ng",
+    sample_rate: int = 16000,
+    words_per_minute: int | None = None,
 ) -> np.ndarray:
     """Speaks ``text`` and returns float32 mono samples at ``sample_rate``.
 

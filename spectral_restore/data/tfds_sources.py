@@ -48,11 +48,17 @@ def tfds_dataset(name, split, data_dir, sample_rate=None, manual_dir=None):
     import tensorflow_datasets as tfds
 
     builder = tfds_builder(name, data_dir)
-    download_config = None if manual_dir is None else tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
+    download_config = (
+        None
+        if manual_dir is None
+        else tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
+    )
     builder.download_and_prepare(download_config=download_config)
     rate = builder.info.features["audio"].sample_rate if "audio" in builder.info.features else None
     if sample_rate is not None and rate is not None and rate != sample_rate:
-        raise ValueError(f"TFDS dataset {name} is at {rate} Hz; make_dataset was asked for {sample_rate} Hz")
+        raise ValueError(
+            f"TFDS dataset {name} is at {rate} Hz; make_dataset was asked for {sample_rate} Hz"
+        )
     return builder.as_dataset(split=split), builder
 
 
@@ -72,8 +78,15 @@ def _mono(samples, name):
     return samples.mean(axis=-1) if samples.ndim == 2 else samples
 
 
-def tfds_pairs(name, split="train", data_dir=None, sample_rate=16000, manual_dir=None, stats=None,
-               tolerance_seconds=PAIR_TOLERANCE_SECONDS):
+def tfds_pairs(
+    name,
+    split="train",
+    data_dir=None,
+    sample_rate=16000,
+    manual_dir=None,
+    stats=None,
+    tolerance_seconds=PAIR_TOLERANCE_SECONDS,
+):
     """The recorded ``(damaged, clean)`` pairs of a TFDS dataset's ``split``, as
     float32 numpy arrays at ``sample_rate`` (resampled on the host when the dataset
     is at another rate), one by one.
@@ -90,7 +103,9 @@ def tfds_pairs(name, split="train", data_dir=None, sample_rate=16000, manual_dir
     stats = stats if stats is not None else ReadStats()
     field = tfds_pair_field(name, data_dir)
     if field is None:
-        raise ValueError(f"TFDS dataset {name} holds no recorded damaged audio (none of {TFDS_DAMAGED_FIELDS})")
+        raise ValueError(
+            f"TFDS dataset {name} holds no recorded damaged audio (none of {TFDS_DAMAGED_FIELDS})"
+        )
     dataset, builder = tfds_dataset(name, split, data_dir, manual_dir=manual_dir)
     rate = builder.info.features["audio"].sample_rate
     for index, item in enumerate(dataset.as_numpy_iterator()):
@@ -101,7 +116,10 @@ def tfds_pairs(name, split="train", data_dir=None, sample_rate=16000, manual_dir
             continue
         damaged, clean = _mono(item[field], field), _mono(item["audio"], "audio")
         if rate != sample_rate:
-            damaged, clean = (resample_numpy(side, rate, sample_rate).astype(np.float32) for side in (damaged, clean))
+            damaged, clean = (
+                resample_numpy(side, rate, sample_rate).astype(np.float32)
+                for side in (damaged, clean)
+            )
         pair = check_pair(label, damaged, clean, sample_rate, stats, tolerance_seconds)
         if pair is not None:
             yield pair

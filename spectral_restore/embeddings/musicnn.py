@@ -42,8 +42,16 @@ MODELS = {
     "MSD_vgg": ("vgg", {"filters": 128}),
 }
 MUSICNN_FEATURES = (
-    "timbral", "temporal", "cnn1", "cnn2", "cnn3", "mean_pool", "max_pool", "penultimate",
-    "logits", "taggram",
+    "timbral",
+    "temporal",
+    "cnn1",
+    "cnn2",
+    "cnn3",
+    "mean_pool",
+    "max_pool",
+    "penultimate",
+    "logits",
+    "taggram",
 )
 VGG_FEATURES = ("pool1", "pool2", "pool3", "pool4", "pool5", "logits", "taggram")
 # Batch normalisation of tf.compat.v1.layers (the original's): epsilon 1e-3.
@@ -91,16 +99,28 @@ class MusicnnNetwork(keras.Model):
         filters: int. vgg width. Defaults to 128.
     """
 
-    def __init__(self, architecture="musicnn", num_tags=NUM_TAGS, midend_filters=64, backend_units=200,
-                 filters=128, **kwargs):
+    def __init__(
+        self,
+        architecture="musicnn",
+        num_tags=NUM_TAGS,
+        midend_filters=64,
+        backend_units=200,
+        filters=128,
+        **kwargs,
+    ):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if architecture not in ("musicnn", "vgg"):
-            raise ValueError(f"`architecture` must be 'musicnn' or 'vgg'. Received: {architecture!r}")
+            raise ValueError(
+                f"`architecture` must be 'musicnn' or 'vgg'. Received: {architecture!r}"
+            )
         self.architecture = architecture
         self.num_tags = int(num_tags)
-        self.widths = {"midend_filters": int(midend_filters), "backend_units": int(backend_units),
-                       "filters": int(filters)}
+        self.widths = {
+            "midend_filters": int(midend_filters),
+            "backend_units": int(backend_units),
+            "filters": int(filters),
+        }
         self.feature_names = MUSICNN_FEATURES if architecture == "musicnn" else VGG_FEATURES
         self.named_layers = {}
         if architecture == "musicnn":
@@ -119,8 +139,11 @@ class MusicnnNetwork(keras.Model):
 
     def _conv(self, index, filters, kernel, padding, name=None):
         name = name or ("conv2d" if index == 0 else f"conv2d_{index}")
-        return self._add(layers.Conv2D(filters, kernel, padding=padding, activation="relu", name=name,
-                                       dtype="float32"))
+        return self._add(
+            layers.Conv2D(
+                filters, kernel, padding=padding, activation="relu", name=name, dtype="float32"
+            )
+        )
 
     def _build_musicnn_layers(self, midend_filters, backend_units):
         # Front end: 1.6 x 128 timbral filters spanning 40% and 70% of the mel axis,
@@ -142,14 +165,17 @@ class MusicnnNetwork(keras.Model):
             for i, width in enumerate(widths)
         ]
         self.pool_norm = self._bn(9)
-        self.dense = self._add(layers.Dense(backend_units, activation="relu", name="dense", dtype="float32"))
+        self.dense = self._add(
+            layers.Dense(backend_units, activation="relu", name="dense", dtype="float32")
+        )
         self.dense_norm = self._bn(10)
         self.logits_layer = self._add(layers.Dense(self.num_tags, name="dense_1", dtype="float32"))
 
     def _build_vgg_layers(self, filters):
         self.input_norm = self._bn(0)
         self.vgg_blocks = [
-            (self._conv(0, filters, (3, 3), "same", name=f"{i + 1}CNN"), self._bn(i + 1)) for i in range(5)
+            (self._conv(0, filters, (3, 3), "same", name=f"{i + 1}CNN"), self._bn(i + 1))
+            for i in range(5)
         ]
         self.vgg_pools = [
             layers.MaxPooling2D(pool, strides, dtype="float32")
@@ -160,7 +186,9 @@ class MusicnnNetwork(keras.Model):
     def call(self, log_mel_input):
         x = ops.cast(log_mel_input, "float32")
         if len(x.shape) != 3 or x.shape[-1] != NUM_MELS:
-            raise ValueError(f"musicnn takes log-mel input [batch, frames, {NUM_MELS}]. Received shape {x.shape}")
+            raise ValueError(
+                f"musicnn takes log-mel input [batch, frames, {NUM_MELS}]. Received shape {x.shape}"
+            )
         x = self.input_norm(x[..., None], training=False)
         if self.architecture == "vgg":
             return self._call_vgg(x)
@@ -168,8 +196,13 @@ class MusicnnNetwork(keras.Model):
 
     def _call_musicnn(self, x):
         padded = _pad_time(x, 3, 3)
-        timbral = [ops.max(norm(conv(padded), training=False), axis=2) for conv, norm in self.timbral_blocks]
-        temporal = [ops.max(norm(conv(x), training=False), axis=2) for conv, norm in self.temporal_blocks]
+        timbral = [
+            ops.max(norm(conv(padded), training=False), axis=2)
+            for conv, norm in self.timbral_blocks
+        ]
+        temporal = [
+            ops.max(norm(conv(x), training=False), axis=2) for conv, norm in self.temporal_blocks
+        ]
         frontend = ops.concatenate(timbral + temporal, axis=-1)
         midend = []
         previous = frontend
@@ -188,14 +221,21 @@ class MusicnnNetwork(keras.Model):
         return {
             "timbral": ops.concatenate(timbral, axis=-1),
             "temporal": ops.concatenate(temporal, axis=-1),
-            "cnn1": midend[0], "cnn2": midend[1], "cnn3": midend[2],
-            "mean_pool": mean_pool, "max_pool": max_pool, "penultimate": penultimate,
-            "logits": logits, "taggram": ops.sigmoid(logits),
+            "cnn1": midend[0],
+            "cnn2": midend[1],
+            "cnn3": midend[2],
+            "mean_pool": mean_pool,
+            "max_pool": max_pool,
+            "penultimate": penultimate,
+            "logits": logits,
+            "taggram": ops.sigmoid(logits),
         }
 
     def _call_vgg(self, x):
         if x.shape[1] is not None and x.shape[1] != PATCH_FRAMES:
-            raise ValueError(f"The vgg models take exactly {PATCH_FRAMES} frames. Received {x.shape[1]}")
+            raise ValueError(
+                f"The vgg models take exactly {PATCH_FRAMES} frames. Received {x.shape[1]}"
+            )
         outputs = {}
         for i, ((conv, norm), pool) in enumerate(zip(self.vgg_blocks, self.vgg_pools)):
             x = pool(norm(conv(x), training=False))
@@ -205,8 +245,12 @@ class MusicnnNetwork(keras.Model):
         return outputs
 
     def get_config(self):
-        return {**super().get_config(), "architecture": self.architecture, "num_tags": self.num_tags,
-                **self.widths}
+        return {
+            **super().get_config(),
+            "architecture": self.architecture,
+            "num_tags": self.num_tags,
+            **self.widths,
+        }
 
     def embed(self, waveform, sample_rate=SAMPLE_RATE):
         """Features of waveforms ``[batch, samples]`` at ``sample_rate``.
@@ -225,7 +269,8 @@ class MusicnnNetwork(keras.Model):
         mel = _pad_time(mel, 0, patches * PATCH_FRAMES - frames)
         features = self(ops.reshape(mel, (-1, PATCH_FRAMES, NUM_MELS)))
         return {
-            name: ops.reshape(value, (-1, patches) + tuple(value.shape[1:])) for name, value in features.items()
+            name: ops.reshape(value, (-1, patches) + tuple(value.shape[1:]))
+            for name, value in features.items()
         }
 
 
@@ -284,7 +329,9 @@ def load_musicnn(model="MTT_musicnn", checkpoint=None):
         for variable, weight in zip(WEIGHT_VARIABLES[type(layer).__name__], layer.weights):
             key = f"{name}/{variable}"
             if key not in available:
-                raise ValueError(f"Checkpoint {prefix!r} lacks {key!r}: it is not a {model} checkpoint")
+                raise ValueError(
+                    f"Checkpoint {prefix!r} lacks {key!r}: it is not a {model} checkpoint"
+                )
             if tuple(available[key]) != tuple(weight.shape):
                 raise ValueError(
                     f"Checkpoint {prefix!r}: {key!r} has shape {tuple(available[key])}, "

@@ -73,7 +73,9 @@ def spectrogram(windows, input_repr="mel256"):
         config = spectral.STFTConfig(frame_length=fft_length, hop_length=HOP_LENGTH, center=False)
         real, imag = spectral.stft(windows, config)
         filters = spectral.mel_filterbank(int(input_repr[3:]), SAMPLE_RATE, fft_length)
-        spec = ops.matmul(spectral.magnitude(real, imag, floor=MAGNITUDE_FLOOR**2), ops.convert_to_tensor(filters))
+        spec = ops.matmul(
+            spectral.magnitude(real, imag, floor=MAGNITUDE_FLOOR**2), ops.convert_to_tensor(filters)
+        )
     decibels = 10.0 * ops.log10(ops.maximum(spec, MAGNITUDE_FLOOR))
     decibels = decibels - ops.max(decibels, axis=(1, 2), keepdims=True)
     decibels = ops.maximum(decibels, -DYNAMIC_RANGE_DB)
@@ -101,33 +103,47 @@ class OpenL3Network(keras.Model):
         self.input_repr = check_choice("input_repr", input_repr, INPUT_REPRS)
         self.embedding_size = check_choice("embedding_size", embedding_size, EMBEDDING_SIZES)
         self.feature_names = FEATURES
-        self.weighted_layers = [layers.BatchNormalization(epsilon=BN_EPSILON, name="batch_normalization",
-                                                          dtype="float32")]
+        self.weighted_layers = [
+            layers.BatchNormalization(
+                epsilon=BN_EPSILON, name="batch_normalization", dtype="float32"
+            )
+        ]
         for block, filters in enumerate(BLOCK_FILTERS):
             for position in range(2):
                 index = 2 * block + position + 1
                 last = index == 2 * len(BLOCK_FILTERS)
-                self.weighted_layers.append(layers.Conv2D(
-                    filters, (3, 3), padding="same", dtype="float32",
-                    name="audio_embedding_layer" if last else f"conv2d_{index}",
-                ))
+                self.weighted_layers.append(
+                    layers.Conv2D(
+                        filters,
+                        (3, 3),
+                        padding="same",
+                        dtype="float32",
+                        name="audio_embedding_layer" if last else f"conv2d_{index}",
+                    )
+                )
                 if not last:
-                    self.weighted_layers.append(layers.BatchNormalization(
-                        epsilon=BN_EPSILON, name=f"batch_normalization_{index}", dtype="float32"))
+                    self.weighted_layers.append(
+                        layers.BatchNormalization(
+                            epsilon=BN_EPSILON, name=f"batch_normalization_{index}", dtype="float32"
+                        )
+                    )
         self.block_pool = layers.MaxPooling2D((2, 2), strides=2, dtype="float32")
         self.embedding_pool = layers.MaxPooling2D(
-            POOL_SIZES[input_repr][embedding_size], padding="same", dtype="float32")
+            POOL_SIZES[input_repr][embedding_size], padding="same", dtype="float32"
+        )
         self.trainable = False
 
     def call(self, spectrogram_input):
         x = ops.cast(spectrogram_input, "float32")
         if len(x.shape) != 4:
-            raise ValueError(f"OpenL3 takes spectrograms [n, freq, time, 1]. Received shape {x.shape}")
+            raise ValueError(
+                f"OpenL3 takes spectrograms [n, freq, time, 1]. Received shape {x.shape}"
+            )
         features = {}
         x = self.weighted_layers[0](x, training=False)
         convs = self.weighted_layers[1:]
         for block in range(len(BLOCK_FILTERS)):
-            first_conv, first_norm, second_conv = convs[4 * block: 4 * block + 3]
+            first_conv, first_norm, second_conv = convs[4 * block : 4 * block + 3]
             x = ops.relu(first_norm(first_conv(x), training=False))
             x = second_conv(x)
             if block == len(BLOCK_FILTERS) - 1:
@@ -141,7 +157,11 @@ class OpenL3Network(keras.Model):
         return features
 
     def get_config(self):
-        return {**super().get_config(), "input_repr": self.input_repr, "embedding_size": self.embedding_size}
+        return {
+            **super().get_config(),
+            "input_repr": self.input_repr,
+            "embedding_size": self.embedding_size,
+        }
 
     def embed(self, waveform, sample_rate=SAMPLE_RATE, hop_seconds=0.5, center=True):
         """Features of waveforms ``[batch, samples]`` at ``sample_rate``.
@@ -157,12 +177,17 @@ class OpenL3Network(keras.Model):
         hop = max(1, round(hop_seconds * SAMPLE_RATE))
         length = x.shape[-1] + (WINDOW // 2 if center else 0)
         count = 1 if length <= WINDOW else 1 + -(-(length - WINDOW) // hop)
-        x = ops.pad(x, [(0, 0), (WINDOW // 2 if center else 0, (count - 1) * hop + WINDOW - length)])
+        x = ops.pad(
+            x, [(0, 0), (WINDOW // 2 if center else 0, (count - 1) * hop + WINDOW - length)]
+        )
         starts = np.arange(count)[:, None] * hop + np.arange(WINDOW)[None, :]
-        windows = ops.reshape(ops.take(x, ops.convert_to_tensor(starts, "int32"), axis=1), (-1, WINDOW))
+        windows = ops.reshape(
+            ops.take(x, ops.convert_to_tensor(starts, "int32"), axis=1), (-1, WINDOW)
+        )
         features = self(spectrogram(windows, self.input_repr))
         return {
-            name: ops.reshape(value, (-1, count) + tuple(value.shape[1:])) for name, value in features.items()
+            name: ops.reshape(value, (-1, count) + tuple(value.shape[1:]))
+            for name, value in features.items()
         }
 
 
@@ -194,7 +219,9 @@ def read_weight_file(path):
         layers_read = []
         for name in _decode(root.attrs["layer_names"]):
             group = root[name]
-            arrays = [np.asarray(group[weight]) for weight in _decode(group.attrs.get("weight_names", []))]
+            arrays = [
+                np.asarray(group[weight]) for weight in _decode(group.attrs.get("weight_names", []))
+            ]
             if arrays:
                 layers_read.append((name, arrays))
     return layers_read
@@ -210,9 +237,14 @@ def find_weight_file(input_repr, content_type, weights=None):
     name = weight_file_name(input_repr, content_type)
     if weights is not None:
         weights = os.fspath(weights)
-        candidates = [weights] if os.path.isfile(weights) else [
-            os.path.join(weights, name), os.path.join(weights, name + ".gz"),
-        ]
+        candidates = (
+            [weights]
+            if os.path.isfile(weights)
+            else [
+                os.path.join(weights, name),
+                os.path.join(weights, name + ".gz"),
+            ]
+        )
     else:
         spec = importlib.util.find_spec("openl3")
         folder = os.path.dirname(spec.origin) if spec and spec.origin else None
@@ -220,7 +252,11 @@ def find_weight_file(input_repr, content_type, weights=None):
     for candidate in candidates:
         if os.path.isfile(candidate):
             return candidate
-    where = f"in {weights!r}" if weights is not None else "(no weights path given, no openl3 package installed)"
+    where = (
+        f"in {weights!r}"
+        if weights is not None
+        else "(no weights path given, no openl3 package installed)"
+    )
     raise ValueError(
         f"OpenL3 weights {name} not found {where}. Download "
         f"{WEIGHTS_URL.format(input_repr, content_type)} (or `pip install openl3`, whose build "
@@ -250,7 +286,9 @@ def load_openl3(input_repr="mel256", content_type="music", embedding_size=6144, 
     frames = 197 if input_repr == "linear" else -(-WINDOW // HOP_LENGTH)
     bins = 257 if input_repr == "linear" else int(input_repr[3:])
     network(np.zeros((1, bins, frames, 1), "float32"))
-    stored = [(name, arrays) for name, arrays in read_weight_file(path) if "spectrogram" not in name]
+    stored = [
+        (name, arrays) for name, arrays in read_weight_file(path) if "spectrogram" not in name
+    ]
     if len(stored) != len(network.weighted_layers) or stored[-1][0] != "audio_embedding_layer":
         raise ValueError(
             f"{path} holds {len(stored)} layers with weights ending in {stored[-1][0] if stored else None!r}; "

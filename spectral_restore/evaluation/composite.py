@@ -36,14 +36,64 @@ TRIMMED_FRACTION = 0.95
 SEGSNR_LIMITS_DB = (-10.0, 35.0)
 # 25 critical bands (centre and bandwidth in Hz) of Klatt's weighted spectral slope
 # as composite.m tabulates them; they span 0-4 kHz at every sample rate.
-CRITICAL_BAND_CENTERS = np.array([
-    50.0, 120.0, 190.0, 260.0, 330.0, 400.0, 470.0, 540.0, 617.372, 703.378, 798.717, 904.128, 1020.38,
-    1148.30, 1288.72, 1442.54, 1610.70, 1794.16, 1993.93, 2211.08, 2446.71, 2701.97, 2978.04, 3276.17, 3597.63,
-])
-CRITICAL_BAND_WIDTHS = np.array([
-    70.0, 70.0, 70.0, 70.0, 70.0, 70.0, 70.0, 77.3724, 86.0056, 95.3398, 105.411, 116.256, 127.914,
-    140.423, 153.823, 168.154, 183.457, 199.776, 217.153, 235.631, 255.255, 276.072, 298.126, 321.465, 346.136,
-])
+CRITICAL_BAND_CENTERS = np.array(
+    [
+        50.0,
+        120.0,
+        190.0,
+        260.0,
+        330.0,
+        400.0,
+        470.0,
+        540.0,
+        617.372,
+        703.378,
+        798.717,
+        904.128,
+        1020.38,
+        1148.30,
+        1288.72,
+        1442.54,
+        1610.70,
+        1794.16,
+        1993.93,
+        2211.08,
+        2446.71,
+        2701.97,
+        2978.04,
+        3276.17,
+        3597.63,
+    ]
+)
+CRITICAL_BAND_WIDTHS = np.array(
+    [
+        70.0,
+        70.0,
+        70.0,
+        70.0,
+        70.0,
+        70.0,
+        70.0,
+        77.3724,
+        86.0056,
+        95.3398,
+        105.411,
+        116.256,
+        127.914,
+        140.423,
+        153.823,
+        168.154,
+        183.457,
+        199.776,
+        217.153,
+        235.631,
+        255.255,
+        276.072,
+        298.126,
+        321.465,
+        346.136,
+    ]
+)
 # Klatt (ICASSP 1982, p. 1280): weight of a band against the frame's largest and the
 # nearest local spectral peak.
 WSS_K_MAX = 20.0
@@ -87,9 +137,13 @@ def _check_pair(clean, processed, sample_rate):
     clean = np.asarray(clean, dtype=np.float64)
     processed = np.asarray(processed, dtype=np.float64)
     if clean.ndim != 1 or processed.ndim != 1:
-        raise ValueError(f"`clean` and `processed` must be 1-D waveforms; received shapes {clean.shape} and {processed.shape}")
+        raise ValueError(
+            f"`clean` and `processed` must be 1-D waveforms; received shapes {clean.shape} and {processed.shape}"
+        )
     if clean.shape != processed.shape:
-        raise ValueError(f"`clean` ({clean.size} samples) and `processed` ({processed.size} samples) differ in length")
+        raise ValueError(
+            f"`clean` ({clean.size} samples) and `processed` ({processed.size} samples) differ in length"
+        )
     if not isinstance(sample_rate, (int, np.integer)) or sample_rate < 1000:
         raise ValueError(f"`sample_rate` must be an int >= 1000 Hz. Received: {sample_rate!r}")
     # composite.m adds machine epsilon to both signals, so digital silence still has
@@ -114,7 +168,10 @@ def _autocorrelation_lpc(frames, order):
     """Autocorrelation lags 0..order and the prediction polynomial ``[1, -a]`` by
     the Levinson-Durbin recursion, in composite.m's ``lpcoeff`` order of operations."""
     length = frames.shape[1]
-    lags = np.stack([np.einsum("ij,ij->i", frames[:, : length - k], frames[:, k:]) for k in range(order + 1)], axis=1)
+    lags = np.stack(
+        [np.einsum("ij,ij->i", frames[:, : length - k], frames[:, k:]) for k in range(order + 1)],
+        axis=1,
+    )
     a = np.ones((len(frames), order))
     error = lags[:, 0].copy()
     for i in range(order):
@@ -152,7 +209,9 @@ def _critical_band_filters(sample_rate, fft_length):
     width = CRITICAL_BAND_WIDTHS / nyquist * half
     norm = np.log(CRITICAL_BAND_WIDTHS[0]) - np.log(CRITICAL_BAND_WIDTHS)
     bins = np.arange(half)
-    filters = np.exp(-11 * ((bins[None, :] - centre[:, None]) / width[:, None]) ** 2 + norm[:, None])
+    filters = np.exp(
+        -11 * ((bins[None, :] - centre[:, None]) / width[:, None]) ** 2 + norm[:, None]
+    )
     return filters * (filters > np.exp(-30.0 / (2.0 * 2.303)))
 
 
@@ -186,8 +245,12 @@ def _wss_frames(clean, processed, filters, fft_length):
     def weights(level, slope):
         peaks = _nearest_peaks(level, slope)
         below = level[:, :-1]
-        return (WSS_K_MAX / (WSS_K_MAX + level.max(axis=1, keepdims=True) - below)
-                * WSS_K_LOCAL_MAX / (WSS_K_LOCAL_MAX + peaks - below))
+        return (
+            WSS_K_MAX
+            / (WSS_K_MAX + level.max(axis=1, keepdims=True) - below)
+            * WSS_K_LOCAL_MAX
+            / (WSS_K_LOCAL_MAX + peaks - below)
+        )
 
     clean_level, processed_level = levels(clean), levels(processed)
     clean_slope, processed_slope = np.diff(clean_level, axis=1), np.diff(processed_level, axis=1)
@@ -229,13 +292,17 @@ def frame_measures(clean, processed, sample_rate, measures=("llr", "wss", "segsn
     """
     unknown = set(measures) - {"llr", "wss", "segsnr"}
     if unknown:
-        raise ValueError(f"`measures` must be among 'llr', 'wss', 'segsnr'. Received: {sorted(unknown)}")
+        raise ValueError(
+            f"`measures` must be among 'llr', 'wss', 'segsnr'. Received: {sorted(unknown)}"
+        )
     clean, processed = _check_pair(clean, processed, sample_rate)
     frame, hop, count = _frame_plan(len(clean), sample_rate)
     fft_length = 1 << int(math.ceil(math.log2(2 * frame)))
     filters = _critical_band_filters(sample_rate, fft_length) if "wss" in measures else None
     parts = {name: [] for name in measures}
-    for c, p in zip(_frame_blocks(clean, frame, hop, count), _frame_blocks(processed, frame, hop, count)):
+    for c, p in zip(
+        _frame_blocks(clean, frame, hop, count), _frame_blocks(processed, frame, hop, count)
+    ):
         if "llr" in parts:
             parts["llr"].append(_llr_frames(c, p, lpc_order(sample_rate)))
         if "wss" in parts:
@@ -281,7 +348,10 @@ def prepare_pair(clean, processed, sample_rate):
     rate = composite_rate(sample_rate)
     clean, processed = np.asarray(clean, np.float64), np.asarray(processed, np.float64)
     if rate != sample_rate:
-        clean, processed = resample_numpy(clean, sample_rate, rate), resample_numpy(processed, sample_rate, rate)
+        clean, processed = (
+            resample_numpy(clean, sample_rate, rate),
+            resample_numpy(processed, sample_rate, rate),
+        )
     return clean, processed, rate
 
 

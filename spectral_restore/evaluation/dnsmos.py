@@ -44,6 +44,12 @@ def dnsmos(estimate, sample_rate):
     estimate = np.asarray(estimate, dtype=np.float64)
     if estimate.ndim != 1:
         raise ValueError(f"`estimate` must be a 1-D waveform; received shape {estimate.shape}")
-    audio = np.clip(resample_numpy(estimate, sample_rate, DNSMOS_RATE), -1.0, 1.0).astype(np.float32)
+    audio = np.clip(resample_numpy(estimate, sample_rate, DNSMOS_RATE), -1.0, 1.0).astype(
+        np.float32
+    )
     scores = speechmos_dnsmos.run(audio, DNSMOS_RATE)
-    return {"sig": float(scores["sig_mos"]), "bak": float(scores["bak_mos"]), "ovrl": float(scores["ovrl_mos"])}
+    return {
+        "sig": float(scores["sig_mos"]),
+        "bak": float(scores["bak_mos"]),
+        "ovrl": float(scores["ovrl_mos"]),
+    }

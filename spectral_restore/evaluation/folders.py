@@ -46,9 +46,19 @@ def _read(path, rate):
     return resample_numpy(samples, file_rate, rate)
 
 
-def evaluate_folders(damaged_dir, clean_dir, output_dir, model=None, sample_rate=None,
-                     tolerance_seconds=PAIR_TOLERANCE_SECONDS, pad_seconds=PAD_SECONDS, metrics=None,
-                     processes=None, progress=True, max_files=None):
+def evaluate_folders(
+    damaged_dir,
+    clean_dir,
+    output_dir,
+    model=None,
+    sample_rate=None,
+    tolerance_seconds=PAIR_TOLERANCE_SECONDS,
+    pad_seconds=PAD_SECONDS,
+    metrics=None,
+    processes=None,
+    progress=True,
+    max_files=None,
+):
     """Scores every damaged file against its clean partner, and its restoration by
     ``model`` when one is given; writes ``evaluation.json``, ``.md`` and ``.png``.
 
@@ -75,23 +85,33 @@ def evaluate_folders(damaged_dir, clean_dir, output_dir, model=None, sample_rate
         ValueError: a folder is missing or holds no pair, or an argument is invalid.
     """
     tolerance_seconds = check_pair_tolerance(tolerance_seconds, "tolerance_seconds")
-    if max_files is not None and (isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1):
+    if max_files is not None and (
+        isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1
+    ):
         raise ValueError(f"`max_files` must be an integer >= 1 or None. Received: {max_files!r}")
     for name, folder in (("damaged_dir", damaged_dir), ("clean_dir", clean_dir)):
         if not os.path.isdir(os.fspath(folder)):
-            raise ValueError(f"`{name}` must be an existing folder. Received: {os.fspath(folder)!r}")
+            raise ValueError(
+                f"`{name}` must be an existing folder. Received: {os.fspath(folder)!r}"
+            )
     pairs, problems = match_pairs(damaged_dir, clean_dir)
     if not pairs:
-        raise ValueError(f"No file of {os.fspath(damaged_dir)!r} has a partner in {os.fspath(clean_dir)!r} "
-                         f"(files pair by relative path without the extension; {len(problems)} files unmatched)")
+        raise ValueError(
+            f"No file of {os.fspath(damaged_dir)!r} has a partner in {os.fspath(clean_dir)!r} "
+            f"(files pair by relative path without the extension; {len(problems)} files unmatched)"
+        )
     restorer = None
     if model is not None:
         from spectral_restore.inference import Restorer
 
-        restorer = model if isinstance(model, Restorer) else Restorer(model, pad_seconds=pad_seconds)
+        restorer = (
+            model if isinstance(model, Restorer) else Restorer(model, pad_seconds=pad_seconds)
+        )
         if sample_rate is not None and int(sample_rate) != restorer.sample_rate:
-            raise ValueError(f"`sample_rate` {sample_rate} differs from the model's {restorer.sample_rate} Hz; "
-                             "a model is scored at its own rate")
+            raise ValueError(
+                f"`sample_rate` {sample_rate} differs from the model's {restorer.sample_rate} Hz; "
+                "a model is scored at its own rate"
+            )
     rate = restorer.sample_rate if restorer else int(sample_rate or DEFAULT_SAMPLE_RATE)
     conditions = ("input", "restored") if restorer else ("input",)
     selected = pairs if max_files is None else pairs[:max_files]
@@ -115,10 +135,14 @@ def evaluate_folders(damaged_dir, clean_dir, output_dir, model=None, sample_rate
                 estimates["restored"] = restorer(damaged[None].astype(np.float32))[0]
             yield pair.name, clean, estimates
 
-    evaluations = score_conditions(items(), rate, conditions, metrics=metrics, processes=processes, progress=False)
+    evaluations = score_conditions(
+        items(), rate, conditions, metrics=metrics, processes=processes, progress=False
+    )
     scored = [row["name"] for row in evaluations["input"].files]
     if not scored:
-        raise ValueError(f"None of the {len(selected)} pairs could be scored: {unreadable + mismatched.messages()}")
+        raise ValueError(
+            f"None of the {len(selected)} pairs could be scored: {unreadable + mismatched.messages()}"
+        )
     unmatched = [f"{path}: {reason}" for path, reason in problems]
     voicebank = report.is_voicebank_test(scored)
     source = restorer.source if restorer else "none (the damaged files themselves)"
@@ -130,21 +154,38 @@ def evaluate_folders(damaged_dir, clean_dir, output_dir, model=None, sample_rate
         + ("" if max_files is None else f", {len(pairs) - len(selected)} pairs beyond max_files"),
     ]
     if voicebank and len(scored) != report.VOICEBANK_TEST_FILES:
-        notes.append(f"the published rows are over all {report.VOICEBANK_TEST_FILES} test files; "
-                     f"this evaluation scored {len(scored)}")
+        notes.append(
+            f"the published rows are over all {report.VOICEBANK_TEST_FILES} test files; "
+            f"this evaluation scored {len(scored)}"
+        )
     pairing = {
-        "pairs_found": len(pairs), "scored": len(scored), "max_files": max_files,
-        "tolerance_seconds": tolerance_seconds, "sample_rate": rate,
-        "unmatched": unmatched, "unreadable": unreadable, "length_mismatch": mismatched.messages(),
+        "pairs_found": len(pairs),
+        "scored": len(scored),
+        "max_files": max_files,
+        "tolerance_seconds": tolerance_seconds,
+        "sample_rate": rate,
+        "unmatched": unmatched,
+        "unreadable": unreadable,
+        "length_mismatch": mismatched.messages(),
     }
     data, _ = report.write_report(
-        output_dir, evaluations, title=f"{os.path.basename(os.path.normpath(os.fspath(damaged_dir)))} vs "
-        f"{os.path.basename(os.path.normpath(os.fspath(clean_dir)))}", notes=notes,
+        output_dir,
+        evaluations,
+        title=f"{os.path.basename(os.path.normpath(os.fspath(damaged_dir)))} vs "
+        f"{os.path.basename(os.path.normpath(os.fspath(clean_dir)))}",
+        notes=notes,
         anchors=report.VOICEBANK_ANCHORS if voicebank else None,
-        extra={"kind": "pairs", "model": None if restorer is None else str(source), "pairing": pairing,
-               "pad_seconds": pad_seconds if restorer else None},
-        left_out={"Files without a partner": unmatched, "Unreadable": unreadable,
-                  "Lengths differ beyond the tolerance": mismatched.messages()},
+        extra={
+            "kind": "pairs",
+            "model": None if restorer is None else str(source),
+            "pairing": pairing,
+            "pad_seconds": pad_seconds if restorer else None,
+        },
+        left_out={
+            "Files without a partner": unmatched,
+            "Unreadable": unreadable,
+            "Lengths differ beyond the tolerance": mismatched.messages(),
+        },
     )
     return data
 

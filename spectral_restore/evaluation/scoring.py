@@ -11,14 +11,38 @@ from spectral_restore import metrics as _metrics
 from spectral_restore.evaluation import composite as _composite
 from spectral_restore.evaluation import dnsmos as _dnsmos
 
-METRICS = ("pesq_wb", "pesq_nb", "stoi", "estoi", "csig", "cbak", "covl", "si_sdr", "lsd",
-           "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
+METRICS = (
+    "pesq_wb",
+    "pesq_nb",
+    "stoi",
+    "estoi",
+    "csig",
+    "cbak",
+    "covl",
+    "si_sdr",
+    "lsd",
+    "dnsmos_sig",
+    "dnsmos_bak",
+    "dnsmos_ovrl",
+)
 # Available on request: the measures behind CSIG/CBAK/COVL.
 COMPOSITE_PARTS = ("llr", "wss", "segsnr")
 LABELS = {
-    "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI", "csig": "CSIG",
-    "cbak": "CBAK", "covl": "COVL", "si_sdr": "SI-SDR (dB)", "lsd": "LSD (dB)", "dnsmos_sig": "DNSMOS SIG",
-    "dnsmos_bak": "DNSMOS BAK", "dnsmos_ovrl": "DNSMOS OVRL", "llr": "LLR", "wss": "WSS", "segsnr": "segSNR (dB)",
+    "pesq_wb": "PESQ-WB",
+    "pesq_nb": "PESQ-NB",
+    "stoi": "STOI",
+    "estoi": "ESTOI",
+    "csig": "CSIG",
+    "cbak": "CBAK",
+    "covl": "COVL",
+    "si_sdr": "SI-SDR (dB)",
+    "lsd": "LSD (dB)",
+    "dnsmos_sig": "DNSMOS SIG",
+    "dnsmos_bak": "DNSMOS BAK",
+    "dnsmos_ovrl": "DNSMOS OVRL",
+    "llr": "LLR",
+    "wss": "WSS",
+    "segsnr": "segSNR (dB)",
 }
 _COMPOSITE = ("csig", "cbak", "covl") + COMPOSITE_PARTS
 _DNSMOS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
@@ -102,19 +126,26 @@ class _Scorer:
         self.composite_rate = _composite.composite_rate(sample_rate)
         composite_mode = "wb" if self.composite_rate == 16000 else "nb"
         needs_composite = any(m in wanted for m in _COMPOSITE)
-        self.pesq_modes = [mode for mode in ("wb", "nb")
-                           if f"pesq_{mode}" in wanted or (needs_composite and mode == composite_mode)]
+        self.pesq_modes = [
+            mode
+            for mode in ("wb", "nb")
+            if f"pesq_{mode}" in wanted or (needs_composite and mode == composite_mode)
+        ]
         self.composite_mode = composite_mode if needs_composite else None
 
     def submit(self, clean, estimate):
-        return {mode: self.workers.submit(clean, estimate, self.rate, mode) for mode in self.pesq_modes}
+        return {
+            mode: self.workers.submit(clean, estimate, self.rate, mode) for mode in self.pesq_modes
+        }
 
     def local(self, clean, estimate):
         """Everything but PESQ, in this process: (values, reasons for NaN)."""
         values, reasons = {}, {}
         for metric, extended in (("stoi", False), ("estoi", True)):
             if metric in self.wanted:
-                values[metric] = float(_metrics.stoi(clean, estimate, self.rate, extended=extended)[0])
+                values[metric] = float(
+                    _metrics.stoi(clean, estimate, self.rate, extended=extended)[0]
+                )
                 reasons[metric] = _STOI_TOO_SHORT
         if "si_sdr" in self.wanted:
             values["si_sdr"] = float(_metrics.si_sdr(clean, estimate)[0])
@@ -141,13 +172,22 @@ class _Scorer:
         if self.composite_mode:
             score, reason = results[self.composite_mode]
             pesq = _composite.composite_pesq(score, self.composite_rate)
-            values.update(_composite.composite_scores(pesq, values["llr"], values["wss"], values["segsnr"]))
+            values.update(
+                _composite.composite_scores(pesq, values["llr"], values["wss"], values["segsnr"])
+            )
             if reason:
-                reasons.update({metric: f"pesq_{self.composite_mode}: {reason}" for metric in ("csig", "cbak", "covl")})
+                reasons.update(
+                    {
+                        metric: f"pesq_{self.composite_mode}: {reason}"
+                        for metric in ("csig", "cbak", "covl")
+                    }
+                )
         return values, reasons
 
 
-def score_pairs(clean, estimates, sample_rate, metrics=None, names=None, processes=None, progress=True):
+def score_pairs(
+    clean, estimates, sample_rate, metrics=None, names=None, processes=None, progress=True
+):
     """Scores every (clean, estimate) pair whole, at any length, dropping none.
 
     Metrics (names as keys): "pesq_wb", "pesq_nb" (reference ``pesq`` package,
@@ -181,11 +221,20 @@ def score_pairs(clean, estimates, sample_rate, metrics=None, names=None, process
     if len(names) != len(clean):
         raise ValueError(f"{len(names)} names for {len(clean)} pairs")
     items = ((name, c, {"estimate": e}) for name, c, e in zip(names, clean, estimates))
-    return score_conditions(items, sample_rate, ("estimate",), metrics=metrics, processes=processes,
-                            progress=progress, total=len(clean))["estimate"]
+    return score_conditions(
+        items,
+        sample_rate,
+        ("estimate",),
+        metrics=metrics,
+        processes=processes,
+        progress=progress,
+        total=len(clean),
+    )["estimate"]
 
 
-def score_conditions(items, sample_rate, conditions, metrics=None, processes=None, progress=True, total=None):
+def score_conditions(
+    items, sample_rate, conditions, metrics=None, processes=None, progress=True, total=None
+):
     """Scores several estimates of each clean utterance (the damaged input and its
     restoration, say) in one streaming pass: :func:`score_pairs`, for any iterable.
 
@@ -208,7 +257,9 @@ def score_conditions(items, sample_rate, conditions, metrics=None, processes=Non
     wanted = _check_metrics(metrics)
     conditions = tuple(conditions)
     if not conditions or len(set(conditions)) != len(conditions):
-        raise ValueError(f"`conditions` must be distinct names, at least one. Received: {conditions!r}")
+        raise ValueError(
+            f"`conditions` must be distinct names, at least one. Received: {conditions!r}"
+        )
     skipped = {}
     reason = _dnsmos.dnsmos_unavailable_reason() if any(m in wanted for m in _DNSMOS) else None
     if reason:
@@ -218,8 +269,10 @@ def score_conditions(items, sample_rate, conditions, metrics=None, processes=Non
     ahead = max(2, processes)
     files = {condition: [] for condition in conditions}
     failures = {condition: {m: {} for m in wanted} for condition in conditions}
-    with _metrics.PesqWorkers(processes) as workers, tqdm(total=total, disable=not progress,
-                                                          unit="file", desc="scoring") as bar:
+    with (
+        _metrics.PesqWorkers(processes) as workers,
+        tqdm(total=total, disable=not progress, unit="file", desc="scoring") as bar,
+    ):
         scorer = _Scorer(wanted, sample_rate, workers)
         pending = collections.deque()
 
@@ -240,13 +293,19 @@ def score_conditions(items, sample_rate, conditions, metrics=None, processes=Non
 
         for index, (name, clean, estimates) in enumerate(items):
             if set(estimates) != set(conditions):
-                raise ValueError(f"Item {index} ({name}) has estimates {sorted(estimates)}; expected {list(conditions)}")
+                raise ValueError(
+                    f"Item {index} ({name}) has estimates {sorted(estimates)}; expected {list(conditions)}"
+                )
             clean = _as_waveform(clean, "clean", index)
             rows = {}
             for condition in conditions:
                 estimate = _as_waveform(estimates[condition], condition, index)
                 length = min(len(clean), len(estimate))
-                row = {"name": str(name), "samples": length, "trimmed": abs(len(clean) - len(estimate))}
+                row = {
+                    "name": str(name),
+                    "samples": length,
+                    "trimmed": abs(len(clean) - len(estimate)),
+                }
                 c, e = clean[:length], estimate[:length]
                 handles = scorer.submit(c, e)  # PESQ runs in the workers while the rest runs here
                 job = (row, *scorer.local(c, e), handles)
@@ -260,5 +319,9 @@ def score_conditions(items, sample_rate, conditions, metrics=None, processes=Non
                 record(pending.popleft())
         while pending:
             record(pending.popleft())
-    return {condition: Evaluation(wanted, files[condition], {m: f for m, f in failures[condition].items() if f},
-                                  skipped) for condition in conditions}
+    return {
+        condition: Evaluation(
+            wanted, files[condition], {m: f for m, f in failures[condition].items() if f}, skipped
+        )
+        for condition in conditions
+    }

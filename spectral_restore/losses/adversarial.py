@@ -22,16 +22,26 @@ def _check_kind(kind):
     return check_choice("adversarial", kind, KINDS)
 
 
-def discriminator_loss(real_outputs: DiscriminatorOutputs, fake_outputs: DiscriminatorOutputs, kind: str = "lsgan") -> Tensor:
+def discriminator_loss(
+    real_outputs: DiscriminatorOutputs, fake_outputs: DiscriminatorOutputs, kind: str = "lsgan"
+) -> Tensor:
     """Least squares (Mao et al., ICCV 2017): ``(D(real) - 1)^2 + D(fake)^2``;
     hinge (Lim & Ye 2017): ``relu(1 - D(real)) + relu(1 + D(fake))``."""
     _check_kind(kind)
     total = 0.0
     for (real, _), (fake, _) in zip(real_outputs, fake_outputs):
         if kind == "lsgan":
-            total = total + per_example_mean(ops.square(real - 1.0)) + per_example_mean(ops.square(fake))
+            total = (
+                total
+                + per_example_mean(ops.square(real - 1.0))
+                + per_example_mean(ops.square(fake))
+            )
         else:
-            total = total + per_example_mean(ops.relu(1.0 - real)) + per_example_mean(ops.relu(1.0 + fake))
+            total = (
+                total
+                + per_example_mean(ops.relu(1.0 - real))
+                + per_example_mean(ops.relu(1.0 + fake))
+            )
     return total / len(real_outputs)
 
 
@@ -40,11 +50,15 @@ def generator_adversarial_loss(fake_outputs: DiscriminatorOutputs, kind: str = "
     _check_kind(kind)
     total = 0.0
     for fake, _ in fake_outputs:
-        total = total + (per_example_mean(ops.square(fake - 1.0)) if kind == "lsgan" else -per_example_mean(fake))
+        total = total + (
+            per_example_mean(ops.square(fake - 1.0)) if kind == "lsgan" else -per_example_mean(fake)
+        )
     return total / len(fake_outputs)
 
 
-def feature_matching_loss(real_outputs: DiscriminatorOutputs, fake_outputs: DiscriminatorOutputs) -> Tensor:
+def feature_matching_loss(
+    real_outputs: DiscriminatorOutputs, fake_outputs: DiscriminatorOutputs
+) -> Tensor:
     """Mean absolute difference of every discriminator feature map between real
     and generated audio, averaged over layers and resolutions (Kumar et al.,
     "MelGAN", NeurIPS 2019, eq. 3). Real features carry no gradient."""
@@ -61,7 +75,12 @@ class FeatureMatchingLoss(keras.losses.Loss):
     """:func:`feature_matching_loss` as a Keras loss: ``y_true`` and ``y_pred`` are the
     discriminator outputs (lists of ``(logits, feature_maps)``) for real and generated audio."""
 
-    def __init__(self, reduction: str = "sum_over_batch_size", name: str = "feature_matching", dtype: DType = None) -> None:
+    def __init__(
+        self,
+        reduction: str = "sum_over_batch_size",
+        name: str = "feature_matching",
+        dtype: DType = None,
+    ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
 
     def call(self, y_true: DiscriminatorOutputs, y_pred: DiscriminatorOutputs) -> Tensor:

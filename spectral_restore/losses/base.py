@@ -58,12 +58,21 @@ class SpectralLoss(keras.losses.Loss):
 
     supports_spectrogram = True
 
-    def __init__(self, stft_config=None, input_format="waveform", reduction="sum_over_batch_size", name=None, dtype=None):
+    def __init__(
+        self,
+        stft_config=None,
+        input_format="waveform",
+        reduction="sum_over_batch_size",
+        name=None,
+        dtype=None,
+    ):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         self.stft_config = spectral.as_stft_config(stft_config)
         self.input_format = check_choice("input_format", input_format, INPUT_FORMATS)
         if input_format == "spectrogram" and not self.supports_spectrogram:
-            raise ValueError(f"{type(self).__name__} needs waveforms; input_format='spectrogram' is not supported")
+            raise ValueError(
+                f"{type(self).__name__} needs waveforms; input_format='spectrogram' is not supported"
+            )
 
     def spectra(self, y_true, y_pred):
         """``(real_true, imag_true, real_pred, imag_pred)``, each ``[batch, frames, bins]``."""
@@ -84,5 +93,7 @@ class SpectralLoss(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"stft_config": self.stft_config.get_config(), "input_format": self.input_format})
+        config.update(
+            {"stft_config": self.stft_config.get_config(), "input_format": self.input_format}
+        )
         return config

@@ -71,10 +71,14 @@ def _normalise_terms(terms):
         items = []
         for entry in terms:
             if not isinstance(entry, (list, tuple)) or len(entry) not in (2, 3):
-                raise ValueError(f"A term must be (name, loss, weight) or (name, weight). Received: {entry!r}")
+                raise ValueError(
+                    f"A term must be (name, loss, weight) or (name, weight). Received: {entry!r}"
+                )
             items.append((entry[0], tuple(entry[1:]) if len(entry) == 3 else entry[1]))
     else:
-        raise TypeError(f"`terms` must be a dict or a list of tuples. Received type {type(terms).__name__}")
+        raise TypeError(
+            f"`terms` must be a dict or a list of tuples. Received type {type(terms).__name__}"
+        )
     if not items:
         raise ValueError("`terms` is empty: a CombinedLoss needs at least one term")
     normalised = []
@@ -96,11 +100,17 @@ def _normalise_terms(terms):
         elif isinstance(spec, (list, tuple)) and len(spec) == 2:
             loss, weight = spec
         else:
-            raise ValueError(f"Term {name!r}: expected (loss, weight), a loss or a weight. Received: {spec!r}")
+            raise ValueError(
+                f"Term {name!r}: expected (loss, weight), a loss or a weight. Received: {spec!r}"
+            )
         if not isinstance(loss, keras.losses.Loss):
-            raise TypeError(f"Term {name!r}: the loss must be a keras.losses.Loss. Received {type(loss).__name__}")
+            raise TypeError(
+                f"Term {name!r}: the loss must be a keras.losses.Loss. Received {type(loss).__name__}"
+            )
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise ValueError(f"Term {name!r}: the weight must be a number >= 0. Received: {weight!r}")
+            raise ValueError(
+                f"Term {name!r}: the weight must be a number >= 0. Received: {weight!r}"
+            )
         normalised.append((name, loss, float(weight)))
     return normalised
 
@@ -151,7 +161,9 @@ class CombinedLoss(keras.losses.Loss):
         """A copy with some weights replaced; an unknown name raises ``ValueError``."""
         unknown = sorted(set(overrides) - set(self.weights))
         if unknown:
-            raise ValueError(f"Unknown loss term(s) {unknown}; this loss has {sorted(self.weights)}")
+            raise ValueError(
+                f"Unknown loss term(s) {unknown}; this loss has {sorted(self.weights)}"
+            )
         return CombinedLoss(
             [(name, loss, overrides.get(name, weight)) for name, loss, weight in self.terms],
             reduction=self.reduction,
@@ -205,16 +217,24 @@ class CombinedLoss(keras.losses.Loss):
 class TermMetric(keras.metrics.Mean):
     """Running mean of one loss term's per-example value (honours ``sample_weight``)."""
 
-    def __init__(self, loss: keras.losses.Loss | dict[str, Any], name: str | None = None, dtype: DType = None) -> None:
+    def __init__(
+        self, loss: keras.losses.Loss | dict[str, Any], name: str | None = None, dtype: DType = None
+    ) -> None:
         super().__init__(name=name or loss.name, dtype=dtype)
         if isinstance(loss, dict):
             loss = keras.saving.deserialize_keras_object(loss)
         self.loss = loss
 
-    def update_state(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None) -> Any:
+    def update_state(
+        self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None
+    ) -> Any:
         y_true = ops.convert_to_tensor(y_true, self.loss.dtype)
         y_pred = ops.convert_to_tensor(y_pred, self.loss.dtype)
         return super().update_state(self.loss.call(y_true, y_pred), sample_weight=sample_weight)
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "loss": keras.saving.serialize_keras_object(self.loss)}
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "loss": keras.saving.serialize_keras_object(self.loss),
+        }

@@ -34,7 +34,9 @@ class _KerasModelEmbedding:
     def __init__(self, model, layer_names):
         self.model = model
         if layer_names is not None:
-            missing = [name for name in layer_names if name not in [layer.name for layer in model.layers]]
+            missing = [
+                name for name in layer_names if name not in [layer.name for layer in model.layers]
+            ]
             if missing:
                 raise ValueError(
                     f"`layers` names {missing} are not layers of {model.name!r}; its layers are "
@@ -64,7 +66,9 @@ def load_embedding(
 
         unknown = set(options) - {"model", "checkpoint"}
         if unknown:
-            raise ValueError(f"Unknown musicnn `embedding_options` {sorted(unknown)}; known: model, checkpoint")
+            raise ValueError(
+                f"Unknown musicnn `embedding_options` {sorted(unknown)}; known: model, checkpoint"
+            )
         network = load_musicnn(options.get("model", "MTT_musicnn"), options.get("checkpoint"))
         return network, network.embed, network.architecture
     if embedding == "openl3":
@@ -157,12 +161,20 @@ class AudioEmbeddingLoss(keras.losses.Loss):
     2019), Cramer et al. (OpenL3, ICASSP 2019).
     """
 
-    def __init__(self, embedding: str | keras.Model = "musicnn", layers: Sequence[str] | None = None,
-                 distance: str = "l1", layer_weights: Mapping[str, float] | Sequence[float] | None = None,
-                 normalization: str | None = "variance", sample_rate: int = 16000,
-                 embedding_options: Mapping[str, Any] | None = None, decay: float = 0.99,
-                 reduction: str = "sum_over_batch_size", name: str = "audio_embedding_loss",
-                 dtype: DType = None) -> None:
+    def __init__(
+        self,
+        embedding: str | keras.Model = "musicnn",
+        layers: Sequence[str] | None = None,
+        distance: str = "l1",
+        layer_weights: Mapping[str, float] | Sequence[float] | None = None,
+        normalization: str | None = "variance",
+        sample_rate: int = 16000,
+        embedding_options: Mapping[str, Any] | None = None,
+        decay: float = 0.99,
+        reduction: str = "sum_over_batch_size",
+        name: str = "audio_embedding_loss",
+        dtype: DType = None,
+    ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         self.distance = check_choice("distance", distance, EMBEDDING_DISTANCES)
         self.normalization = check_choice("normalization", normalization, NORMALIZATIONS)
@@ -172,7 +184,9 @@ class AudioEmbeddingLoss(keras.losses.Loss):
         self.decay = float(decay)
         self.embedding_options = dict(embedding_options or {})
         self.embedding = embedding
-        if isinstance(embedding, keras.Model) or (isinstance(embedding, str) and embedding.endswith(".keras")):
+        if isinstance(embedding, keras.Model) or (
+            isinstance(embedding, str) and embedding.endswith(".keras")
+        ):
             if self.embedding_options:
                 raise ValueError("`embedding_options` apply to 'musicnn' and 'openl3' only")
             model = embedding
@@ -207,9 +221,12 @@ class AudioEmbeddingLoss(keras.losses.Loss):
                 )
             # One running mean per compared activation: the named layers, or a user model's outputs.
             terms = len(self.layers) if self.layers is not None else len(self.network.outputs)
-            self._running = keras.Variable(ops.zeros((terms,)), trainable=False, name="running_mean",
-                                           dtype="float32")
-            self._steps = keras.Variable(0.0, trainable=False, name="running_steps", dtype="float32")
+            self._running = keras.Variable(
+                ops.zeros((terms,)), trainable=False, name="running_mean", dtype="float32"
+            )
+            self._steps = keras.Variable(
+                0.0, trainable=False, name="running_steps", dtype="float32"
+            )
 
     def _check_layer_weights(self, layer_weights):
         if layer_weights is None:
@@ -219,7 +236,9 @@ class AudioEmbeddingLoss(keras.losses.Loss):
         if isinstance(layer_weights, dict):
             unknown = set(layer_weights) - set(self.layers)
             if unknown:
-                raise ValueError(f"`layer_weights` names {sorted(unknown)} are not in `layers` {list(self.layers)}")
+                raise ValueError(
+                    f"`layer_weights` names {sorted(unknown)} are not in `layers` {list(self.layers)}"
+                )
             weights = [layer_weights.get(layer, 1.0) for layer in self.layers]
         else:
             weights = list(layer_weights)
@@ -227,8 +246,13 @@ class AudioEmbeddingLoss(keras.losses.Loss):
                 raise ValueError(
                     f"`layer_weights` has {len(weights)} entries for {len(self.layers)} layers {list(self.layers)}"
                 )
-        if any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(f"`layer_weights` must be numbers >= 0, not all 0. Received: {layer_weights!r}")
+        if (
+            any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights)
+            or sum(weights) <= 0
+        ):
+            raise ValueError(
+                f"`layer_weights` must be numbers >= 0, not all 0. Received: {layer_weights!r}"
+            )
         return {layer: float(w) for layer, w in zip(self.layers, weights)}
 
     def features(self, waveform: Tensor) -> dict[str, Tensor]:
@@ -241,7 +265,9 @@ class AudioEmbeddingLoss(keras.losses.Loss):
     def _distance(self, clean, restored):
         if self.distance == "cosine":
             dot = ops.sum(clean * restored, axis=-1)
-            norms = ops.sqrt(ops.sum(ops.square(clean), axis=-1) * ops.sum(ops.square(restored), axis=-1) + 1e-12)
+            norms = ops.sqrt(
+                ops.sum(ops.square(clean), axis=-1) * ops.sum(ops.square(restored), axis=-1) + 1e-12
+            )
             return per_example_mean(1.0 - dot / norms)
         return per_example_mean(elementwise_distance(clean, restored, self.distance))
 
@@ -265,9 +291,11 @@ class AudioEmbeddingLoss(keras.losses.Loss):
         distances = ops.stack(distances, axis=-1)
         if self.normalization == "running_mean" and self.distance != "cosine":
             distances = distances / (self._update_running_mean(distances) + NORM_FLOOR)
-        weights = [1.0] * len(restored_features) if self.layer_weights is None else [
-            self.layer_weights[name] for name in restored_features
-        ]
+        weights = (
+            [1.0] * len(restored_features)
+            if self.layer_weights is None
+            else [self.layer_weights[name] for name in restored_features]
+        )
         weights = ops.convert_to_tensor(weights, "float32")
         return ops.sum(distances * weights, axis=-1) / ops.sum(weights)
 
@@ -285,16 +313,18 @@ class AudioEmbeddingLoss(keras.losses.Loss):
                 "embedding='net.keras'"
             )
         config = super().get_config()
-        config.update({
-            "embedding": self.embedding,
-            "layers": list(self.layers) if self.layers is not None else None,
-            "distance": self.distance,
-            "layer_weights": self.layer_weights,
-            "normalization": self.normalization,
-            "sample_rate": self.sample_rate,
-            "embedding_options": self.embedding_options,
-            "decay": self.decay,
-        })
+        config.update(
+            {
+                "embedding": self.embedding,
+                "layers": list(self.layers) if self.layers is not None else None,
+                "distance": self.distance,
+                "layer_weights": self.layer_weights,
+                "normalization": self.normalization,
+                "sample_rate": self.sample_rate,
+                "embedding_options": self.embedding_options,
+                "decay": self.decay,
+            }
+        )
         return config
 
 

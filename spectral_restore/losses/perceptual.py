@@ -112,10 +112,14 @@ class LoudnessWeightedLoss(SpectralLoss):
         nyquist = self.sample_rate / 2.0
         if self.bands == "bark":
             count = int(round(float(spectral.hz_to_bark(nyquist) - spectral.hz_to_bark(0.0))))
-            bank = spectral.bark_filterbank(count, self.sample_rate, cfg.fft_length, shape="rectangular")
+            bank = spectral.bark_filterbank(
+                count, self.sample_rate, cfg.fft_length, shape="rectangular"
+            )
         else:
             count = int(round(float(psychoacoustics.hz_to_erb_rate(nyquist))))
-            bank = spectral.erb_filterbank(count, self.sample_rate, cfg.fft_length, shape="rectangular")
+            bank = spectral.erb_filterbank(
+                count, self.sample_rate, cfg.fft_length, shape="rectangular"
+            )
         return (gain[:, None] * bank).astype(np.float32)
 
     def loudness(self, real: Tensor, imag: Tensor) -> Tensor:
@@ -207,8 +211,15 @@ class PESQLoss(keras.losses.Loss):
     arXiv:2303.08233, whose loss targets narrow band only).
     """
 
-    def __init__(self, sample_rate: int = 16000, mode: str = "wb", delay_search: bool | str = True,
-                 reduction: str = "sum_over_batch_size", name: str = "pesq_loss", dtype: DType = None) -> None:
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        mode: str = "wb",
+        delay_search: bool | str = True,
+        reduction: str = "sum_over_batch_size",
+        name: str = "pesq_loss",
+        dtype: DType = None,
+    ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         check_mode(sample_rate, mode)
         self.sample_rate = int(sample_rate)
@@ -227,5 +238,7 @@ class PESQLoss(keras.losses.Loss):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"sample_rate": self.sample_rate, "mode": self.mode, "delay_search": self.delay_search})
+        config.update(
+            {"sample_rate": self.sample_rate, "mode": self.mode, "delay_search": self.delay_search}
+        )
         return config

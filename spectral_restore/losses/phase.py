@@ -47,12 +47,16 @@ class ComplexSTFTLoss(SpectralLoss):
     "MP-SENet" (Interspeech 2023), L_Com.
     """
 
-    def __init__(self, compress_exponent: float | None = 0.3, distance: str = "l2", **kwargs: Any) -> None:
+    def __init__(
+        self, compress_exponent: float | None = 0.3, distance: str = "l2", **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if compress_exponent is not None:
             compress_exponent = check_non_negative("compress_exponent", compress_exponent)
             if not 0.0 < compress_exponent <= 1.0:
-                raise ValueError(f"`compress_exponent` must be in (0, 1]. Received: {compress_exponent}")
+                raise ValueError(
+                    f"`compress_exponent` must be in (0, 1]. Received: {compress_exponent}"
+                )
         self.compress_exponent = compress_exponent
         self.distance = check_choice("distance", distance, ELEMENTWISE_DISTANCES)
 
@@ -61,10 +65,17 @@ class ComplexSTFTLoss(SpectralLoss):
         if self.compress_exponent is not None:
             rt, it = spectral.compress_complex(rt, it, self.compress_exponent)
             rp, ip = spectral.compress_complex(rp, ip, self.compress_exponent)
-        return per_example_mean(elementwise_distance(rt, rp, self.distance) + elementwise_distance(it, ip, self.distance))
+        return per_example_mean(
+            elementwise_distance(rt, rp, self.distance)
+            + elementwise_distance(it, ip, self.distance)
+        )
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "compress_exponent": self.compress_exponent, "distance": self.distance}
+        return {
+            **super().get_config(),
+            "compress_exponent": self.compress_exponent,
+            "distance": self.distance,
+        }
 
 
 def anti_wrap(x: Tensor) -> Tensor:
@@ -136,7 +147,9 @@ class PhaseConsistencyLoss(SpectralLoss):
                 "consistency_weight > 0 needs input_format='spectrogram': the STFT of a waveform is "
                 f"always consistent. Received: consistency_weight={consistency_weight}"
             )
-        self.instantaneous_phase_weight = check_non_negative("instantaneous_phase_weight", instantaneous_phase_weight)
+        self.instantaneous_phase_weight = check_non_negative(
+            "instantaneous_phase_weight", instantaneous_phase_weight
+        )
         self.group_delay_weight = check_non_negative("group_delay_weight", group_delay_weight)
         self.instantaneous_frequency_weight = check_non_negative(
             "instantaneous_frequency_weight", instantaneous_frequency_weight
@@ -171,13 +184,19 @@ class PhaseConsistencyLoss(SpectralLoss):
             wave = spectral.istft(rp, ip, self.stft_config)
             rc, ic = spectral.stft(wave, self.stft_config)
             results["consistency"] = per_example_mean(ops.square(rp - rc) + ops.square(ip - ic))
-        if not (weights["instantaneous_phase"] or weights["group_delay"] or weights["instantaneous_frequency"]):
+        if not (
+            weights["instantaneous_phase"]
+            or weights["group_delay"]
+            or weights["instantaneous_frequency"]
+        ):
             return results
         phase_true = spectral.phase(rt, it)
         phase_pred = spectral.phase(rp, ip)
         mag = ops.stop_gradient(spectral.magnitude(rt, it))
         if weights["instantaneous_phase"]:
-            results["instantaneous_phase"] = self._weighted_mean(anti_wrap(phase_pred - phase_true), mag)
+            results["instantaneous_phase"] = self._weighted_mean(
+                anti_wrap(phase_pred - phase_true), mag
+            )
         if weights["group_delay"]:
             diff_true = phase_true[:, :, 1:] - phase_true[:, :, :-1]
             diff_pred = phase_pred[:, :, 1:] - phase_pred[:, :, :-1]
@@ -187,7 +206,9 @@ class PhaseConsistencyLoss(SpectralLoss):
             diff_true = phase_true[:, 1:] - phase_true[:, :-1]
             diff_pred = phase_pred[:, 1:] - phase_pred[:, :-1]
             pair = ops.sqrt(mag[:, 1:] * mag[:, :-1])
-            results["instantaneous_frequency"] = self._weighted_mean(anti_wrap(diff_pred - diff_true), pair)
+            results["instantaneous_frequency"] = self._weighted_mean(
+                anti_wrap(diff_pred - diff_true), pair
+            )
         return results
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:

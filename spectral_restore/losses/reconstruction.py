@@ -57,14 +57,20 @@ class SpectrogramMSE(SpectralLoss):
     "A regression approach to speech enhancement based on DNNs" (2015).
     """
 
-    def __init__(self, power: int = 1, compress_exponent: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, power: int = 1, compress_exponent: float | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if power not in (1, 2):
-            raise ValueError(f"`power` must be 1 (magnitude) or 2 (power). Received: power={power!r}")
+            raise ValueError(
+                f"`power` must be 1 (magnitude) or 2 (power). Received: power={power!r}"
+            )
         if compress_exponent is not None:
             compress_exponent = check_non_negative("compress_exponent", compress_exponent)
             if power != 1 or not 0.0 < compress_exponent <= 1.0:
-                raise ValueError(f"`compress_exponent` must be in (0, 1] with power=1. Received: {compress_exponent}")
+                raise ValueError(
+                    f"`compress_exponent` must be in (0, 1] with power=1. Received: {compress_exponent}"
+                )
         self.power = power
         self.compress_exponent = compress_exponent
 
@@ -80,7 +86,11 @@ class SpectrogramMSE(SpectralLoss):
         return per_example_mean(ops.square(a - b))
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "power": self.power, "compress_exponent": self.compress_exponent}
+        return {
+            **super().get_config(),
+            "power": self.power,
+            "compress_exponent": self.compress_exponent,
+        }
 
 
 @register
@@ -259,7 +269,9 @@ class MultiResolutionSTFTLoss(keras.losses.Loss):
         if needs_rate and sample_rate is None:
             raise ValueError("`sample_rate` is required with scale='mel' or a frequency_weighting")
         if scale == "mel" and n_bins is None:
-            raise ValueError("`n_bins` (mel bands, one int or one per resolution) is required with scale='mel'")
+            raise ValueError(
+                "`n_bins` (mel bands, one int or one per resolution) is required with scale='mel'"
+            )
         self.n_bins = n_bins
         bins_per_resolution = _per_resolution("n_bins", n_bins, count)
         self._projections = []
@@ -267,10 +279,14 @@ class MultiResolutionSTFTLoss(keras.losses.Loss):
             matrix = None
             if needs_rate and frequency_weighting not in (None, "none"):
                 freqs = psychoacoustics.bin_frequencies(sample_rate, cfg.fft_length)
-                gain = 10.0 ** (psychoacoustics.weighting_db(frequency_weighting, freqs, self.phon) / 20.0)
+                gain = 10.0 ** (
+                    psychoacoustics.weighting_db(frequency_weighting, freqs, self.phon) / 20.0
+                )
                 matrix = np.diag(gain)
             if scale == "mel":
-                mel = spectral.mel_filterbank(int(bands), sample_rate, cfg.fft_length).astype(np.float64)
+                mel = spectral.mel_filterbank(int(bands), sample_rate, cfg.fft_length).astype(
+                    np.float64
+                )
                 matrix = mel if matrix is None else matrix @ mel
             self._projections.append(None if matrix is None else matrix.astype(np.float32))
 
@@ -296,9 +312,13 @@ class MultiResolutionSTFTLoss(keras.losses.Loss):
                 else:
                     log_true = ops.log(ops.maximum(mag_true, PROJECTED_MAGNITUDE_FLOOR))
                     log_pred = ops.log(ops.maximum(mag_pred, PROJECTED_MAGNITUDE_FLOOR))
-                terms["log_mag"] = per_example_mean(elementwise_distance(log_true, log_pred, self.distance))
+                terms["log_mag"] = per_example_mean(
+                    elementwise_distance(log_true, log_pred, self.distance)
+                )
             if self.w_lin_mag:
-                terms["lin_mag"] = per_example_mean(elementwise_distance(mag_true, mag_pred, self.distance))
+                terms["lin_mag"] = per_example_mean(
+                    elementwise_distance(mag_true, mag_pred, self.distance)
+                )
             results.append(terms)
         return results
 
@@ -353,7 +373,11 @@ class WaveformLoss(keras.losses.Loss):
     """
 
     def __init__(
-        self, distance: str = "l1", reduction: str = "sum_over_batch_size", name: str = "waveform", dtype: DType = None
+        self,
+        distance: str = "l1",
+        reduction: str = "sum_over_batch_size",
+        name: str = "waveform",
+        dtype: DType = None,
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         self.distance = check_choice("distance", distance, ELEMENTWISE_DISTANCES)

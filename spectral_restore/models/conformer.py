@@ -61,13 +61,29 @@ PRESETS = {
     # Trains on a 2-core CPU (TensorFlow) at 1.3-1.5x the CRN `small`'s step time
     # (benchmarks/train_speed.py): frequency tokens of 16 bins, one head, two blocks.
     "small": {
-        "channels": 16, "full_resolution_channels": 4, "dense_depth": 2, "num_blocks": 2, "num_heads": 1,
-        "ffn_multiplier": 2, "conv_expansion": 2, "conv_kernel": 7, "freq_stride": 16, "dropout": 0.0,
+        "channels": 16,
+        "full_resolution_channels": 4,
+        "dense_depth": 2,
+        "num_blocks": 2,
+        "num_heads": 1,
+        "ffn_multiplier": 2,
+        "conv_expansion": 2,
+        "conv_kernel": 7,
+        "freq_stride": 16,
+        "dropout": 0.0,
     },
     # MP-SENet's sizes (Lu et al. 2023), for GPU training: 2.05 M parameters.
     "base": {
-        "channels": 64, "full_resolution_channels": 64, "dense_depth": 4, "num_blocks": 4, "num_heads": 4,
-        "ffn_multiplier": 4, "conv_expansion": 2, "conv_kernel": 31, "freq_stride": 2, "dropout": 0.2,
+        "channels": 64,
+        "full_resolution_channels": 64,
+        "dense_depth": 4,
+        "num_blocks": 4,
+        "num_heads": 4,
+        "ffn_multiplier": 4,
+        "conv_expansion": 2,
+        "conv_kernel": 31,
+        "freq_stride": 2,
+        "dropout": 0.2,
     },
 }
 # The learnable sigmoid's bound: MP-SENet's beta = 2, so the mask can also amplify.
@@ -97,7 +113,9 @@ def _instance_norm(name):
 
 def _prelu(name):
     """PReLU with one slope per channel (shared over time and frequency)."""
-    return layers.PReLU(alpha_initializer=keras.initializers.Constant(PRELU_SLOPE), shared_axes=[1, 2], name=name)
+    return layers.PReLU(
+        alpha_initializer=keras.initializers.Constant(PRELU_SLOPE), shared_axes=[1, 2], name=name
+    )
 
 
 @register
@@ -124,8 +142,14 @@ class DenseBlock(layers.Layer):
         self.depth = _check_positive_int("depth", depth)
         self.kernel_size = tuple(int(k) for k in kernel_size)
         self.convs = [
-            layers.Conv2D(channels, self.kernel_size, dilation_rate=(2**i, 1), padding="same", use_bias=False,
-                          name=f"conv_{i}")
+            layers.Conv2D(
+                channels,
+                self.kernel_size,
+                dilation_rate=(2**i, 1),
+                padding="same",
+                use_bias=False,
+                name=f"conv_{i}",
+            )
             for i in range(depth)
         ]
         self.norms = [_instance_norm(f"norm_{i}") for i in range(depth)]
@@ -143,7 +167,9 @@ class DenseBlock(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"channels": self.channels, "depth": self.depth, "kernel_size": list(self.kernel_size)})
+        config.update(
+            {"channels": self.channels, "depth": self.depth, "kernel_size": list(self.kernel_size)}
+        )
         return config
 
 
@@ -170,8 +196,16 @@ class ConformerBlock(layers.Layer):
     (Cao et al. 2022) and MP-SENet (Lu et al. 2023).
     """
 
-    def __init__(self, channels, num_heads=4, ffn_multiplier=4, conv_expansion=2, conv_kernel=31, dropout=0.0,
-                 **kwargs):
+    def __init__(
+        self,
+        channels,
+        num_heads=4,
+        ffn_multiplier=4,
+        conv_expansion=2,
+        conv_kernel=31,
+        dropout=0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.channels = _check_positive_int("channels", channels)
         self.num_heads = _check_positive_int("num_heads", num_heads)
@@ -180,9 +214,13 @@ class ConformerBlock(layers.Layer):
         self.conv_kernel = _check_positive_int("conv_kernel", conv_kernel)
         self.dropout = float(dropout)
         if channels % num_heads:
-            raise ValueError(f"`channels` must be divisible by `num_heads`. Received: channels={channels}, num_heads={num_heads}")
+            raise ValueError(
+                f"`channels` must be divisible by `num_heads`. Received: channels={channels}, num_heads={num_heads}"
+            )
         if conv_kernel % 2 == 0:
-            raise ValueError(f"`conv_kernel` must be odd (centred). Received: conv_kernel={conv_kernel}")
+            raise ValueError(
+                f"`conv_kernel` must be odd (centred). Received: conv_kernel={conv_kernel}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
         inner = conv_expansion * channels
@@ -191,13 +229,16 @@ class ConformerBlock(layers.Layer):
         # Dropout on the attention's output, not on its weights (Gulati et al.'s placement):
         # undropped weights let the attention run as one fused kernel (cuDNN's flash
         # attention under JAX on a GPU, no [length, length] scores kept for the backward pass).
-        self.attention = layers.MultiHeadAttention(num_heads, channels // num_heads, name="attention")
+        self.attention = layers.MultiHeadAttention(
+            num_heads, channels // num_heads, name="attention"
+        )
         self.attention_dropout = layers.Dropout(self.dropout, name="attention_dropout")
         self.conv_norm = layers.LayerNormalization(name="conv_norm")
         self.conv_in = layers.Dense(2 * inner, name="conv_pointwise_in")
         # No bias before the batch norm, which removes it.
-        self.conv_depthwise = layers.DepthwiseConv1D(conv_kernel, padding="same", use_bias=False,
-                                                     name="conv_depthwise")
+        self.conv_depthwise = layers.DepthwiseConv1D(
+            conv_kernel, padding="same", use_bias=False, name="conv_depthwise"
+        )
         self.conv_batch_norm = layers.BatchNormalization(name="conv_batch_norm")
         self.conv_out = layers.Dense(channels, name="conv_pointwise_out")
         self.output_norm = layers.LayerNormalization(name="output_norm")
@@ -219,7 +260,9 @@ class ConformerBlock(layers.Layer):
     def call(self, x, training=False):
         x = x + 0.5 * self._apply_feed_forward(self.ffn[0], x, training)
         normed = self.attention_norm(x)
-        x = x + self.attention_dropout(self.attention(normed, normed, training=training), training=training)
+        x = x + self.attention_dropout(
+            self.attention(normed, normed, training=training), training=training
+        )
         hidden = ops.glu(self.conv_in(self.conv_norm(x)), axis=-1)
         hidden = ops.silu(self.conv_batch_norm(self.conv_depthwise(hidden), training=training))
         x = x + self.conv_out(hidden)
@@ -265,11 +308,26 @@ class TimeFrequencyConformer(layers.Layer):
     sublinear memory cost", arXiv:1604.06174.
     """
 
-    def __init__(self, channels, num_heads=4, ffn_multiplier=4, conv_expansion=2, conv_kernel=31, dropout=0.0,
-                 remat=False, **kwargs):
+    def __init__(
+        self,
+        channels,
+        num_heads=4,
+        ffn_multiplier=4,
+        conv_expansion=2,
+        conv_kernel=31,
+        dropout=0.0,
+        remat=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        self.block_settings = dict(channels=channels, num_heads=num_heads, ffn_multiplier=ffn_multiplier,
-                                   conv_expansion=conv_expansion, conv_kernel=conv_kernel, dropout=dropout)
+        self.block_settings = dict(
+            channels=channels,
+            num_heads=num_heads,
+            ffn_multiplier=ffn_multiplier,
+            conv_expansion=conv_expansion,
+            conv_kernel=conv_kernel,
+            dropout=dropout,
+        )
         self.remat = _check_bool("remat", remat)
         self.time_block = ConformerBlock(**self.block_settings, name="time")
         self.freq_block = ConformerBlock(**self.block_settings, name="frequency")
@@ -295,7 +353,9 @@ class TimeFrequencyConformer(layers.Layer):
         count = len(trainable)
 
         def stateless(x, *values):
-            outputs, updated = block.stateless_call(list(values[:count]), list(values[count:]), x, training=True)
+            outputs, updated = block.stateless_call(
+                list(values[:count]), list(values[count:]), x, training=True
+            )
             return outputs, *updated
 
         outputs, *updated = keras.remat(stateless)(x, *(v.value for v in trainable + non_trainable))
@@ -384,7 +444,9 @@ class MagnitudePhaseConformer(SpectralModel):
         remat=False,
         **kwargs,
     ):
-        super().__init__(stft_config=stft_config, sample_rate=sample_rate, input_damage=input_damage, **kwargs)
+        super().__init__(
+            stft_config=stft_config, sample_rate=sample_rate, input_damage=input_damage, **kwargs
+        )
         settings = resolve_settings(
             PRESETS,
             preset,
@@ -402,8 +464,17 @@ class MagnitudePhaseConformer(SpectralModel):
             },
         )
         self.preset = preset
-        for name in ("channels", "full_resolution_channels", "dense_depth", "num_blocks", "num_heads",
-                     "ffn_multiplier", "conv_expansion", "conv_kernel", "freq_stride"):
+        for name in (
+            "channels",
+            "full_resolution_channels",
+            "dense_depth",
+            "num_blocks",
+            "num_heads",
+            "ffn_multiplier",
+            "conv_expansion",
+            "conv_kernel",
+            "freq_stride",
+        ):
             setattr(self, name, _check_positive_int(name, settings[name]))
         self.dropout = float(settings["dropout"])
         self.remat = _check_bool("remat", remat)
@@ -413,16 +484,28 @@ class MagnitudePhaseConformer(SpectralModel):
                 f"fft_length // 2 = {intervals} must be divisible by `freq_stride`. Received: freq_stride={self.freq_stride}"
             )
         # Convolutions followed by instance normalisation have no bias: the norm removes it.
-        self.encoder_in = layers.Conv2D(self.full_resolution_channels, (1, 1), use_bias=False, name="encoder_in")
+        self.encoder_in = layers.Conv2D(
+            self.full_resolution_channels, (1, 1), use_bias=False, name="encoder_in"
+        )
         self.encoder_in_norm = _instance_norm("encoder_in_norm")
         self.encoder_in_prelu = _prelu("encoder_in_prelu")
-        self.encoder_down = layers.Conv2D(self.channels, **self._frequency_resampling(), name="encoder_down")
+        self.encoder_down = layers.Conv2D(
+            self.channels, **self._frequency_resampling(), name="encoder_down"
+        )
         self.encoder_down_norm = _instance_norm("encoder_down_norm")
         self.encoder_down_prelu = _prelu("encoder_down_prelu")
         self.encoder_dense = DenseBlock(self.channels, self.dense_depth, name="encoder_dense")
         self.blocks = [
-            TimeFrequencyConformer(self.channels, self.num_heads, self.ffn_multiplier, self.conv_expansion, self.conv_kernel,
-                                   self.dropout, self.remat, name=f"tf_conformer_{i}")
+            TimeFrequencyConformer(
+                self.channels,
+                self.num_heads,
+                self.ffn_multiplier,
+                self.conv_expansion,
+                self.conv_kernel,
+                self.dropout,
+                self.remat,
+                name=f"tf_conformer_{i}",
+            )
             for i in range(self.num_blocks)
         ]
         self.mask_trunk = self._decoder_trunk("mask")
@@ -431,8 +514,12 @@ class MagnitudePhaseConformer(SpectralModel):
         # MP-SENet's learnable sigmoid: a slope per bin, bound 2; float32 under mixed precision.
         self.mask_sigmoid = LearnableSigmoid(MASK_BOUND, dtype="float32", name="mask_sigmoid")
         self.phase_trunk = self._decoder_trunk("phase")
-        self.phase_head_real = layers.Conv2D(1, (1, 1), kernel_initializer="zeros", name="phase_head_real")
-        self.phase_head_imag = layers.Conv2D(1, (1, 1), kernel_initializer="zeros", name="phase_head_imag")
+        self.phase_head_real = layers.Conv2D(
+            1, (1, 1), kernel_initializer="zeros", name="phase_head_real"
+        )
+        self.phase_head_imag = layers.Conv2D(
+            1, (1, 1), kernel_initializer="zeros", name="phase_head_imag"
+        )
 
     def get_config(self):
         config = super().get_config()
@@ -442,14 +529,20 @@ class MagnitudePhaseConformer(SpectralModel):
     def _frequency_resampling(self):
         """A (1, s + 1) kernel with stride s maps bins 0..F-1 onto (F - 1) / s + 1 points,
         and the transposed convolution maps them back onto exactly F bins."""
-        return {"kernel_size": (1, self.freq_stride + 1), "strides": (1, self.freq_stride), "use_bias": False}
+        return {
+            "kernel_size": (1, self.freq_stride + 1),
+            "strides": (1, self.freq_stride),
+            "use_bias": False,
+        }
 
     def _decoder_trunk(self, prefix):
         """A decoder up to its heads: dense block, transposed convolution back to every
         bin (to which the encoder's full-resolution features are added), norm, PReLU."""
         return [
             DenseBlock(self.channels, self.dense_depth, name=f"{prefix}_dense"),
-            Conv2DTranspose(self.full_resolution_channels, **self._frequency_resampling(), name=f"{prefix}_up"),
+            Conv2DTranspose(
+                self.full_resolution_channels, **self._frequency_resampling(), name=f"{prefix}_up"
+            ),
             _instance_norm(f"{prefix}_norm"),
             _prelu(f"{prefix}_prelu"),
         ]

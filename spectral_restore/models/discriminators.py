@@ -23,12 +23,23 @@ class SpectrogramDiscriminator(keras.layers.Layer):
     (``|X|^0.3``) of one STFT; returns ``(logits [batch, frames, bins'], features)``."""
 
     def __init__(
-        self, fft_length: int = 1024, hop_length: int = 256, frame_length: int = 1024, channels: int = 32, **kwargs: Any
+        self,
+        fft_length: int = 1024,
+        hop_length: int = 256,
+        frame_length: int = 1024,
+        channels: int = 32,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.fft_length, self.hop_length, self.frame_length = int(fft_length), int(hop_length), int(frame_length)
+        self.fft_length, self.hop_length, self.frame_length = (
+            int(fft_length),
+            int(hop_length),
+            int(frame_length),
+        )
         self.channels = int(channels)
-        self.stft_config = spectral.STFTConfig(frame_length=self.frame_length, hop_length=self.hop_length, fft_length=self.fft_length)
+        self.stft_config = spectral.STFTConfig(
+            frame_length=self.frame_length, hop_length=self.hop_length, fft_length=self.fft_length
+        )
         self.convs = [
             layers.Conv2D(self.channels, (3, 9), padding="same", name="conv_0"),
             layers.Conv2D(self.channels, (3, 9), strides=(1, 2), padding="same", name="conv_1"),
@@ -52,8 +63,10 @@ class SpectrogramDiscriminator(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
-            "fft_length": self.fft_length, "hop_length": self.hop_length,
-            "frame_length": self.frame_length, "channels": self.channels,
+            "fft_length": self.fft_length,
+            "hop_length": self.hop_length,
+            "frame_length": self.frame_length,
+            "channels": self.channels,
         }
 
 
@@ -72,7 +85,10 @@ class MultiResolutionDiscriminator(keras.Model):
     """
 
     def __init__(
-        self, resolutions: Sequence[Sequence[int]] = DEFAULT_RESOLUTIONS, channels: int = 32, **kwargs: Any
+        self,
+        resolutions: Sequence[Sequence[int]] = DEFAULT_RESOLUTIONS,
+        channels: int = 32,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.resolutions = [tuple(int(v) for v in r) for r in resolutions]
@@ -86,7 +102,11 @@ class MultiResolutionDiscriminator(keras.Model):
         return [d(waveform) for d in self.discriminators]
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "resolutions": [list(r) for r in self.resolutions], "channels": self.channels}
+        return {
+            **super().get_config(),
+            "resolutions": [list(r) for r in self.resolutions],
+            "channels": self.channels,
+        }
 
 
 @register
@@ -137,11 +157,15 @@ class MetricDiscriminator(keras.Model):
         self.stft_config = spectral.STFTConfig(frame_length=512, hop_length=128)
         self.convs = []
         for i, width in enumerate((1, 2, 4, 8)):
-            self.convs.append((
-                layers.Conv2D(self.channels * width, 4, strides=2, padding="same", name=f"conv_{i}"),
-                layers.GroupNormalization(groups=-1, name=f"instance_norm_{i}"),
-                layers.PReLU(shared_axes=[1, 2], name=f"prelu_{i}"),
-            ))
+            self.convs.append(
+                (
+                    layers.Conv2D(
+                        self.channels * width, 4, strides=2, padding="same", name=f"conv_{i}"
+                    ),
+                    layers.GroupNormalization(groups=-1, name=f"instance_norm_{i}"),
+                    layers.PReLU(shared_axes=[1, 2], name=f"prelu_{i}"),
+                )
+            )
         self.hidden = layers.Dense(self.channels * 4, name="dense")
         self.hidden_activation = layers.PReLU(name="dense_prelu")
         self.dropout = layers.Dropout(0.3)

@@ -78,7 +78,9 @@ class SpectralModel(LossTermsMixin, keras.Model):
         self.stft_config = spectral.as_stft_config(stft_config)
         self.sample_rate = int(sample_rate)
 
-    def restore_spectrogram(self, real: Tensor, imag: Tensor, training: bool = False) -> tuple[Tensor, Tensor]:
+    def restore_spectrogram(
+        self, real: Tensor, imag: Tensor, training: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """Compressed input ``(real, imag)`` ``[batch, frames, bins]`` -> compressed estimate."""
         raise NotImplementedError(f"{type(self).__name__} must implement restore_spectrogram")
 
@@ -97,7 +99,9 @@ class SpectralModel(LossTermsMixin, keras.Model):
         est_real, est_imag = spectral.compress_complex(
             ops.cast(est_real, "float32"), ops.cast(est_imag, "float32"), 1.0 / COMPRESSION
         )
-        restored = spectral.istft(est_real, est_imag, self.stft_config, length=ops.shape(waveform)[-1])
+        restored = spectral.istft(
+            est_real, est_imag, self.stft_config, length=ops.shape(waveform)[-1]
+        )
         return ops.cast(restored, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
@@ -112,7 +116,9 @@ class SpectralModel(LossTermsMixin, keras.Model):
             {
                 "stft_config": self.stft_config.get_config(),
                 "sample_rate": self.sample_rate,
-                "input_damage": None if self.input_damage is None else keras.saving.serialize_keras_object(self.input_damage),
+                "input_damage": None
+                if self.input_damage is None
+                else keras.saving.serialize_keras_object(self.input_damage),
             }
         )
         return config

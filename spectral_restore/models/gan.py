@@ -59,7 +59,9 @@ else:
 def _maybe_loss_scaled(optimizer):
     """Wraps an optimizer for dynamic loss scaling under a mixed_float16 policy."""
     policy = keras.mixed_precision.global_policy()
-    if policy.name == "mixed_float16" and not isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+    if policy.name == "mixed_float16" and not isinstance(
+        optimizer, keras.mixed_precision.LossScaleOptimizer
+    ):
         return keras.mixed_precision.LossScaleOptimizer(optimizer)
     return optimizer
 
@@ -72,14 +74,18 @@ def normalised_pesq(clean, estimate, sample_rate, target):
     rejects an example, e.g. a silent crop)."""
     clean, estimate = ops.cast(clean, "float32"), ops.cast(estimate, "float32")
     if target == "surrogate":
-        score = p862_mos(resample(clean, sample_rate, 16000), resample(estimate, sample_rate, 16000), 16000, "wb")
+        score = p862_mos(
+            resample(clean, sample_rate, 16000), resample(estimate, sample_rate, 16000), 16000, "wb"
+        )
     else:
         from spectral_restore.metrics import pesq_score
 
         def reference(c, e):
             return pesq_score(c, e, sample_rate, "wb", processes=1).scores
 
-        score = backend.host_call(reference, clean, estimate, result_shape=(None,), result_dtype="float32")
+        score = backend.host_call(
+            reference, clean, estimate, result_shape=(None,), result_dtype="float32"
+        )
     return normalised_mos(score, "wb")
 
 
@@ -204,13 +210,17 @@ class RestorationGAN(BackendSteps, keras.Model):
         if isinstance(metric_discriminator, dict):
             metric_discriminator = keras.saving.deserialize_keras_object(metric_discriminator)
         if discriminator is None and metric_discriminator is None:
-            raise ValueError("RestorationGAN needs a `discriminator`, a `metric_discriminator` or both")
+            raise ValueError(
+                "RestorationGAN needs a `discriminator`, a `metric_discriminator` or both"
+            )
         self.generator = generator
         self.discriminator = discriminator
         self.metric_discriminator = metric_discriminator
         self.warmup_steps = int(warmup_steps)
         # "int": int64 under TensorFlow, int32 under JAX (as Keras's optimizer iterations).
-        self.gan_step = self.add_weight(shape=(), dtype="int", initializer="zeros", trainable=False, name="gan_step")
+        self.gan_step = self.add_weight(
+            shape=(), dtype="int", initializer="zeros", trainable=False, name="gan_step"
+        )
         self.g_tracker = keras.metrics.Mean(name="g_loss")
         self.d_tracker = keras.metrics.Mean(name="adv/disc")
         self.adv_tracker = keras.metrics.Mean(name="adv/gen")
@@ -264,18 +274,31 @@ class RestorationGAN(BackendSteps, keras.Model):
         check_choice("adversarial", adversarial, KINDS)
         check_choice("metric_target", metric_target, METRIC_TARGETS)
         if clip_norm is not None and not float(clip_norm) > 0:
-            raise ValueError(f"`clip_norm` must be a positive number or None. Received: {clip_norm!r}")
-        if (metric_target == "reference" and self.metric_discriminator is not None and backend.name() == "tensorflow"
-                and kwargs.get("jit_compile") is True):
-            raise ValueError("metric_target='reference' runs the pesq package outside TensorFlow's XLA graph: "
-                             "use jit_compile=False")
+            raise ValueError(
+                f"`clip_norm` must be a positive number or None. Received: {clip_norm!r}"
+            )
+        if (
+            metric_target == "reference"
+            and self.metric_discriminator is not None
+            and backend.name() == "tensorflow"
+            and kwargs.get("jit_compile") is True
+        ):
+            raise ValueError(
+                "metric_target='reference' runs the pesq package outside TensorFlow's XLA graph: "
+                "use jit_compile=False"
+            )
         super().compile(**kwargs)
         self.g_optimizer = _maybe_loss_scaled(g_optimizer or build_optimizer(**DEFAULT_OPTIMIZER))
         self.d_optimizer = _maybe_loss_scaled(d_optimizer or build_optimizer(**DEFAULT_OPTIMIZER))
         self.m_optimizer = _maybe_loss_scaled(m_optimizer or build_optimizer(**DEFAULT_OPTIMIZER))
-        pairs = [(self.g_optimizer, self.generator), (self.d_optimizer, self.discriminator),
-                 (self.m_optimizer, self.metric_discriminator)]
-        self.optimizer = OptimizerGroup([(optimizer, network) for optimizer, network in pairs if network is not None])
+        pairs = [
+            (self.g_optimizer, self.generator),
+            (self.d_optimizer, self.discriminator),
+            (self.m_optimizer, self.metric_discriminator),
+        ]
+        self.optimizer = OptimizerGroup(
+            [(optimizer, network) for optimizer, network in pairs if network is not None]
+        )
         self.metric_weight = float(metric_weight)
         self.metric_target = metric_target
         self.restoration_loss = loss
@@ -295,7 +318,11 @@ class RestorationGAN(BackendSteps, keras.Model):
             "adversarial_weight": self.adversarial_weight,
             "feature_matching_weight": self.feature_matching_weight,
             "clip_norm": self.clip_norm,
-            **{k: v for k, v in kwargs.items() if k in ("jit_compile", "steps_per_execution", "run_eagerly")},
+            **{
+                k: v
+                for k, v in kwargs.items()
+                if k in ("jit_compile", "steps_per_execution", "run_eagerly")
+            },
         }
 
     @property
@@ -326,18 +353,25 @@ class RestorationGAN(BackendSteps, keras.Model):
     def metric_targets(self, clean, estimate, damaged):
         """Normalised PESQ (``metric_target``'s kind) of the estimate and of the damaged input."""
         rate = self.generator_sample_rate()
-        return (normalised_pesq(clean, estimate, rate, self.metric_target),
-                normalised_pesq(clean, damaged, rate, self.metric_target))
+        return (
+            normalised_pesq(clean, estimate, rate, self.metric_target),
+            normalised_pesq(clean, damaged, rate, self.metric_target),
+        )
 
     def metric_discriminator_objective(self, judge, clean, estimate, damaged, targets):
         """MetricGAN loss of the metric discriminator; logs the estimates' mean MOS-LQO too."""
         target_estimate, target_damaged = targets
-        m_loss = (ops.mean(ops.square(judge((clean, clean)) - 1.0))
-                  + masked_squared_error(judge((clean, estimate)), target_estimate)
-                  + masked_squared_error(judge((clean, damaged)), target_damaged))
+        m_loss = (
+            ops.mean(ops.square(judge((clean, clean)) - 1.0))
+            + masked_squared_error(judge((clean, estimate)), target_estimate)
+            + masked_squared_error(judge((clean, damaged)), target_damaged)
+        )
         finite = ops.isfinite(target_estimate)
         mos = mos_lqo_from_normalised(ops.where(finite, target_estimate, 0.0), "wb")
-        return m_loss, {"metric/disc": (m_loss, None), "metric/pesq": (mos, ops.cast(finite, "float32"))}
+        return m_loss, {
+            "metric/disc": (m_loss, None),
+            "metric/pesq": (mos, ops.cast(finite, "float32")),
+        }
 
     def generator_objective(self, generate, discriminate, judge, damaged, clean, step):
         """Reconstruction terms plus, from step ``warmup_steps`` on, the adversarial,
@@ -353,7 +387,9 @@ class RestorationGAN(BackendSteps, keras.Model):
             real_outputs = float32_outputs(discriminate(clean))
             adv = ops.mean(generator_adversarial_loss(fake_outputs, self.adversarial))
             fm = ops.mean(feature_matching_loss(real_outputs, fake_outputs))
-            g_loss = g_loss + active * (self.adversarial_weight * adv + self.feature_matching_weight * fm)
+            g_loss = g_loss + active * (
+                self.adversarial_weight * adv + self.feature_matching_weight * fm
+            )
             logged.update({"adv/gen": (adv, None), "adv/feature_matching": (fm, None)})
         if self.metric_discriminator is not None:
             metric_gen = ops.mean(ops.square(judge((clean, generated)) - 1.0))
@@ -365,7 +401,10 @@ class RestorationGAN(BackendSteps, keras.Model):
     def evaluation_logs(self, clean, generated):
         """What ``test_step`` logs: the generator's reconstruction loss and its terms."""
         terms = self.restoration_loss.compute_terms(clean, generated)
-        return {"g_loss": (ops.mean(terms["total"]), None), **{name: (terms[name], None) for name in self.term_trackers}}
+        return {
+            "g_loss": (ops.mean(terms["total"]), None),
+            **{name: (terms[name], None) for name in self.term_trackers},
+        }
 
     def clip_gradients(self, optimizer, grads):
         """Global-norm clipping at ``clip_norm`` of the true gradients: under loss
@@ -382,7 +421,10 @@ class RestorationGAN(BackendSteps, keras.Model):
                 tracker.update_state(value, sample_weight=weight)
 
     def generator_sample_rate(self):
-        return int(getattr(self.generator, "sample_rate", None) or getattr(self.metric_discriminator, "sample_rate", 16000))
+        return int(
+            getattr(self.generator, "sample_rate", None)
+            or getattr(self.metric_discriminator, "sample_rate", 16000)
+        )
 
     def get_compile_config(self) -> dict[str, Any]:
         return dict(getattr(self, "_compile_settings", {}))
@@ -405,7 +447,9 @@ class RestorationGAN(BackendSteps, keras.Model):
         """The networks' random-generator states (dropout, damage seeds): the
         non-trainable variables that are not weights, which Keras does not save."""
         weights = {id(variable) for variable in self.weights}
-        return [variable for variable in self.non_trainable_variables if id(variable) not in weights]
+        return [
+            variable for variable in self.non_trainable_variables if id(variable) not in weights
+        ]
 
     def save_own_variables(self, store):
         # The random states are saved too, so a resumed run draws the same dropout
@@ -416,7 +460,9 @@ class RestorationGAN(BackendSteps, keras.Model):
 
     def load_own_variables(self, store):
         keys = list(store.keys())
-        super().load_own_variables({key: store[key] for key in keys if not key.startswith("random_state_")})
+        super().load_own_variables(
+            {key: store[key] for key in keys if not key.startswith("random_state_")}
+        )
         for index, state in enumerate(self.random_states()):
             if f"random_state_{index}" in keys:
                 state.assign(store[f"random_state_{index}"])

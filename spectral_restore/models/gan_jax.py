@@ -42,8 +42,11 @@ class VariableValues:
 
         def call(inputs):
             outputs, non_trainable = network.stateless_call(
-                self.get(network.trainable_variables), self.get(network.non_trainable_variables), inputs,
-                training=training)
+                self.get(network.trainable_variables),
+                self.get(network.non_trainable_variables),
+                inputs,
+                training=training,
+            )
             self.set(network.non_trainable_variables, non_trainable)
             return outputs
 
@@ -72,10 +75,14 @@ class JAXGANSteps:
             return scaled, (logged, inner.get(non_trainable))
 
         weights = values.get(network.trainable_variables)
-        (_, (logged, non_trainable_values)), grads = jax.value_and_grad(scaled_loss, has_aux=True)(weights)
+        (_, (logged, non_trainable_values)), grads = jax.value_and_grad(scaled_loss, has_aux=True)(
+            weights
+        )
         with keras.StatelessScope(state_mapping=optimizer_state):
             grads = self.clip_gradients(optimizer, grads)
-        weights, optimizer_values = optimizer.stateless_apply([value for _, value in optimizer_state], grads, weights)
+        weights, optimizer_values = optimizer.stateless_apply(
+            [value for _, value in optimizer_state], grads, weights
+        )
         values.set(non_trainable, non_trainable_values)
         values.set(network.trainable_variables, weights)
         values.set(optimizer.variables, optimizer_values)
@@ -84,43 +91,82 @@ class JAXGANSteps:
     def train_step(self, state, data):
         trainable, non_trainable, optimizer_values, metric_values = state
         damaged, clean = data[0], data[1]
-        values = VariableValues([
-            *zip(self.trainable_variables, trainable),
-            *zip(self.non_trainable_variables, non_trainable),
-            *zip(self.optimizer.variables, optimizer_values),
-        ])
+        values = VariableValues(
+            [
+                *zip(self.trainable_variables, trainable),
+                *zip(self.non_trainable_variables, non_trainable),
+                *zip(self.optimizer.variables, optimizer_values),
+            ]
+        )
         step = values.get([self.gan_step])[0]
         generated = values.caller(self.generator, training=True)(damaged)
         logged = {}
         if self.discriminator is not None:
-            logged.update(self.descend(
-                values, self.discriminator, self.d_optimizer,
-                lambda inner: self.discriminator_objective(inner.caller(self.discriminator, True), clean, generated)))
+            logged.update(
+                self.descend(
+                    values,
+                    self.discriminator,
+                    self.d_optimizer,
+                    lambda inner: self.discriminator_objective(
+                        inner.caller(self.discriminator, True), clean, generated
+                    ),
+                )
+            )
         if self.metric_discriminator is not None:
             estimate = jax.lax.stop_gradient(generated)
             targets = self.metric_targets(clean, estimate, damaged)
-            logged.update(self.descend(
-                values, self.metric_discriminator, self.m_optimizer,
-                lambda inner: self.metric_discriminator_objective(
-                    inner.caller(self.metric_discriminator, True), clean, estimate, damaged, targets)))
-        logged.update(self.descend(
-            values, self.generator, self.g_optimizer,
-            lambda inner: self.generator_objective(
-                inner.caller(self.generator, True), inner.caller(self.discriminator, True),
-                inner.caller(self.metric_discriminator, False), damaged, clean, step)))
+            logged.update(
+                self.descend(
+                    values,
+                    self.metric_discriminator,
+                    self.m_optimizer,
+                    lambda inner: self.metric_discriminator_objective(
+                        inner.caller(self.metric_discriminator, True),
+                        clean,
+                        estimate,
+                        damaged,
+                        targets,
+                    ),
+                )
+            )
+        logged.update(
+            self.descend(
+                values,
+                self.generator,
+                self.g_optimizer,
+                lambda inner: self.generator_objective(
+                    inner.caller(self.generator, True),
+                    inner.caller(self.discriminator, True),
+                    inner.caller(self.metric_discriminator, False),
+                    damaged,
+                    clean,
+                    step,
+                ),
+            )
+        )
         values.set([self.gan_step], [step + 1])
         metric_values, logs = self.stateless_track(metric_values, logged, self.metrics)
-        state = (values.get(self.trainable_variables), values.get(self.non_trainable_variables),
-                 values.get(self.optimizer.variables), metric_values)
+        state = (
+            values.get(self.trainable_variables),
+            values.get(self.non_trainable_variables),
+            values.get(self.optimizer.variables),
+            metric_values,
+        )
         return logs, state
 
     def test_step(self, state, data):
         trainable, non_trainable, metric_values = state
         damaged, clean = data[0], data[1]
-        values = VariableValues([*zip(self.trainable_variables, trainable), *zip(self.non_trainable_variables, non_trainable)])
+        values = VariableValues(
+            [
+                *zip(self.trainable_variables, trainable),
+                *zip(self.non_trainable_variables, non_trainable),
+            ]
+        )
         generated = values.caller(self.generator, training=False)(damaged)
-        metric_values, logs = self.stateless_track(metric_values, self.evaluation_logs(clean, generated),
-                                                   self.evaluation_metrics)
+        metric_values, logs = self.stateless_track(
+            metric_values, self.evaluation_logs(clean, generated), self.evaluation_metrics
+        )
         return logs, (trainable, values.get(self.non_trainable_variables), metric_values)
 
     def stateless_track(self, metric_values, logged, reported):

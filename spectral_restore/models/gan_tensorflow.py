@@ -33,19 +33,36 @@ class TensorFlowGANSteps:
         generated = generate(damaged)
         if self.discriminator is not None:
             discriminate = functools.partial(self.discriminator, training=True)
-            logged.update(self.descend(self.discriminator, self.d_optimizer,
-                                       lambda: self.discriminator_objective(discriminate, clean, generated)))
+            logged.update(
+                self.descend(
+                    self.discriminator,
+                    self.d_optimizer,
+                    lambda: self.discriminator_objective(discriminate, clean, generated),
+                )
+            )
         if self.metric_discriminator is not None:
             estimate = ops.stop_gradient(generated)
             targets = self.metric_targets(clean, estimate, damaged)
             train_judge = functools.partial(self.metric_discriminator, training=True)
-            logged.update(self.descend(
-                self.metric_discriminator, self.m_optimizer,
-                lambda: self.metric_discriminator_objective(train_judge, clean, estimate, damaged, targets)))
+            logged.update(
+                self.descend(
+                    self.metric_discriminator,
+                    self.m_optimizer,
+                    lambda: self.metric_discriminator_objective(
+                        train_judge, clean, estimate, damaged, targets
+                    ),
+                )
+            )
             judge = functools.partial(self.metric_discriminator, training=False)
-        logged.update(self.descend(
-            self.generator, self.g_optimizer,
-            lambda: self.generator_objective(generate, discriminate, judge, damaged, clean, self.gan_step)))
+        logged.update(
+            self.descend(
+                self.generator,
+                self.g_optimizer,
+                lambda: self.generator_objective(
+                    generate, discriminate, judge, damaged, clean, self.gan_step
+                ),
+            )
+        )
         self.gan_step.assign_add(1)
         self.update_trackers(logged)
         return {tracker.name: tracker.result() for tracker in self.metrics}

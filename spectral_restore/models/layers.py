@@ -25,7 +25,8 @@ def _polyphase_plan(kernel_size, stride, padding):
     d_min = -((kernel_size - 1 - pad) // stride)
     d_max = (stride - 1 + pad) // stride
     taps = np.array(
-        [[r + pad - stride * d for r in range(stride)] for d in range(d_min, d_max + 1)], dtype="int32"
+        [[r + pad - stride * d for r in range(stride)] for d in range(d_min, d_max + 1)],
+        dtype="int32",
     )
     taps[(taps < 0) | (taps >= kernel_size)] = kernel_size
     phase_extra = -(-extra // stride)
@@ -69,23 +70,52 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
     arithmetic for deep learning", arXiv:1603.07285 (2016).
     """
 
-    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", output_padding=None,
-                 data_format=None, dilation_rate=(1, 1), **kwargs):
-        super().__init__(filters, kernel_size, strides=strides, padding=padding, output_padding=output_padding,
-                         data_format=data_format, dilation_rate=dilation_rate, **kwargs)
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        output_padding=None,
+        data_format=None,
+        dilation_rate=(1, 1),
+        **kwargs,
+    ):
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            output_padding=output_padding,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+            **kwargs,
+        )
         if self.output_padding is not None:
-            raise ValueError(f"`output_padding` must be None. Received: output_padding={output_padding!r}")
+            raise ValueError(
+                f"`output_padding` must be None. Received: output_padding={output_padding!r}"
+            )
         if self.dilation_rate != (1, 1):
-            raise ValueError(f"`dilation_rate` must be 1. Received: dilation_rate={dilation_rate!r}")
+            raise ValueError(
+                f"`dilation_rate` must be 1. Received: dilation_rate={dilation_rate!r}"
+            )
         if self.data_format != "channels_last":
-            raise ValueError(f"`data_format` must be 'channels_last'. Received: data_format={self.data_format!r}")
-        self._plans = tuple(_polyphase_plan(k, s, self.padding) for k, s in zip(self.kernel_size, self.strides))
+            raise ValueError(
+                f"`data_format` must be 'channels_last'. Received: data_format={self.data_format!r}"
+            )
+        self._plans = tuple(
+            _polyphase_plan(k, s, self.padding) for k, s in zip(self.kernel_size, self.strides)
+        )
 
     def _phase_kernel(self):
         """The kernel ``[T_t, T_f, in, s_t * s_f * filters]`` of the phases' convolution."""
         (taps_t, *_), (taps_f, *_) = self._plans
-        padded = ops.pad(self.kernel, [[0, 1], [0, 1], [0, 0], [0, 0]])  # the zero tap at index kernel_size
-        kernel = ops.take(ops.take(padded, taps_t, axis=0), taps_f, axis=2)  # [T_t, s_t, T_f, s_f, filters, in]
+        padded = ops.pad(
+            self.kernel, [[0, 1], [0, 1], [0, 0], [0, 0]]
+        )  # the zero tap at index kernel_size
+        kernel = ops.take(
+            ops.take(padded, taps_t, axis=0), taps_f, axis=2
+        )  # [T_t, s_t, T_f, s_f, filters, in]
         kernel = ops.transpose(kernel, (0, 2, 5, 1, 3, 4))
         shape = ops.shape(kernel)
         return ops.reshape(kernel, (shape[0], shape[1], shape[2], -1))
@@ -94,7 +124,9 @@ class Conv2DTranspose(keras.layers.Conv2DTranspose):
         (_, left_t, right_t, crop_t), (_, left_f, right_f, crop_f) = self._plans
         stride_t, stride_f = self.strides
         x = ops.pad(inputs, [[0, 0], [left_t, right_t], [left_f, right_f], [0, 0]])
-        y = ops.conv(x, self._phase_kernel(), strides=1, padding="valid", data_format="channels_last")
+        y = ops.conv(
+            x, self._phase_kernel(), strides=1, padding="valid", data_format="channels_last"
+        )
         batch, rows, cols = ops.shape(y)[0], ops.shape(y)[1], ops.shape(y)[2]
         y = ops.reshape(y, (batch, rows, cols, stride_t, stride_f, self.filters))
         if self.use_bias:

@@ -29,9 +29,21 @@ register = keras.saving.register_keras_serializable(package="spectral_restore")
 
 PRESETS = {
     # Trains on a 2-core CPU in minutes: the README demo and CI.
-    "small": {"channels": (8, 16, 32), "kernel": (3, 3), "recurrent_units": 128, "recurrent_layers": 1, "bidirectional": False},
+    "small": {
+        "channels": (8, 16, 32),
+        "kernel": (3, 3),
+        "recurrent_units": 128,
+        "recurrent_layers": 1,
+        "bidirectional": False,
+    },
     # The quality model for GPU training.
-    "base": {"channels": (32, 64, 96, 128), "kernel": (3, 5), "recurrent_units": 256, "recurrent_layers": 2, "bidirectional": True},
+    "base": {
+        "channels": (32, 64, 96, 128),
+        "kernel": (3, 5),
+        "recurrent_units": 256,
+        "recurrent_layers": 2,
+        "bidirectional": True,
+    },
 }
 
 
@@ -77,7 +89,9 @@ class SpectralRestorer(SpectralModel):
         input_damage: keras.layers.Layer | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(stft_config=stft_config, sample_rate=sample_rate, input_damage=input_damage, **kwargs)
+        super().__init__(
+            stft_config=stft_config, sample_rate=sample_rate, input_damage=input_damage, **kwargs
+        )
         settings = resolve_settings(
             PRESETS,
             preset,
@@ -105,13 +119,17 @@ class SpectralRestorer(SpectralModel):
             layers.Conv2D(c, self.kernel, strides=(1, 2), padding="same", name=f"encoder_{i}")
             for i, c in enumerate(self.channels)
         ]
-        self.encoder_norms = [layers.LayerNormalization(name=f"encoder_norm_{i}") for i in range(len(self.channels))]
+        self.encoder_norms = [
+            layers.LayerNormalization(name=f"encoder_norm_{i}") for i in range(len(self.channels))
+        ]
         width = self.bottleneck_bins * self.channels[-1]
         self.to_recurrent = layers.Dense(self.recurrent_units, name="to_recurrent")
         self.recurrent = []
         for i in range(self.recurrent_layers):
             gru = layers.GRU(self.recurrent_units, return_sequences=True, name=f"gru_{i}")
-            self.recurrent.append(layers.Bidirectional(gru, name=f"bigru_{i}") if self.bidirectional else gru)
+            self.recurrent.append(
+                layers.Bidirectional(gru, name=f"bigru_{i}") if self.bidirectional else gru
+            )
         self.from_recurrent = layers.Dense(width, name="from_recurrent")
         decoder_channels = list(reversed(self.channels[:-1])) + [self.channels[0]]
         # Keras's transposed convolution computed as one stride-1 convolution, whose gradient
@@ -120,12 +138,19 @@ class SpectralRestorer(SpectralModel):
             Conv2DTranspose(c, self.kernel, strides=(1, 2), padding="same", name=f"decoder_{i}")
             for i, c in enumerate(decoder_channels)
         ]
-        self.decoder_norms = [layers.LayerNormalization(name=f"decoder_norm_{i}") for i in range(len(decoder_channels))]
+        self.decoder_norms = [
+            layers.LayerNormalization(name=f"decoder_norm_{i}")
+            for i in range(len(decoder_channels))
+        ]
         # Zero-initialised heads: the untrained model is the identity (mask 1, residual 0).
         self.mask_head = layers.Conv2D(1, (1, 1), name="mask_head", kernel_initializer="zeros")
-        self.residual_head = layers.Conv2D(2, (1, 1), name="residual_head", kernel_initializer="zeros")
+        self.residual_head = layers.Conv2D(
+            2, (1, 1), name="residual_head", kernel_initializer="zeros"
+        )
 
-    def restore_spectrogram(self, real: Tensor, imag: Tensor, training: bool = False) -> tuple[Tensor, Tensor]:
+    def restore_spectrogram(
+        self, real: Tensor, imag: Tensor, training: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """Compressed input ``(real, imag)`` ``[batch, frames, bins]`` -> compressed estimate."""
         # The front end hands float32; the backbone runs in the policy's compute dtype.
         real, imag = ops.cast(real, self.compute_dtype), ops.cast(imag, self.compute_dtype)
@@ -145,7 +170,9 @@ class SpectralRestorer(SpectralModel):
         for level, (deconv, norm) in enumerate(zip(self.decoder, self.decoder_norms)):
             x = ops.concatenate([x, skips[-1 - level]], axis=-1)
             x = ops.leaky_relu(norm(deconv(x)), negative_slope=0.1)
-        mask = ops.softplus(self.mask_head(x)[..., 0] + 0.5413)  # softplus(0.5413) = 1: identity at start
+        mask = ops.softplus(
+            self.mask_head(x)[..., 0] + 0.5413
+        )  # softplus(0.5413) = 1: identity at start
         residual = self.residual_head(x)
         est_real = mask * real[:, :, :-1] + residual[..., 0]
         est_imag = mask * imag[:, :, :-1] + residual[..., 1]

@@ -46,7 +46,9 @@ class LossTermsMixin:
             tracker.update_state(terms[name], sample_weight=sample_weight)
         per_example = terms["total"]
         if sample_weight is not None:
-            per_example = per_example * ops.cast(ops.reshape(sample_weight, ops.shape(per_example)), per_example.dtype)
+            per_example = per_example * ops.cast(
+                ops.reshape(sample_weight, ops.shape(per_example)), per_example.dtype
+            )
         total = ops.mean(per_example) if loss.reduction != "sum" else ops.sum(per_example)
         for extra in self.losses:
             total = total + ops.cast(ops.sum(extra), total.dtype)

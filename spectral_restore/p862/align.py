@@ -154,7 +154,9 @@ def _crude_lag(ref_log, deg_log, start_ref, start_deg, n_ref, n_deg):
     """Lag (envelope frames) of the peak of the envelopes' cross-correlation."""
     if n_ref <= 1 or n_deg <= 1:
         return 0
-    y = np.correlate(deg_log[start_deg : start_deg + n_deg], ref_log[start_ref : start_ref + n_ref], mode="full")
+    y = np.correlate(
+        deg_log[start_deg : start_deg + n_deg], ref_log[start_ref : start_ref + n_ref], mode="full"
+    )
     best = int(np.argmax(y)) if y.max() > 0 else n_ref - 1
     return best - n_ref + 1
 
@@ -188,7 +190,10 @@ class _Aligner:
         n_deg = n_ref
         if start_deg + n_deg > len(self.deg) // d:
             n_deg = len(self.deg) // d - start_deg
-        return _crude_lag(self.ref_log, self.deg_log, start_ref, start_deg, n_ref, n_deg) * d + estimate
+        return (
+            _crude_lag(self.ref_log, self.deg_log, start_ref, start_deg, n_ref, n_deg) * d
+            + estimate
+        )
 
     def fine(self, search_start, search_end, estimate):
         """``time_align``: (delay, confidence) from the smoothed peak histogram."""
@@ -224,7 +229,9 @@ class _Aligner:
     @staticmethod
     def _peak(histogram, total, n):
         best = int(np.argmax(histogram)) if histogram.max() > 0 else 0
-        return (best - n if best >= n // 2 else best), (histogram.max() / total if total > 0 else 0.0)
+        return (best - n if best >= n // 2 else best), (
+            histogram.max() / total if total > 0 else 0.0
+        )
 
     def _side_delays(self, order, estimates, confidences, first_frames, step, inside):
         """split_align's delays of one side of every breakpoint (-2 = still to find):
@@ -278,17 +285,33 @@ class _Aligner:
             return start_ref, start_ref + est
 
         delay1, conf1 = self._side_delays(
-            list(range(count)), est1, [-2.0] * count, from_start, n // 4,
-            lambda ref_at, deg_at, bp: deg_at + n <= len(self.deg) and ref_at + n <= breakpoints[bp] * d)
+            list(range(count)),
+            est1,
+            [-2.0] * count,
+            from_start,
+            n // 4,
+            lambda ref_at, deg_at, bp: (
+                deg_at + n <= len(self.deg) and ref_at + n <= breakpoints[bp] * d
+            ),
+        )
         delay2, conf2 = self._side_delays(
-            list(range(count - 1, -1, -1)), est2, [-2.0 if c > confidence else 0.0 for c in conf1], from_end, -(n // 4),
-            lambda ref_at, deg_at, bp: deg_at >= 0 and ref_at >= breakpoints[bp] * d)
+            list(range(count - 1, -1, -1)),
+            est2,
+            [-2.0 if c > confidence else 0.0 for c in conf1],
+            from_end,
+            -(n // 4),
+            lambda ref_at, deg_at, bp: deg_at >= 0 and ref_at >= breakpoints[bp] * d,
+        )
 
         best = None
         best_sum = 0.0
         for i in range(count):
-            if (abs(delay2[i] - delay1[i]) >= d and conf1[i] + conf2[i] > best_sum
-                    and conf1[i] > confidence and conf2[i] > confidence):
+            if (
+                abs(delay2[i] - delay1[i]) >= d
+                and conf1[i] + conf2[i] > best_sum
+                and conf1[i] > confidence
+                and conf2[i] > confidence
+            ):
                 best_sum = conf1[i] + conf2[i]
                 best = (est1[i], delay1[i], conf1[i], est2[i], delay2[i], conf2[i], breakpoints[i])
         return best
@@ -309,7 +332,12 @@ def utterance_delays(ref, deg, sample_rate):
     downsample = 32 if sample_rate == 8000 else 64
     fft_length = 512 if sample_rate == 8000 else 1024
     tail = 320 * sample_rate // 1000  # DATAPADDING_MSECS after the buffer
-    al = _Aligner(align_filter(ref, sample_rate, tail), align_filter(deg, sample_rate, tail), downsample, fft_length)
+    al = _Aligner(
+        align_filter(ref, sample_rate, tail),
+        align_filter(deg, sample_rate, tail),
+        downsample,
+        fft_length,
+    )
     frames = len(al.ref) // downsample
     crude = _crude_lag(al.ref_log, al.deg_log, 0, 0, frames, len(al.deg) // downsample) * downsample
 
@@ -377,16 +405,16 @@ def utterance_delays(ref, deg, sample_rate):
             u += 1
             continue
         est1, d1, c1, est2, d2, c2, breakpoint = found
-        estimates[u:u + 1] = [est1, est2]
-        delays[u:u + 1] = [d1, d2]
-        confidences[u:u + 1] = [c1, c2]
+        estimates[u : u + 1] = [est1, est2]
+        delays[u : u + 1] = [d1, d2]
+        confidences[u : u + 1] = [c1, c2]
         if d2 < d1:
             first, second = (start, breakpoint), (breakpoint, end)
         else:
             shift = _trunc_div(d2 - d1, 2 * downsample)
             first, second = (start, breakpoint + shift), (breakpoint - shift, end)
-        starts[u:u + 1] = [first[0], second[0]]
-        ends[u:u + 1] = [first[1], second[1]]
+        starts[u : u + 1] = [first[0], second[0]]
+        ends[u : u + 1] = [first[1], second[1]]
         if (starts[u] - SEARCHBUFFER) * downsample + d1 < 0:
             starts[u] = SEARCHBUFFER + _trunc_div(downsample - 1 - d1, downsample)
         if ends[u + 1] * downsample + d2 > len(al.deg) - SEARCHBUFFER * downsample:
@@ -421,7 +449,10 @@ def skipped_frames(starts, ends, delays, downsample, frames):
         if jump >= -hop:
             continue
         first = _trunc_div((starts[u] - SEARCHBUFFER) * downsample + delays[u], hop)
-        first = max(min(first, _trunc_div((ends[u - 1] - SEARCHBUFFER) * downsample + delays[u - 1], hop)), 0)
+        first = max(
+            min(first, _trunc_div((ends[u - 1] - SEARCHBUFFER) * downsample + delays[u - 1], hop)),
+            0,
+        )
         last = _trunc_div((starts[u] - SEARCHBUFFER) * downsample - jump, hop) + 1
         skipped[first : max(first, min(last + 1, frames))] = True
     return skipped

@@ -40,16 +40,60 @@ ROOT_FLOOR = 1e-12
 SCALE_FLOOR = 1e-6
 # Frequency response (dB) of the level-alignment filter and the IRS receive filter.
 ALIGN_FILTER_DB = (
-    (0, -500), (50, -500), (100, -500), (125, -500), (160, -500), (200, -500), (250, -500),
-    (300, -500), (350, 0), (400, 0), (500, 0), (600, 0), (630, 0), (800, 0), (1000, 0),
-    (1250, 0), (1600, 0), (2000, 0), (2500, 0), (3000, 0), (3250, 0), (3500, -500),
-    (4000, -500), (5000, -500), (6300, -500), (8000, -500),
+    (0, -500),
+    (50, -500),
+    (100, -500),
+    (125, -500),
+    (160, -500),
+    (200, -500),
+    (250, -500),
+    (300, -500),
+    (350, 0),
+    (400, 0),
+    (500, 0),
+    (600, 0),
+    (630, 0),
+    (800, 0),
+    (1000, 0),
+    (1250, 0),
+    (1600, 0),
+    (2000, 0),
+    (2500, 0),
+    (3000, 0),
+    (3250, 0),
+    (3500, -500),
+    (4000, -500),
+    (5000, -500),
+    (6300, -500),
+    (8000, -500),
 )
 IRS_FILTER_DB = (
-    (0, -200), (50, -40), (100, -20), (125, -12), (160, -6), (200, 0), (250, 4), (300, 6),
-    (350, 8), (400, 10), (500, 11), (600, 12), (700, 12), (800, 12), (1000, 12), (1300, 12),
-    (1600, 12), (2000, 12), (2500, 12), (3000, 12), (3250, 12), (3500, 4), (4000, -200),
-    (5000, -200), (6300, -200), (8000, -200),
+    (0, -200),
+    (50, -40),
+    (100, -20),
+    (125, -12),
+    (160, -6),
+    (200, 0),
+    (250, 4),
+    (300, 6),
+    (350, 8),
+    (400, 10),
+    (500, 11),
+    (600, 12),
+    (700, 12),
+    (800, 12),
+    (1000, 12),
+    (1300, 12),
+    (1600, 12),
+    (2000, 12),
+    (2500, 12),
+    (3000, 12),
+    (3250, 12),
+    (3500, 4),
+    (4000, -200),
+    (5000, -200),
+    (6300, -200),
+    (8000, -200),
 )
 # P.862.2's wide-band input filter: one biquad (b0, b1, b2, a1, a2), a ~100 Hz high-pass.
 WB_INPUT_BIQUAD = {
@@ -68,14 +112,20 @@ MAX_BAD_INTERVALS = 16  # re-aligned per example; later ones keep their first sc
 def check_mode(sample_rate, mode):
     check_choice("mode", mode, MODES)
     if sample_rate not in SCALES:
-        raise ValueError(f"P.862 is defined at 8000 and 16000 Hz. Received: sample_rate={sample_rate!r}")
+        raise ValueError(
+            f"P.862 is defined at 8000 and 16000 Hz. Received: sample_rate={sample_rate!r}"
+        )
     if mode == "wb" and sample_rate != 16000:
-        raise ValueError(f"Wide-band P.862.2 needs sample_rate=16000. Received: sample_rate={sample_rate}")
+        raise ValueError(
+            f"Wide-band P.862.2 needs sample_rate=16000. Received: sample_rate={sample_rate}"
+        )
 
 
 def check_delay_search(delay_search):
     if delay_search not in (True, False, "utterance"):
-        raise ValueError(f"`delay_search` must be True, False or 'utterance'. Received: {delay_search!r}")
+        raise ValueError(
+            f"`delay_search` must be True, False or 'utterance'. Received: {delay_search!r}"
+        )
     return delay_search
 
 
@@ -191,7 +241,7 @@ class P862Model:
         edges = np.concatenate([[0], np.cumsum(bins_per_band)])
         warp = np.zeros((self.frame_length // 2 + 1, self.bands))
         for band in range(self.bands):
-            warp[edges[band]:edges[band + 1], band] = correction[band] * self.sp
+            warp[edges[band] : edges[band + 1], band] = correction[band] * self.sp
         warp[0] = 0.0  # P.862 zeroes the DC bin; the Nyquist bin is not summed
         self.warp = warp.astype(np.float32)
         self.threshold = np.asarray(getattr(tables, f"ABS_THRESHOLD_POWER_{suffix}"), np.float32)
@@ -223,7 +273,9 @@ class P862Model:
         returns ``samples + padding`` samples (the filters ring into the padding)."""
         if self.mode == "nb":
             return fft_filter(x, self.irs_gain, self.filter_fft)[:, : self.padded]
-        filtered = causal_fir(x * ops.convert_to_tensor(wideband_taper(self.samples)), self.wb_impulse)
+        filtered = causal_fir(
+            x * ops.convert_to_tensor(wideband_taper(self.samples)), self.wb_impulse
+        )
         return ops.pad(filtered, ((0, 0), (0, self.padding)))
 
     def bark_power(self, x, frame_delay=None):
@@ -239,8 +291,15 @@ class P862Model:
             length = x.shape[-1]
             shifted = index[None] + ops.cast(frame_delay, "int32")[..., None]
             inside = ops.cast((shifted >= 0) & (shifted < length), x.dtype)
-            flat = ops.reshape(ops.clip(shifted, 0, length - 1), (-1, self.frames * self.frame_length))
-            frames = ops.reshape(ops.take_along_axis(x, flat, axis=1), (-1, self.frames, self.frame_length)) * inside
+            flat = ops.reshape(
+                ops.clip(shifted, 0, length - 1), (-1, self.frames * self.frame_length)
+            )
+            frames = (
+                ops.reshape(
+                    ops.take_along_axis(x, flat, axis=1), (-1, self.frames, self.frame_length)
+                )
+                * inside
+            )
         frames = frames * self.window
         real, imag = ops.rfft(frames)
         power = ops.square(real) + ops.square(imag)
@@ -251,7 +310,9 @@ class P862Model:
         silence (runs of 5 samples with absolute sum < 500 after level alignment) is skipped."""
         magnitude = ops.abs(ops.stop_gradient(ref))
         window = np.ones(5, np.float32)
-        sums = causal_fir(ops.flip(magnitude, axis=-1), window)  # sums[j] = sum of |x| over 5 samples ending at j, reversed
+        sums = causal_fir(
+            ops.flip(magnitude, axis=-1), window
+        )  # sums[j] = sum of |x| over 5 samples ending at j, reversed
         forward = ops.flip(sums, axis=-1)  # forward[i] = sum over x[i .. i+4]
         loud_forward = ops.cast(forward[:, : self.samples] >= SILENCE_OF_5_SAMPLES, "int32")
         skip_start = self._first_true(loud_forward)
@@ -303,7 +364,11 @@ class P862Model:
         threshold = self.threshold
         c = ops.convert_to_tensor(self.zwicker)
         above = ops.maximum(power, threshold)
-        return self.sl * ops.power(threshold / 0.5, c) * (ops.power(0.5 + 0.5 * above / threshold, c) - 1.0)
+        return (
+            self.sl
+            * ops.power(threshold / 0.5, c)
+            * (ops.power(0.5 + 0.5 * above / threshold, c) - 1.0)
+        )
 
     def pseudo_lp(self, x, p):
         weighted = ops.abs(x) * self.width * self.from_band_1
@@ -332,7 +397,9 @@ class P862Model:
         weight = self.time_weight[np.minimum(starts, frames - 1)][None]
         weight = long_recording * weight + (1.0 - long_recording)
         denominator = ops.sum(ops.power(weight, p_time) * valid, axis=-1, keepdims=True)
-        return weighted_lp(weight * per_syllable, p_time, valid / ops.maximum(denominator, ROOT_FLOOR))
+        return weighted_lp(
+            weight * per_syllable, p_time, valid / ops.maximum(denominator, ROOT_FLOOR)
+        )
 
     # Delay search -------------------------------------------------------------------
 
@@ -343,7 +410,12 @@ class P862Model:
         # P.862 pads 75 envelope frames of silence on each side; they set the floor.
         x = ops.pad(x, ((0, 0), (self.search_padding, self.search_padding)))
         frames = x.shape[-1] // self.downsample
-        power = ops.mean(ops.reshape(ops.square(x[:, : frames * self.downsample]), (-1, frames, self.downsample)), axis=-1)
+        power = ops.mean(
+            ops.reshape(
+                ops.square(x[:, : frames * self.downsample]), (-1, frames, self.downsample)
+            ),
+            axis=-1,
+        )
         peak = ops.max(power, axis=-1, keepdims=True)
         power = ops.maximum(power, ops.where(peak > 0, peak * 1e-4, 1.0))
         threshold = ops.mean(power, axis=-1, keepdims=True)
@@ -351,7 +423,9 @@ class P862Model:
             below = ops.cast(power <= threshold, power.dtype)
             count = ops.maximum(ops.sum(below, axis=-1, keepdims=True), 1.0)
             mean = ops.sum(power * below, axis=-1, keepdims=True) / count
-            std = ops.sqrt(ops.sum(ops.square(power - mean) * below, axis=-1, keepdims=True) / count)
+            std = ops.sqrt(
+                ops.sum(ops.square(power - mean) * below, axis=-1, keepdims=True) / count
+            )
             threshold = 1.001 * (mean + 2.0 * std)
         return ops.where(power > threshold, ops.log(power / threshold), 0.0)
 
@@ -362,13 +436,19 @@ class P862Model:
         of per-frame waveform cross-correlation peaks (1024-sample Hann frames at 16
         kHz, 512 at 8 kHz, hop a quarter frame, each peak weighted by its height^0.125,
         smoothed by a triangle of 1/64 frame) around it."""
-        ref, deg = ops.stop_gradient(ref[:, : self.samples]), ops.stop_gradient(deg[:, : self.samples])
+        ref, deg = (
+            ops.stop_gradient(ref[:, : self.samples]),
+            ops.stop_gradient(deg[:, : self.samples]),
+        )
         a, b = self.log_envelope(ref), self.log_envelope(deg)
         frames = a.shape[-1]
         size = next_pow2(2 * frames)
         xcorr = circular_correlation(a, b, size)
         lags = np.concatenate([np.arange(frames), np.arange(frames - size, 0)])
-        crude = ops.take(ops.convert_to_tensor(lags.astype("int32")), ops.argmax(xcorr, axis=-1)) * self.downsample
+        crude = (
+            ops.take(ops.convert_to_tensor(lags.astype("int32")), ops.argmax(xcorr, axis=-1))
+            * self.downsample
+        )
 
         n = self.align_fft
         shifted = self.shift(deg, crude)
@@ -380,10 +460,14 @@ class P862Model:
         in_deg = ops.take(shifted, ops.convert_to_tensor(index.astype("int32")), axis=1) * window
         # Frames the crude shift pushed past either signal's end carry no evidence.
         first, last = index[None, :, 0], index[None, :, -1]
-        valid = (first >= -ops.minimum(crude, 0)[:, None]) & (last < self.samples - ops.maximum(crude, 0)[:, None])
+        valid = (first >= -ops.minimum(crude, 0)[:, None]) & (
+            last < self.samples - ops.maximum(crude, 0)[:, None]
+        )
         frame_xcorr = ops.abs(circular_correlation(in_ref, in_deg, n))
         peak = ops.max(frame_xcorr, axis=-1, keepdims=True)
-        hits = ops.cast(frame_xcorr > 0.99 * peak, "float32") * ops.power(0.99 * peak + 1e-30, 0.125)
+        hits = ops.cast(frame_xcorr > 0.99 * peak, "float32") * ops.power(
+            0.99 * peak + 1e-30, 0.125
+        )
         histogram = ops.sum(hits * ops.cast(valid, "float32")[..., None], axis=1)
         kernel = np.zeros(n, np.float32)
         width = n // 64
@@ -434,13 +518,17 @@ class P862Model:
         padded = ops.pad(bad, ((0, 0), (2, 2)))
         frames = self.frames
         left = ops.max(ops.stack([padded[:, k : k + frames] for k in range(3)], axis=-1), axis=-1)
-        right = ops.max(ops.stack([padded[:, 2 + k : 2 + k + frames] for k in range(3)], axis=-1), axis=-1)
+        right = ops.max(
+            ops.stack([padded[:, 2 + k : 2 + k + frames] for k in range(3)], axis=-1), axis=-1
+        )
         smeared = ops.minimum(left, right)
         inner = (np.arange(frames)[None] >= 2) & (np.arange(frames)[None] < stop_frame[:, None] - 2)
         smeared = smeared * ops.cast(inner, "float32")
         run = MIN_BAD_INTERVAL
         padded = ops.pad(smeared, ((0, 0), (0, run - 1)))
-        starts_run = ops.min(ops.stack([padded[:, k : k + frames] for k in range(run)], axis=-1), axis=-1)
+        starts_run = ops.min(
+            ops.stack([padded[:, k : k + frames] for k in range(run)], axis=-1), axis=-1
+        )
         padded = ops.pad(starts_run, ((0, 0), (run - 1, 0)))
         return ops.max(ops.stack([padded[:, k : k + frames] for k in range(run)], axis=-1), axis=-1)
 
@@ -462,7 +550,9 @@ class P862Model:
         starts = bad * (1.0 - previous)
         label = ops.cumsum(starts, axis=1) * bad  # 1, 2, ... per interval, 0 outside
         intervals = ops.cast(ops.arange(1, MAX_BAD_INTERVALS + 1), "float32")
-        member = ops.cast(ops.equal(label[:, None, :], intervals[None, :, None]), "float32")  # [B, K, frames]
+        member = ops.cast(
+            ops.equal(label[:, None, :], intervals[None, :, None]), "float32"
+        )  # [B, K, frames]
         present = ops.max(member, axis=-1)
         first = ops.cast(ops.argmax(member, axis=-1), "int32")
         stop = first + ops.cast(ops.sum(member, axis=-1), "int32")
@@ -476,13 +566,23 @@ class P862Model:
         window_start = first[..., None] * self.hop
         ref_index = window_start + offsets[None, None, :reach]
         deg_index = window_start - search + offsets[None, None]
-        inside_ref = ops.cast((offsets[None, None, :reach] < span[..., None]) & (ref_index < length), "float32")
-        inside_deg = ops.cast((offsets[None, None] < span[..., None] + 2 * search)
-                              & (deg_index >= 0) & (deg_index < length), "float32")
+        inside_ref = ops.cast(
+            (offsets[None, None, :reach] < span[..., None]) & (ref_index < length), "float32"
+        )
+        inside_deg = ops.cast(
+            (offsets[None, None] < span[..., None] + 2 * search)
+            & (deg_index >= 0)
+            & (deg_index < length),
+            "float32",
+        )
 
         def gather(x, index):
-            flat = ops.reshape(ops.clip(index, 0, length - 1), (-1, MAX_BAD_INTERVALS * index.shape[-1]))
-            return ops.reshape(ops.take_along_axis(ops.abs(x), flat, axis=1), (-1,) + tuple(index.shape[1:]))
+            flat = ops.reshape(
+                ops.clip(index, 0, length - 1), (-1, MAX_BAD_INTERVALS * index.shape[-1])
+            )
+            return ops.reshape(
+                ops.take_along_axis(ops.abs(x), flat, axis=1), (-1,) + tuple(index.shape[1:])
+            )
 
         x1 = gather(ref, ref_index) * inside_ref
         x2 = gather(deg, deg_index) * inside_deg
@@ -496,7 +596,9 @@ class P862Model:
         delay = ops.where(correlation >= 0.5, delay, 0)  # [B, K]
         sample = np.arange(length, dtype=np.int32)[None, None]
         begin, end = first[..., None] * self.hop, stop[..., None] * self.hop + self.frame_length
-        covered = ops.cast((sample >= begin) & (sample < end), "float32") * present[..., None]  # [B, K, L]
+        covered = (
+            ops.cast((sample >= begin) & (sample < end), "float32") * present[..., None]
+        )  # [B, K, L]
         per_sample = ops.zeros_like(ref, dtype="int32")
         for k in range(MAX_BAD_INTERVALS):  # a later interval overwrites an overlap, as in P.862
             per_sample = ops.where(covered[:, k] > 0, delay[:, k : k + 1], per_sample)
@@ -527,8 +629,12 @@ class P862Model:
         def compute(ref_np, deg_np):
             if self.mode == "wb":
                 taper = wideband_taper(self.samples)
-                ref_np, deg_np = (signal.lfilter([b0, b1, b2], [1.0, a1, a2], x[:, : self.samples] * taper, axis=-1)
-                                  for x in (ref_np, deg_np))
+                ref_np, deg_np = (
+                    signal.lfilter(
+                        [b0, b1, b2], [1.0, a1, a2], x[:, : self.samples] * taper, axis=-1
+                    )
+                    for x in (ref_np, deg_np)
+                )
             frame_delay = np.zeros((len(ref_np), frames), np.int32)
             sample_delay = np.zeros((len(ref_np), length), np.int32)
             skipped = np.zeros((len(ref_np), frames), np.float32)
@@ -541,19 +647,32 @@ class P862Model:
             buffer_length = self.samples + 2 * buffer_pad
 
             def buffer(x):
-                return np.pad(x, (buffer_pad, max(0, buffer_length - buffer_pad - len(x))))[:buffer_length]
+                return np.pad(x, (buffer_pad, max(0, buffer_length - buffer_pad - len(x))))[
+                    :buffer_length
+                ]
 
             for b in range(len(ref_np)):
-                starts, ends, delays = align.utterance_delays(buffer(ref_np[b]), buffer(deg_np[b]), self.sample_rate)
+                starts, ends, delays = align.utterance_delays(
+                    buffer(ref_np[b]), buffer(deg_np[b]), self.sample_rate
+                )
                 skipped[b] = align.skipped_frames(starts, ends, delays, self.downsample, frames)
                 # Each position takes the last utterance starting at or before it.
                 bounds, delays = np.asarray(starts) * self.downsample, np.asarray(delays)
-                frame_delay[b] = delays[np.maximum(np.searchsorted(bounds, frame_start, side="right") - 1, 0)]
-                sample_delay[b] = delays[np.maximum(np.searchsorted(bounds, sample_at, side="right") - 1, 0)]
+                frame_delay[b] = delays[
+                    np.maximum(np.searchsorted(bounds, frame_start, side="right") - 1, 0)
+                ]
+                sample_delay[b] = delays[
+                    np.maximum(np.searchsorted(bounds, sample_at, side="right") - 1, 0)
+                ]
             return frame_delay, sample_delay, skipped
 
-        return host_call(compute, ref, deg, result_shape=((None, frames), (None, length), (None, frames)),
-                         result_dtype=("int32", "int32", "float32"))
+        return host_call(
+            compute,
+            ref,
+            deg,
+            result_shape=((None, frames), (None, length), (None, frames)),
+            result_dtype=("int32", "int32", "float32"),
+        )
 
     def raw_and_mapped(self, clean, degraded, delay_search=True):
         """(raw P.862 score, MOS-LQO), each ``[batch]``. ``delay_search``: True (one
@@ -600,7 +719,9 @@ class P862Model:
             # each frame keeps the smaller disturbance.
             bad = self.bad_intervals(symmetric, stop_frame)
             realigned = self.realign_bad_intervals(ref, deg, bad)
-            symmetric_2, asymmetric_2 = self.disturbances(p_ref, audible_ref, self.bark_power(realigned), bad)
+            symmetric_2, asymmetric_2 = self.disturbances(
+                p_ref, audible_ref, self.bark_power(realigned), bad
+            )
             symmetric = ops.where(bad > 0, ops.minimum(symmetric, symmetric_2), symmetric)
             asymmetric = ops.where(bad > 0, ops.minimum(asymmetric, asymmetric_2), asymmetric)
 
@@ -639,4 +760,6 @@ def mos(clean, degraded, sample_rate=16000, mode="wb", delay_search=True):
         )
     if clean.shape[-1] is None:
         raise ValueError("the number of samples must be known when the graph is built")
-    return p862_model(sample_rate, mode, clean.shape[-1]).raw_and_mapped(clean, degraded, delay_search)[1]
+    return p862_model(sample_rate, mode, clean.shape[-1]).raw_and_mapped(
+        clean, degraded, delay_search
+    )[1]

@@ -54,11 +54,17 @@ class Builder(SkippedFilesMixin, tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         root = os.fspath(dl_manager.manual_dir)
         if tf.io.gfile.isdir(os.path.join(root, "train", "clean")):
-            splits = {name: os.path.join(root, name) for name in ("train", "test") if tf.io.gfile.isdir(os.path.join(root, name, "clean"))}
+            splits = {
+                name: os.path.join(root, name)
+                for name in ("train", "test")
+                if tf.io.gfile.isdir(os.path.join(root, name, "clean"))
+            }
         elif tf.io.gfile.isdir(os.path.join(root, "clean")):
             splits = {"train": root}
         else:
-            raise FileNotFoundError(f"No clean/ (or train/clean/) folder under {root}. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+            raise FileNotFoundError(
+                f"No clean/ (or train/clean/) folder under {root}. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+            )
         return {name: self._generate_examples(folder) for name, folder in splits.items()}
 
     def _read(self, path):
@@ -78,11 +84,18 @@ class Builder(SkippedFilesMixin, tfds.core.GeneratorBasedBuilder):
                 continue
             damaged_path = damaged_by_stem.get(os.path.splitext(relative)[0])
             damaged = self._read(damaged_path) if damaged_path else None
-            yield relative, {
-                "audio": to_pcm16(clean),
-                "damaged": to_pcm16(damaged) if damaged is not None else np.zeros([0], np.int16),
-                "has_damaged": damaged is not None,
-                "path": relative,
-            }
+            yield (
+                relative,
+                {
+                    "audio": to_pcm16(clean),
+                    "damaged": to_pcm16(damaged)
+                    if damaged is not None
+                    else np.zeros([0], np.int16),
+                    "has_damaged": damaged is not None,
+                    "path": relative,
+                },
+            )
         if self.skipped:
-            logger.warning("audio_folder_pairs: %d unreadable files skipped so far", len(self.skipped))
+            logger.warning(
+                "audio_folder_pairs: %d unreadable files skipped so far", len(self.skipped)
+            )

@@ -16,7 +16,9 @@ class AudioFolderPairsTest(tfds.testing.DatasetBuilderTestCase):
 def test_pairs_are_matched_resampled_and_corrupt_files_counted(tmp_path):
     builder = audio_folder_pairs_dataset_builder.Builder(data_dir=str(tmp_path))
     dummy = AudioFolderPairsTest.dummy_data
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(dummy)))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(dummy))
+    )
     examples = {e["path"].decode(): e for e in tfds.as_numpy(builder.as_dataset(split="train"))}
     assert sorted(examples) == ["a.wav", "b.flac", "sub/c.wav"]
     assert examples["a.wav"]["has_damaged"] and examples["sub/c.wav"]["has_damaged"]

@@ -19,14 +19,26 @@ from spectral_restore.data.speech import HARVARD_SENTENCES, synthesize
 SAMPLE_RATE = 16000
 
 TRAIN_VOICES = (
-    ("espeak-ng", "en-us"), ("espeak-ng", "en-us+f3"), ("espeak-ng", "en-gb+m3"),
-    ("espeak-ng", "en-gb-scotland+f2"), ("espeak-ng", "en-us+m7"), ("espeak-ng", "de+f4"),
-    ("espeak-ng", "fr-fr+m2"), ("espeak-ng", "es+f1"), ("espeak-ng", "it+m4"),
-    ("espeak-ng", "nl+f5"), ("espeak-ng", "pl+m1"), ("espeak-ng", "sv+f2"),
-    ("flite", "slt"), ("flite", "awb"), ("flite", "kal16"),
+    ("espeak-ng", "en-us"),
+    ("espeak-ng", "en-us+f3"),
+    ("espeak-ng", "en-gb+m3"),
+    ("espeak-ng", "en-gb-scotland+f2"),
+    ("espeak-ng", "en-us+m7"),
+    ("espeak-ng", "de+f4"),
+    ("espeak-ng", "fr-fr+m2"),
+    ("espeak-ng", "es+f1"),
+    ("espeak-ng", "it+m4"),
+    ("espeak-ng", "nl+f5"),
+    ("espeak-ng", "pl+m1"),
+    ("espeak-ng", "sv+f2"),
+    ("flite", "slt"),
+    ("flite", "awb"),
+    ("flite", "kal16"),
 )
 TEST_VOICES = (
-    ("espeak-ng", "en-us+f5"), ("espeak-ng", "en-gb-x-rp+m5"), ("espeak-ng", "pt-br+f3"),
+    ("espeak-ng", "en-us+f5"),
+    ("espeak-ng", "en-gb-x-rp+m5"),
+    ("espeak-ng", "pt-br+f3"),
     ("flite", "rms"),
 )
 
@@ -46,10 +58,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: 20 Harvard sentences, 15 train and 4 test voices."}
     BUILDER_CONFIGS = [
-        SyntheticSpeechConfig(name="default", description="All voices and sentences (380 utterances)."),
         SyntheticSpeechConfig(
-            name="tiny", description="3 train voices, 2 test voices, 3 sentences: for tests and CI.",
-            train_voices=3, test_voices=2, sentences=3,
+            name="default", description="All voices and sentences (380 utterances)."
+        ),
+        SyntheticSpeechConfig(
+            name="tiny",
+            description="3 train voices, 2 test voices, 3 sentences: for tests and CI.",
+            train_voices=3,
+            test_voices=2,
+            sentences=3,
         ),
     ]
 

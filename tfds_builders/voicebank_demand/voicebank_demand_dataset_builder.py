@@ -76,7 +76,9 @@ class Builder(SkippedFilesMixin, tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         return {
-            split: self._generate_examples(self._folder(dl_manager, clean), self._folder(dl_manager, noisy))
+            split: self._generate_examples(
+                self._folder(dl_manager, clean), self._folder(dl_manager, noisy)
+            )
             for split, (clean, noisy) in ARCHIVES.items()
         }
 
@@ -96,9 +98,12 @@ class Builder(SkippedFilesMixin, tfds.core.GeneratorBasedBuilder):
                 continue
             length = min(len(clean), len(noisy))
             utterance = os.path.splitext(name)[0]
-            yield utterance, {
-                "audio": to_pcm16(clean[:length]),
-                "noisy": to_pcm16(noisy[:length]),
-                "speaker": utterance.split("_")[0],
-                "id": utterance,
-            }
+            yield (
+                utterance,
+                {
+                    "audio": to_pcm16(clean[:length]),
+                    "noisy": to_pcm16(noisy[:length]),
+                    "speaker": utterance.split("_")[0],
+                    "id": utterance,
+                },
+            )

@@ -17,7 +17,9 @@ class VoicebankDemandTest(tfds.testing.DatasetBuilderTestCase):
 
 def test_resampled_pairs_and_speakers(tmp_path):
     builder = voicebank_demand_dataset_builder.Builder(config="16k", data_dir=str(tmp_path))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(VoicebankDemandTest.dummy_data)))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(VoicebankDemandTest.dummy_data))
+    )
     train = {e["id"].decode(): e for e in tfds.as_numpy(builder.as_dataset(split="train"))}
     assert sorted(train) == ["p226_001", "p226_002", "p287_001"]
     assert {e["speaker"].decode() for e in train.values()} == {"p226", "p287"}
@@ -28,7 +30,11 @@ def test_resampled_pairs_and_speakers(tmp_path):
 
 
 def test_missing_archives_say_what_to_download(tmp_path):
-    builder = voicebank_demand_dataset_builder.Builder(config="16k", data_dir=str(tmp_path / "data"))
+    builder = voicebank_demand_dataset_builder.Builder(
+        config="16k", data_dir=str(tmp_path / "data")
+    )
     (tmp_path / "manual").mkdir()
     with pytest.raises(Exception, match="clean_trainset_28spk_wav"):
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / "manual")))
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / "manual"))
+        )
