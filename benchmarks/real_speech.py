@@ -78,7 +78,7 @@ def main():
     import soundfile as sf
     from pesq import pesq
 
-    from spectral_restore.inference import Restorer
+    from spectral_restore.inference import AudioRestorer
 
     from conftest import arctic_example_path
 
@@ -86,7 +86,7 @@ def main():
     if rate != 16000:
         raise ValueError(f"the ARCTIC utterance is expected at 16 kHz, found {rate} Hz")
     clean = clean / np.max(np.abs(clean)) * 0.5
-    restorers = [Restorer(path) for path in args.models]
+    restorers = [AudioRestorer(path) for path in args.models]
     rows = []
     for name, in_chain, damaged in conditions(clean):
         row = {

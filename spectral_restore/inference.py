@@ -221,7 +221,7 @@ def read_metadata(export_dir):
         return json.load(f)
 
 
-class Restorer:
+class AudioRestorer:
     """A loaded restoration model: ``restorer(waveform)`` restores ``[batch, samples]``
     float32 audio at ``restorer.sample_rate``; ``restorer.stream(channels)`` restores a
     signal arriving in blocks. Both chunk long inputs on the host
@@ -288,11 +288,11 @@ class Restorer:
         waveform = np.asarray(waveform)
         if waveform.ndim != 2:
             raise ValueError(
-                f"Restorer takes waveforms [batch, samples]; received shape {waveform.shape}"
+                f"AudioRestorer takes waveforms [batch, samples]; received shape {waveform.shape}"
             )
         if not np.issubdtype(waveform.dtype, np.floating):
             raise TypeError(
-                f"Restorer takes float waveforms in [-1, 1]; received dtype {waveform.dtype}"
+                f"AudioRestorer takes float waveforms in [-1, 1]; received dtype {waveform.dtype}"
             )
         return restore_in_chunks(
             self._restore_piece, waveform.astype(np.float32), self.chunk, self.overlap
@@ -338,7 +338,7 @@ def restore_file(restorer, path, out_dir, plot=False, block_seconds=DEFAULT_BLOC
     format holds it, sample format.
 
     The file is read, resampled to the model's rate (:class:`~spectral_restore.audio_io.StreamResampler`),
-    restored (:meth:`Restorer.stream`), resampled back and written block by block, so
+    restored (:meth:`AudioRestorer.stream`), resampled back and written block by block, so
     memory does not grow with its length; the result equals restoring the whole file
     at once. The output is written under a temporary name in ``out_dir`` and renamed
     when complete, so a failure leaves no partial file. Samples the restoration pushes
@@ -347,7 +347,7 @@ def restore_file(restorer, path, out_dir, plot=False, block_seconds=DEFAULT_BLOC
     and the restored first channel's spectrograms (it keeps both first channels in memory).
 
     Args:
-        restorer: Restorer.
+        restorer: AudioRestorer.
         path: str or os.PathLike. The input file.
         out_dir: str or os.PathLike. The output folder (created).
         plot: bool. Also write the spectrogram PNG. Defaults to False.
@@ -416,7 +416,7 @@ def restore_files(
     reported in its :class:`FileResult` (``error``) and the others go on.
 
     Args:
-        model: Restorer, or what :class:`Restorer` loads.
+        model: AudioRestorer, or what :class:`AudioRestorer` loads.
         paths: list of str. Input audio files (any format soundfile reads).
         out_dir: str. Output folder (created). Two inputs with the same file
             name would overwrite each other: that is a ``ValueError`` up front.
@@ -439,7 +439,7 @@ def restore_files(
     clashes = {output: group for output, group in outputs.items() if len(group) > 1}
     if clashes:
         raise ValueError(f"Inputs would overwrite each other in {out_dir}: {clashes}")
-    restorer = model if isinstance(model, Restorer) else Restorer(model)
+    restorer = model if isinstance(model, AudioRestorer) else AudioRestorer(model)
     os.makedirs(out_dir, exist_ok=True)
     results = []
     for path in tqdm(paths, desc="restoring", unit="file", disable=not progress):
@@ -453,7 +453,7 @@ def restore_files(
 
 
 __all__ = [
-    "Restorer",
+    "AudioRestorer",
     "FileResult",
     "restore_file",
     "restore_files",

@@ -416,7 +416,7 @@ def test_same_output_loss_gradients_and_a_training_step_under_jax(tmp_path):
 
 def test_export_of_the_small_preset(perturbed, tmp_path):
     from spectral_restore.export import export_saved_model
-    from spectral_restore.inference import Restorer
+    from spectral_restore.inference import AudioRestorer
 
     path = str(tmp_path / "export")
     metadata = export_saved_model(perturbed, path, chunk_seconds=0.5, overlap_seconds=0.125)
@@ -428,5 +428,5 @@ def test_export_of_the_small_preset(perturbed, tmp_path):
     long = speech_like(1, 21000, seed=3)  # several chunks
     from_export = serve(waveform=tf.constant(long))["restored"].numpy()
     assert from_export.shape == long.shape and np.all(np.isfinite(from_export))
-    from_keras = Restorer(perturbed, chunk_seconds=0.5, overlap_seconds=0.125)(long)
+    from_keras = AudioRestorer(perturbed, chunk_seconds=0.5, overlap_seconds=0.125)(long)
     np.testing.assert_allclose(from_export, from_keras, atol=1e-5)

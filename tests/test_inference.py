@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from spectral_restore.inference import Restorer, restore_file, restore_files
+from spectral_restore.inference import AudioRestorer, restore_file, restore_files
 from spectral_restore.models.restorer import build_restorer
 from training import cli
 
@@ -125,7 +125,7 @@ def test_keras_file_and_saved_model_restore_alike(identity_model_file, tmp_path,
     from spectral_restore.export import export_saved_model
 
     export_saved_model(identity_model_file, tmp_path / "sm")
-    from_keras, from_export = Restorer(identity_model_file), Restorer(tmp_path / "sm")
+    from_keras, from_export = AudioRestorer(identity_model_file), AudioRestorer(tmp_path / "sm")
     assert from_keras.sample_rate == from_export.sample_rate == 16000
     wave = rng.normal(0, 0.1, (2, 20000)).astype(np.float32)
     np.testing.assert_allclose(from_keras(wave), from_export(wave), atol=1e-6)
@@ -169,8 +169,8 @@ def test_keras_models_are_chunked_on_the_host_as_the_export_chunks(tmp_path, rng
     model.save(path)
     export_saved_model(path, tmp_path / "sm", chunk_seconds=0.5, overlap_seconds=0.125)
     wave = rng.normal(0, 0.1, (2, 21000)).astype(np.float32)
-    from_keras = Restorer(path, chunk_seconds=0.5, overlap_seconds=0.125)(wave)
-    from_export = Restorer(tmp_path / "sm")(wave)
+    from_keras = AudioRestorer(path, chunk_seconds=0.5, overlap_seconds=0.125)(wave)
+    from_export = AudioRestorer(tmp_path / "sm")(wave)
     import tensorflow as tf
 
     serving = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
@@ -190,7 +190,7 @@ def perturbed_model_file(perturbed_restorer, tmp_path_factory):
 def test_keras_file_restorer_chunks_and_crossfades_like_numpy(
     perturbed_restorer, perturbed_model_file, rng
 ):
-    restorer = Restorer(
+    restorer = AudioRestorer(
         perturbed_model_file, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS
     )
     for length in (5000, 8001, 17000):
@@ -216,7 +216,7 @@ def test_padding_restores_short_inputs_at_a_multiple_of_pad_seconds(
     """``pad_seconds``: an input of at most one chunk is the model's output on it
     zero-padded to the next multiple (never beyond the chunk), cut back; a longer one
     is chunked as without padding."""
-    restorer = Restorer(
+    restorer = AudioRestorer(
         perturbed_model_file,
         chunk_seconds=CHUNK_SECONDS,
         overlap_seconds=OVERLAP_SECONDS,
@@ -233,11 +233,13 @@ def test_padding_restores_short_inputs_at_a_multiple_of_pad_seconds(
         np.testing.assert_allclose(restorer(wave), expected, atol=1e-5, err_msg=f"{length} samples")
     # The padding shows: near its end, the model's output on the unpadded input differs.
     assert (
-        np.max(np.abs(Restorer(perturbed_model_file)(wave[:, :3000]) - restorer(wave[:, :3000])))
+        np.max(
+            np.abs(AudioRestorer(perturbed_model_file)(wave[:, :3000]) - restorer(wave[:, :3000]))
+        )
         > 1e-3
     )
     with pytest.raises(ValueError, match="pad_seconds"):
-        Restorer(perturbed_model_file, pad_seconds=0)
+        AudioRestorer(perturbed_model_file, pad_seconds=0)
 
 
 def model_reference(model, samples, rate, model_rate=16000, chunk=8000, overlap=2000):
@@ -274,7 +276,7 @@ def test_restored_files_are_the_models_output_at_every_rate_and_channel_count(
         originals[name] = sf.read(tmp_path / name, always_2d=True)[0].T
     paths = [tmp_path / name for name in inputs]
     if entry == "keras_file":
-        restorer = Restorer(
+        restorer = AudioRestorer(
             perturbed_model_file, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS
         )
         results = restore_files(restorer, paths, tmp_path / "out", progress=False)
@@ -347,7 +349,7 @@ def test_a_two_minute_file_restored_in_blocks_equals_the_whole_array_at_once(
     sf.write(tmp_path / "long.wav", samples.T, rate, subtype="FLOAT")
     original = sf.read(tmp_path / "long.wav", dtype="float32", always_2d=True)[0].T
     result = restore_file(
-        Restorer(path), tmp_path / "long.wav", tmp_path / "out", block_seconds=3.7
+        AudioRestorer(path), tmp_path / "long.wav", tmp_path / "out", block_seconds=3.7
     )
     restored, written_rate = sf.read(tmp_path / "out" / "long.wav", always_2d=True)
     assert (result.error, written_rate, restored.shape) == (None, rate, (length, 2))
@@ -367,7 +369,7 @@ def test_odd_lengths_keep_their_length_exactly(
     samples = rng.normal(0, 0.1, (channels, length))
     sf.write(tmp_path / "odd.wav", samples.T, rate, subtype="FLOAT")
     original = sf.read(tmp_path / "odd.wav", dtype="float32", always_2d=True)[0].T
-    restorer = Restorer(
+    restorer = AudioRestorer(
         perturbed_model_file, chunk_seconds=CHUNK_SECONDS, overlap_seconds=OVERLAP_SECONDS
     )
     restore_file(restorer, tmp_path / "odd.wav", tmp_path / "out", block_seconds=0.13)
@@ -384,6 +386,9 @@ def test_a_file_failing_midway_leaves_no_output(identity_model_file, tmp_path):
     sf.write(tmp_path / "bad.wav", samples, 16000, subtype="FLOAT")
     with pytest.raises(ValueError, match=r"bad\.wav: 1 samples from 3.000 s on are NaN"):
         restore_file(
-            Restorer(identity_model_file), tmp_path / "bad.wav", tmp_path / "out", block_seconds=1.0
+            AudioRestorer(identity_model_file),
+            tmp_path / "bad.wav",
+            tmp_path / "out",
+            block_seconds=1.0,
         )
     assert list((tmp_path / "out").iterdir()) == []

@@ -91,7 +91,7 @@ import spectral_restore
 from spectral_restore import losses
 from spectral_restore.backend import tensorflow_available
 from spectral_restore.data.source import AudioDataset
-from spectral_restore.inference import Restorer
+from spectral_restore.inference import AudioRestorer
 from spectral_restore.models.restorer import SpectralRestorer
 import training.cli, training.train, training.evaluate
 from training.config import build_loss, load_config
@@ -108,7 +108,7 @@ before = [w.copy() for w in model.get_weights()]
 history = model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
 changed = sum(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 model.save("model.keras")
-restorer = Restorer("model.keras", chunk_seconds=0.2, overlap_seconds=0.05)
+restorer = AudioRestorer("model.keras", chunk_seconds=0.2, overlap_seconds=0.05)
 long = np.concatenate([damaged, damaged], axis=1)
 restored = restorer(long)
 errors = {}

@@ -226,10 +226,10 @@ def _check_model_path(path):
 
 
 def _load_restorer(path, pad_seconds=None):
-    """The Restorer of the model file or export folder ``path``; what cannot be
+    """The AudioRestorer of the model file or export folder ``path``; what cannot be
     loaded (not an export, a damaged file) is a UsageError."""
     from spectral_restore.backend import tensorflow_available
-    from spectral_restore.inference import Restorer
+    from spectral_restore.inference import AudioRestorer
 
     if os.path.isdir(path) and not tensorflow_available():
         raise UsageError(
@@ -237,7 +237,7 @@ def _load_restorer(path, pad_seconds=None):
             "'spectral-restore[tensorflow]'); or restore with the .keras file it was exported from"
         )
     with user_input(f"cannot load the model {path}"):
-        return Restorer(path, pad_seconds=pad_seconds)
+        return AudioRestorer(path, pad_seconds=pad_seconds)
 
 
 def _export(args):

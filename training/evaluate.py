@@ -9,7 +9,7 @@ with a seed of its own (``data.eval_seed + pass``, folded with its index;
 ``data.eval_repeats`` passes); recorded pairs (a folder pair or a TFDS dataset with
 a damaged field) keep their recorded damage, with the chain on top only for
 ``data.damage_pairs``. The damaged side is restored through the chunking
-:class:`~spectral_restore.inference.Restorer` and both are scored with
+:class:`~spectral_restore.inference.AudioRestorer` and both are scored with
 :func:`~spectral_restore.evaluation.score_conditions`; so is each clean utterance,
 once, as its own input (the ``clean`` row). Nothing is dropped: files
 that cannot be read or do not pair are listed in the report, and a value a metric
@@ -179,26 +179,28 @@ def evaluate(
     """Writes evaluation.json, evaluation.md and evaluation.png to ``output_dir``.
 
     Args:
-        model: a ``.keras`` file, SavedModel folder, keras.Model or Restorer.
+        model: a ``.keras`` file, SavedModel folder, keras.Model or AudioRestorer.
         config: dict. The run's config (``data`` and ``model.sample_rate`` are read).
         output_dir: str.
         max_files: int or None. Only the first utterances of each pass.
         progress: bool. A progress bar. Defaults to True.
         processes: int or None. PESQ worker processes (None: one per CPU).
         metrics: list of metric names or None (all).
-        pad_seconds: float or None. The Restorer's input padding.
+        pad_seconds: float or None. The AudioRestorer's input padding.
 
     Returns:
         ``(data, markdown_text)``: what evaluation.json and evaluation.md hold.
     """
     from spectral_restore.data.files import ReadStats
-    from spectral_restore.inference import Restorer
+    from spectral_restore.inference import AudioRestorer
 
     if max_files is not None and (
         isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1
     ):
         raise ValueError(f"`max_files` must be an integer >= 1 or None. Received: {max_files!r}")
-    restorer = model if isinstance(model, Restorer) else Restorer(model, pad_seconds=pad_seconds)
+    restorer = (
+        model if isinstance(model, AudioRestorer) else AudioRestorer(model, pad_seconds=pad_seconds)
+    )
     rate = int(config["model"]["sample_rate"])
     if restorer.sample_rate != rate:
         raise UsageError(

@@ -6,7 +6,7 @@ Files pair by relative path without the extension
 rate, mixed to mono, resampled to the scoring rate (the model's, or
 ``sample_rate`` without a model) with
 :func:`~spectral_restore.audio_io.resample_numpy`, restored whole through the
-chunking :class:`~spectral_restore.inference.Restorer` (so memory stays bounded on
+chunking :class:`~spectral_restore.inference.AudioRestorer` (so memory stays bounded on
 long files) and scored whole with
 :func:`~spectral_restore.evaluation.score_conditions`, the damaged input as well
 as its restoration. Nothing is dropped silently: files without a partner (or with
@@ -33,7 +33,7 @@ from spectral_restore.data.files import (
 from spectral_restore.evaluation import report
 from spectral_restore.evaluation.scoring import score_conditions
 
-# Restoration pads inputs up to one chunk to a multiple of this (see Restorer):
+# Restoration pads inputs up to one chunk to a multiple of this (see AudioRestorer):
 # a JIT-compiling backend then compiles a handful of shapes, not one per file.
 PAD_SECONDS = 0.5
 DEFAULT_SAMPLE_RATE = 16000
@@ -67,14 +67,14 @@ def evaluate_folders(
             reads, any rate, any channel count), paired by relative path.
         output_dir: str. Where the report goes.
         model: a ``.keras`` file, a SavedModel folder, a keras.Model, a
-            :class:`~spectral_restore.inference.Restorer`, or None to score the
+            :class:`~spectral_restore.inference.AudioRestorer`, or None to score the
             damaged files themselves (the "identity" evaluation).
         sample_rate: int or None. Scoring rate without a model (defaults to
             ``DEFAULT_SAMPLE_RATE``); with a model its own rate is used, and a
             different value here is an error.
         tolerance_seconds: float. Seconds two partners may differ in length.
             Defaults to ``PAIR_TOLERANCE_SECONDS`` (0.05 s), as in training.
-        pad_seconds: float or None. The Restorer's input padding (``PAD_SECONDS``).
+        pad_seconds: float or None. The AudioRestorer's input padding (``PAD_SECONDS``).
         metrics, processes, progress: as for :func:`~spectral_restore.evaluation.score_pairs`.
         max_files: int or None. Score only the first pairs (in name order).
 
@@ -102,10 +102,12 @@ def evaluate_folders(
         )
     restorer = None
     if model is not None:
-        from spectral_restore.inference import Restorer
+        from spectral_restore.inference import AudioRestorer
 
         restorer = (
-            model if isinstance(model, Restorer) else Restorer(model, pad_seconds=pad_seconds)
+            model
+            if isinstance(model, AudioRestorer)
+            else AudioRestorer(model, pad_seconds=pad_seconds)
         )
         if sample_rate is not None and int(sample_rate) != restorer.sample_rate:
             raise ValueError(
