@@ -50,7 +50,7 @@ def scipy_kaiser(x, from_rate, to_rate):
 
 def soxr_whole(quality):
     def run(x, from_rate, to_rate):
-        return soxr.resample(np.ascontiguousarray(x.T), from_rate, to_rate, quality=quality).T
+        return soxr.resample(x.T.copy(order="C"), from_rate, to_rate, quality=quality).T
 
     return run
 

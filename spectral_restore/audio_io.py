@@ -526,8 +526,10 @@ class StreamResampler:
         self._finished = bool(last)
         if self._stream is None:
             return block
+        # A fresh C-order copy, not ascontiguousarray: numpy 1.x keeps odd strides for a
+        # block of one frame, which soxr refuses.
         return np.ascontiguousarray(
-            self._stream.resample_chunk(np.ascontiguousarray(block.T), last=bool(last)).T
+            self._stream.resample_chunk(block.T.copy(order="C"), last=bool(last)).T
         )
 
 

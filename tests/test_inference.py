@@ -26,9 +26,9 @@ def soxr_resample(samples, from_rate, to_rate):
     whose block-wise use restore_file makes."""
     if from_rate == to_rate:
         return samples
-    return soxr.resample(
-        np.ascontiguousarray(np.asarray(samples, np.float32).T), from_rate, to_rate
-    ).T
+    # A fresh C-order copy: numpy 1.x keeps odd strides for a length-1 axis, which
+    # soxr.resample refuses.
+    return soxr.resample(np.asarray(samples, np.float32).T.copy(order="C"), from_rate, to_rate).T
 
 
 def fit_length(samples, length):
