@@ -155,76 +155,21 @@ def make_datasets(config, skip_batches=0):
         damage_pairs=data["damage_pairs"],
         pair_tolerance_seconds=data["pair_tolerance_seconds"],
     )
-    chain = training_chain(config)
     damage = "pipeline" if data["damage"] == "pipeline" else "none"
     validation_damage = "none" if data["damage"] == "none" else "pipeline"
     cached = int(data["cache_batches"])
     if cached < 0:
         raise UsageError(f"config data.cache_batches must be >= 0; received {cached}")
-    if backend.name() != "tensorflow":
-        from spectral_restore.data.source import AudioDataset
-
-        # Thread workers make the next batches while the accelerator trains on this one.
-        train = AudioDataset(
-            data["source"],
-            split=data["train_split"],
-            seed=data["seed"],
-            repeat=True,
-            chain=chain,
-            damage=damage,
-            skip_batches=skip_batches,
-            cache_batches=cached,
-            workers=2,
-            **common,
-        )
-        validation = AudioDataset(
-            data["source"],
-            split=data["eval_split"],
-            seed=data["eval_seed"],
-            repeat=True,
-            shuffle=False,
-            damage=validation_damage,
-            chain=data["chain"],
-            **common,
-        )
-        return train, validation, stats
-    import tensorflow as tf
-
-    from spectral_restore.data.pipeline import make_dataset
-
-    if cached:
-        # The same batches come first on every run, and the shuffle is seeded, so
-        # skipping on the repeated stream resumes exactly too.
-        train = make_dataset(
-            data["source"],
-            split=data["train_split"],
-            seed=data["seed"],
-            repeat=True,
-            damage=damage,
-            chain=chain,
-            **common,
-        )
-        train = (
-            train.take(cached)
-            .cache()
-            .shuffle(cached, seed=data["seed"], reshuffle_each_iteration=True)
-            .repeat()
-            .skip(skip_batches)
-            .prefetch(tf.data.AUTOTUNE)
-        )
-    else:
-        train = make_dataset(
-            data["source"],
-            split=data["train_split"],
-            seed=data["seed"],
-            repeat=True,
-            damage=damage,
-            chain=chain,
-            skip_batches=skip_batches,
-            **common,
-        )
-    validation = make_dataset(
-        data["source"],
+    # The same two streams on every backend; only the reader and the caching differ.
+    train_args = dict(
+        split=data["train_split"],
+        seed=data["seed"],
+        repeat=True,
+        damage=damage,
+        chain=training_chain(config),
+        **common,
+    )
+    validation_args = dict(
         split=data["eval_split"],
         seed=data["eval_seed"],
         repeat=True,
@@ -233,6 +178,38 @@ def make_datasets(config, skip_batches=0):
         chain=data["chain"],
         **common,
     )
+    if backend.name() != "tensorflow":
+        from spectral_restore.data.source import AudioDataset
+
+        # Thread workers make the next batches while the accelerator trains on this one.
+        train = AudioDataset(
+            data["source"],
+            skip_batches=skip_batches,
+            cache_batches=cached,
+            workers=2,
+            **train_args,
+        )
+        validation = AudioDataset(data["source"], **validation_args)
+        return train, validation, stats
+    import tensorflow as tf
+
+    from spectral_restore.data.pipeline import make_dataset
+
+    if cached:
+        # The same batches come first on every run, and the shuffle is seeded, so
+        # skipping on the repeated stream resumes exactly too.
+        train = (
+            make_dataset(data["source"], **train_args)
+            .take(cached)
+            .cache()
+            .shuffle(cached, seed=data["seed"], reshuffle_each_iteration=True)
+            .repeat()
+            .skip(skip_batches)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+    else:
+        train = make_dataset(data["source"], skip_batches=skip_batches, **train_args)
+    validation = make_dataset(data["source"], **validation_args)
     return train, validation, stats
 
 
