@@ -56,7 +56,8 @@ def expected_trainable_parameters(s, bins=257):
         dense + upsample + conv(d, 1) + bins
     )  # head and the learnable sigmoid's slopes
     phase_decoder = dense + upsample + 2 * conv(d, 1)
-    return encoder + blocks + magnitude_decoder + phase_decoder
+    gate = c + 1 if s["gate"] else 0  # one dense logit per frame from the mean over frequency
+    return encoder + blocks + magnitude_decoder + phase_decoder + gate
 
 
 def trainable_count(model):
@@ -134,18 +135,45 @@ def test_the_mask_sigmoid_matches_numpy_and_is_bounded():
     assert np.all(y >= 0.0) and np.all(y <= 2.0)
 
 
-def test_estimate_is_the_mask_times_the_magnitude_and_the_atan2_phase(perturbed):
+def test_estimate_is_the_gated_mask_times_the_magnitude_and_the_atan2_phase(perturbed):
     x = speech_like(2, 4000)
     real, imag = spectral.compress_complex(*spectral.stft(x), 0.3)
     real, imag = np.asarray(real), np.asarray(imag)
     magnitude = np.sqrt(np.maximum(real**2 + imag**2, 1e-12)).astype(np.float32)
-    mask, r, i = (np.asarray(v) for v in perturbed.decode(magnitude, real, imag))
+    mask, r, i, gate = (np.asarray(v) for v in perturbed.decode(magnitude, real, imag))
     assert mask.shape == real.shape and np.all(mask > 0) and np.all(mask < 2)
     assert np.std(mask) > 1e-3  # not the identity's constant 1
+    assert gate.shape == real.shape[:2] + (1,) and np.all(gate > 0) and np.all(gate < 1)
+    assert np.std(gate) > 1e-4  # a decision per frame, not a constant
     estimate_phase = np.arctan2(imag / magnitude + i, real / magnitude + r)
     est_real, est_imag = (np.asarray(v) for v in perturbed.restore_spectrogram(real, imag))
-    np.testing.assert_allclose(est_real, mask * magnitude * np.cos(estimate_phase), atol=1e-5)
-    np.testing.assert_allclose(est_imag, mask * magnitude * np.sin(estimate_phase), atol=1e-5)
+    expected_real = gate * mask * magnitude * np.cos(estimate_phase) + (1 - gate) * real
+    expected_imag = gate * mask * magnitude * np.sin(estimate_phase) + (1 - gate) * imag
+    np.testing.assert_allclose(est_real, expected_real, atol=1e-5)
+    np.testing.assert_allclose(est_imag, expected_imag, atol=1e-5)
+
+
+def test_gate_closed_passes_the_input_and_open_gives_the_decoders_estimate(perturbed):
+    """g -> 0 is the input itself whatever the decoders say; g -> 1 their estimate alone."""
+    x = speech_like(1, 4000, seed=3)
+    real, imag = (np.asarray(v) for v in spectral.compress_complex(*spectral.stft(x), 0.3))
+    magnitude = np.sqrt(np.maximum(real**2 + imag**2, 1e-12)).astype(np.float32)
+    bias = perturbed.gate_head.bias
+    saved = np.asarray(bias)
+    try:
+        bias.assign(np.full_like(saved, -60.0))
+        closed = [np.asarray(v) for v in perturbed.restore_spectrogram(real, imag)]
+        bias.assign(np.full_like(saved, 60.0))
+        opened = [np.asarray(v) for v in perturbed.restore_spectrogram(real, imag)]
+        mask, r, i, _ = (np.asarray(v) for v in perturbed.decode(magnitude, real, imag))
+    finally:
+        bias.assign(saved)
+    np.testing.assert_allclose(closed[0], real, atol=1e-6)
+    np.testing.assert_allclose(closed[1], imag, atol=1e-6)
+    phase = np.arctan2(imag / magnitude + i, real / magnitude + r)
+    np.testing.assert_allclose(opened[0], mask * magnitude * np.cos(phase), atol=1e-5)
+    np.testing.assert_allclose(opened[1], mask * magnitude * np.sin(phase), atol=1e-5)
+    assert np.max(np.abs(opened[0] - real)) > 1e-3
 
 
 def test_save_load_round_trip_gives_identical_output(perturbed, tmp_path):
@@ -167,6 +195,13 @@ def test_explicit_hyperparameters_without_a_preset_round_trip_through_the_config
     assert {k: getattr(rebuilt, k) for k in settings} == settings
 
 
+def test_a_config_saved_before_the_gate_existed_loads_without_one():
+    config = MagnitudePhaseConformer("small").get_config()
+    assert config["gate"] is True
+    del config["gate"]
+    assert MagnitudePhaseConformer.from_config(config).gate is False
+
+
 def test_bad_arguments_are_value_errors():
     with pytest.raises(ValueError, match="preset"):
         MagnitudePhaseConformer("huge")
@@ -184,6 +219,8 @@ def test_bad_arguments_are_value_errors():
         MagnitudePhaseConformer("small")(np.zeros((2, 3, 100), np.float32))
     with pytest.raises(TypeError, match="remat"):
         MagnitudePhaseConformer("small", remat="yes")
+    with pytest.raises(TypeError, match="gate"):
+        MagnitudePhaseConformer("small", gate=1)
 
 
 def numpy_attention(layer, x):
@@ -250,6 +287,7 @@ def tiny_conformer(remat):
         conv_kernel=3,
         freq_stride=16,
         dropout=0.2,
+        gate=True,
         remat=remat,
         name="tiny",
     )

@@ -149,3 +149,19 @@ def test_fit_logs_every_term_and_reloads(pair, tmp_path):
     again = reloaded.evaluate(noisy, clean, batch_size=4, verbose=0, return_dict=True)
     assert again["loss"] == pytest.approx(logs["loss"], rel=1e-5)
     assert again["phase/anti_wrap"] == pytest.approx(logs["phase/anti_wrap"], rel=1e-5)
+
+
+def test_term_metric_from_a_serialized_loss_takes_its_name_and_value(pair):
+    """A ``TermMetric`` rebuilt from a config holds the loss as a dict: its default
+    name is the loss's, and it averages the loss's per-example values."""
+    from spectral_restore.losses import TermMetric
+
+    clean, noisy = pair
+    loss = WaveformLoss(name="time_l1")
+    metric = TermMetric(keras.saving.serialize_keras_object(loss))
+    assert metric.name == "time_l1"
+    metric.update_state(clean, noisy)
+    expected = np.mean(np.asarray(loss.call(clean, noisy)))
+    np.testing.assert_allclose(float(metric.result()), expected, rtol=1e-6)
+    rebuilt = TermMetric.from_config(metric.get_config())
+    assert rebuilt.name == "time_l1" and isinstance(rebuilt.loss, WaveformLoss)

@@ -343,8 +343,9 @@ def test_tfds_voicebank_demand_yields_its_noisy_side_resampled(tmp_path):
 
 
 def test_tfds_audio_folder_pairs_counts_clean_files_without_damaged_side(
-    tmp_path, speech_pairs, speech_16k
+    tmp_path, speech_pairs, speech_16k, monkeypatch
 ):
+    """Also: ``data_dir`` and ``manual_dir`` given with ``~`` are the home folder's."""
     tfds = pytest.importorskip(
         "tensorflow_datasets", reason="tensorflow-datasets is in the test extras"
     )
@@ -356,12 +357,13 @@ def test_tfds_audio_folder_pairs_counts_clean_files_without_damaged_side(
     manual = tmp_path / "manual"
     shutil.copytree(os.path.dirname(speech_pairs["clean"]), manual)
     sf.write(manual / "clean" / "alone.wav", speech_16k, 16000)
+    monkeypatch.setenv("HOME", str(tmp_path))
     source, data_dir = "tfds:audio_folder_pairs", str(tmp_path / "data")
     options = dict(
         segment_seconds=0.5,
         batch_size=3,
-        data_dir=data_dir,
-        manual_dir=str(manual),
+        data_dir="~/data",
+        manual_dir="~/manual",
         seed=5,
         repeat=True,
     )

@@ -107,6 +107,7 @@ def test_every_shipped_config_loads_and_builds_its_parts():
         "gan_small.yaml",
         "mpsenet_recipe.yaml",
         "mpsenet.yaml",
+        "conformer_small.yaml",
     } <= set(names)
     for name in names:
         config = load_config(name)

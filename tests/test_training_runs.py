@@ -293,6 +293,8 @@ SHIPPED = {
         "mpsenet.yaml",
         ["data.segment_seconds=0.5", "training.metric_discriminator=false"],
     ),
+    # The gated conformer with the PESQ term and 30 % clean examples.
+    "conformer_small": ("conformer_small.yaml", []),
 }
 
 
@@ -301,8 +303,8 @@ SHIPPED = {
 def test_shipped_configs_train_a_few_steps(case, tmp_path, speech_folder):
     """``gan_small.yaml`` and ``small.yaml`` under mixed precision (loss-scaled
     optimizers), ``base.yaml`` with its own preset on half-second crops, and
-    ``small.yaml`` compiled with XLA, and ``mpsenet.yaml`` (its conformer at the small
-    preset) each train 6 steps: every term logged and finite, every weight moved, every
+    ``small.yaml`` compiled with XLA, ``mpsenet.yaml`` (its conformer at the small
+    preset) and ``conformer_small.yaml`` (gated, with the PESQ term) each train 6 steps: every term logged and finite, every weight moved, every
     optimizer stepped, the files written. (``small.yaml`` and ``mpsenet_recipe.yaml``
     also run in the resume test.)"""
     config_file, extra = SHIPPED[case]

@@ -32,6 +32,8 @@ def tfds_builder(name, data_dir=None):
     """
     import tensorflow_datasets as tfds
 
+    if data_dir is not None:
+        data_dir = os.path.expanduser(os.fspath(data_dir))
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.DatasetNotFoundError:
@@ -51,7 +53,7 @@ def tfds_dataset(name, split, data_dir, sample_rate=None, manual_dir=None):
     download_config = (
         None
         if manual_dir is None
-        else tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
+        else tfds.download.DownloadConfig(manual_dir=os.path.expanduser(os.fspath(manual_dir)))
     )
     builder.download_and_prepare(download_config=download_config)
     rate = builder.info.features["audio"].sample_rate if "audio" in builder.info.features else None

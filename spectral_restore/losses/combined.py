@@ -220,9 +220,9 @@ class TermMetric(keras.metrics.Mean):
     def __init__(
         self, loss: keras.losses.Loss | dict[str, Any], name: str | None = None, dtype: DType = None
     ) -> None:
-        super().__init__(name=name or loss.name, dtype=dtype)
         if isinstance(loss, dict):
             loss = keras.saving.deserialize_keras_object(loss)
+        super().__init__(name=name or loss.name, dtype=dtype)
         self.loss = loss
 
     def update_state(

@@ -71,6 +71,7 @@ PRESETS = {
         "conv_kernel": 7,
         "freq_stride": 16,
         "dropout": 0.0,
+        "gate": True,
     },
     # MP-SENet's sizes (Lu et al. 2023), for GPU training: 2.05 M parameters.
     "base": {
@@ -84,6 +85,7 @@ PRESETS = {
         "conv_kernel": 31,
         "freq_stride": 2,
         "dropout": 0.2,
+        "gate": False,
     },
 }
 # The learnable sigmoid's bound: MP-SENet's beta = 2, so the mask can also amplify.
@@ -91,6 +93,9 @@ MASK_BOUND = 2.0
 # PReLU's initial slope (He et al. 2015; torch.nn.PReLU's default).
 PRELU_SLOPE = 0.25
 NORM_EPSILON = 1e-5
+# The gate's initial logit: g = sigmoid(3) = 0.95, so training starts with the
+# decoders' estimate almost alone (the untrained network is the identity either way).
+GATE_BIAS = 3.0
 
 
 def _check_positive_int(name, value):
@@ -382,7 +387,9 @@ class MagnitudePhaseConformer(SpectralModel):
     ``h`` the encoder and conformer features, ``M = 2 sigmoid(a_f D_M(h))`` the
     magnitude decoder's mask and ``(r, i) = D_P(h)`` the phase decoder's two outputs,
     the estimate is ``|C_hat| = M |C|`` and ``angle C_hat = atan2(sin phi + i, cos phi + r)``;
-    the output is ``iSTFT(|C_hat|^{1/c} e^{j angle C_hat})``, cut to the input length.
+    with ``gate``, ``C_hat`` becomes ``g C_hat + (1 - g) C`` for a per-frame
+    ``g = sigmoid(w . mean_f h + b)``; the output is
+    ``iSTFT(|C_hat|^{1/c} e^{j angle C_hat})``, cut to the input length.
     ``atan2`` is the floored one of :func:`spectral_restore.spectral.phase` (finite,
     zero gradient where both parts vanish).
 
@@ -402,6 +409,11 @@ class MagnitudePhaseConformer(SpectralModel):
         freq_stride: int. Frequency downsampling of the encoder (MP-SENet: 2);
             ``fft_length // 2`` must be divisible by it.
         dropout: float. Conformer dropout (feed-forward modules and attention output).
+        gate: bool. Blend the estimate with the input by a learned per-frame gate
+            ``g`` in (0, 1): ``C_out = g C_hat + (1 - g) C``. Frames the network
+            judges undamaged can pass through unchanged (``g -> 0``) instead of
+            every bin's mask having to learn exactly 1: "do no harm" becomes one
+            decision per frame. ``small``: True, ``base``: False (as published).
         stft_config, sample_rate, input_damage: the front end's, as
             :class:`~spectral_restore.models.frontend.SpectralModel`.
         remat: bool. Recompute the conformer blocks' activations in the backward
@@ -438,6 +450,7 @@ class MagnitudePhaseConformer(SpectralModel):
         conv_kernel=None,
         freq_stride=None,
         dropout=None,
+        gate=None,
         stft_config=None,
         sample_rate=16000,
         input_damage=None,
@@ -461,6 +474,7 @@ class MagnitudePhaseConformer(SpectralModel):
                 "conv_kernel": conv_kernel,
                 "freq_stride": freq_stride,
                 "dropout": dropout,
+                "gate": gate,
             },
         )
         self.preset = preset
@@ -477,6 +491,7 @@ class MagnitudePhaseConformer(SpectralModel):
         ):
             setattr(self, name, _check_positive_int(name, settings[name]))
         self.dropout = float(settings["dropout"])
+        self.gate = _check_bool("gate", settings["gate"])
         self.remat = _check_bool("remat", remat)
         intervals = self.stft_config.num_bins - 1
         if intervals % self.freq_stride:
@@ -520,11 +535,24 @@ class MagnitudePhaseConformer(SpectralModel):
         self.phase_head_imag = layers.Conv2D(
             1, (1, 1), kernel_initializer="zeros", name="phase_head_imag"
         )
+        if self.gate:
+            # One logit per frame from the conformer features averaged over frequency.
+            self.gate_head = layers.Dense(
+                1,
+                kernel_initializer="zeros",
+                bias_initializer=keras.initializers.Constant(GATE_BIAS),
+                name="gate_head",
+            )
 
     def get_config(self):
         config = super().get_config()
         config["remat"] = self.remat
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Files saved before the gate existed have no "gate" key: they load without one.
+        return super().from_config({"gate": False, **config})
 
     def _frequency_resampling(self):
         """A (1, s + 1) kernel with stride s maps bins 0..F-1 onto (F - 1) / s + 1 points,
@@ -553,8 +581,9 @@ class MagnitudePhaseConformer(SpectralModel):
         return prelu(norm(up(dense(x)) + fine))
 
     def decode(self, magnitude, real, imag, training=False):
-        """The mask ``[batch, frames, bins]`` in ``(0, 2)`` and the phase decoder's two
-        outputs ``(r, i)``, float32, for the compressed input's magnitude, real and
+        """The mask ``[batch, frames, bins]`` in ``(0, 2)``, the phase decoder's two
+        outputs ``(r, i)`` and the gate ``[batch, frames, 1]`` in ``(0, 1)`` (None
+        without ``gate``), float32, for the compressed input's magnitude, real and
         imaginary parts."""
         features = ops.stack([magnitude, real, imag], axis=-1)
         fine = self.encoder_in_prelu(self.encoder_in_norm(self.encoder_in(features)))
@@ -566,12 +595,18 @@ class MagnitudePhaseConformer(SpectralModel):
         p = self._run_trunk(self.phase_trunk, x, fine)
         phase_real = ops.cast(self.phase_head_real(p)[..., 0], "float32")
         phase_imag = ops.cast(self.phase_head_imag(p)[..., 0], "float32")
-        return mask, phase_real, phase_imag
+        gate = None
+        if self.gate:
+            gate = ops.sigmoid(ops.cast(self.gate_head(ops.mean(x, axis=2)), "float32"))
+        return mask, phase_real, phase_imag, gate
 
     def restore_spectrogram(self, real, imag, training=False):
         """Compressed input ``(real, imag)`` ``[batch, frames, bins]`` -> compressed estimate."""
         magnitude = spectral.magnitude(real, imag)
-        mask, phase_real, phase_imag = self.decode(magnitude, real, imag, training=training)
+        mask, phase_real, phase_imag, gate = self.decode(magnitude, real, imag, training=training)
         phase = spectral.phase(real / magnitude + phase_real, imag / magnitude + phase_imag)
         magnitude = magnitude * mask
-        return magnitude * ops.cos(phase), magnitude * ops.sin(phase)
+        est_real, est_imag = magnitude * ops.cos(phase), magnitude * ops.sin(phase)
+        if gate is None:
+            return est_real, est_imag
+        return gate * est_real + (1.0 - gate) * real, gate * est_imag + (1.0 - gate) * imag
