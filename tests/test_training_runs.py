@@ -304,8 +304,9 @@ def test_shipped_configs_train_a_few_steps(case, tmp_path, speech_folder):
     """``gan_small.yaml`` and ``small.yaml`` under mixed precision (loss-scaled
     optimizers), ``base.yaml`` with its own preset on half-second crops, and
     ``small.yaml`` compiled with XLA, ``mpsenet.yaml`` (its conformer at the small
-    preset) and ``conformer_small.yaml`` (gated, with the PESQ term) each train 6 steps: every term logged and finite, every weight moved, every
-    optimizer stepped, the files written. (``small.yaml`` and ``mpsenet_recipe.yaml``
+    preset) and ``conformer_small.yaml`` (gated, with the PESQ term) each train 6
+    steps: every term logged and finite, every weight moved, every optimizer stepped,
+    the files written. (``small.yaml`` and ``mpsenet_recipe.yaml``
     also run in the resume test.)"""
     config_file, extra = SHIPPED[case]
     overrides = tiny(speech_folder) + extra + [f"training.output_dir={tmp_path}"]
