@@ -623,6 +623,82 @@ def test_clean_and_mild_examples_of_a_chain():
     assert not np.array_equal(other, undamaged)
 
 
+# --- a recording's background under clean training speech ----------------------------
+
+# A level this far down adds nothing measurable: it silences one part of the floor.
+OFF = (300.0, 300.0)
+
+
+def test_recording_floor_share_and_levels():
+    """The asked share of examples gets a floor (binomial tolerance), the rest stays bit
+    for bit; rumble alone (hiss off) lies ``b`` dB below its example, ``b`` uniform over
+    ``rumble_below_db`` (Kolmogorov-Smirnov), and so does hiss alone over
+    ``hiss_below_db``. Same seed, same floors; another seed, others."""
+    import scipy.stats
+
+    count = 2000
+    wave = np.random.default_rng(4).standard_normal((count, 512)).astype(np.float32)
+    rumble = A.RecordingFloor(fraction=0.4, rumble_below_db=(10.0, 40.0), hiss_below_db=OFF)
+    floored = as_numpy(rumble(wave, SEED))
+    changed = np.any(floored != wave, axis=1)
+    assert abs(changed.sum() - 0.4 * count) <= binomial_tolerance(count, 0.4)
+    below = snr_db(wave[changed].astype(np.float64), floored[changed].astype(np.float64))
+    assert below.min() >= 10.0 - 0.01 and below.max() <= 40.0 + 0.01
+    assert scipy.stats.kstest(below, "uniform", args=(10.0, 30.0)).pvalue > 1e-4
+    np.testing.assert_array_equal(as_numpy(rumble(wave, SEED)), floored)
+    assert not np.array_equal(as_numpy(rumble(wave, [9, 9])), floored)
+    hiss = A.RecordingFloor(fraction=1.0, rumble_below_db=OFF, hiss_below_db=(35.0, 65.0))
+    below = snr_db(wave.astype(np.float64), as_numpy(hiss(wave, SEED)).astype(np.float64))
+    assert scipy.stats.kstest(below, "uniform", args=(35.0, 30.0)).pvalue > 1e-4
+
+
+def test_recording_floor_spectra():
+    """Rumble of cutoff 100 Hz follows the power response ``1 / (1 + (f/100)^4)``
+    within 1.5 dB per octave band (numpy FFT, averaged over examples); hiss of
+    exponent 2 falls as ``1/f^2`` (log-log slope)."""
+    count, length = 8, 2**15
+    wave = np.ones((count, length), np.float32)
+    rumble = A.RecordingFloor(1.0, (20.0, 20.0), (100.0, 100.0), OFF, sample_rate=SR)
+    added = as_numpy(rumble(wave, SEED)).astype(np.float64) - 1.0
+    power = np.mean(np.abs(np.fft.rfft(added, axis=1)) ** 2, axis=0)
+    hz = np.fft.rfftfreq(length, 1 / SR)
+    response = 1.0 / (1.0 + (hz / 100.0) ** 4)
+    reference = None
+    for low in (6.25, 12.5, 25, 50, 100, 200, 400, 800):
+        band = (hz >= low) & (hz < 2 * low)
+        ratio = 10 * np.log10(power[band].mean() / response[band].mean())
+        reference = ratio if reference is None else reference
+        assert abs(ratio - reference) < 1.5, (low, ratio, reference)
+    hiss = A.RecordingFloor(1.0, OFF, hiss_below_db=(30.0, 30.0), hiss_exponent=(2.0, 2.0))
+    added = as_numpy(hiss(wave, SEED)).astype(np.float64) - 1.0
+    spectrum = np.mean(np.abs(np.fft.rfft(added, axis=1)) ** 2, axis=0)
+    freqs = np.fft.rfftfreq(length)
+    band = (freqs > 0.01) & (freqs < 0.4)
+    slope = np.polyfit(np.log(freqs[band]), np.log(spectrum[band]), 1)[0]
+    assert abs(slope + 2.0) < 0.1
+
+
+def test_bad_recording_floor_arguments():
+    with pytest.raises(ValueError, match="fraction=1.5"):
+        A.RecordingFloor(fraction=1.5)
+    with pytest.raises(ValueError, match="rumble_below_db"):
+        A.RecordingFloor(rumble_below_db=(40.0, 10.0))
+    with pytest.raises(ValueError, match="rumble_cutoff_hz"):
+        A.RecordingFloor(rumble_cutoff_hz=(0.0, 100.0))
+    with pytest.raises(ValueError, match="hiss_exponent"):
+        A.RecordingFloor(hiss_exponent=2.0)
+    with pytest.raises(TypeError, match="RecordingFloor or None. Received: float"):
+        A.check_floor(0.5)
+    assert A.RecordingFloor(0.3, hiss_below_db=(40, 50)).get_config() == {
+        "fraction": 0.3,
+        "rumble_below_db": [10.0, 40.0],
+        "rumble_cutoff_hz": [20.0, 120.0],
+        "hiss_below_db": [40.0, 50.0],
+        "hiss_exponent": [0.0, 2.0],
+        "sample_rate": 16000,
+    }
+
+
 def test_compiled_chain_with_fractions_reproduces_the_eager_choice():
     wave = np.random.default_rng(1).standard_normal((64, 256)).astype(np.float32)
     chain = A.ArtifactChain("denoise", **FRACTIONS)

@@ -227,6 +227,32 @@ def test_clean_and_mild_examples_in_tf_data(clips):
     np.testing.assert_array_equal(damaged[full], plain[full])
 
 
+def test_a_recording_floor_lies_under_both_sides_in_tf_data(clips):
+    """``tf.data`` with a floor 40 dB down: the clean side is the floorless stream's
+    crop plus the floor at 40 dB, the damaged side that plus the chain's noise at 10 dB
+    below the floored speech; "model" damage yields the floored crop on both sides."""
+    from spectral_restore.data.artifacts import RecordingFloor
+
+    floor = RecordingFloor(1.0, rumble_below_db=(300.0, 300.0), hiss_below_db=(40.0, 40.0))
+    chain = ArtifactChain([("noise", 1.0, (10.0, 10.0))])
+    options = dict(batch_size=4, segment_seconds=0.25, seed=3, chain=chain)
+    plain = next(iter(make_dataset(clips, **options)))[1].numpy().astype(np.float64)
+    damaged, clean = (x.numpy() for x in next(iter(make_dataset(clips, floor=floor, **options))))
+
+    def snr(reference, other):
+        return 10 * np.log10(
+            np.mean(reference**2, axis=1) / np.mean((other - reference) ** 2, axis=1)
+        )
+
+    np.testing.assert_allclose(snr(plain, clean), 40.0, atol=0.01)
+    np.testing.assert_allclose(snr(clean.astype(np.float64), damaged), 10.0, atol=0.05)
+    model_side = next(iter(make_dataset(clips, floor=floor, damage="model", **options)))
+    np.testing.assert_array_equal(model_side[0].numpy(), model_side[1].numpy())
+    np.testing.assert_array_equal(model_side[1].numpy(), clean)
+    with pytest.raises(TypeError, match="`floor` must be a RecordingFloor"):
+        make_dataset(clips, floor="room", **options)
+
+
 def test_tfds_synthetic_speech_source(tmp_path):
     pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is in the test extras")
     import shutil

@@ -252,6 +252,38 @@ def test_damage_in_the_source_is_seeded_per_batch_and_recorded():
     np.testing.assert_array_equal(model_side[3][1], clean)
 
 
+def _snr(reference, other):
+    reference = reference.astype(np.float64)
+    return 10 * np.log10(np.mean(reference**2, axis=1) / np.mean((other - reference) ** 2, axis=1))
+
+
+def test_a_recording_floor_lies_under_both_sides_before_the_damage(speech_pairs):
+    """With a floor 40 dB down, the clean side is the floorless stream's crop plus the
+    floor at 40 dB, the damaged side that plus the chain's noise at 10 dB below the
+    floored speech; "model" damage yields the floored crop on both sides; recorded
+    pairs keep their own background (no floor)."""
+    from spectral_restore.data.artifacts import ArtifactChain, RecordingFloor
+
+    clips = _bursts(9, count=8)
+    floor = RecordingFloor(1.0, rumble_below_db=(40.0, 40.0), hiss_below_db=(300.0, 300.0))
+    chain = ArtifactChain([("noise", 1.0, (10.0, 10.0))])
+    options = _options(repeat=True, damage="pipeline")
+    plain = AudioDataset(clips, chain=chain, **options)[2][1]
+    damaged, clean = AudioDataset(clips, chain=chain, floor=floor, **options)[2]
+    np.testing.assert_allclose(_snr(plain, clean), 40.0, atol=0.01)
+    np.testing.assert_allclose(_snr(clean, damaged), 10.0, atol=0.05)
+    model_side = AudioDataset(clips, floor=floor, **_options(repeat=True, damage="model"))[2]
+    np.testing.assert_array_equal(model_side[0], model_side[1])
+    np.testing.assert_array_equal(model_side[1], clean)
+    pairs = AudioDataset(speech_pairs, floor=floor, segment_seconds=0.5, batch_size=3, seed=3)
+    assert pairs.floor is None
+    np.testing.assert_array_equal(
+        pairs[0][1], AudioDataset(speech_pairs, segment_seconds=0.5, batch_size=3, seed=3)[0][1]
+    )
+    with pytest.raises(TypeError, match="`floor` must be a RecordingFloor"):
+        AudioDataset(clips, floor=0.5, **options)
+
+
 def test_bad_arguments_are_named():
     clips = _bursts(10, count=4)
     for name, value in (

@@ -175,6 +175,32 @@ def test_cached_training_stream_resumes_on_the_same_batches(speech_folder):
         )
 
 
+def test_recording_floor_reaches_training_only(speech_folder):
+    """data.floor_fraction 1: each clean training segment is the floorless run's segment
+    plus a floor between RecordingFloor's levels (rumble 10-40 dB, hiss 35-65 dB down;
+    with clean_fraction 1 the input equals it, floor included); validation batches are
+    those of the floorless run; a fraction of 0 builds no floor."""
+    from training.train import make_datasets, training_floor
+
+    overrides = TINY + [
+        f"data.source={speech_folder}",
+        "data.clean_fraction=1.0",
+        "data.mild_fraction=0.0",
+    ]
+    assert training_floor(load_config("small.yaml", overrides)) is None
+    floored = load_config("small.yaml", overrides + ["data.floor_fraction=1.0"])
+    assert training_floor(floored).get_config()["fraction"] == 1.0
+    plain_train, plain_validation, _ = make_datasets(load_config("small.yaml", overrides))
+    train, validation, _ = make_datasets(floored)
+    damaged, clean = (x.numpy() for x in next(iter(train)))
+    plain = next(iter(plain_train))[1].numpy().astype(np.float64)
+    np.testing.assert_array_equal(damaged, clean)
+    below = 10 * np.log10(np.mean(plain**2, axis=1) / np.mean((clean - plain) ** 2, axis=1))
+    assert np.all((below > 10.0 - 3.1) & (below < 40.0 + 0.01)), below
+    for ours, theirs in zip(next(iter(validation)), next(iter(plain_validation))):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
 def test_training_chain_reaches_both_damage_paths(speech_folder):
     """The data.clean_fraction and data.mild_fraction settings reach the training
     stream (damage in tf.data: with clean_fraction 1 every training pair is clean/clean,

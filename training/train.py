@@ -130,6 +130,19 @@ def training_chain(config):
     )
 
 
+def training_floor(config):
+    """The recording floor of training: ``data.floor_fraction`` of the clean examples get
+    a room's rumble and hiss (:class:`~spectral_restore.data.artifacts.RecordingFloor`,
+    its default levels), in input and target alike; None when the fraction is 0.
+    Validation and evaluation speech keeps its own background."""
+    from spectral_restore.data.artifacts import RecordingFloor
+
+    fraction = config["data"]["floor_fraction"]
+    if not fraction:
+        return None
+    return RecordingFloor(fraction, sample_rate=config["model"]["sample_rate"])
+
+
 def make_datasets(config, skip_batches=0):
     """Endless training and validation streams of ``(damaged, clean)`` batches, and
     the ReadStats their files are counted in: ``tf.data`` under TensorFlow,
@@ -167,6 +180,7 @@ def make_datasets(config, skip_batches=0):
         repeat=True,
         damage=damage,
         chain=training_chain(config),
+        floor=training_floor(config),
         **common,
     )
     validation_args = dict(

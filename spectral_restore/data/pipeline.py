@@ -23,7 +23,7 @@ from spectral_restore import spectral
 from spectral_restore._typing import AudioSource
 from spectral_restore.backend import require_tensorflow
 from spectral_restore.data import levels
-from spectral_restore.data.artifacts import ArtifactChain
+from spectral_restore.data.artifacts import ArtifactChain, RecordingFloor, check_floor
 from spectral_restore.data.files import (
     AUDIO_EXTENSIONS,
     PAIR_TOLERANCE_SECONDS,
@@ -181,6 +181,7 @@ def make_dataset(
     chain: ArtifactChain | str | None = "default",
     damage_pairs: bool = False,
     pair_tolerance_seconds: float = PAIR_TOLERANCE_SECONDS,
+    floor: RecordingFloor | None = None,
     seed: int = 0,
     output: str = "waveform",
     stft_config: spectral.STFTConfig | dict | None = None,
@@ -219,6 +220,9 @@ def make_dataset(
         pair_tolerance_seconds: float. A pair whose sides differ in length by more
             is skipped and counted; a smaller difference is trimmed off the longer
             side's end. Defaults to ``PAIR_TOLERANCE_SECONDS`` (0.05 s).
+        floor: RecordingFloor or None. Adds a recording's background to a share of
+            clean segments before the damage, on both sides of the pair (recorded
+            pairs have their own and get none). Defaults to None.
         seed: int. Crops, shuffling and damage are all derived from it: the same
             seed gives the same pairs. Defaults to 0.
         output: str. "waveform" (``[batch, samples]``) or "spectrogram"
@@ -254,6 +258,7 @@ def make_dataset(
     if damage == "auto":
         damage = "model" if tf.config.list_physical_devices("GPU") else "pipeline"
     stats = stats if stats is not None else ReadStats()
+    floor = check_floor(floor)
     dataset = pair_dataset(
         source, sample_rate, split, data_dir, manual_dir, stats, pair_tolerance_seconds
     )
@@ -302,6 +307,7 @@ def make_dataset(
     if skip_batches:
         dataset = dataset.skip(int(skip_batches))
     damage_seed = tf.constant([int(seed), 0xDA3A6E], tf.int64)
+    floor_seed = tf.constant([int(seed), 0xF1004], tf.int64)
 
     def pair(index, batch):
         if paired:
@@ -309,6 +315,11 @@ def make_dataset(
             recorded, clean = batch[:, 0], batch[:, 1]
         else:
             recorded = clean = tf.ensure_shape(batch, [batch_size, length])
+            if floor is not None:
+                batch_floor_seed = tf.random.experimental.stateless_fold_in(
+                    floor_seed, index, alg="philox"
+                )
+                recorded = clean = floor(clean, batch_floor_seed)
         if damages_here:
             batch_seed = tf.random.experimental.stateless_fold_in(damage_seed, index, alg="philox")
             damaged, record = chain(recorded, batch_seed)

@@ -41,7 +41,7 @@ from spectral_restore.audio_io import check_sample_rate
 from spectral_restore.backend import require_tensorflow
 from spectral_restore.checks import check_choice
 from spectral_restore.data import levels
-from spectral_restore.data.artifacts import ArtifactChain
+from spectral_restore.data.artifacts import ArtifactChain, RecordingFloor, check_floor
 from spectral_restore.data.files import (
     AUDIO_EXTENSIONS,
     PAIR_TOLERANCE_SECONDS,
@@ -61,11 +61,17 @@ DAMAGE_MODES = ("pipeline", "model", "none", "auto")
 # Draws tried for one example before the source is declared silent or unreadable.
 MAX_DRAWS = 64
 # Stream names folded into the seed, so order, crops and damage never share draws.
-_ORDER, _CROP, _REDRAW, _DAMAGE, _CACHE = range(5)
+_ORDER, _CROP, _REDRAW, _DAMAGE, _CACHE, _FLOOR = range(6)
 
 
 def _rng(*entropy):
     return np.random.default_rng([int(value) for value in entropy])
+
+
+def _batch_seed(*entropy):
+    """A shape-[2] int32 seed for the keras.ops artifacts, from integers."""
+    state = np.random.SeedSequence([int(value) for value in entropy]).generate_state(2, np.uint32)
+    return (state >> 1).astype(np.int32)
 
 
 @functools.lru_cache(maxsize=8)
@@ -293,6 +299,9 @@ class AudioDataset(keras.utils.PyDataset):
             ``make_dataset``: whether ``damage`` also acts on top of the recorded
             damage (defaults to False: the pairs as recorded), and the largest
             length difference trimmed rather than skipped (defaults to 0.05 s).
+        floor: RecordingFloor or None. Adds a recording's background to a share of
+            clean segments before the damage, on both sides of the pair (recorded
+            pairs have their own and get none). Defaults to None.
         seed: int. Order, crops and damage all derive from it. Defaults to 0.
         output: str. "waveform" or "spectrogram" (``[batch, frames, bins, 2]``).
             Defaults to "waveform".
@@ -342,6 +351,7 @@ class AudioDataset(keras.utils.PyDataset):
         chain: ArtifactChain | str | None = "default",
         damage_pairs: bool = False,
         pair_tolerance_seconds: float = PAIR_TOLERANCE_SECONDS,
+        floor: RecordingFloor | None = None,
         seed: int = 0,
         output: str = "waveform",
         stft_config: spectral.STFTConfig | dict | None = None,
@@ -388,6 +398,7 @@ class AudioDataset(keras.utils.PyDataset):
         if damages_here and isinstance(chain, str):
             chain = ArtifactChain(chain, sample_rate=self.sample_rate)
         self.chain = chain if damages_here else None
+        self.floor = None if self.paired else check_floor(floor)
         self.output = output
         self.stft_config = spectral.as_stft_config(stft_config)
         self.length = int(round(segment_seconds * self.sample_rate))
@@ -514,13 +525,12 @@ class AudioDataset(keras.utils.PyDataset):
         their damaged side, with the chain on top only for ``damage_pairs``)."""
         start = batch * self.batch_size
         examples = np.stack([self._example(start + j) for j in range(self.batch_size)])
+        if self.floor is not None:
+            floor_seed = _batch_seed(self.seed, _FLOOR, batch)
+            examples = keras.ops.convert_to_numpy(self.floor(examples, floor_seed))
         recorded, clean = (examples[:, 0], examples[:, 1]) if self.paired else (examples, examples)
         if self.chain is not None:
-            seed = (
-                np.random.SeedSequence([self.seed, _DAMAGE, batch]).generate_state(2, np.uint32)
-                >> 1
-            )
-            damaged, record = self.chain(recorded, seed.astype(np.int32))
+            damaged, record = self.chain(recorded, _batch_seed(self.seed, _DAMAGE, batch))
             damaged = keras.ops.convert_to_numpy(damaged)
             record = keras.tree.map_structure(keras.ops.convert_to_numpy, record)
         else:
