@@ -204,13 +204,22 @@ def _scaled_to_snr(clean, noise, snr_db):
 def colored_noise(shape: tuple[int, ...], seed: Seed, exponent: float | Tensor) -> Tensor:
     """Gaussian noise with power spectrum ``1 / f^exponent`` (0 white, 1 pink, 2 brown),
     ``exponent`` a scalar or one per example; shaped in the FFT domain."""
+    exponent = ops.broadcast_to(ops.cast(exponent, "float32"), (shape[0],))
+
+    def gain(bins, length):
+        return ops.power(ops.maximum(bins, 1.0)[None, :], -exponent[:, None] / 2.0)
+
+    return _shaped_noise(shape, seed, gain)
+
+
+def _shaped_noise(shape, seed, gain):
+    """Gaussian white noise times ``gain(bins, length)`` (``[batch, bins]``, float32 bin
+    indices ``bins``) in the FFT domain."""
     white = _normal(shape, seed)
     length = ops.shape(white)[-1]
     spectrum = ops.rfft(white)
-    bins = ops.maximum(ops.cast(ops.arange(ops.shape(spectrum[0])[-1]), "float32"), 1.0)
-    exponent = ops.broadcast_to(ops.cast(exponent, "float32"), (ops.shape(white)[0],))
-    gain = ops.power(bins[None, :], -exponent[:, None] / 2.0)
-    return ops.irfft(_scale_spectrum(spectrum, gain), fft_length=length)
+    bins = ops.cast(ops.arange(ops.shape(spectrum[0])[-1]), "float32")
+    return ops.irfft(_scale_spectrum(spectrum, gain(bins, length)), fft_length=length)
 
 
 def rumble_noise(
@@ -219,14 +228,13 @@ def rumble_noise(
     """Gaussian noise below ``cutoff_hz`` (scalar or one per example): white noise
     through the power response ``1 / (1 + (f / cutoff_hz)^4)`` (a second-order
     Butterworth low-pass), shaped in the FFT domain."""
-    white = _normal(shape, seed)
-    length = ops.shape(white)[-1]
-    spectrum = ops.rfft(white)
-    bins = ops.shape(spectrum[0])[-1]
-    hz = ops.cast(ops.arange(bins), "float32") * (float(sample_rate) / ops.cast(length, "float32"))
-    cutoff = ops.broadcast_to(ops.cast(cutoff_hz, "float32"), (ops.shape(white)[0],))
-    gain = 1.0 / ops.sqrt(1.0 + ops.power(hz[None, :] / cutoff[:, None], 4.0))
-    return ops.irfft(_scale_spectrum(spectrum, gain), fft_length=length)
+    cutoff = ops.broadcast_to(ops.cast(cutoff_hz, "float32"), (shape[0],))
+
+    def gain(bins, length):
+        hz = bins * (float(sample_rate) / ops.cast(length, "float32"))
+        return 1.0 / ops.sqrt(1.0 + ops.power(hz[None, :] / cutoff[:, None], 4.0))
+
+    return _shaped_noise(shape, seed, gain)
 
 
 def add_noise(
