@@ -126,9 +126,10 @@ def kill_once_exists(process, path, outcome):
 # and Adam's first steps, nearly sign steps, turn rounding noise on near-zero gradient
 # components into moves of up to a learning rate (2e-3): after 6 steps two uninterrupted
 # runs differ by up to 1.3e-3. The GAN is compared within these, the plain model exactly.
-# With clean and mild examples in the batches the restored weights differed by up to
-# 1.1e-5 at the restore point.
-GAN_RESTORED_ATOL, GAN_END_ATOL = 2e-5, 5e-3
+# At the restore point (step 2 to 5) the restored weights have differed by up to 4.2e-5
+# (CI, 2026-11-28). GAN_RESTORED_ATOL allows 1e-4; the test checks that a backup one step
+# off would still fail it: most weights move by more than that in one step.
+GAN_RESTORED_ATOL, GAN_END_ATOL = 1e-4, 5e-3
 # The metric discriminator's convolution biases: instance normalisation follows each, so
 # their gradient is zero up to rounding, which Adam scales up to full-size steps.
 NOISE_DRIVEN = re.compile(r"/metric_discriminator/conv/bias$")
@@ -229,6 +230,16 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_state(case, tmp_path,
     gan = case.startswith("gan")
     at_resume = record["steps"][summary["resumed_from_step"] - 1]
     assert set(resumed["before"]) == set(at_resume)
+    if gan:
+        # The tolerance separates rounding from a step: one step earlier, most weights of
+        # the generator lay further from the restore point than GAN_RESTORED_ATOL.
+        earlier = record["steps"][summary["resumed_from_step"] - 2]
+        moved = [
+            np.abs(at_resume[key] - earlier[key]) > GAN_RESTORED_ATOL
+            for key in at_resume
+            if "/spectral_restorer/" in key and key.endswith("/kernel")
+        ]
+        assert moved and np.mean(np.concatenate([m.ravel() for m in moved])) > 0.5
     for key, value in at_resume.items():
         if not NOISE_DRIVEN.search(key):
             np.testing.assert_allclose(
