@@ -135,22 +135,42 @@ def test_the_mask_sigmoid_matches_numpy_and_is_bounded():
     assert np.all(y >= 0.0) and np.all(y <= 2.0)
 
 
-def test_estimate_is_the_gated_mask_times_the_magnitude_and_the_atan2_phase(perturbed):
+@pytest.mark.parametrize("training", [True, False])
+def test_estimate_is_the_gated_mask_times_the_magnitude_and_the_atan2_phase(perturbed, training):
+    """The formula in numpy, with the gate's bias moved so that its frames lie on both
+    sides of ``gate_threshold`` (0.5 in ``small``): training blends by the soft gate
+    ``g``, inference by ``max(g - 0.5, 0) / 0.5``, so frames with ``g <= 0.5`` come
+    out as the input bit for bit."""
     x = speech_like(2, 4000)
     real, imag = spectral.compress_complex(*spectral.stft(x), 0.3)
     real, imag = np.asarray(real), np.asarray(imag)
     magnitude = np.sqrt(np.maximum(real**2 + imag**2, 1e-12)).astype(np.float32)
-    mask, r, i, gate = (np.asarray(v) for v in perturbed.decode(magnitude, real, imag))
+    bias = perturbed.gate_head.bias
+    saved = np.asarray(bias)
+    try:
+        logit = np.log(1 / np.asarray(perturbed.decode(magnitude, real, imag)[3]) - 1)
+        bias.assign(saved + np.median(logit).astype(np.float32))
+        decoded = perturbed.decode(magnitude, real, imag, training=training)
+        mask, r, i, gate = (np.asarray(v) for v in decoded)
+        estimate = perturbed.restore_spectrogram(real, imag, training=training)
+        est_real, est_imag = (np.asarray(v) for v in estimate)
+    finally:
+        bias.assign(saved)
     assert mask.shape == real.shape and np.all(mask > 0) and np.all(mask < 2)
     assert np.std(mask) > 1e-3  # not the identity's constant 1
     assert gate.shape == real.shape[:2] + (1,) and np.all(gate > 0) and np.all(gate < 1)
     assert np.std(gate) > 1e-4  # a decision per frame, not a constant
+    assert perturbed.gate_threshold == 0.5
+    below = gate[..., 0] < 0.5
+    assert 0.2 < below.mean() < 0.8
+    blend = gate if training else np.maximum(gate - 0.5, 0) / 0.5
     estimate_phase = np.arctan2(imag / magnitude + i, real / magnitude + r)
-    est_real, est_imag = (np.asarray(v) for v in perturbed.restore_spectrogram(real, imag))
-    expected_real = gate * mask * magnitude * np.cos(estimate_phase) + (1 - gate) * real
-    expected_imag = gate * mask * magnitude * np.sin(estimate_phase) + (1 - gate) * imag
+    expected_real = blend * mask * magnitude * np.cos(estimate_phase) + (1 - blend) * real
+    expected_imag = blend * mask * magnitude * np.sin(estimate_phase) + (1 - blend) * imag
     np.testing.assert_allclose(est_real, expected_real, atol=1e-5)
     np.testing.assert_allclose(est_imag, expected_imag, atol=1e-5)
+    passed = np.all(est_real == real, axis=-1) & np.all(est_imag == imag, axis=-1)
+    np.testing.assert_array_equal(passed, np.zeros_like(below) if training else below)
 
 
 def test_gate_closed_passes_the_input_and_open_gives_the_decoders_estimate(perturbed):
@@ -197,7 +217,9 @@ def test_explicit_hyperparameters_without_a_preset_round_trip_through_the_config
 
 def test_a_config_saved_before_the_gate_existed_loads_without_one():
     config = MagnitudePhaseConformer("small").get_config()
-    assert config["gate"] is True
+    assert config["gate"] is True and config["gate_threshold"] == 0.5
+    del config["gate_threshold"]
+    assert MagnitudePhaseConformer.from_config(config).gate_threshold == 0.0
     del config["gate"]
     assert MagnitudePhaseConformer.from_config(config).gate is False
 
@@ -221,6 +243,9 @@ def test_bad_arguments_are_value_errors():
         MagnitudePhaseConformer("small", remat="yes")
     with pytest.raises(TypeError, match="gate"):
         MagnitudePhaseConformer("small", gate=1)
+    for threshold in (1.0, -0.1):
+        with pytest.raises(ValueError, match=f"gate_threshold={threshold}"):
+            MagnitudePhaseConformer("small", gate_threshold=threshold)
 
 
 def numpy_attention(layer, x):
