@@ -138,17 +138,20 @@ def test_the_mask_sigmoid_matches_numpy_and_is_bounded():
 @pytest.mark.parametrize("training", [True, False])
 def test_estimate_is_the_gated_mask_times_the_magnitude_and_the_atan2_phase(perturbed, training):
     """The formula in numpy, with the gate's bias moved so that its frames lie on both
-    sides of ``gate_threshold`` (0.5 in ``small``): training blends by the soft gate
-    ``g``, inference by ``max(g - 0.5, 0) / 0.5``, so frames with ``g <= 0.5`` come
-    out as the input bit for bit."""
+    sides of ``gate_threshold`` 0.5: training blends by the soft gate ``g``, inference
+    by ``max(g - 0.5, 0) / 0.5``, so frames with ``g <= 0.5`` come out as the input bit
+    for bit."""
     x = speech_like(2, 4000)
     real, imag = spectral.compress_complex(*spectral.stft(x), 0.3)
     real, imag = np.asarray(real), np.asarray(imag)
     magnitude = np.sqrt(np.maximum(real**2 + imag**2, 1e-12)).astype(np.float32)
     bias = perturbed.gate_head.bias
     saved = np.asarray(bias)
+    assert perturbed.gate_threshold == 0.0  # the preset's default
     try:
-        logit = np.log(1 / np.asarray(perturbed.decode(magnitude, real, imag)[3]) - 1)
+        perturbed.gate_threshold = 0.5
+        soft = perturbed.decode(magnitude, real, imag, training=training)[3]
+        logit = np.log(1 / np.asarray(soft) - 1)
         bias.assign(saved + np.median(logit).astype(np.float32))
         decoded = perturbed.decode(magnitude, real, imag, training=training)
         mask, r, i, gate = (np.asarray(v) for v in decoded)
@@ -156,11 +159,11 @@ def test_estimate_is_the_gated_mask_times_the_magnitude_and_the_atan2_phase(pert
         est_real, est_imag = (np.asarray(v) for v in estimate)
     finally:
         bias.assign(saved)
+        perturbed.gate_threshold = 0.0
     assert mask.shape == real.shape and np.all(mask > 0) and np.all(mask < 2)
     assert np.std(mask) > 1e-3  # not the identity's constant 1
     assert gate.shape == real.shape[:2] + (1,) and np.all(gate > 0) and np.all(gate < 1)
     assert np.std(gate) > 1e-4  # a decision per frame, not a constant
-    assert perturbed.gate_threshold == 0.5
     below = gate[..., 0] < 0.5
     assert 0.2 < below.mean() < 0.8
     blend = gate if training else np.maximum(gate - 0.5, 0) / 0.5
@@ -217,7 +220,9 @@ def test_explicit_hyperparameters_without_a_preset_round_trip_through_the_config
 
 def test_a_config_saved_before_the_gate_existed_loads_without_one():
     config = MagnitudePhaseConformer("small").get_config()
-    assert config["gate"] is True and config["gate_threshold"] == 0.5
+    assert config["gate"] is True and config["gate_threshold"] == 0.0
+    config["gate_threshold"] = 0.5
+    assert MagnitudePhaseConformer.from_config(config).gate_threshold == 0.5
     del config["gate_threshold"]
     assert MagnitudePhaseConformer.from_config(config).gate_threshold == 0.0
     del config["gate"]

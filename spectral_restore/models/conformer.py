@@ -72,7 +72,7 @@ PRESETS = {
         "freq_stride": 16,
         "dropout": 0.0,
         "gate": True,
-        "gate_threshold": 0.5,
+        "gate_threshold": 0.0,
     },
     # MP-SENet's sizes (Lu et al. 2023), for GPU training: 2.05 M parameters.
     "base": {
@@ -390,8 +390,8 @@ class MagnitudePhaseConformer(SpectralModel):
     magnitude decoder's mask and ``(r, i) = D_P(h)`` the phase decoder's two outputs,
     the estimate is ``|C_hat| = M |C|`` and ``angle C_hat = atan2(sin phi + i, cos phi + r)``;
     with ``gate``, ``C_hat`` becomes ``g C_hat + (1 - g) C`` for a per-frame
-    ``g = sigmoid(w . mean_f h + b)``, outside training ``max(g - t, 0) / (1 - t)``
-    for ``gate_threshold`` ``t``; the output is
+    ``g = sigmoid(w . mean_f h + b)``, outside training passed through
+    ``max(g - t, 0) / (1 - t)`` for ``gate_threshold`` ``t``; the output is
     ``iSTFT(|C_hat|^{1/c} e^{j angle C_hat})``, cut to the input length.
     ``atan2`` is the floored one of :func:`spectral_restore.spectral.phase` (finite,
     zero gradient where both parts vanish).
@@ -419,11 +419,12 @@ class MagnitudePhaseConformer(SpectralModel):
             decision per frame. ``small``: True, ``base``: False (as published).
         gate_threshold: float in [0, 1). Outside training (inference, validation,
             export) the gate becomes ``max(g - t, 0) / (1 - t)``: frames where the
-            network weighs its input above its estimate (``g <= t``) pass through
-            bit for bit, and the rest blend as before, rescaled to reach 1 at
-            ``g = 1``. Training keeps the soft gate, so every frame gets gradient.
-            ``small``: 0.5 (benchmarks/README.md: the real CMU ARCTIC utterance, clean,
-            PESQ-WB 3.89 -> 4.43 with it), ``base``: 0 (no gate).
+            network weighs its input above its estimate (``g <= t``) pass through bit
+            for bit, and the rest blend as before, rescaled to reach 1 at ``g = 1``.
+            Training keeps the soft gate. Set it on a trained model, before its first
+            call or export (``model.gate_threshold = 0.5``): trained with it, the gate
+            learns to sit above ``t`` and nothing is gained (benchmarks/README.md).
+            Defaults to 0 in both presets.
         stft_config, sample_rate, input_damage: the front end's, as
             :class:`~spectral_restore.models.frontend.SpectralModel`.
         remat: bool. Recompute the conformer blocks' activations in the backward
@@ -486,9 +487,12 @@ class MagnitudePhaseConformer(SpectralModel):
                 "freq_stride": freq_stride,
                 "dropout": dropout,
                 "gate": gate,
-                "gate_threshold": gate_threshold,
             },
         )
+        # Optional without a preset: 0 (no threshold) unless given.
+        if gate_threshold is not None:
+            settings["gate_threshold"] = gate_threshold
+        settings.setdefault("gate_threshold", 0.0)
         self.preset = preset
         for name in (
             "channels",
