@@ -147,7 +147,7 @@ def test_estimate_is_the_gated_mask_times_the_magnitude_and_the_atan2_phase(pert
     magnitude = np.sqrt(np.maximum(real**2 + imag**2, 1e-12)).astype(np.float32)
     bias = perturbed.gate_head.bias
     saved = np.asarray(bias)
-    assert perturbed.gate_threshold == 0.0  # the preset's default
+    assert perturbed.gate_threshold == 0.0  # the default
     try:
         perturbed.gate_threshold = 0.5
         soft = perturbed.decode(magnitude, real, imag, training=training)[3]

@@ -72,7 +72,6 @@ PRESETS = {
         "freq_stride": 16,
         "dropout": 0.0,
         "gate": True,
-        "gate_threshold": 0.0,
     },
     # MP-SENet's sizes (Lu et al. 2023), for GPU training: 2.05 M parameters.
     "base": {
@@ -87,7 +86,6 @@ PRESETS = {
         "freq_stride": 2,
         "dropout": 0.2,
         "gate": False,
-        "gate_threshold": 0.0,
     },
 }
 # The learnable sigmoid's bound: MP-SENet's beta = 2, so the mask can also amplify.
@@ -417,6 +415,11 @@ class MagnitudePhaseConformer(SpectralModel):
             judges undamaged can pass through unchanged (``g -> 0``) instead of
             every bin's mask having to learn exactly 1: "do no harm" becomes one
             decision per frame. ``small``: True, ``base``: False (as published).
+        stft_config, sample_rate, input_damage: the front end's, as
+            :class:`~spectral_restore.models.frontend.SpectralModel`.
+        remat: bool. Recompute the conformer blocks' activations in the backward
+            pass instead of keeping them (:class:`TimeFrequencyConformer`): for a
+            batch that would not fit in an accelerator's memory. Defaults to False.
         gate_threshold: float in [0, 1). Outside training (inference, validation,
             export) the gate becomes ``max(g - t, 0) / (1 - t)``: frames where the
             network weighs its input above its estimate (``g <= t``) pass through bit
@@ -424,12 +427,7 @@ class MagnitudePhaseConformer(SpectralModel):
             Training keeps the soft gate. Set it on a trained model, before its first
             call or export (``model.gate_threshold = 0.5``): trained with it, the gate
             learns to sit above ``t`` and nothing is gained (benchmarks/README.md).
-            Defaults to 0 in both presets.
-        stft_config, sample_rate, input_damage: the front end's, as
-            :class:`~spectral_restore.models.frontend.SpectralModel`.
-        remat: bool. Recompute the conformer blocks' activations in the backward
-            pass instead of keeping them (:class:`TimeFrequencyConformer`): for a
-            batch that would not fit in an accelerator's memory. Defaults to False.
+            Defaults to 0.
 
     The untrained network is the identity up to the magnitude floor: both decoders'
     last layers start at zero (mask 1, phase unchanged). Attention spans the whole
@@ -462,11 +460,11 @@ class MagnitudePhaseConformer(SpectralModel):
         freq_stride=None,
         dropout=None,
         gate=None,
-        gate_threshold=None,
         stft_config=None,
         sample_rate=16000,
         input_damage=None,
         remat=False,
+        gate_threshold=0.0,
         **kwargs,
     ):
         super().__init__(
@@ -489,10 +487,6 @@ class MagnitudePhaseConformer(SpectralModel):
                 "gate": gate,
             },
         )
-        # Optional without a preset: 0 (no threshold) unless given.
-        if gate_threshold is not None:
-            settings["gate_threshold"] = gate_threshold
-        settings.setdefault("gate_threshold", 0.0)
         self.preset = preset
         for name in (
             "channels",
@@ -508,10 +502,10 @@ class MagnitudePhaseConformer(SpectralModel):
             setattr(self, name, _check_positive_int(name, settings[name]))
         self.dropout = float(settings["dropout"])
         self.gate = _check_bool("gate", settings["gate"])
-        self.gate_threshold = float(settings["gate_threshold"])
+        self.gate_threshold = float(gate_threshold)
         if not 0.0 <= self.gate_threshold < 1.0:
             raise ValueError(
-                f"`gate_threshold` must be in [0, 1). Received: gate_threshold={settings['gate_threshold']!r}"
+                f"`gate_threshold` must be in [0, 1). Received: gate_threshold={gate_threshold!r}"
             )
         self.remat = _check_bool("remat", remat)
         intervals = self.stft_config.num_bins - 1
@@ -568,12 +562,14 @@ class MagnitudePhaseConformer(SpectralModel):
     def get_config(self):
         config = super().get_config()
         config["remat"] = self.remat
+        config["gate_threshold"] = self.gate_threshold
         return config
 
     @classmethod
     def from_config(cls, config):
-        # Files saved before the gate (or its threshold) existed load without one.
-        return super().from_config({"gate": False, "gate_threshold": 0.0, **config})
+        # Files saved before the gate existed have no "gate" key: they load without one
+        # (and, saved before its threshold, with the default 0).
+        return super().from_config({"gate": False, **config})
 
     def _frequency_resampling(self):
         """A (1, s + 1) kernel with stride s maps bins 0..F-1 onto (F - 1) / s + 1 points,
