@@ -133,6 +133,7 @@ def test_each_usage_error_is_one_line(tmp_path, capsys):
     (tmp_path / "taken" / "file").write_text("x")
     out = str(tmp_path / "out")
     model = str(tmp_path / "damaged.keras")
+    runs = tmp_path / "runs"
     cases = {
         "unknown config key": (
             ["train", "--config", "small.yaml", "model.presett=small"],
@@ -151,6 +152,28 @@ def test_each_usage_error_is_one_line(tmp_path, capsys):
             "'training.epochs' takes a whole number",
         ),
         "override YAML": (["train", "data.source={damaged: x"], "is not valid YAML"),
+        # Checked once the model is built, before any data loads.
+        "gate threshold without a gate": (
+            [
+                "train",
+                "--config",
+                "small.yaml",
+                "model.gate_threshold=0.5",
+                f"training.output_dir={runs}",
+            ],
+            r"model.gate_threshold=0.5 needs a model with a per-frame gate .*"
+            "model.architecture=crn, model.preset=small has none",
+        ),
+        "gate threshold out of range": (
+            [
+                "train",
+                "--config",
+                "conformer_small.yaml",
+                "model.gate_threshold=1",
+                f"training.output_dir={runs}",
+            ],
+            r"model.gate_threshold must be in \[0, 1\); received 1$",
+        ),
         "unknown option": (
             ["restore", str(audio), "-o", out, "-m", model, "--bogus"],
             "unrecognized arguments",

@@ -146,6 +146,50 @@ def test_every_shipped_config_loads_and_builds_its_parts():
             )
 
 
+def test_the_gate_threshold_goes_into_the_saved_file_only(tmp_path, rng):
+    """``model.gate_threshold`` is checked (a number in [0, 1), and 0 for a model
+    without a gate), and :func:`training.train.saver` writes it into the file while
+    the model in training keeps the soft gate: the file restores with the threshold,
+    the model as before, even when the save fails."""
+    import keras
+
+    from spectral_restore.models import build_model
+    from training.train import inference_gate_threshold, saver
+
+    config = load_config("conformer_small.yaml")
+    gated = build_model("conformer", "small")
+    assert inference_gate_threshold(config, gated) == 0.5
+    for value in (1.0, -0.1, True, "0.5"):
+        config["model"]["gate_threshold"] = value
+        with pytest.raises(UsageError, match=r"model.gate_threshold must be in \[0, 1\)"):
+            inference_gate_threshold(config, gated)
+    crn = load_config("small.yaml", ["model.gate_threshold=0.2"])
+    with pytest.raises(UsageError, match="model.architecture=crn, model.preset=small has none"):
+        inference_gate_threshold(crn, build_model("crn", "small"))
+    assert inference_gate_threshold(load_config("small.yaml"), build_model("crn", "small")) == 0.0
+
+    # Trained-looking weights: estimate and input differ, gates spread around 0.5.
+    for variable in gated.weights:
+        variable.assign(variable + rng.normal(0, 0.05, variable.shape).astype("float32"))
+    audio = rng.normal(0, 0.1, (2, 8000)).astype("float32")
+    soft = np.asarray(gated(audio))
+    save = saver(gated, 0.5)
+    save(str(tmp_path / "model.keras"))
+    assert gated.gate_threshold == 0.0
+    np.testing.assert_array_equal(np.asarray(gated(audio)), soft)
+    loaded = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    assert loaded.gate_threshold == 0.5
+    gated.gate_threshold = 0.5
+    thresholded = np.asarray(gated(audio))
+    gated.gate_threshold = 0.0
+    np.testing.assert_allclose(np.asarray(loaded(audio)), thresholded, rtol=0, atol=1e-6)
+    assert np.max(np.abs(thresholded - soft)) > 1e-3
+    with pytest.raises(ValueError):
+        save(str(tmp_path / "model.txt"))  # not a .keras file
+    assert gated.gate_threshold == 0.0
+    assert saver(gated, 0.0) == gated.save
+
+
 def test_cached_training_stream_resumes_on_the_same_batches(speech_folder):
     """With data.cache_batches, the batches a resumed run sees (skipping the k it had
     consumed) are exactly the batches k, k+1, ... of an uninterrupted run, across the

@@ -304,7 +304,7 @@ SHIPPED = {
         "mpsenet.yaml",
         ["data.segment_seconds=0.5", "training.metric_discriminator=false"],
     ),
-    # The gated conformer with the PESQ term and 30 % clean examples.
+    # The gated conformer with the PESQ term and 30 % clean examples (the main job's).
     "conformer_small": ("conformer_small.yaml", []),
 }
 
@@ -315,10 +315,10 @@ def test_shipped_configs_train_a_few_steps(case, tmp_path, speech_folder):
     """``gan_small.yaml`` and ``small.yaml`` under mixed precision (loss-scaled
     optimizers), ``base.yaml`` with its own preset on half-second crops, and
     ``small.yaml`` compiled with XLA, ``mpsenet.yaml`` (its conformer at the small
-    preset) and ``conformer_small.yaml`` (gated, with the PESQ term) each train 6
-    steps: every term logged and finite, every weight moved, every optimizer stepped,
-    the files written. (``small.yaml`` and ``mpsenet_recipe.yaml``
-    also run in the resume test.)"""
+    preset) and ``conformer_small.yaml`` (gated, with the PESQ term, its gate threshold
+    in the saved files only) each train 6 steps: every term logged and finite, every
+    weight moved, every optimizer stepped, the files written. (``small.yaml`` and
+    ``mpsenet_recipe.yaml`` also run in the resume test.)"""
     config_file, extra = SHIPPED[case]
     overrides = tiny(speech_folder) + extra + [f"training.output_dir={tmp_path}"]
     record = {}
@@ -330,6 +330,14 @@ def test_shipped_configs_train_a_few_steps(case, tmp_path, speech_folder):
     config = load_config(config_file, overrides)
     check_run(tmp_path, config, record)
     assert record["jit_compile"] is (case == "small_jit_compile")
+    if case == "conformer_small":
+        # Trained (and validated) with the soft gate; both files carry the threshold.
+        import keras
+
+        assert record["gate_threshold"] == [0.0, 0.0]
+        for name in ("model.keras", "last.keras"):
+            saved = keras.saving.load_model(tmp_path / name, compile=False)
+            assert saved.gate_threshold == config["model"]["gate_threshold"] == 0.5, name
     if case.endswith("mixed_precision"):
         scaling = {key.split("/")[0] for key in record["after"] if key.endswith("dynamic_scale")}
         assert scaling >= (

@@ -51,7 +51,8 @@ def training_state(model):
 def probe_fit(record, batches=False, steps=False):
     """While open, ``keras.Model.fit`` also stores ``record["before"]`` and
     ``record["after"]`` (:func:`training_state` around the call) and whether the
-    model compiled its steps with XLA (``record["jit_compile"]``); with ``batches``
+    model compiled its steps with XLA (``record["jit_compile"]``) and the generator's
+    ``gate_threshold`` as fit began and ended (``record["gate_threshold"]``); with ``batches``
     it appends each step's clean batch to ``record["batches"]`` and its input batch
     to ``record["inputs"]``, with ``steps`` the
     state after each step to ``record["steps"]``."""
@@ -84,7 +85,10 @@ def probe_fit(record, batches=False, steps=False):
 
             model.train_step = step_recording_batch
         record["before"] = training_state(model)
+        generator = getattr(model, "generator", model)
+        record["gate_threshold"] = [getattr(generator, "gate_threshold", None)]
         history = fit(model, *args, **kwargs)
+        record["gate_threshold"].append(getattr(generator, "gate_threshold", None))
         record["after"] = training_state(model)
         record["jit_compile"] = model.jit_compile
         return history

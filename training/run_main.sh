@@ -11,10 +11,10 @@ VENV="${SPECTRAL_RESTORE_VENV:-$ROOT/.venv}"
 OUT="${OUT:-$ROOT/outputs/main}"
 cd "$ROOT"
 "$VENV/bin/spectral-restore" demo --out "$OUT/demo"
-# Train the small preset on the built-in synthetic_speech data (at most 18 minutes on
-# 2 CPU cores), then evaluate it on unseen voices and damage seeds. A run that was
-# interrupted resumes from its last backup when started again.
-"$VENV/bin/spectral-restore" train --config training/configs/small.yaml --evaluate \
+# Train the gated conformer's small preset on the built-in synthetic_speech data (at most
+# 18 minutes on 2 CPU cores), then evaluate it on unseen voices and damage seeds. A run
+# that was interrupted resumes from its last backup when started again.
+"$VENV/bin/spectral-restore" train --config training/configs/conformer_small.yaml --evaluate \
     "training.output_dir=$OUT/train"
 # A TF Serving SavedModel of the trained model, then the demo's noisy sentence restored
 # through it (restored audio and input/restored spectrograms in $OUT/restored).

@@ -343,6 +343,40 @@ class StopAtStep(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def inference_gate_threshold(config, generator):
+    """``model.gate_threshold`` of ``config``, checked against ``generator``: a number
+    in [0, 1), and 0 for a model without a per-frame gate (the CRN, the conformer's
+    ``base``), whose files could not carry it."""
+    value = config["model"]["gate_threshold"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise UsageError(f"config model.gate_threshold must be in [0, 1); received {value!r}")
+    if value and not getattr(generator, "gate", False):
+        raise UsageError(
+            f"config model.gate_threshold={value!r} needs a model with a per-frame gate (the "
+            f"conformer's small preset); model.architecture={config['model']['architecture']}, "
+            f"model.preset={config['model']['preset']} has none: set it to 0"
+        )
+    return float(value)
+
+
+def saver(generator, gate_threshold):
+    """``save(path)``: ``generator.save(path)`` with ``gate_threshold`` set in the file
+    only. The model in training keeps the soft gate (threshold 0), so its steps and
+    ``val_pesq_wb`` (hence the choice of the best epoch) are those of the model as
+    trained; the threshold applies where the saved file is used."""
+    if not gate_threshold:
+        return generator.save
+
+    def save(path):
+        generator.gate_threshold = gate_threshold
+        try:
+            generator.save(path)
+        finally:
+            generator.gate_threshold = 0.0
+
+    return save
+
+
 def training_step(model):
     """Steps taken so far (the GAN's own counter, else the optimizer's)."""
     counter = getattr(model, "gan_step", None)
@@ -451,8 +485,9 @@ def run(config, callbacks=()):
     Writes ``last.keras`` (the generator as training left it) and ``model.keras``
     (the generator of the epoch with the best ``val_pesq_wb``, recorded in
     ``best.json``; the last one when ``training.pesq_batches`` is 0 or no epoch
-    ended). ``training.early_stopping_patience`` (an int) stops training after that
-    many epochs without a better ``val_pesq_wb``.
+    ended), both with ``model.gate_threshold`` set (:func:`saver`; training and
+    ``val_pesq_wb`` keep the soft gate). ``training.early_stopping_patience`` (an
+    int) stops training after that many epochs without a better ``val_pesq_wb``.
     """
     check_source(config["data"]["source"])
     config = backend_config(config)
@@ -478,6 +513,7 @@ def run(config, callbacks=()):
         # The library checks the names and settings of the model section as it builds.
         with user_input("config model/training section"):
             model = build_model(config, loss)
+        gate_threshold = inference_gate_threshold(config, getattr(model, "generator", model))
         model(
             np.zeros(
                 (1, int(config["data"]["segment_seconds"] * config["model"]["sample_rate"])),
@@ -491,6 +527,7 @@ def run(config, callbacks=()):
     time_limit = TimeLimit(training["max_minutes"])
     extra_callbacks, callbacks = list(callbacks), []
     generator = getattr(model, "generator", model)
+    save = saver(generator, gate_threshold)
     best = None
     if training["pesq_batches"]:
         # First, so that CSVLogger, TensorBoard and the checkpoints see val_pesq_wb.
@@ -502,7 +539,7 @@ def run(config, callbacks=()):
         best = BestCheckpoint(
             os.path.join(output_dir, "model.keras"),
             os.path.join(output_dir, "best.json"),
-            generator.save,
+            save,
             monitor=CHECKPOINT_MONITOR,
             resume=resumed_from > 0,
         )
@@ -570,7 +607,7 @@ def run(config, callbacks=()):
         os.path.join(output_dir, "model.keras"),
         os.path.join(output_dir, "last.keras"),
     )
-    generator.save(last_path)
+    save(last_path)
     best_epoch = None if best is None else best.summary()
     if best_epoch is None:
         # Without a validation score (or before the first epoch ended) the last model is the best known.
@@ -580,6 +617,7 @@ def run(config, callbacks=()):
         "last_model": last_path,
         "best": best_epoch,
         "parameters": int(generator.count_params()),
+        "gate_threshold": gate_threshold,
         "minutes": round(minutes, 2),
         "resumed_from_step": resumed_from,
         "steps": training_step(model),
