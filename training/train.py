@@ -368,11 +368,11 @@ def saver(generator, gate_threshold):
         return generator.save
 
     def save(path):
-        generator.gate_threshold = gate_threshold
+        trained, generator.gate_threshold = generator.gate_threshold, gate_threshold
         try:
             generator.save(path)
         finally:
-            generator.gate_threshold = 0.0
+            generator.gate_threshold = trained
 
     return save
 
@@ -513,7 +513,8 @@ def run(config, callbacks=()):
         # The library checks the names and settings of the model section as it builds.
         with user_input("config model/training section"):
             model = build_model(config, loss)
-        gate_threshold = inference_gate_threshold(config, getattr(model, "generator", model))
+        generator = getattr(model, "generator", model)
+        gate_threshold = inference_gate_threshold(config, generator)
         model(
             np.zeros(
                 (1, int(config["data"]["segment_seconds"] * config["model"]["sample_rate"])),
@@ -526,7 +527,6 @@ def run(config, callbacks=()):
     examples = training["audio_examples"]
     time_limit = TimeLimit(training["max_minutes"])
     extra_callbacks, callbacks = list(callbacks), []
-    generator = getattr(model, "generator", model)
     save = saver(generator, gate_threshold)
     best = None
     if training["pesq_batches"]:
