@@ -166,6 +166,7 @@ def test_bad_folders_and_arguments_are_one_line_usage_errors(folder_pair, tmp_pa
             "--sample-rate: Unsupported `sample_rate`",
         ),
         ([str(tmp_path / "missing.keras"), *pairs, "-o", out], "model not found: .*missing.keras"),
+        (["model.keras", "--no-clean-row"], "--no-clean-row is for --pairs"),
     ):
         assert cli.main(["evaluate", *argv]) == 2, argv
         err = capsys.readouterr().err
@@ -182,7 +183,9 @@ def test_model_scores_equal_the_references_of_its_own_output(
     """With a model: the "restored" scores are the ``pesq`` package's and pystoi's
     scores of the model's own output (the model called on each damaged file, zero-padded
     at the end to a multiple of 0.5 s and cut back), and the "input" scores are those of
-    the damaged file, in the same report."""
+    the damaged file, in the same report; each clean file, restored as its own input,
+    is scored against itself in the "clean" row, and the "all" row holds only the
+    damaged files."""
     from pesq import pesq
 
     pystoi = pytest.importorskip("pystoi", reason="pystoi is in the test extras")
@@ -213,11 +216,16 @@ def test_model_scores_equal_the_references_of_its_own_output(
     assert list(report["conditions"]) == ["input", "restored"] and report["pad_seconds"] == 0.5
     assert [row["name"] for row in report["conditions"]["restored"]["files"]] == [
         "p232_001",
+        "p232_001 (clean)",
         "p232_007",
+        "p232_007 (clean)",
     ]
     for condition in ("input", "restored"):
         for row in report["conditions"][condition]["files"]:
-            clean, damaged = read[row["name"]]
+            name = row["name"].removesuffix(" (clean)")
+            clean, damaged = read[name]
+            if name != row["name"]:
+                damaged = clean
             length = min(len(clean), len(damaged))
             clean = clean[:length]
             if condition == "restored":
@@ -235,5 +243,14 @@ def test_model_scores_equal_the_references_of_its_own_output(
                 condition,
                 row["name"],
             )
+    for group, rows in (("all", [0, 2]), ("clean", [1, 3])):
+        for condition in ("input", "restored"):
+            files = report["conditions"][condition]["files"]
+            assert report["groups"][group]["examples"] == 2
+            assert report["groups"][group][condition]["pesq_wb"] == pytest.approx(
+                np.mean([files[i]["pesq_wb"] for i in rows])
+            ), (group, condition)
     restored, damaged = (report["groups"]["all"][c]["pesq_wb"] for c in ("restored", "input"))
     assert abs(restored - damaged) > 0.01  # the perturbed model changes the audio
+    restored, clean = (report["groups"]["clean"][c]["pesq_wb"] for c in ("restored", "input"))
+    assert clean > 4.5 and abs(restored - clean) > 0.01

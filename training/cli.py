@@ -130,6 +130,10 @@ def _evaluate(args):
                 "--sample-rate and --length-tolerance are for --pairs; the evaluation of a run "
                 "scores at the model's rate"
             )
+        if args.no_clean_row:
+            raise UsageError(
+                "--no-clean-row is for --pairs; the evaluation of a run always scores its clean row"
+            )
     if args.model:
         _check_model_path(args.model)
     config = None if args.pairs else _run_config(args.model, args.config, args.overrides)
@@ -172,6 +176,7 @@ def _evaluate(args):
             processes=args.processes,
             progress=not args.quiet,
             max_files=args.max_files,
+            clean_row=not args.no_clean_row,
         )
         output_dir = args.out
     else:
@@ -483,6 +488,12 @@ def build_parser():
         "--config",
         default=None,
         help="config the data settings come from (default: the config.json beside the model)",
+    )
+    evaluate.add_argument(
+        "--no-clean-row",
+        action="store_true",
+        help="--pairs with a model: skip restoring each clean file as its own input "
+        "(the 'clean' row; it doubles the work)",
     )
     evaluate.add_argument(
         "--max-files",

@@ -15,7 +15,9 @@ than ``tolerance_seconds`` (:func:`~spectral_restore.data.files.check_pair`, the
 rule of training) are listed and counted in the report; pairs within the tolerance
 are scored on their common length (the cut recorded per file). Unlike the held-out
 evaluation of a run, the files are scored at their own level, as ``restore``
-restores them.
+restores them. With a model, each clean file is also restored as its own input and
+scored against itself (the ``clean`` row, named ``"<name> (clean)"``: a restorer must
+do no harm); the ``all`` row and the published anchors stay over the damaged files.
 """
 
 import os
@@ -58,6 +60,7 @@ def evaluate_folders(
     processes=None,
     progress=True,
     max_files=None,
+    clean_row=True,
 ):
     """Scores every damaged file against its clean partner, and its restoration by
     ``model`` when one is given; writes ``evaluation.json``, ``.md`` and ``.png``.
@@ -77,6 +80,9 @@ def evaluate_folders(
         pad_seconds: float or None. The AudioRestorer's input padding (``PAD_SECONDS``).
         metrics, processes, progress: as for :func:`~spectral_restore.evaluation.score_pairs`.
         max_files: int or None. Score only the first pairs (in name order).
+        clean_row: bool. With a model, also restore each clean file and score it
+            against itself (the ``clean`` row); it doubles the restoring and scoring.
+            Defaults to True; ignored without a model.
 
     Returns:
         dict: the data written to ``evaluation.json``.
@@ -118,6 +124,8 @@ def evaluate_folders(
     conditions = ("input", "restored") if restorer else ("input",)
     selected = pairs if max_files is None else pairs[:max_files]
     unreadable, mismatched = [], ReadStats()
+    with_clean = bool(restorer) and bool(clean_row)
+    clean_items = []  # per scored item: True for a clean file as its own input
 
     def items():
         from tqdm import tqdm
@@ -135,12 +143,21 @@ def evaluate_folders(
             estimates = {"input": damaged}
             if restorer:
                 estimates["restored"] = restorer(damaged[None].astype(np.float32))[0]
+            clean_items.append(False)
             yield pair.name, clean, estimates
+            if with_clean:
+                clean_items.append(True)
+                yield (
+                    f"{pair.name} (clean)",
+                    clean,
+                    {"input": clean, "restored": restorer(clean[None].astype(np.float32))[0]},
+                )
 
     evaluations = score_conditions(
         items(), rate, conditions, metrics=metrics, processes=processes, progress=False
     )
-    scored = [row["name"] for row in evaluations["input"].files]
+    is_clean = np.array(clean_items, dtype=bool)
+    scored = [row["name"] for row, clean in zip(evaluations["input"].files, is_clean) if not clean]
     if not scored:
         raise ValueError(
             f"None of the {len(selected)} pairs could be scored: {unreadable + mismatched.messages()}"
@@ -155,6 +172,12 @@ def evaluate_folders(
         f"unreadable, {mismatched.files_skipped} pairs differing by more than {tolerance_seconds} s"
         + ("" if max_files is None else f", {len(pairs) - len(selected)} pairs beyond max_files"),
     ]
+    if with_clean:
+        notes.insert(
+            2,
+            f"clean: the {len(scored)} clean files as input, restored and scored against "
+            "themselves (a restorer must do no harm)",
+        )
     if voicebank and len(scored) != report.VOICEBANK_TEST_FILES:
         notes.append(
             f"the published rows are over all {report.VOICEBANK_TEST_FILES} test files; "
@@ -176,12 +199,15 @@ def evaluate_folders(
         title=f"{os.path.basename(os.path.normpath(os.fspath(damaged_dir)))} vs "
         f"{os.path.basename(os.path.normpath(os.fspath(clean_dir)))}",
         notes=notes,
+        groups={"all": ~is_clean, "clean": is_clean} if with_clean else None,
+        group_label="input",
         anchors=report.VOICEBANK_ANCHORS if voicebank else None,
         extra={
             "kind": "pairs",
             "model": None if restorer is None else str(source),
             "pairing": pairing,
             "pad_seconds": pad_seconds if restorer else None,
+            "clean_row": with_clean,
         },
         left_out={
             "Files without a partner": unmatched,
