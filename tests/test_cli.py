@@ -174,6 +174,18 @@ def test_each_usage_error_is_one_line(tmp_path, capsys):
             ],
             r"model.gate_threshold must be in \[0, 1\); received 1$",
         ),
+        "gate supervision under the GAN": (
+            [
+                "train",
+                "--config",
+                "conformer_small.yaml",
+                "training.gan=true",
+                "model.gate_supervision=0.01",
+                f"training.output_dir={runs}",
+            ],
+            r"model.gate_supervision=0.01 is for plain training; the GAN's steps .* do not "
+            "score the gate: set it to 0$",
+        ),
         "unknown option": (
             ["restore", str(audio), "-o", out, "-m", model, "--bogus"],
             "unrecognized arguments",

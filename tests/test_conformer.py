@@ -268,6 +268,10 @@ def test_bad_arguments_are_value_errors():
     for threshold in (1.0, -0.1):
         with pytest.raises(ValueError, match=f"gate_threshold={threshold}"):
             MagnitudePhaseConformer("small", gate_threshold=threshold)
+    with pytest.raises(ValueError, match="gate_supervision=-0.1"):
+        MagnitudePhaseConformer("small", gate_supervision=-0.1)
+    with pytest.raises(ValueError, match="gate_supervision=0.1, gate=False"):
+        MagnitudePhaseConformer("base", gate_supervision=0.1)
 
 
 def numpy_attention(layer, x):
@@ -372,6 +376,48 @@ def test_remat_gives_the_same_training_step():
         np.testing.assert_allclose(recomputed, plain, atol=1e-4 * max(moved))
     for plain, recomputed in zip(results[False][2], results[True][2]):
         np.testing.assert_allclose(recomputed, plain, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.every_backend
+def test_gate_supervision_adds_the_gates_cross_entropy_against_the_damaged_frames():
+    """With ``gate_supervision`` w, the training loss is the compiled loss plus
+    ``w`` times the mean binary cross-entropy of the per-frame gate (as trained) against
+    targets computed here in numpy from the two STFTs: 1 where the input differs from
+    the target by more than 1e-3 of the frame's energy (+ 1e-8), else 0: the noisy half
+    of the first example; none of the second, clean example, nor the digital silence
+    both start with. ``train_on_batch`` (SGD at rate 0) reports the same loss, so the
+    trainer's compiled step scores the gate; the setting round-trips through the config."""
+    rng = np.random.default_rng(3)
+    clean = speech_like(2, 4000)
+    clean[:, :800] = 0.0
+    noisy = clean.copy()
+    noisy[0, 2000:] += (0.05 * rng.standard_normal(2000)).astype(np.float32)
+    weight = 0.25
+    keras.utils.set_random_seed(5)
+    model = moved_off_identity(build_model("conformer", "small", gate_supervision=weight))
+    assert MagnitudePhaseConformer.from_config(model.get_config()).gate_supervision == weight
+
+    x_real, x_imag = (np.asarray(v, np.float64) for v in spectral.stft(noisy))
+    y_real, y_imag = (np.asarray(v, np.float64) for v in spectral.stft(clean))
+    distortion = np.sum((x_real - y_real) ** 2 + (x_imag - y_imag) ** 2, axis=-1)
+    targets = distortion > 1e-3 * np.sum(y_real**2 + y_imag**2, axis=-1) + 1e-8
+    assert not targets[1].any() and not targets[0, :3].any()
+    assert 0.3 < targets[0].mean() < 0.7  # the noisy half
+
+    real, imag = spectral.compress_complex(*spectral.stft(noisy), 0.3)
+    real, imag = np.asarray(real), np.asarray(imag)
+    magnitude = np.sqrt(np.maximum(real**2 + imag**2, 1e-12)).astype(np.float32)
+    gate = np.asarray(model.decode(magnitude, real, imag, training=True)[3], np.float64)[..., 0]
+    assert gate.shape == targets.shape and np.std(gate) > 1e-4
+    cross_entropy = -np.mean(targets * np.log(gate) + (1 - targets) * np.log(1 - gate))
+
+    loss = SpectrogramMSE(compress_exponent=0.3)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss)
+    predicted = model(noisy, training=True)
+    expected = float(loss(clean, predicted)) + weight * cross_entropy
+    total = model.compute_loss(x=noisy, y=clean, y_pred=predicted, training=True)
+    assert float(total) == pytest.approx(expected, rel=1e-4)
+    assert float(model.train_on_batch(noisy, clean)) == pytest.approx(expected, rel=1e-4)
 
 
 def test_every_backend_case_under_jax(rerun_under_jax):

@@ -275,11 +275,18 @@ def build_model(config, loss):
             sample_rate=model_config["sample_rate"],
             seed=config["data"]["seed"],
         )
+    supervision = model_config["gate_supervision"]
+    if supervision and (training["gan"] or training["metric_discriminator"]):
+        raise UsageError(
+            f"config model.gate_supervision={supervision!r} is for plain training; the GAN's steps "
+            "(training.gan, training.metric_discriminator) do not score the gate: set it to 0"
+        )
     generator = build_architecture(
         model_config["architecture"],
         model_config["preset"],
         sample_rate=model_config["sample_rate"],
         input_damage=input_damage,
+        **({"gate_supervision": supervision} if supervision else {}),
     )
     optimizers = build_optimizers(training)
     if training["gan"] or training["metric_discriminator"]:

@@ -52,7 +52,7 @@ from keras import layers, ops
 
 from spectral_restore import spectral
 from spectral_restore.models.discriminators import LearnableSigmoid
-from spectral_restore.models.frontend import SpectralModel, resolve_settings
+from spectral_restore.models.frontend import COMPRESSION, SpectralModel, resolve_settings
 from spectral_restore.models.layers import Conv2DTranspose
 
 register = keras.saving.register_keras_serializable(package="spectral_restore")
@@ -96,6 +96,13 @@ NORM_EPSILON = 1e-5
 # The gate's initial logit: g = sigmoid(3) = 0.95, so training starts with the
 # decoders' estimate almost alone (the untrained network is the identity either way).
 GATE_BIAS = 3.0
+# Under ``gate_supervision``, a frame whose input differs from the target by more than
+# this fraction of the target's energy (a frame SNR below 30 dB) is one the gate should
+# open (target 1); the others, silence in both included, it should leave to the input (0).
+GATE_TARGET_DISTORTION = 1e-3
+# Frame energy (sum of squared STFT values) below which a difference counts as none:
+# far under any audible level, above the compression's round-trip error in silence.
+GATE_TARGET_FLOOR = 1e-8
 
 
 def _check_positive_int(name, value):
@@ -428,6 +435,10 @@ class MagnitudePhaseConformer(SpectralModel):
             call or export (``model.gate_threshold = 0.5``): trained with it, the gate
             learns to sit above ``t`` and nothing is gained (benchmarks/README.md).
             Defaults to 0.
+        gate_supervision: float >= 0, 0 without ``gate``. Weight of the gate's mean
+            per-frame binary cross-entropy against :meth:`gate_targets` (where the
+            input differs from the target), added by ``compute_loss`` to the training
+            loss (not to validation); the GAN's steps do not call it. Defaults to 0.
 
     The untrained network is the identity up to the magnitude floor: both decoders'
     last layers start at zero (mask 1, phase unchanged). Attention spans the whole
@@ -465,6 +476,7 @@ class MagnitudePhaseConformer(SpectralModel):
         input_damage=None,
         remat=False,
         gate_threshold=0.0,
+        gate_supervision=0.0,
         **kwargs,
     ):
         super().__init__(
@@ -506,6 +518,12 @@ class MagnitudePhaseConformer(SpectralModel):
         if not 0.0 <= self.gate_threshold < 1.0:
             raise ValueError(
                 f"`gate_threshold` must be in [0, 1). Received: gate_threshold={gate_threshold!r}"
+            )
+        self.gate_supervision = float(gate_supervision)
+        if not self.gate_supervision >= 0.0 or (self.gate_supervision and not self.gate):
+            raise ValueError(
+                "`gate_supervision` must be a number >= 0, and 0 without `gate`. "
+                f"Received: gate_supervision={gate_supervision!r}, gate={self.gate}"
             )
         self.remat = _check_bool("remat", remat)
         intervals = self.stft_config.num_bins - 1
@@ -563,6 +581,7 @@ class MagnitudePhaseConformer(SpectralModel):
         config = super().get_config()
         config["remat"] = self.remat
         config["gate_threshold"] = self.gate_threshold
+        config["gate_supervision"] = self.gate_supervision
         return config
 
     @classmethod
@@ -617,6 +636,28 @@ class MagnitudePhaseConformer(SpectralModel):
             gate = ops.sigmoid(ops.cast(self.gate_head(ops.mean(x, axis=2)), "float32"))
         return mask, phase_real, phase_imag, gate
 
+    def gate_targets(self, real, imag, clean):
+        """Per-frame targets ``[batch, frames]`` of the gate, float32: 1 where the
+        input (compressed ``(real, imag)``) differs from the ``clean`` waveform's STFT
+        by more than ``GATE_TARGET_DISTORTION`` of its energy (plus
+        ``GATE_TARGET_FLOOR``), else 0."""
+        x_real, x_imag = spectral.compress_complex(real, imag, 1.0 / COMPRESSION)
+        y_real, y_imag = spectral.stft(ops.cast(clean, "float32"), self.stft_config)
+        distortion = ops.sum(ops.square(x_real - y_real) + ops.square(x_imag - y_imag), axis=-1)
+        energy = ops.sum(ops.square(y_real) + ops.square(y_imag), axis=-1)
+        return ops.cast(distortion > GATE_TARGET_DISTORTION * energy + GATE_TARGET_FLOOR, "float32")
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total = super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        step = self.__dict__.pop("_gate_step", None)
+        if not training or step is None or y is None:
+            return total
+        gate, real, imag = step
+        target = self.gate_targets(real, imag, y)
+        gate = ops.clip(gate[..., 0], 1e-6, 1.0 - 1e-6)
+        cross_entropy = -ops.mean(target * ops.log(gate) + (1.0 - target) * ops.log(1.0 - gate))
+        return total + ops.cast(self.gate_supervision * cross_entropy, total.dtype)
+
     def restore_spectrogram(self, real, imag, training=False):
         """Compressed input ``(real, imag)`` ``[batch, frames, bins]`` -> compressed estimate."""
         magnitude = spectral.magnitude(real, imag)
@@ -626,6 +667,9 @@ class MagnitudePhaseConformer(SpectralModel):
         est_real, est_imag = magnitude * ops.cos(phase), magnitude * ops.sin(phase)
         if gate is None:
             return est_real, est_imag
+        if training and self.gate_supervision:
+            # compute_loss, which runs next in the same step, scores the gate.
+            self.__dict__["_gate_step"] = (gate, real, imag)
         if not training and self.gate_threshold:
             gate = ops.relu(gate - self.gate_threshold) / (1.0 - self.gate_threshold)
         return gate * est_real + (1.0 - gate) * real, gate * est_imag + (1.0 - gate) * imag
