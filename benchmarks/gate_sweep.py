@@ -55,11 +55,13 @@ def sweep(model_path, config, thresholds, utterances, processes=None):
                 metrics=["pesq_wb"],
             )
         groups = data["groups"]
-        rows[float(threshold)] = {
+        row = {
             name: (groups[group]["input"]["pesq_wb"], groups[group]["restored"]["pesq_wb"])
             for name, group in (("damaged", "all"), ("clean", "clean"))
-        } | {"n": (groups["all"]["examples"], groups["clean"]["examples"])}
-        damaged, clean = rows[float(threshold)]["damaged"], rows[float(threshold)]["clean"]
+        }
+        row["n"] = (groups["all"]["examples"], groups["clean"]["examples"])
+        rows[float(threshold)] = row
+        damaged, clean = row["damaged"], row["clean"]
         print(
             f"t = {threshold:.2f}: damaged {damaged[0]:.3f} -> {damaged[1]:.3f}, "
             f"clean {clean[0]:.3f} -> {clean[1]:.3f}",

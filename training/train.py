@@ -276,7 +276,8 @@ def build_model(config, loss):
             seed=config["data"]["seed"],
         )
     supervision = model_config["gate_supervision"]
-    if supervision and (training["gan"] or training["metric_discriminator"]):
+    gan = training["gan"] or training["metric_discriminator"]
+    if supervision and gan:
         raise UsageError(
             f"config model.gate_supervision={supervision!r} is for plain training; the GAN's steps "
             "(training.gan, training.metric_discriminator) do not score the gate: set it to 0"
@@ -289,7 +290,7 @@ def build_model(config, loss):
         **({"gate_supervision": supervision} if supervision else {}),
     )
     optimizers = build_optimizers(training)
-    if training["gan"] or training["metric_discriminator"]:
+    if gan:
         from spectral_restore.models.discriminators import (
             MetricDiscriminator,
             MultiResolutionDiscriminator,

@@ -653,9 +653,9 @@ class MagnitudePhaseConformer(SpectralModel):
         if not training or step is None or y is None:
             return total
         gate, real, imag = step
-        target = self.gate_targets(real, imag, y)
-        gate = ops.clip(gate[..., 0], 1e-6, 1.0 - 1e-6)
-        cross_entropy = -ops.mean(target * ops.log(gate) + (1.0 - target) * ops.log(1.0 - gate))
+        cross_entropy = ops.mean(
+            ops.binary_crossentropy(self.gate_targets(real, imag, y), gate[..., 0])
+        )
         return total + ops.cast(self.gate_supervision * cross_entropy, total.dtype)
 
     def restore_spectrogram(self, real, imag, training=False):
