@@ -420,6 +420,23 @@ def test_gate_supervision_adds_the_gates_cross_entropy_against_the_damaged_frame
     assert float(model.train_on_batch(noisy, clean)) == pytest.approx(expected, rel=1e-4)
 
 
+def test_gate_supervision_has_finite_gradients_on_silence():
+    """The supervised training loss (compiled loss plus the gate's cross-entropy) and
+    its gradients stay finite on silent input and target, and on speech against
+    silence and the reverse."""
+    model = moved_off_identity(build_model("conformer", "small", gate_supervision=0.5))
+    model.compile(optimizer="sgd", loss=SpectrogramMSE(compress_exponent=0.3))
+    silence = np.zeros((2, 4000), np.float32)
+    speech = speech_like(2, 4000)
+    for noisy, clean in [(silence, silence), (speech, silence), (silence, speech)]:
+        with tf.GradientTape() as tape:
+            predicted = model(noisy, training=True)
+            value = model.compute_loss(x=noisy, y=clean, y_pred=predicted, training=True)
+        gradients = tape.gradient(value, model.trainable_variables)
+        assert np.isfinite(float(value))
+        assert all(g is not None and np.all(np.isfinite(np.asarray(g))) for g in gradients)
+
+
 def test_every_backend_case_under_jax(rerun_under_jax):
     rerun_under_jax()
 
