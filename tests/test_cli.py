@@ -186,6 +186,17 @@ def test_each_usage_error_is_one_line(tmp_path, capsys):
             r"model.gate_supervision=0.01 is for plain training; the GAN's steps .* do not "
             "score the gate: set it to 0$",
         ),
+        "speed perturbation out of order": (
+            [
+                "train",
+                "--config",
+                "small.yaml",
+                "data.speed_perturb=[1.2, 0.8]",
+                f"training.output_dir={runs}",
+            ],
+            r"config data.speed_perturb: `speed_perturb` must satisfy 0.5 <= low <= high <= 2.0; "
+            r"received \[1.2, 0.8\]$",
+        ),
         "unknown option": (
             ["restore", str(audio), "-o", out, "-m", model, "--bogus"],
             "unrecognized arguments",

@@ -156,7 +156,7 @@ def test_the_gate_threshold_goes_into_the_saved_file_only(tmp_path, rng):
     from spectral_restore.models import build_model
     from training.train import inference_gate_threshold, saver
 
-    config = load_config("conformer_small.yaml")
+    config = load_config("conformer_small.yaml", ["model.gate_threshold=0.5"])
     gated = build_model("conformer", "small")
     assert inference_gate_threshold(config, gated) == 0.5
     for value in (1.0, -0.1, True, "0.5"):

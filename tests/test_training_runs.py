@@ -304,7 +304,8 @@ SHIPPED = {
         "mpsenet.yaml",
         ["data.segment_seconds=0.5", "training.metric_discriminator=false"],
     ),
-    # The gated conformer with the PESQ term and 30 % clean examples (the main job's).
+    # The main job's gated conformer (supervised gate, speed perturbation, PESQ term, 30 %
+    # clean examples, its gate threshold in the saved files).
     "conformer_small": ("conformer_small.yaml", []),
 }
 
@@ -315,8 +316,8 @@ def test_shipped_configs_train_a_few_steps(case, tmp_path, speech_folder):
     """``gan_small.yaml`` and ``small.yaml`` under mixed precision (loss-scaled
     optimizers), ``base.yaml`` with its own preset on half-second crops, and
     ``small.yaml`` compiled with XLA, ``mpsenet.yaml`` (its conformer at the small
-    preset) and ``conformer_small.yaml`` (gated, with the PESQ term, its gate threshold
-    in the saved files only) each train 6 steps: every term logged and finite, every
+    preset) and ``conformer_small.yaml`` (supervised gate, speed perturbation, the PESQ
+    term; a gate threshold in the saved files only) each train 6 steps: every term logged and finite, every
     weight moved, every optimizer stepped, the files written. (``small.yaml`` and
     ``mpsenet_recipe.yaml`` also run in the resume test.)"""
     config_file, extra = SHIPPED[case]

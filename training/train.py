@@ -150,6 +150,7 @@ def make_datasets(config, skip_batches=0):
     :func:`training_chain`; validation batches always by the chain alone, in the data
     ("model" damage acts in training only); recorded pairs only with ``data.damage_pairs``."""
     from spectral_restore.data.files import ReadStats
+    from spectral_restore.data.speed import check_speed_range
 
     data, model = config["data"], config["model"]
     register_dataset_builders(data["source"])
@@ -173,6 +174,8 @@ def make_datasets(config, skip_batches=0):
     cached = int(data["cache_batches"])
     if cached < 0:
         raise UsageError(f"config data.cache_batches must be >= 0; received {cached}")
+    with user_input("config data.speed_perturb"):
+        speed_perturb = check_speed_range(data["speed_perturb"])
     # The same two streams on every backend; only the reader and the caching differ.
     train_args = dict(
         split=data["train_split"],
@@ -181,6 +184,7 @@ def make_datasets(config, skip_batches=0):
         damage=damage,
         chain=training_chain(config),
         floor=training_floor(config),
+        speed_perturb=speed_perturb,
         **common,
     )
     validation_args = dict(

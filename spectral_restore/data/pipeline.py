@@ -22,7 +22,7 @@ import numpy as np
 from spectral_restore import spectral
 from spectral_restore._typing import AudioSource
 from spectral_restore.backend import require_tensorflow
-from spectral_restore.data import levels
+from spectral_restore.data import levels, speed
 from spectral_restore.data.artifacts import ArtifactChain, RecordingFloor, check_floor
 from spectral_restore.data.files import (
     AUDIO_EXTENSIONS,
@@ -182,6 +182,7 @@ def make_dataset(
     damage_pairs: bool = False,
     pair_tolerance_seconds: float = PAIR_TOLERANCE_SECONDS,
     floor: RecordingFloor | None = None,
+    speed_perturb: tuple[float, float] | None = None,
     seed: int = 0,
     output: str = "waveform",
     stft_config: spectral.STFTConfig | dict | None = None,
@@ -223,6 +224,11 @@ def make_dataset(
         floor: RecordingFloor or None. Adds a recording's background to a share of
             clean segments before the damage, on both sides of the pair (recorded
             pairs have their own and get none). Defaults to None.
+        speed_perturb: (low, high) or None. Each segment's speed factor is drawn
+            uniformly from it: ``round(length * factor)`` samples are read and
+            resampled to the segment's length (:mod:`~spectral_restore.data.speed`),
+            faster and higher-pitched above 1, both sides of a pair alike. None
+            reads the segments as they are. Defaults to None.
         seed: int. Crops, shuffling and damage are all derived from it: the same
             seed gives the same pairs. Defaults to 0.
         output: str. "waveform" (``[batch, samples]``) or "spectrogram"
@@ -259,6 +265,7 @@ def make_dataset(
         damage = "model" if tf.config.list_physical_devices("GPU") else "pipeline"
     stats = stats if stats is not None else ReadStats()
     floor = check_floor(floor)
+    speed_perturb = speed.check_speed_range(speed_perturb)
     dataset = pair_dataset(
         source, sample_rate, split, data_dir, manual_dir, stats, pair_tolerance_seconds
     )
@@ -276,6 +283,7 @@ def make_dataset(
     stft_config = spectral.as_stft_config(stft_config)
     length = int(round(segment_seconds * sample_rate))
     base_seed = tf.constant([int(seed), 0x5EED], tf.int64)
+    speed_seed = tf.constant([int(seed), 0x59EED], tf.int64)
     if cache:
         dataset = dataset.cache()
     if repeat:
@@ -286,8 +294,17 @@ def make_dataset(
 
     def crop(index, wave):
         item_seed = tf.random.experimental.stateless_fold_in(base_seed, index, alg="philox")
-        segment = crop_or_pad(wave, length, item_seed)
-        return segment
+        if speed_perturb is None:
+            return crop_or_pad(wave, length, item_seed)
+        factor = tf.random.stateless_uniform(
+            [],
+            tf.random.experimental.stateless_fold_in(speed_seed, index, alg="philox"),
+            *speed_perturb,
+            alg="philox",
+        )
+        samples = speed.source_length(length, factor, xp=tnp)
+        segment = crop_or_pad(wave, samples, item_seed)
+        return speed.resample(segment, samples, length, xp=tnp, fft=speed.tf_fft())
 
     def clean_side(wave):
         return wave[1] if paired else wave

@@ -40,7 +40,7 @@ from spectral_restore._typing import AudioSource
 from spectral_restore.audio_io import check_sample_rate
 from spectral_restore.backend import require_tensorflow
 from spectral_restore.checks import check_choice
-from spectral_restore.data import levels
+from spectral_restore.data import levels, speed
 from spectral_restore.data.artifacts import ArtifactChain, RecordingFloor, check_floor
 from spectral_restore.data.files import (
     AUDIO_EXTENSIONS,
@@ -61,7 +61,7 @@ DAMAGE_MODES = ("pipeline", "model", "none", "auto")
 # Draws tried for one example before the source is declared silent or unreadable.
 MAX_DRAWS = 64
 # Stream names folded into the seed, so order, crops and damage never share draws.
-_ORDER, _CROP, _REDRAW, _DAMAGE, _CACHE, _FLOOR = range(6)
+_ORDER, _CROP, _REDRAW, _DAMAGE, _CACHE, _FLOOR, _SPEED = range(7)
 
 
 def _rng(*entropy):
@@ -302,6 +302,9 @@ class AudioDataset(keras.utils.PyDataset):
         floor: RecordingFloor or None. Adds a recording's background to a share of
             clean segments before the damage, on both sides of the pair (recorded
             pairs have their own and get none). Defaults to None.
+        speed_perturb: (low, high) or None. Each segment is read at a speed factor
+            drawn uniformly from it and resampled to the segment's length
+            (:mod:`~spectral_restore.data.speed`). Defaults to None.
         seed: int. Order, crops and damage all derive from it. Defaults to 0.
         output: str. "waveform" or "spectrogram" (``[batch, frames, bins, 2]``).
             Defaults to "waveform".
@@ -352,6 +355,7 @@ class AudioDataset(keras.utils.PyDataset):
         damage_pairs: bool = False,
         pair_tolerance_seconds: float = PAIR_TOLERANCE_SECONDS,
         floor: RecordingFloor | None = None,
+        speed_perturb: tuple[float, float] | None = None,
         seed: int = 0,
         output: str = "waveform",
         stft_config: spectral.STFTConfig | dict | None = None,
@@ -399,6 +403,7 @@ class AudioDataset(keras.utils.PyDataset):
             chain = ArtifactChain(chain, sample_rate=self.sample_rate)
         self.chain = chain if damages_here else None
         self.floor = None if self.paired else check_floor(floor)
+        self.speed_perturb = speed.check_speed_range(speed_perturb)
         self.output = output
         self.stft_config = spectral.as_stft_config(stft_config)
         self.length = int(round(segment_seconds * self.sample_rate))
@@ -484,13 +489,13 @@ class AudioDataset(keras.utils.PyDataset):
             samples = levels.normalise_level(samples, self.level_db)
         return np.asarray(samples, np.float32)
 
-    def _crop(self, samples, rng):
+    def _crop(self, samples, rng, length):
         """A ``length`` crop along the last axis: both sides of a pair at one start."""
-        room = samples.shape[-1] - self.length
+        room = samples.shape[-1] - length
         if room < 0:
             return np.pad(samples, [(0, 0)] * (samples.ndim - 1) + [(0, -room)])
         start = int(rng.integers(0, room + 1))
-        return samples[..., start : start + self.length]
+        return samples[..., start : start + length]
 
     def _example(self, position):
         """Example ``position`` of the stream: a levelled, audible ``[length]`` crop
@@ -499,6 +504,10 @@ class AudioDataset(keras.utils.PyDataset):
         epoch, offset = divmod(position, clips)
         index = int(_epoch_order(self.seed, epoch, clips, self.shuffle)[offset])
         rng = _rng(self.seed, _CROP, position)
+        length = self.length
+        if self.speed_perturb is not None:
+            factor = _rng(self.seed, _SPEED, position).uniform(*self.speed_perturb)
+            length = int(speed.source_length(self.length, factor))
         for draw in range(MAX_DRAWS):
             if draw:
                 redraw = _rng(self.seed, _REDRAW, position, draw)
@@ -506,7 +515,9 @@ class AudioDataset(keras.utils.PyDataset):
             samples = self._clip(index)
             if samples is None:
                 continue
-            segment = self._crop(samples, rng)
+            segment = self._crop(samples, rng, length)
+            if length != self.length:
+                segment = speed.resample(segment, length, self.length)
             if not levels.is_silent(segment[-1] if self.paired else segment):
                 if self.level_db is not None and self.paired:
                     segment = np.stack(
