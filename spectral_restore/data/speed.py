@@ -1,6 +1,6 @@
 """Speed perturbation of training segments, written once for every data path.
 
-A segment is read ``round(length * factor)`` samples long and resampled to
+A segment is read ``length * factor`` samples long (rounded) and resampled to
 ``length``: played at the model's rate its speech is ``factor`` times faster and
 its pitch and formants ``factor`` times higher, as from another speaker. Speed
 perturbation of this kind (factors 0.9, 1.0, 1.1) is a standard augmentation of
@@ -10,7 +10,7 @@ Target and input get the same segment, the damage comes after.
 
 :func:`resample` takes ``xp`` and ``fft`` as :mod:`spectral_restore.data.levels`
 does: numpy on the host (:class:`~spectral_restore.data.source.AudioDataset`),
-``tensorflow.experimental.numpy`` and :data:`TF_FFT`'s functions inside
+``tensorflow.experimental.numpy`` and :func:`tf_fft` inside
 ``tf.data`` (:func:`~spectral_restore.data.pipeline.make_dataset`).
 """
 
