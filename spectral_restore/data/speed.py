@@ -27,7 +27,7 @@ from spectral_restore._typing import Tensor
 LIMITS = (0.5, 2.0)
 
 
-def check_speed_range(value: Any, name: str = "speed_perturb") -> tuple[float, float] | None:
+def check_speed_range(value: Any) -> tuple[float, float] | None:
     """``value`` as ``(low, high)`` speed factors, or None (no perturbation).
 
     Raises:
@@ -40,13 +40,15 @@ def check_speed_range(value: Any, name: str = "speed_perturb") -> tuple[float, f
     if value is None:
         return None
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise ValueError(f"`{name}` must be (low, high) speed factors or None; received {value!r}")
+        raise ValueError(
+            f"`speed_perturb` must be (low, high) speed factors or None; received {value!r}"
+        )
     if any(isinstance(v, bool) or not isinstance(v, (int, float, np.number)) for v in value):
-        raise ValueError(f"`{name}` must hold two numbers; received {value!r}")
+        raise ValueError(f"`speed_perturb` must hold two numbers; received {value!r}")
     low, high = float(value[0]), float(value[1])
     if not LIMITS[0] <= low <= high <= LIMITS[1]:
         raise ValueError(
-            f"`{name}` must satisfy {LIMITS[0]} <= low <= high <= {LIMITS[1]}; received {value!r}"
+            f"`speed_perturb` must satisfy {LIMITS[0]} <= low <= high <= {LIMITS[1]}; received {value!r}"
         )
     return low, high
 
